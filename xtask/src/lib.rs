@@ -1,0 +1,62 @@
+//! multiarch: the engine behind `cargo xtask`, which turns this workspace into
+//! multi-architecture container images.
+
+pub mod cli;
+pub mod config;
+pub mod docker;
+pub mod image;
+pub mod plan;
+pub mod platform;
+pub mod render;
+pub mod report;
+pub mod runner;
+pub mod template;
+pub mod toolchain;
+pub mod workspace;
+
+/// Runs one command line (without the program name).
+pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    match cli::parse(args)? {
+        cli::Task::Image(args) => image::run(&args),
+        cli::Task::Render(args) => render::run(&args),
+        cli::Task::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+    }
+}
+
+/// Formats an error chain as `error: outer: inner` with every `help:` line after it.
+pub fn format_error(err: &anyhow::Error) -> String {
+    let mut causes = Vec::new();
+    let mut helps = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let mut own = Vec::new();
+        for line in text.lines() {
+            match line.strip_prefix("help: ") {
+                Some(help) => helps.push(help.to_owned()),
+                None => own.push(line.to_owned()),
+            }
+        }
+        causes.push(own.join("\n"));
+    }
+    let mut message = format!("error: {}", causes.join(": "));
+    for help in helps {
+        message.push_str(&format!("\nhelp: {help}"));
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    #[test]
+    fn help_lines_go_last() {
+        let err = Err::<(), _>(anyhow::anyhow!("rust target `x` is not installed\nhelp: rustup target add x"))
+            .context("checking linux/arm64")
+            .unwrap_err();
+        assert_eq!(super::format_error(&err), "error: checking linux/arm64: rust target `x` is not installed\nhelp: rustup target add x");
+    }
+}

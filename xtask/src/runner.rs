@@ -1,0 +1,361 @@
+//! The one runner that executes a plan: contexts, parallel builds, pushes, then manifest lists.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use xshell::{cmd, Shell};
+
+use crate::docker::{parse_digest, ImageFacts};
+use crate::plan::{Action, Command, Expect, Job, Plan, Step};
+use crate::platform::Platform;
+
+/// What one platform produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformResult {
+    pub platform: String,
+    pub image: String,
+    pub tags: Vec<String>,
+    pub id: String,
+    pub size: u64,
+    /// Bytes sent to docker as the build context.
+    pub context_bytes: u64,
+    /// The registry digest, after a push.
+    pub digest: Option<String>,
+    pub seconds: f64,
+}
+
+/// One published manifest list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListResult {
+    pub list: String,
+    pub digest: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub package: String,
+    pub platforms: Vec<PlatformResult>,
+    pub manifests: Vec<ListResult>,
+    pub seconds: f64,
+}
+
+/// How many times a transient registry failure is retried, and the first pause.
+const PUSH_ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Executes `plan` with up to `jobs` platforms at a time.
+pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
+    let started = Instant::now();
+    for (platform, step) in &plan.contexts {
+        run_step(&new_shell(&plan.root)?, step).with_context(|| format!("{} failed for {platform}", step.label))?;
+    }
+
+    let cargo_lock = Mutex::new(());
+    let builds = run_jobs(plan, &plan.builds, jobs, &cargo_lock)?;
+    let mut platforms = Vec::new();
+    for (job, outcome) in plan.builds.iter().zip(builds) {
+        let facts = outcome.facts.expect("every build job inspects its image");
+        let context_bytes = match &plan.contexts.iter().find(|(p, _)| *p == job.platform).map(|(_, s)| &s.action) {
+            Some(Action::WriteContext { dir, .. }) => dir_size(&plan.root.join(dir)),
+            _ => 0,
+        };
+        platforms.push(PlatformResult {
+            platform: job.platform.name(),
+            image: job.images[0].clone(),
+            tags: job.images.clone(),
+            id: facts.id,
+            size: facts.size,
+            context_bytes,
+            digest: None,
+            seconds: outcome.seconds,
+        });
+    }
+
+    let pushes = run_jobs(plan, &plan.pushes, jobs, &cargo_lock)?;
+    for (result, outcome) in platforms.iter_mut().zip(pushes) {
+        result.seconds += outcome.seconds;
+        result.digest = outcome.digest;
+    }
+
+    let mut manifests = Vec::new();
+    for manifest in &plan.manifests {
+        let sh = new_shell(&plan.root)?;
+        let mut digest = None;
+        for step in &manifest.steps {
+            eprintln!("[{}] {}", manifest.list, step.label);
+            if let Some(output) = run_step(&sh, step).with_context(|| format!("{} failed for the manifest list {}", step.label, manifest.list))? {
+                digest = digest.or(parse_digest(&output));
+            }
+        }
+        let digest = digest.ok_or_else(|| anyhow!("`docker manifest push` printed no digest for {}", manifest.list))?;
+        manifests.push(ListResult { list: manifest.list.clone(), digest });
+    }
+
+    Ok(Report { package: plan.package.clone(), platforms, manifests, seconds: started.elapsed().as_secs_f64() })
+}
+
+struct JobOutcome {
+    facts: Option<ImageFacts>,
+    digest: Option<String>,
+    seconds: f64,
+}
+
+/// Runs every job, `jobs` at a time; fails, naming each failed platform, once all have ended.
+fn run_jobs(plan: &Plan, all: &[Job], jobs: usize, cargo_lock: &Mutex<()>) -> Result<Vec<JobOutcome>> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<Result<JobOutcome>>>> = Mutex::new(all.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, all.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = {
+                    let mut next = next.lock().unwrap();
+                    *next += 1;
+                    *next - 1
+                };
+                let Some(job) = all.get(index) else { break };
+                let outcome = run_job(plan, job, cargo_lock);
+                results.lock().unwrap()[index] = Some(outcome);
+            });
+        }
+    });
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    for (job, result) in all.iter().zip(results.into_inner().unwrap()) {
+        match result.expect("every job ran") {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(err) => failures.push((job.platform, err)),
+        }
+    }
+    match failures.len() {
+        0 => Ok(outcomes),
+        1 => Err(failures.pop().unwrap().1),
+        _ => {
+            let names: Vec<String> = failures.iter().map(|(p, _)| p.name()).collect();
+            let details: Vec<String> = failures.iter().map(|(_, e)| format!("{e:#}")).collect();
+            bail!("{} platforms failed: {}\n{}", failures.len(), names.join(", "), details.join("\n"))
+        }
+    }
+}
+
+fn run_job(plan: &Plan, job: &Job, cargo_lock: &Mutex<()>) -> Result<JobOutcome> {
+    let sh = new_shell(&plan.root)?;
+    let started = Instant::now();
+    let mut outcome = JobOutcome { facts: None, digest: None, seconds: 0.0 };
+    for step in &job.steps {
+        let step_started = Instant::now();
+        let output = {
+            // Cargo serialises builds on its own lock; taking ours keeps its output whole.
+            let _cargo = (step.label == "cargo build").then(|| cargo_lock.lock().unwrap());
+            run_step_retrying(&sh, step)
+        }
+        .with_context(|| format!("{} failed for {}", step.label, job.platform))?;
+        eprintln!("[{}] {} ({:.1}s)", job.platform, step.label, step_started.elapsed().as_secs_f64());
+        if let (Action::Run { expect, .. }, Some(output)) = (&step.action, output) {
+            match expect {
+                Expect::Image => outcome.facts = Some(check_image(job.platform, &job.images[0], &output)?),
+                Expect::Digest => outcome.digest = outcome.digest.or(parse_digest(&output)),
+                Expect::Success | Expect::MissingOk => {}
+            }
+        }
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// The built image must carry exactly the platform it was built for.
+fn check_image(platform: &Platform, image: &str, output: &str) -> Result<ImageFacts> {
+    let facts = ImageFacts::parse(output).ok_or_else(|| anyhow!("cannot read `docker image inspect` output for {image}: {output}"))?;
+    let variant_matches = match (platform.arch, platform.variant) {
+        ("arm64", _) => matches!(facts.variant.as_deref(), None | Some("v8")),
+        (_, expected) => facts.variant.as_deref() == expected,
+    };
+    if facts.os != crate::platform::OS || facts.architecture != platform.arch || !variant_matches {
+        let built = [facts.os.as_str(), facts.architecture.as_str()].into_iter().chain(facts.variant.as_deref()).collect::<Vec<_>>().join("/");
+        bail!(
+            "the image built for {platform} is {built}: its base image is probably not published for {platform}\n\
+             help: pick a base with a {platform} variant (set it per platform in `vars`), or drop {platform} from `platforms`"
+        );
+    }
+    Ok(facts)
+}
+
+fn new_shell(root: &Path) -> Result<Shell> {
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    Ok(sh)
+}
+
+/// Runs a step, retrying transient registry failures of pushes with backoff.
+fn run_step_retrying(sh: &Shell, step: &Step) -> Result<Option<String>> {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1.. {
+        match run_step(sh, step) {
+            Err(err) if step.label.contains("push") && attempt < PUSH_ATTEMPTS && is_transient(&format!("{err:#}")) => {
+                eprintln!("  transient failure ({}), retrying in {:.1}s", first_line(&format!("{err:#}")), backoff.as_secs_f64());
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            result => return result,
+        }
+    }
+    unreachable!("the retry loop returns")
+}
+
+/// Network trouble and server errors are worth retrying; refusals (auth, 4xx) are not.
+fn is_transient(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    let refused = ["unauthorized", "denied", "authentication required", "forbidden", "manifest invalid", "name unknown"];
+    let transient = ["connection reset", "connection refused", "eof", "timeout", "i/o timeout", "500 internal", "502 bad gateway", "503 service", "504 gateway", "received unexpected http status: 5"];
+    !refused.iter().any(|r| message.contains(r)) && transient.iter().any(|t| message.contains(t))
+}
+
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
+}
+
+/// Executes one step; returns the command's stdout for steps that read it.
+fn run_step(sh: &Shell, step: &Step) -> Result<Option<String>> {
+    match &step.action {
+        Action::WriteContext { dir, dockerfile, keep } => {
+            write_context(&sh.current_dir().join(dir), dockerfile, keep)?;
+            Ok(None)
+        }
+        Action::Copy { from, to } => {
+            let root = sh.current_dir();
+            copy_if_changed(&root.join(from), &root.join(to))?;
+            Ok(None)
+        }
+        Action::Run { command, expect } => run_command(sh, command, *expect).map(Some),
+    }
+}
+
+fn run_command(sh: &Shell, command: &Command, expect: Expect) -> Result<String> {
+    let Command { program, args } = command;
+    let output = cmd!(sh, "{program} {args...}").quiet().ignore_status().output().with_context(|| format!("cannot start `{program}`"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        return Ok(stdout);
+    }
+    if expect == Expect::MissingOk && (stderr.contains("No such manifest") || stderr.contains("no such manifest")) {
+        return Ok(stdout);
+    }
+    Err(command_failure(command, &output.status, &stdout, &stderr))
+}
+
+/// Turns a failed command into a short cause, the tail of its output, and a fix.
+fn command_failure(command: &Command, status: &std::process::ExitStatus, stdout: &str, stderr: &str) -> anyhow::Error {
+    let combined = format!("{stdout}\n{stderr}");
+    let tail: Vec<&str> = combined.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = tail[tail.len().saturating_sub(12)..].join("\n    ");
+    let lower = combined.to_ascii_lowercase();
+    let help = if lower.contains("linking with `") || lower.contains("linker `") {
+        "the platform needs a working linker: set `linker` in its [package.metadata.multiarch.platform.\"...\"] table (rust-lld for musl targets, or the cross gcc)"
+    } else if lower.contains("can't find crate for `std`") || lower.contains("target may not be installed") {
+        "install the Rust target with `rustup target add <target>`"
+    } else if lower.contains("no matching manifest") || lower.contains("manifest unknown") || lower.contains("pull access denied") {
+        "the base image is not published for this platform: choose another base in `vars` for it"
+    } else if lower.contains("unauthorized") || lower.contains("authentication required") || lower.contains("denied") {
+        "log in to the registry first: `docker login <registry>` (credentials stay in Docker's own store)"
+    } else if lower.contains("cannot connect to the docker daemon") {
+        "start the Docker engine, or point DOCKER_HOST at a running one"
+    } else {
+        "read the command's output above, fix the cause, and run again; finished steps are cached"
+    };
+    anyhow!("`{command}` exited with {status}:\n    {tail}\nhelp: {help}")
+}
+
+/// Creates `dir` holding `dockerfile`, and removes every entry not listed in `keep`.
+fn write_context(dir: &Path, dockerfile: &str, keep: &[String]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !keep.iter().any(|k| *k == entry.file_name().to_string_lossy()) {
+            let path = entry.path();
+            if entry.file_type()?.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+                .with_context(|| format!("cannot remove stale {}", path.display()))?;
+        }
+    }
+    write_if_changed(&dir.join("Dockerfile"), dockerfile.as_bytes())
+}
+
+/// Writes atomically (temporary file, then rename) and only when the content differs, so
+/// unchanged files keep their timestamps and Docker's cache stays warm.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension("multiarch-tmp");
+    std::fs::write(&temporary, contents).with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let contents = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    write_if_changed(to, &contents)?;
+    let mode = std::fs::metadata(from)?.permissions();
+    std::fs::set_permissions(to, mode)?;
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_and_refused_failures() {
+        assert!(is_transient("error: read: connection reset by peer"));
+        assert!(is_transient("received unexpected HTTP status: 503 Service Unavailable"));
+        assert!(!is_transient("unauthorized: authentication required"));
+        assert!(!is_transient("denied: requested access to the resource is denied"));
+        assert!(!is_transient("manifest invalid"));
+    }
+
+    #[test]
+    fn image_platform_is_checked() {
+        let arm = Platform::parse("arm/v7").unwrap();
+        assert!(check_image(arm, "x", "sha256:1 10 linux arm v7").is_ok());
+        let message = format!("{:#}", check_image(arm, "x", "sha256:1 10 linux amd64").unwrap_err());
+        assert!(message.starts_with("the image built for linux/arm/v7 is linux/amd64"), "{message}");
+        assert!(check_image(arm, "x", "sha256:1 10 linux arm v6").is_err());
+        let arm64 = Platform::parse("arm64").unwrap();
+        assert!(check_image(arm64, "x", "sha256:1 10 linux arm64").is_ok());
+        assert!(check_image(arm64, "x", "sha256:1 10 linux arm64 v8").is_ok());
+    }
+
+    #[test]
+    fn contexts_are_written_atomically_and_pruned() {
+        let dir = std::env::temp_dir().join(format!("multiarch-runner-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("stale-dir")).unwrap();
+        std::fs::write(dir.join("stale"), "x").unwrap();
+        std::fs::write(dir.join("hello"), "bin").unwrap();
+        write_context(&dir, "FROM scratch\n", &["Dockerfile".into(), "hello".into()]).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["Dockerfile", "hello"]);
+        let modified = std::fs::metadata(dir.join("Dockerfile")).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        write_context(&dir, "FROM scratch\n", &["Dockerfile".into()]).unwrap();
+        assert_eq!(std::fs::metadata(dir.join("Dockerfile")).unwrap().modified().unwrap(), modified);
+        assert_eq!(dir_size(&dir), "FROM scratch\n".len() as u64);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

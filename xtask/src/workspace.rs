@@ -1,0 +1,109 @@
+//! Cargo facts about the workspace, read from `cargo metadata` rather than assumed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use xshell::{cmd, Shell};
+
+/// The workspace as `cargo metadata` describes it.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_dir: PathBuf,
+    pub packages: Vec<Package>,
+}
+
+/// A workspace member with the facts the images need.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Package {
+    pub name: String,
+    /// The resolved version, inherited from the workspace where the package says so.
+    pub version: String,
+    pub manifest_path: PathBuf,
+    pub description: Option<String>,
+    pub license: Option<String>,
+    pub repository: Option<String>,
+    #[serde(skip)]
+    pub bins: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<MetadataPackage>,
+    workspace_members: Vec<String>,
+    workspace_root: PathBuf,
+    target_directory: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct MetadataPackage {
+    id: String,
+    #[serde(flatten)]
+    package: Package,
+    targets: Vec<Target>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    name: String,
+    kind: Vec<String>,
+}
+
+/// The cargo this program was started by (`CARGO`), else the one on PATH.
+pub fn cargo_program() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+}
+
+impl Workspace {
+    /// Reads the workspace that contains `dir`.
+    pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
+        let cargo = cargo_program();
+        let _dir = sh.push_dir(dir);
+        let json = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps")
+            .quiet()
+            .read()
+            .with_context(|| {
+                format!(
+                    "cannot read the Cargo workspace at {}\n\
+                     help: run this inside a Cargo workspace; `cargo metadata` must succeed there",
+                    dir.display()
+                )
+            })?;
+        Workspace::from_metadata_json(&json)
+    }
+
+    /// Builds the workspace from `cargo metadata --format-version 1` output.
+    pub fn from_metadata_json(json: &str) -> Result<Workspace> {
+        let metadata: Metadata =
+            serde_json::from_str(json).context("cannot parse the output of `cargo metadata`")?;
+        let packages = metadata
+            .packages
+            .into_iter()
+            .filter(|p| metadata.workspace_members.contains(&p.id))
+            .map(|p| Package {
+                bins: p
+                    .targets
+                    .iter()
+                    .filter(|t| t.kind.iter().any(|k| k == "bin"))
+                    .map(|t| t.name.clone())
+                    .collect(),
+                ..p.package
+            })
+            .collect();
+        Ok(Workspace {
+            root: metadata.workspace_root,
+            target_dir: metadata.target_directory,
+            packages,
+        })
+    }
+
+    /// The manifest at the workspace root, which holds `[workspace.metadata.multiarch]`.
+    pub fn root_manifest(&self) -> PathBuf {
+        self.root.join("Cargo.toml")
+    }
+
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.name == name)
+    }
+}
