@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use xshell::{cmd, Shell};
 
 use crate::plan::Builder;
@@ -48,26 +49,22 @@ impl Docker {
 }
 
 /// What `docker image inspect` reports about a built image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct ImageFacts {
     pub id: String,
     pub size: u64,
     pub os: String,
     pub architecture: String,
+    #[serde(default)]
     pub variant: Option<String>,
 }
 
 impl ImageFacts {
-    /// Parses the output of [`crate::plan::INSPECT_FORMAT`].
-    pub fn parse(line: &str) -> Option<ImageFacts> {
-        let mut fields = line.split_whitespace();
-        Some(ImageFacts {
-            id: fields.next()?.to_owned(),
-            size: fields.next()?.parse().ok()?,
-            os: fields.next()?.to_owned(),
-            architecture: fields.next()?.to_owned(),
-            variant: fields.next().map(str::to_owned),
-        })
+    /// Parses the JSON array `docker image inspect IMAGE` prints.
+    pub fn parse(json: &str) -> Option<ImageFacts> {
+        let images: Vec<ImageFacts> = serde_json::from_str(json).ok()?;
+        images.into_iter().next()
     }
 }
 
@@ -86,10 +83,10 @@ mod tests {
 
     #[test]
     fn parses_inspect_output() {
-        let facts = ImageFacts::parse("sha256:abc 1234 linux arm v7\n").unwrap();
+        let facts = ImageFacts::parse(r#"[{"Id": "sha256:abc", "Size": 1234, "Os": "linux", "Architecture": "arm", "Variant": "v7", "Config": {}}]"#).unwrap();
         assert_eq!(facts.variant.as_deref(), Some("v7"));
         assert_eq!(facts.size, 1234);
-        let facts = ImageFacts::parse("sha256:abc 99 linux amd64 ").unwrap();
+        let facts = ImageFacts::parse(r#"[{"Id": "sha256:abc", "Size": 99, "Os": "linux", "Architecture": "amd64"}]"#).unwrap();
         assert_eq!((facts.architecture.as_str(), facts.variant), ("amd64", None));
         assert_eq!(ImageFacts::parse("garbage"), None);
     }

@@ -35,7 +35,8 @@ pub fn format_error(err: &anyhow::Error) -> String {
         let mut own = Vec::new();
         for line in text.lines() {
             match line.strip_prefix("help: ") {
-                Some(help) => helps.push(help.to_owned()),
+                Some(help) if !helps.iter().any(|h| h == help) => helps.push(help.to_owned()),
+                Some(_) => {}
                 None => own.push(line.to_owned()),
             }
         }
@@ -46,6 +47,17 @@ pub fn format_error(err: &anyhow::Error) -> String {
         message.push_str(&format!("\nhelp: {help}"));
     }
     message
+}
+
+/// Compares `actual` with `tests/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites the file.
+#[cfg(test)]
+pub(crate) fn assert_snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(expected == actual, "snapshot {} differs (UPDATE_SNAPSHOTS=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}", path.display());
 }
 
 #[cfg(test)]

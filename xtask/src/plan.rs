@@ -184,7 +184,7 @@ impl Plan {
             steps.push(Step {
                 label: "inspect",
                 action: Action::Run {
-                    command: Command::new(DOCKER, ["image", "inspect", "--format", INSPECT_FORMAT, images[0].as_str()]),
+                    command: Command::new(DOCKER, ["image", "inspect", images[0].as_str()]),
                     expect: Expect::Image,
                 },
             });
@@ -248,9 +248,6 @@ impl Plan {
         lines
     }
 }
-
-/// The `docker image inspect` format the runner parses: id, size, os, arch, variant.
-pub const INSPECT_FORMAT: &str = "{{.Id}} {{.Size}} {{.Os}} {{.Architecture}} {{.Variant}}";
 
 fn describe(step: &Step) -> String {
     match &step.action {
@@ -360,8 +357,7 @@ mod tests {
     #[test]
     fn push_plan_snapshot() {
         let plan = Plan::new(&sample_config(""), &inputs(true)).unwrap();
-        let expected = include_str!("../tests/snapshots/plan-push.txt");
-        assert_eq!(normalised(&plan), expected);
+        crate::assert_snapshot("plan-push.txt", &normalised(&plan));
     }
 
     #[test]

@@ -332,13 +332,17 @@ mod tests {
     #[test]
     fn image_platform_is_checked() {
         let arm = Platform::parse("arm/v7").unwrap();
-        assert!(check_image(arm, "x", "sha256:1 10 linux arm v7").is_ok());
-        let message = format!("{:#}", check_image(arm, "x", "sha256:1 10 linux amd64").unwrap_err());
+        let inspect = |arch: &str, variant: Option<&str>| {
+            let variant = variant.map_or(String::new(), |v| format!(r#", "Variant": "{v}""#));
+            format!(r#"[{{"Id": "sha256:1", "Size": 10, "Os": "linux", "Architecture": "{arch}"{variant}}}]"#)
+        };
+        assert!(check_image(arm, "x", &inspect("arm", Some("v7"))).is_ok());
+        let message = format!("{:#}", check_image(arm, "x", &inspect("amd64", None)).unwrap_err());
         assert!(message.starts_with("the image built for linux/arm/v7 is linux/amd64"), "{message}");
-        assert!(check_image(arm, "x", "sha256:1 10 linux arm v6").is_err());
+        assert!(check_image(arm, "x", &inspect("arm", Some("v6"))).is_err());
         let arm64 = Platform::parse("arm64").unwrap();
-        assert!(check_image(arm64, "x", "sha256:1 10 linux arm64").is_ok());
-        assert!(check_image(arm64, "x", "sha256:1 10 linux arm64 v8").is_ok());
+        assert!(check_image(arm64, "x", &inspect("arm64", None)).is_ok());
+        assert!(check_image(arm64, "x", &inspect("arm64", Some("v8"))).is_ok());
     }
 
     #[test]
