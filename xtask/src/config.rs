@@ -284,8 +284,10 @@ impl Config {
             .platforms
             .or(defaults.platforms)
             .unwrap_or_else(|| vec![Platform::host().map_or("linux/amd64".into(), |p| p.name())]);
-        let platforms = parse_platforms(&platform_names)
-            .map_err(|(index, err)| key_error(&format!("platforms[{index}]"), format!("{err:#}"), "see the README's platform table"))?;
+        let platforms = parse_platforms(&platform_names).map_err(|(index, err)| {
+            let (problem, help) = split_help(&err);
+            key_error(&format!("platforms[{index}]"), problem, &help)
+        })?;
         if platforms.is_empty() {
             return Err(key_error("platforms", "the list is empty".into(), "list at least one platform, such as \"linux/amd64\""));
         }
@@ -332,7 +334,8 @@ impl Config {
             let mut seen = BTreeMap::new();
             for (key, raw) in table {
                 let platform = Platform::parse(&key).map_err(|err| {
-                    key_error(&format!("platform.\"{key}\""), format!("{err:#}"), "name a platform from the README's table")
+                    let (problem, help) = split_help(&err);
+                    key_error(&format!("platform.\"{key}\""), problem, &help)
                 })?;
                 if let Some(other) = seen.insert(platform.name(), key.clone()) {
                     return Err(key_error(
@@ -440,6 +443,15 @@ pub fn parse_platforms(names: &[String]) -> std::result::Result<Vec<&'static Pla
         }
     }
     Ok(platforms)
+}
+
+/// Splits an error's message into its cause and its `help:` line.
+fn split_help(err: &anyhow::Error) -> (String, String) {
+    let message = err.to_string();
+    match message.split_once("\nhelp: ") {
+        Some((problem, help)) => (problem.to_owned(), help.to_owned()),
+        None => (message, "see the README".to_owned()),
+    }
 }
 
 fn check_var_names<'a>(mut names: impl Iterator<Item = &'a String>) -> std::result::Result<(), String> {

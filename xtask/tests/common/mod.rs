@@ -1,0 +1,213 @@
+//! Helpers for the end-to-end tests: fixture workspaces, the xtask binary, a real registry.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository's own workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fresh directory under the system temp dir, removed first if a previous run left it.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("multiarch-test-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A workspace with the demo app and the given `[package.metadata.multiarch]` body.
+pub fn fixture_workspace(name: &str, multiarch: &str) -> PathBuf {
+    let dir = scratch_dir(name);
+    write_fixture_manifest(&dir, multiarch);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("docker")).unwrap();
+    std::fs::copy(repo_root().join("src/main.rs"), dir.join("src/main.rs")).unwrap();
+    std::fs::copy(repo_root().join("docker/Dockerfile.j2"), dir.join("docker/Dockerfile.j2")).unwrap();
+    dir
+}
+
+pub fn write_fixture_manifest(dir: &Path, multiarch: &str) {
+    let manifest = format!(
+        "[package]\nname = \"hello\"\nversion = \"1.2.3\"\nedition = \"2021\"\npublish = false\n\n\
+         [workspace]\n\n[profile.release]\nopt-level = \"s\"\nstrip = true\n\n\
+         [package.metadata.multiarch]\n{multiarch}\n"
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+}
+
+/// Platform tables that give static binaries on this machine.
+pub const STATIC_TARGETS: &str = r#"
+[package.metadata.multiarch.vars]
+base = "scratch"
+[package.metadata.multiarch.platform."linux/arm64"]
+linker = "rust-lld"
+[package.metadata.multiarch.platform."linux/arm/v7"]
+target = "armv7-unknown-linux-gnueabihf"
+linker = "arm-linux-gnueabihf-gcc"
+rustflags = ["-C", "target-feature=+crt-static"]
+[package.metadata.multiarch.platform."linux/riscv64"]
+target = "riscv64gc-unknown-linux-gnu"
+linker = "riscv64-linux-gnu-gcc"
+rustflags = ["-C", "target-feature=+crt-static"]
+"#;
+
+/// Runs the xtask binary in `dir`.
+pub fn xtask(dir: &Path, args: &[&str]) -> Output {
+    xtask_with_env(dir, args, &[])
+}
+
+pub fn xtask_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(args).current_dir(dir);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("xtask starts");
+    eprintln!(
+        "$ xtask {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    output
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs a program and returns its stdout, failing the test when it fails.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(output.status.success(), "{program} {args:?} failed: {}", stderr(&output));
+    stdout(&output)
+}
+
+/// End-to-end tests need a real engine; they never skip unless told to.
+pub fn require_docker() -> bool {
+    if std::env::var_os("MULTIARCH_SKIP_E2E").is_some() {
+        eprintln!("SKIPPED: MULTIARCH_SKIP_E2E is set, so this end-to-end test does not run");
+        return false;
+    }
+    let answered = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output().is_ok_and(|o| o.status.success());
+    assert!(answered, "end-to-end tests need a running Docker engine (.ci/start-engine starts one); set MULTIARCH_SKIP_E2E=1 to skip them");
+    true
+}
+
+/// A real `docker-registry` on a free loopback port, stopped when dropped.
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Registry {
+    pub fn start(name: &str) -> Registry {
+        let dir = scratch_dir(&format!("registry-{name}"));
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{ level: warn }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .expect("docker-registry starts (apt-get install docker-registry)");
+        let registry = Registry { port, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while registry.get("/v2/", &[]).map_or(true, |r| r.status != 200) {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        registry
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A plain HTTP/1.1 request to the registry API.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.host());
+        for (key, value) in headers {
+            request.push_str(&format!("{key}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes())?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP header end");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let body = raw[split + 4..].to_vec();
+        let mut lines = head.lines();
+        let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Ok(HttpResponse { status, headers, body })
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+        self.request("GET", path, headers)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// The ELF `e_machine` of a file inside an image, read with `docker create` and `docker cp`.
+pub fn elf_machine_in_image(image: &str, platform: &str, path: &str, scratch: &Path) -> u16 {
+    let container = run("docker", &["create", "--platform", platform, image]).trim().to_owned();
+    let copy = scratch.join(format!("elf-{}", platform.replace('/', "-")));
+    let copied = Command::new("docker").args(["cp", &format!("{container}:{path}")]).arg(&copy).status();
+    run("docker", &["rm", &container]);
+    assert!(copied.unwrap().success(), "docker cp from {image}");
+    let bytes = std::fs::read(&copy).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF", "{path} in {image} is not an ELF file");
+    u16::from_le_bytes([bytes[18], bytes[19]])
+}
