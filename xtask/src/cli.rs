@@ -43,7 +43,9 @@ pub enum Task {
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
     let mut args = args.into_iter();
-    let Some(task) = args.next() else { return Ok(Task::Help) };
+    let Some(task) = args.next() else {
+        return Ok(Task::Help);
+    };
     let render = match task.as_str() {
         "image" => false,
         "render" => true,
@@ -53,11 +55,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
     let mut parsed = ImageArgs::default();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
             _ => (arg.clone(), None),
         };
         let mut value = || {
-            inline.clone().or_else(|| args.next()).with_context(|| format!("`{flag}` needs a value\nhelp: see `cargo xtask help`"))
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .with_context(|| format!("`{flag}` needs a value\nhelp: see `cargo xtask help`"))
         };
         match flag.as_str() {
             "--push" if !render => parsed.push = true,
@@ -77,7 +84,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
             _ => bail!("unknown option `{arg}` for `{task}`\nhelp: see `cargo xtask help`"),
         }
     }
-    Ok(if render { Task::Render(parsed) } else { Task::Image(parsed) })
+    Ok(if render {
+        Task::Render(parsed)
+    } else {
+        Task::Image(parsed)
+    })
 }
 
 #[cfg(test)]
@@ -104,7 +115,13 @@ mod tests {
                 json: true,
             })
         );
-        assert_eq!(parse_words("render --platform riscv64").unwrap(), Task::Render(ImageArgs { platforms: vec!["riscv64".into()], ..Default::default() }));
+        assert_eq!(
+            parse_words("render --platform riscv64").unwrap(),
+            Task::Render(ImageArgs {
+                platforms: vec!["riscv64".into()],
+                ..Default::default()
+            })
+        );
         assert_eq!(parse_words("").unwrap(), Task::Help);
     }
 

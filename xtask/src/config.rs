@@ -207,8 +207,7 @@ impl Config {
     pub fn load(workspace: &Workspace, package: Option<&str>) -> Result<Config> {
         let root_manifest = workspace.root_manifest();
         let read = |path: &Path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
         };
         let root_text = read(&root_manifest)?;
         let root_tables = parse_manifest(&root_manifest, &root_text)?;
@@ -276,7 +275,11 @@ impl Config {
         let image = own.image.or(defaults.image);
         if let Some(image) = &image {
             check_repository(image).map_err(|problem| {
-                key_error("image", problem, "write a repository such as `ghcr.io/acme/hello`; tags come from `tags`")
+                key_error(
+                    "image",
+                    problem,
+                    "write a repository such as `ghcr.io/acme/hello`; tags come from `tags`",
+                )
             })?;
         }
 
@@ -289,7 +292,11 @@ impl Config {
             key_error(&format!("platforms[{index}]"), problem, &help)
         })?;
         if platforms.is_empty() {
-            return Err(key_error("platforms", "the list is empty".into(), "list at least one platform, such as \"linux/amd64\""));
+            return Err(key_error(
+                "platforms",
+                "the list is empty".into(),
+                "list at least one platform, such as \"linux/amd64\"",
+            ));
         }
 
         let tags = own
@@ -297,7 +304,11 @@ impl Config {
             .or(defaults.tags)
             .unwrap_or_else(|| DEFAULT_TAGS.iter().map(|t| t.to_string()).collect());
         if tags.is_empty() || tags.iter().any(|t| t.trim().is_empty()) {
-            return Err(key_error("tags", "tags must be non-empty".into(), "list tags such as [\"{{ version }}\", \"latest\"]"));
+            return Err(key_error(
+                "tags",
+                "tags must be non-empty".into(),
+                "list tags such as [\"{{ version }}\", \"latest\"]",
+            ));
         }
 
         let bins = match own.bins.or(defaults.bins) {
@@ -326,7 +337,11 @@ impl Config {
         let mut vars = defaults.vars;
         vars.extend(own.vars);
         check_var_names(vars.keys()).map_err(|name| {
-            key_error(&format!("vars.{name}"), format!("`{name}` is a built-in template variable"), "rename the variable")
+            key_error(
+                &format!("vars.{name}"),
+                format!("`{name}` is a built-in template variable"),
+                "rename the variable",
+            )
         })?;
 
         let mut overrides = BTreeMap::new();
@@ -340,12 +355,18 @@ impl Config {
                 if let Some(other) = seen.insert(platform.name(), key.clone()) {
                     return Err(key_error(
                         &format!("platform.\"{key}\""),
-                        format!("the {source} config names {platform} twice, as `{other}` and `{key}`"),
+                        format!(
+                            "the {source} config names {platform} twice, as `{other}` and `{key}`"
+                        ),
                         "merge the two tables into one",
                     ));
                 }
                 check_var_names(raw.vars.keys()).map_err(|name| {
-                    key_error(&format!("platform.\"{key}\".vars.{name}"), format!("`{name}` is a built-in template variable"), "rename the variable")
+                    key_error(
+                        &format!("platform.\"{key}\".vars.{name}"),
+                        format!("`{name}` is a built-in template variable"),
+                        "rename the variable",
+                    )
                 })?;
                 let merged: &mut RawPlatform = overrides.entry(platform.name()).or_default();
                 merged.target = raw.target.or(merged.target.take());
@@ -356,19 +377,38 @@ impl Config {
         }
 
         let qemu = QemuConfig {
-            version: own.qemu.version.or(defaults.qemu.version).unwrap_or_else(|| DEFAULT_QEMU_VERSION.into()),
-            url: own.qemu.url.or(defaults.qemu.url).unwrap_or_else(|| DEFAULT_QEMU_URL.into()),
+            version: own
+                .qemu
+                .version
+                .or(defaults.qemu.version)
+                .unwrap_or_else(|| DEFAULT_QEMU_VERSION.into()),
+            url: own
+                .qemu
+                .url
+                .or(defaults.qemu.url)
+                .unwrap_or_else(|| DEFAULT_QEMU_URL.into()),
             copy: own.qemu.copy.or(defaults.qemu.copy).unwrap_or_default(),
             source: own.qemu.source.or(defaults.qemu.source).unwrap_or_default(),
             sha256: {
                 let mut pins = defaults.qemu.sha256;
                 pins.extend(own.qemu.sha256);
                 for (arch, digest) in &pins {
-                    if !crate::platform::PLATFORMS.iter().any(|p| p.qemu_arch == arch) {
-                        return Err(key_error(&format!("qemu.sha256.{arch}"), format!("`{arch}` is not a QEMU architecture"), "key pins by QEMU name: aarch64, arm, riscv64, ..."));
+                    if !crate::platform::PLATFORMS
+                        .iter()
+                        .any(|p| p.qemu_arch == arch)
+                    {
+                        return Err(key_error(
+                            &format!("qemu.sha256.{arch}"),
+                            format!("`{arch}` is not a QEMU architecture"),
+                            "key pins by QEMU name: aarch64, arm, riscv64, ...",
+                        ));
                     }
                     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(key_error(&format!("qemu.sha256.{arch}"), "a SHA-256 digest is 64 hex digits".into(), "copy the digest `cargo xtask qemu fetch` prints"));
+                        return Err(key_error(
+                            &format!("qemu.sha256.{arch}"),
+                            "a SHA-256 digest is 64 hex digits".into(),
+                            "copy the digest `cargo xtask qemu fetch` prints",
+                        ));
                     }
                 }
                 pins
@@ -385,8 +425,16 @@ impl Config {
             .into_iter()
             .map(|file| {
                 let path = PathBuf::from(&file);
-                if path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir) {
-                    Err(key_error("files", format!("`{file}` leaves the workspace"), "list paths relative to the workspace root"))
+                if path.is_absolute()
+                    || path
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                {
+                    Err(key_error(
+                        "files",
+                        format!("`{file}` leaves the workspace"),
+                        "list paths relative to the workspace root",
+                    ))
                 } else {
                     Ok(path)
                 }
@@ -401,12 +449,19 @@ impl Config {
             platforms,
             tags,
             semver: own.semver.or(defaults.semver).unwrap_or(false),
-            dockerfile: workspace.root.join(own.dockerfile.or(defaults.dockerfile).unwrap_or_else(|| DEFAULT_DOCKERFILE.into())),
+            dockerfile: workspace.root.join(
+                own.dockerfile
+                    .or(defaults.dockerfile)
+                    .unwrap_or_else(|| DEFAULT_DOCKERFILE.into()),
+            ),
             build: own.build.or(defaults.build).unwrap_or_default(),
             bins,
             files,
             labels,
-            insecure_registry: own.insecure_registry.or(defaults.insecure_registry).unwrap_or(false),
+            insecure_registry: own
+                .insecure_registry
+                .or(defaults.insecure_registry)
+                .unwrap_or(false),
             qemu,
             vars,
             overrides,
@@ -415,12 +470,18 @@ impl Config {
 
     /// Everything needed to build for `platform`, whether or not the config lists it.
     pub fn platform(&self, platform: &'static Platform) -> PlatformConfig {
-        let overrides = self.overrides.get(&platform.name()).cloned().unwrap_or_default();
+        let overrides = self
+            .overrides
+            .get(&platform.name())
+            .cloned()
+            .unwrap_or_default();
         let mut vars = self.vars.clone();
         vars.extend(overrides.vars);
         PlatformConfig {
             platform,
-            target: overrides.target.unwrap_or_else(|| platform.rust_target.to_owned()),
+            target: overrides
+                .target
+                .unwrap_or_else(|| platform.rust_target.to_owned()),
             linker: overrides.linker,
             rustflags: overrides.rustflags.unwrap_or_default(),
             vars,
@@ -429,12 +490,16 @@ impl Config {
 
     /// The repository images are named after: the configured one or the package name.
     pub fn repository(&self) -> String {
-        self.image.clone().unwrap_or_else(|| self.package.name.clone())
+        self.image
+            .clone()
+            .unwrap_or_else(|| self.package.name.clone())
     }
 }
 
 /// Parses platform names, reporting the index of the first bad one; duplicates are dropped.
-pub fn parse_platforms(names: &[String]) -> std::result::Result<Vec<&'static Platform>, (usize, anyhow::Error)> {
+pub fn parse_platforms(
+    names: &[String],
+) -> std::result::Result<Vec<&'static Platform>, (usize, anyhow::Error)> {
     let mut platforms = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let platform = Platform::parse(name).map_err(|err| (index, err))?;
@@ -454,7 +519,9 @@ fn split_help(err: &anyhow::Error) -> (String, String) {
     }
 }
 
-fn check_var_names<'a>(mut names: impl Iterator<Item = &'a String>) -> std::result::Result<(), String> {
+fn check_var_names<'a>(
+    mut names: impl Iterator<Item = &'a String>,
+) -> std::result::Result<(), String> {
     match names.find(|name| BUILTIN_VARIABLES.contains(&name.as_str())) {
         Some(name) => Err(name.clone()),
         None => Ok(()),
@@ -471,17 +538,26 @@ pub fn check_repository(image: &str) -> std::result::Result<(), String> {
         return Err(format!("`{image}` carries a tag or digest"));
     }
     let path = image.split_once('/').map_or(image, |(host, rest)| {
-        if host.contains(['.', ':']) || host == "localhost" { rest } else { image }
+        if host.contains(['.', ':']) || host == "localhost" {
+            rest
+        } else {
+            image
+        }
     });
     let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
     if path.is_empty() || !path.chars().all(valid) || path.split('/').any(str::is_empty) {
-        return Err(format!("`{image}` is not a valid repository name (lowercase letters, digits, `._-/`)"));
+        return Err(format!(
+            "`{image}` is not a valid repository name (lowercase letters, digits, `._-/`)"
+        ));
     }
     Ok(())
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    names.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -509,7 +585,12 @@ mod tests {
     fn resolve(toml_text: &str) -> Result<Config> {
         let tables = parse_manifest(Path::new("/ws/Cargo.toml"), toml_text)?;
         let (workspace, package) = workspace();
-        Config::resolve(&workspace, &package, tables.workspace.unwrap_or_default(), tables.package.unwrap_or_default())
+        Config::resolve(
+            &workspace,
+            &package,
+            tables.workspace.unwrap_or_default(),
+            tables.package.unwrap_or_default(),
+        )
     }
 
     fn error(toml_text: &str) -> String {
@@ -583,7 +664,10 @@ copy = "always"
     fn unknown_key_names_the_key_the_file_and_the_line() {
         let message = error("[package]\nname = \"x\"\n\n[package.metadata.multiarch]\nimage = \"a/b\"\nplatfroms = [\"arm64\"]\n");
         assert!(message.starts_with("invalid `package.metadata.multiarch.platfroms` in /ws/Cargo.toml:6: unknown field `platfroms`, expected one of"), "{message}");
-        assert!(message.contains("\nhelp: fix or remove `package.metadata.multiarch.platfroms`"), "{message}");
+        assert!(
+            message.contains("\nhelp: fix or remove `package.metadata.multiarch.platfroms`"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -593,9 +677,17 @@ copy = "always"
         let message = error("[package.metadata.multiarch]\ntags = \"latest\"\n");
         assert!(message.starts_with("invalid `package.metadata.multiarch.tags` in /ws/Cargo.toml:2: invalid type: string \"latest\", expected a sequence"), "{message}");
         let message = error("[package.metadata.multiarch.platform.arm64]\nlinkr = \"cc\"\n");
-        assert!(message.starts_with("invalid `package.metadata.multiarch.platform.arm64.linkr` in /ws/Cargo.toml:2"), "{message}");
+        assert!(
+            message.starts_with(
+                "invalid `package.metadata.multiarch.platform.arm64.linkr` in /ws/Cargo.toml:2"
+            ),
+            "{message}"
+        );
         let message = error("[package.metadata.multiarch]\nbuild = \"docker\"\n");
-        assert!(message.contains("unknown variant `docker`, expected `cross` or `container`"), "{message}");
+        assert!(
+            message.contains("unknown variant `docker`, expected `cross` or `container`"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -623,7 +715,13 @@ copy = "always"
 
     #[test]
     fn repositories() {
-        for ok in ["hello", "acme/hello", "ghcr.io/acme/hello", "127.0.0.1:5000/hello", "localhost/a-b_c.d"] {
+        for ok in [
+            "hello",
+            "acme/hello",
+            "ghcr.io/acme/hello",
+            "127.0.0.1:5000/hello",
+            "localhost/a-b_c.d",
+        ] {
             assert_eq!(check_repository(ok), Ok(()), "{ok}");
         }
         for bad in ["", "hello:1", "a//b", "Hello", "a/b@sha256:00", "a/"] {

@@ -19,9 +19,21 @@ impl Docker {
     pub fn probe(sh: &Shell) -> Docker {
         let program = which::which("docker").ok();
         let buildx = program.as_ref().is_some_and(|docker| {
-            cmd!(sh, "{docker} buildx version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+            cmd!(sh, "{docker} buildx version")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok()
         });
-        Docker { program, builder: if buildx { Builder::Buildx } else { Builder::Legacy } }
+        Docker {
+            program,
+            builder: if buildx {
+                Builder::Buildx
+            } else {
+                Builder::Legacy
+            },
+        }
     }
 
     /// Fails unless the docker client is installed and its daemon answers; returns the
@@ -34,10 +46,17 @@ impl Docker {
             );
         };
         let format = "{{.Server.Version}}";
-        let output = cmd!(sh, "{docker} version --format {format}").quiet().ignore_status().output()?;
+        let output = cmd!(sh, "{docker} version --format {format}")
+            .quiet()
+            .ignore_status()
+            .output()?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let cause = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no answer").trim();
+            let cause = stderr
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no answer")
+                .trim();
             let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into());
             bail!(
                 "the docker daemon at {host} does not answer: {cause}\n\
@@ -72,7 +91,10 @@ impl ImageFacts {
 pub fn parse_digest(output: &str) -> Option<String> {
     output.lines().rev().find_map(|line| {
         let start = line.find("sha256:")?;
-        let digest: String = line[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == ':').collect();
+        let digest: String = line[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
+            .collect();
         (digest.len() == "sha256:".len() + 64).then_some(digest)
     })
 }
@@ -86,8 +108,14 @@ mod tests {
         let facts = ImageFacts::parse(r#"[{"Id": "sha256:abc", "Size": 1234, "Os": "linux", "Architecture": "arm", "Variant": "v7", "Config": {}}]"#).unwrap();
         assert_eq!(facts.variant.as_deref(), Some("v7"));
         assert_eq!(facts.size, 1234);
-        let facts = ImageFacts::parse(r#"[{"Id": "sha256:abc", "Size": 99, "Os": "linux", "Architecture": "amd64"}]"#).unwrap();
-        assert_eq!((facts.architecture.as_str(), facts.variant), ("amd64", None));
+        let facts = ImageFacts::parse(
+            r#"[{"Id": "sha256:abc", "Size": 99, "Os": "linux", "Architecture": "amd64"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (facts.architecture.as_str(), facts.variant),
+            ("amd64", None)
+        );
         assert_eq!(ImageFacts::parse("garbage"), None);
     }
 

@@ -17,16 +17,27 @@ pub fn run(args: &ImageArgs) -> Result<()> {
     let (config, _) = load(&sh, args)?;
     let docker = Docker::probe(&sh);
     let (git_revision, git_time) = git_facts(&sh, &config);
-    let inputs = PlanInputs { push: args.push, builder: docker.builder, git_revision, git_time };
+    let inputs = PlanInputs {
+        push: args.push,
+        builder: docker.builder,
+        git_revision,
+        git_time,
+    };
     let plan = Plan::new(&config, &inputs)?;
     if args.dry_run {
         report::print_dry_run(&plan, args.json);
         return Ok(());
     }
-    let platforms: Vec<_> = config.platforms.iter().map(|&p| config.platform(p)).collect();
+    let platforms: Vec<_> = config
+        .platforms
+        .iter()
+        .map(|&p| config.platform(p))
+        .collect();
     Toolchain::locate(&sh)?.check(&platforms)?;
     docker.require_daemon(&sh)?;
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let report = runner::execute(&plan, jobs)?;
     report::print(&report, args.json);
     Ok(())
@@ -37,7 +48,9 @@ pub fn load(sh: &Shell, args: &ImageArgs) -> Result<(Config, Workspace)> {
     let workspace = Workspace::load(sh, &sh.current_dir())?;
     let mut config = Config::load(&workspace, args.package.as_deref())?;
     if !args.platforms.is_empty() {
-        config.platforms = parse_platforms(&args.platforms).map_err(|(_, err)| err).context("in --platform")?;
+        config.platforms = parse_platforms(&args.platforms)
+            .map_err(|(_, err)| err)
+            .context("in --platform")?;
     }
     if !args.tags.is_empty() {
         config.tags = args.tags.clone();
@@ -53,6 +66,16 @@ pub fn load(sh: &Shell, args: &ImageArgs) -> Result<(Config, Workspace)> {
 /// The commit and its time, when the workspace is a git checkout with commits.
 fn git_facts(sh: &Shell, config: &Config) -> (Option<String>, Option<String>) {
     let root = &config.workspace_root;
-    let read = |args: &[&str]| cmd!(sh, "git -C {root} {args...}").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty());
-    (read(&["rev-parse", "HEAD"]), read(&["log", "-1", "--format=%cI"]))
+    let read = |args: &[&str]| {
+        cmd!(sh, "git -C {root} {args...}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
+    (
+        read(&["rev-parse", "HEAD"]),
+        read(&["log", "-1", "--format=%cI"]),
+    )
 }

@@ -52,7 +52,9 @@ pub fn format_error(err: &anyhow::Error) -> String {
 /// Compares `actual` with `tests/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites the file.
 #[cfg(test)]
 pub(crate) fn assert_snapshot(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
@@ -66,9 +68,11 @@ mod tests {
 
     #[test]
     fn help_lines_go_last() {
-        let err = Err::<(), _>(anyhow::anyhow!("rust target `x` is not installed\nhelp: rustup target add x"))
-            .context("checking linux/arm64")
-            .unwrap_err();
+        let err = Err::<(), _>(anyhow::anyhow!(
+            "rust target `x` is not installed\nhelp: rustup target add x"
+        ))
+        .context("checking linux/arm64")
+        .unwrap_err();
         assert_eq!(super::format_error(&err), "error: checking linux/arm64: rust target `x` is not installed\nhelp: rustup target add x");
     }
 }

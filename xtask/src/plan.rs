@@ -17,8 +17,14 @@ pub struct Command {
 }
 
 impl Command {
-    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Command {
-        Command { program: program.into(), args: args.into_iter().map(Into::into).collect() }
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Command {
+        Command {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -59,10 +65,20 @@ pub enum Expect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Create a build context holding the rendered Dockerfile, removing anything stale.
-    WriteContext { dir: PathBuf, dockerfile: String, keep: Vec<String> },
+    WriteContext {
+        dir: PathBuf,
+        dockerfile: String,
+        keep: Vec<String>,
+    },
     /// Copy a file into a build context, skipping the write when it is already identical.
-    Copy { from: PathBuf, to: PathBuf },
-    Run { command: Command, expect: Expect },
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    Run {
+        command: Command,
+        expect: Expect,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,8 +159,15 @@ impl Plan {
                 config.package.manifest_path.display()
             );
         }
-        let short_sha = inputs.git_revision.as_ref().map(|rev| rev.chars().take(7).collect());
-        let tags = template::render_tags(&config.tags, &TagContext::new(&config.package.version, short_sha), config.semver)?;
+        let short_sha = inputs
+            .git_revision
+            .as_ref()
+            .map(|rev| rev.chars().take(7).collect());
+        let tags = template::render_tags(
+            &config.tags,
+            &TagContext::new(&config.package.version, short_sha),
+            config.semver,
+        )?;
         let template = Template::load(&config.dockerfile, &config.workspace_root)?;
         let root = &config.workspace_root;
         let shown = |path: &Path| path.strip_prefix(root).unwrap_or(path).to_path_buf();
@@ -162,25 +185,77 @@ impl Plan {
         };
         for &platform in &config.platforms {
             let platform_config = config.platform(platform);
-            let dir = shown(&template::context_dir(&config.target_dir, &config.package.name, platform));
-            let context = DockerfileContext::new(platform, &platform_config.target, &config.bins, &config.package.name, &config.package.version, &platform_config.vars);
-            let dockerfile = template.render(&context).with_context(|| format!("rendering the Dockerfile for {platform}"))?;
+            let dir = shown(&template::context_dir(
+                &config.target_dir,
+                &config.package.name,
+                platform,
+            ));
+            let context = DockerfileContext::new(
+                platform,
+                &platform_config.target,
+                &config.bins,
+                &config.package.name,
+                &config.package.version,
+                &platform_config.vars,
+            );
+            let dockerfile = template
+                .render(&context)
+                .with_context(|| format!("rendering the Dockerfile for {platform}"))?;
             let mut keep: Vec<String> = vec!["Dockerfile".into()];
             keep.extend(config.bins.iter().cloned());
-            keep.extend(config.files.iter().filter_map(|f| f.components().next()).map(|c| c.as_os_str().to_string_lossy().into_owned()));
+            keep.extend(
+                config
+                    .files
+                    .iter()
+                    .filter_map(|f| f.components().next())
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+            );
             keep.dedup();
-            plan.contexts.push((platform, Step { label: "render", action: Action::WriteContext { dir: dir.clone(), dockerfile, keep } }));
+            plan.contexts.push((
+                platform,
+                Step {
+                    label: "render",
+                    action: Action::WriteContext {
+                        dir: dir.clone(),
+                        dockerfile,
+                        keep,
+                    },
+                },
+            ));
 
-            let images: Vec<String> = tags.iter().map(|tag| format!("{repository}:{}-{tag}", platform.docker_arch)).collect();
+            let images: Vec<String> = tags
+                .iter()
+                .map(|tag| format!("{repository}:{}-{tag}", platform.docker_arch))
+                .collect();
             let mut steps = vec![cargo_build(config, &platform_config)];
-            let release_dir = shown(&config.target_dir).join(&platform_config.target).join("release");
+            let release_dir = shown(&config.target_dir)
+                .join(&platform_config.target)
+                .join("release");
             for bin in &config.bins {
-                steps.push(Step { label: "stage", action: Action::Copy { from: release_dir.join(bin), to: dir.join(bin) } });
+                steps.push(Step {
+                    label: "stage",
+                    action: Action::Copy {
+                        from: release_dir.join(bin),
+                        to: dir.join(bin),
+                    },
+                });
             }
             for file in &config.files {
-                steps.push(Step { label: "stage", action: Action::Copy { from: file.clone(), to: dir.join(file) } });
+                steps.push(Step {
+                    label: "stage",
+                    action: Action::Copy {
+                        from: file.clone(),
+                        to: dir.join(file),
+                    },
+                });
             }
-            steps.push(docker_build(inputs.builder, platform, &images, &labels, &dir));
+            steps.push(docker_build(
+                inputs.builder,
+                platform,
+                &images,
+                &labels,
+                &dir,
+            ));
             steps.push(Step {
                 label: "inspect",
                 action: Action::Run {
@@ -188,39 +263,96 @@ impl Plan {
                     expect: Expect::Image,
                 },
             });
-            plan.builds.push(Job { platform, images: images.clone(), steps });
+            plan.builds.push(Job {
+                platform,
+                images: images.clone(),
+                steps,
+            });
 
             if inputs.push {
                 let steps = images
                     .iter()
                     .map(|image| Step {
                         label: "docker push",
-                        action: Action::Run { command: Command::new(DOCKER, ["push", image.as_str()]), expect: Expect::Digest },
+                        action: Action::Run {
+                            command: Command::new(DOCKER, ["push", image.as_str()]),
+                            expect: Expect::Digest,
+                        },
                     })
                     .collect();
-                plan.pushes.push(Job { platform, images, steps });
+                plan.pushes.push(Job {
+                    platform,
+                    images,
+                    steps,
+                });
             }
         }
         if inputs.push {
-            let insecure = (config.insecure_registry || is_loopback_registry(&repository)).then_some("--insecure");
+            let insecure = (config.insecure_registry || is_loopback_registry(&repository))
+                .then_some("--insecure");
             for (index, tag) in tags.iter().enumerate() {
                 let list = format!("{repository}:{tag}");
-                let entries: Vec<&str> = plan.pushes.iter().map(|job| job.images[index].as_str()).collect();
-                let run = |label, command: Command, expect| Step { label, action: Action::Run { command, expect } };
+                let entries: Vec<&str> = plan
+                    .pushes
+                    .iter()
+                    .map(|job| job.images[index].as_str())
+                    .collect();
+                let run = |label, command: Command, expect| Step {
+                    label,
+                    action: Action::Run { command, expect },
+                };
                 let mut steps = vec![
-                    run("manifest rm", Command::new(DOCKER, ["manifest", "rm", list.as_str()]), Expect::MissingOk),
-                    run("manifest create", Command::new(DOCKER, ["manifest", "create"].into_iter().chain(insecure).chain([list.as_str()]).chain(entries.iter().copied())), Expect::Success),
+                    run(
+                        "manifest rm",
+                        Command::new(DOCKER, ["manifest", "rm", list.as_str()]),
+                        Expect::MissingOk,
+                    ),
+                    run(
+                        "manifest create",
+                        Command::new(
+                            DOCKER,
+                            ["manifest", "create"]
+                                .into_iter()
+                                .chain(insecure)
+                                .chain([list.as_str()])
+                                .chain(entries.iter().copied()),
+                        ),
+                        Expect::Success,
+                    ),
                 ];
                 for job in &plan.pushes {
                     let platform = job.platform;
-                    let mut args = vec!["manifest", "annotate", "--os", crate::platform::OS, "--arch", platform.arch];
-                    args.extend(platform.variant.map(|variant| ["--variant", variant]).into_iter().flatten());
+                    let mut args = vec![
+                        "manifest",
+                        "annotate",
+                        "--os",
+                        crate::platform::OS,
+                        "--arch",
+                        platform.arch,
+                    ];
+                    args.extend(
+                        platform
+                            .variant
+                            .map(|variant| ["--variant", variant])
+                            .into_iter()
+                            .flatten(),
+                    );
                     args.extend([list.as_str(), job.images[index].as_str()]);
-                    steps.push(run("manifest annotate", Command::new(DOCKER, args), Expect::Success));
+                    steps.push(run(
+                        "manifest annotate",
+                        Command::new(DOCKER, args),
+                        Expect::Success,
+                    ));
                 }
                 steps.push(run(
                     "manifest push",
-                    Command::new(DOCKER, ["manifest", "push", "--purge"].into_iter().chain(insecure).chain([list.as_str()])),
+                    Command::new(
+                        DOCKER,
+                        ["manifest", "push", "--purge"]
+                            .into_iter()
+                            .chain(insecure)
+                            .chain([list.as_str()]),
+                    ),
                     Expect::Digest,
                 ));
                 plan.manifests.push(ManifestJob { list, steps });
@@ -252,34 +384,68 @@ impl Plan {
 fn describe(step: &Step) -> String {
     match &step.action {
         Action::WriteContext { dir, .. } => format!("render {}", dir.join("Dockerfile").display()),
-        Action::Copy { from, to } => format!("cp {} {}", shell_quote(&from.display().to_string()), shell_quote(&to.display().to_string())),
+        Action::Copy { from, to } => format!(
+            "cp {} {}",
+            shell_quote(&from.display().to_string()),
+            shell_quote(&to.display().to_string())
+        ),
         Action::Run { command, .. } => command.to_string(),
     }
 }
 
 fn cargo_build(config: &Config, platform: &PlatformConfig) -> Step {
     let target = &platform.target;
-    let mut args: Vec<String> = ["build", "--release", "--package", &config.package.name, "--target", target].map(String::from).to_vec();
+    let mut args: Vec<String> = [
+        "build",
+        "--release",
+        "--package",
+        &config.package.name,
+        "--target",
+        target,
+    ]
+    .map(String::from)
+    .to_vec();
     for bin in &config.bins {
         args.extend(["--bin".to_owned(), bin.clone()]);
     }
     // `--config` scopes the linker and flags to this one invocation and this one target.
     // JSON strings and arrays of strings are valid TOML values.
     if let Some(linker) = &platform.linker {
-        args.extend(["--config".to_owned(), format!("target.{target}.linker={}", toml_value(linker))]);
+        args.extend([
+            "--config".to_owned(),
+            format!("target.{target}.linker={}", toml_value(linker)),
+        ]);
     }
     if !platform.rustflags.is_empty() {
-        args.extend(["--config".to_owned(), format!("target.{target}.rustflags={}", toml_value(&platform.rustflags))]);
+        args.extend([
+            "--config".to_owned(),
+            format!(
+                "target.{target}.rustflags={}",
+                toml_value(&platform.rustflags)
+            ),
+        ]);
     }
     let cargo = crate::workspace::cargo_program();
-    Step { label: "cargo build", action: Action::Run { command: Command::new(cargo.display().to_string(), args), expect: Expect::Success } }
+    Step {
+        label: "cargo build",
+        action: Action::Run {
+            command: Command::new(cargo.display().to_string(), args),
+            expect: Expect::Success,
+        },
+    }
 }
 
 fn toml_value(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("strings serialise")
 }
 
-fn docker_build(builder: Builder, platform: &Platform, images: &[String], labels: &[(String, String)], dir: &Path) -> Step {
+fn docker_build(
+    builder: Builder,
+    platform: &Platform,
+    images: &[String],
+    labels: &[(String, String)],
+    dir: &Path,
+) -> Step {
     let mut args: Vec<String> = match builder {
         Builder::Legacy => vec!["build".into()],
         Builder::Buildx => vec!["buildx".into(), "build".into(), "--load".into()],
@@ -291,8 +457,18 @@ fn docker_build(builder: Builder, platform: &Platform, images: &[String], labels
     for (key, value) in labels {
         args.extend(["--label".into(), format!("{key}={value}")]);
     }
-    args.extend(["--file".into(), dir.join("Dockerfile").display().to_string(), dir.display().to_string()]);
-    Step { label: "docker build", action: Action::Run { command: Command::new(DOCKER, args), expect: Expect::Success } }
+    args.extend([
+        "--file".into(),
+        dir.join("Dockerfile").display().to_string(),
+        dir.display().to_string(),
+    ]);
+    Step {
+        label: "docker build",
+        action: Action::Run {
+            command: Command::new(DOCKER, args),
+            expect: Expect::Success,
+        },
+    }
 }
 
 /// OCI labels from Cargo metadata and git, then the config's own labels.
@@ -307,16 +483,31 @@ fn labels(config: &Config, inputs: &PlanInputs) -> Vec<(String, String)> {
     labels.insert(oci("source"), package.repository.clone());
     labels.insert(oci("revision"), inputs.git_revision.clone());
     labels.insert(oci("created"), inputs.git_time.clone());
-    let mut labels: std::collections::BTreeMap<String, String> = labels.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+    let mut labels: std::collections::BTreeMap<String, String> = labels
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
     labels.extend(config.labels.clone());
     labels.into_iter().collect()
 }
 
 /// Whether the repository's registry is on loopback, which Docker reaches over plain HTTP.
 pub fn is_loopback_registry(repository: &str) -> bool {
-    let Some((host, _)) = repository.split_once('/') else { return false };
-    let host = host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host });
-    host == "localhost" || host == "[::1]" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    let Some((host, _)) = repository.split_once('/') else {
+        return false;
+    };
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -339,14 +530,29 @@ mod tests {
             repository: None,
             bins: vec!["hello".into()],
         };
-        let workspace = Workspace { root: root.to_path_buf(), target_dir: root.join("target"), packages: vec![package.clone()] };
-        let mut config = Config::resolve(&workspace, &package, tables.workspace.unwrap(), tables.package.unwrap()).unwrap();
+        let workspace = Workspace {
+            root: root.to_path_buf(),
+            target_dir: root.join("target"),
+            packages: vec![package.clone()],
+        };
+        let mut config = Config::resolve(
+            &workspace,
+            &package,
+            tables.workspace.unwrap(),
+            tables.package.unwrap(),
+        )
+        .unwrap();
         config.image = Some("127.0.0.1:5000/hello".into());
         config
     }
 
     fn inputs(push: bool) -> PlanInputs {
-        PlanInputs { push, builder: Builder::Legacy, git_revision: Some("0123456789abcdef".into()), git_time: Some("2026-11-28T01:00:00+00:00".into()) }
+        PlanInputs {
+            push,
+            builder: Builder::Legacy,
+            git_revision: Some("0123456789abcdef".into()),
+            git_time: Some("2026-11-28T01:00:00+00:00".into()),
+        }
     }
 
     fn normalised(plan: &Plan) -> String {
@@ -364,10 +570,22 @@ mod tests {
     fn push_happens_only_after_every_build_and_lists_only_after_every_push() {
         let plan = Plan::new(&sample_config(""), &inputs(true)).unwrap();
         let lines = plan.display_steps();
-        let last_build = lines.iter().rposition(|l| l.contains("docker image inspect")).unwrap();
-        let first_push = lines.iter().position(|l| l.contains("docker push")).unwrap();
-        let last_push = lines.iter().rposition(|l| l.contains("docker push")).unwrap();
-        let first_list = lines.iter().position(|l| l.contains("docker manifest")).unwrap();
+        let last_build = lines
+            .iter()
+            .rposition(|l| l.contains("docker image inspect"))
+            .unwrap();
+        let first_push = lines
+            .iter()
+            .position(|l| l.contains("docker push"))
+            .unwrap();
+        let last_push = lines
+            .iter()
+            .rposition(|l| l.contains("docker push"))
+            .unwrap();
+        let first_list = lines
+            .iter()
+            .position(|l| l.contains("docker manifest"))
+            .unwrap();
         assert!(last_build < first_push && last_push < first_list);
         assert_eq!(plan.manifests.len(), 2);
         assert_eq!(plan.pushes.len(), 3);
@@ -380,7 +598,11 @@ mod tests {
         let plan = Plan::new(&sample_config(""), &inputs).unwrap();
         assert!(plan.pushes.is_empty() && plan.manifests.is_empty());
         let lines = plan.display_steps();
-        assert!(lines.iter().any(|l| l.starts_with("[linux/arm64] docker buildx build --load --platform linux/arm64 ")), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l
+                .starts_with("[linux/arm64] docker buildx build --load --platform linux/arm64 ")),
+            "{lines:#?}"
+        );
         assert!(!lines.iter().any(|l| l.contains("docker push")));
     }
 
@@ -389,7 +611,10 @@ mod tests {
         let mut config = sample_config("");
         config.image = None;
         let message = format!("{:#}", Plan::new(&config, &inputs(true)).unwrap_err());
-        assert!(message.starts_with("--push needs an image repository"), "{message}");
+        assert!(
+            message.starts_with("--push needs an image repository"),
+            "{message}"
+        );
         assert!(Plan::new(&config, &inputs(false)).is_ok());
     }
 
@@ -404,7 +629,14 @@ mod tests {
 
     #[test]
     fn loopback_registries() {
-        for (repo, loopback) in [("127.0.0.1:5000/a", true), ("localhost:5000/a/b", true), ("localhost/a", true), ("ghcr.io/a/b", false), ("hello", false), ("127.example.com/a", false)] {
+        for (repo, loopback) in [
+            ("127.0.0.1:5000/a", true),
+            ("localhost:5000/a/b", true),
+            ("localhost/a", true),
+            ("ghcr.io/a/b", false),
+            ("hello", false),
+            ("127.example.com/a", false),
+        ] {
             assert_eq!(is_loopback_registry(repo), loopback, "{repo}");
         }
     }

@@ -31,7 +31,10 @@ pub struct Platform {
 pub const OS: &str = "linux";
 
 /// Operating systems that OCI platform strings name and this tool does not build for.
-const OTHER_OSES: &[&str] = &["windows", "darwin", "freebsd", "netbsd", "openbsd", "illumos", "solaris", "aix", "plan9", "js", "wasip1"];
+const OTHER_OSES: &[&str] = &[
+    "windows", "darwin", "freebsd", "netbsd", "openbsd", "illumos", "solaris", "aix", "plan9",
+    "js", "wasip1",
+];
 
 /// Every known platform; the first entry of each architecture is its default variant.
 pub static PLATFORMS: &[Platform] = &[
@@ -163,11 +166,17 @@ impl Platform {
     /// Every spelling of this platform, without the `linux/` prefix.
     fn spellings(&self) -> impl Iterator<Item = &'static str> + '_ {
         let canonical = self.name_without_os();
-        [canonical, self.docker_arch, self.qemu_arch, self.uname_m, self.debian_arch]
-            .into_iter()
-            .chain(self.aliases.iter().copied())
-            // `arm` is QEMU's name for both arm variants; containerd reads it as v7.
-            .filter(move |s| *s != "arm" || self.variant == Some("v7"))
+        [
+            canonical,
+            self.docker_arch,
+            self.qemu_arch,
+            self.uname_m,
+            self.debian_arch,
+        ]
+        .into_iter()
+        .chain(self.aliases.iter().copied())
+        // `arm` is QEMU's name for both arm variants; containerd reads it as v7.
+        .filter(move |s| *s != "arm" || self.variant == Some("v7"))
     }
 
     fn name_without_os(&self) -> &'static str {
@@ -222,7 +231,11 @@ mod tests {
     fn every_spelling_of_every_platform_parses_to_it() {
         for platform in PLATFORMS {
             for spelling in platform.spellings() {
-                for input in [spelling.to_owned(), format!("linux/{spelling}"), spelling.to_uppercase()] {
+                for input in [
+                    spelling.to_owned(),
+                    format!("linux/{spelling}"),
+                    spelling.to_uppercase(),
+                ] {
                     assert_eq!(Platform::parse(&input).unwrap(), platform, "{input}");
                 }
             }
@@ -234,7 +247,10 @@ mod tests {
         for a in PLATFORMS {
             for b in PLATFORMS.iter().filter(|b| *b != a) {
                 for spelling in a.spellings() {
-                    assert!(!b.spellings().any(|s| s == spelling), "{spelling} in {a} and {b}");
+                    assert!(
+                        !b.spellings().any(|s| s == spelling),
+                        "{spelling} in {a} and {b}"
+                    );
                 }
             }
         }
@@ -330,8 +346,14 @@ mod tests {
     fn unknown_and_foreign_platforms_are_errors_listing_the_known_ones() {
         for input in ["sparc", "linux/arm/v9", "arm64v9", "", "linux/"] {
             let message = Platform::parse(input).unwrap_err().to_string();
-            assert!(message.starts_with(&format!("unknown platform `{input}`")), "{message}");
-            assert!(message.contains("help: use one of linux/amd64 (amd64), linux/arm64 (arm64v8)"), "{message}");
+            assert!(
+                message.starts_with(&format!("unknown platform `{input}`")),
+                "{message}"
+            );
+            assert!(
+                message.contains("help: use one of linux/amd64 (amd64), linux/arm64 (arm64v8)"),
+                "{message}"
+            );
         }
         let message = Platform::parse("windows/amd64").unwrap_err().to_string();
         assert!(message.contains("only `linux` images"), "{message}");
@@ -347,6 +369,9 @@ mod tests {
     fn host_is_known() {
         let host = Platform::host().expect("host platform in the table");
         assert!(host.is_host());
-        assert_eq!(host.uname_m == std::env::consts::ARCH, cfg!(any(target_arch = "x86_64", target_arch = "aarch64")));
+        assert_eq!(
+            host.uname_m == std::env::consts::ARCH,
+            cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
+        );
     }
 }

@@ -9,7 +9,10 @@ use crate::runner::Report;
 pub fn print(report: &Report, json: bool) {
     eprintln!("{}", summary_table(report));
     if json {
-        println!("{}", serde_json::to_string_pretty(report).expect("the report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("the report serialises")
+        );
         return;
     }
     for platform in &report.platforms {
@@ -32,7 +35,14 @@ pub fn print_dry_run(plan: &Plan, json: bool) {
             dry_run: bool,
             steps: &'a [String],
         }
-        println!("{}", serde_json::to_string_pretty(&DryRun { dry_run: true, steps: &steps }).expect("the plan serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&DryRun {
+                dry_run: true,
+                steps: &steps
+            })
+            .expect("the plan serialises")
+        );
     } else {
         for step in steps {
             println!("{step}");
@@ -42,7 +52,11 @@ pub fn print_dry_run(plan: &Plan, json: bool) {
 
 /// The end-of-run table: platform, image, id or digest, size, context bytes, seconds.
 pub fn summary_table(report: &Report) -> String {
-    let mut rows = vec![["platform", "image", "image id", "digest", "size", "context", "seconds"].map(String::from).to_vec()];
+    let mut rows = vec![[
+        "platform", "image", "image id", "digest", "size", "context", "seconds",
+    ]
+    .map(String::from)
+    .to_vec()];
     for p in &report.platforms {
         rows.push(vec![
             p.platform.clone(),
@@ -55,16 +69,34 @@ pub fn summary_table(report: &Report) -> String {
         ]);
     }
     for list in &report.manifests {
-        rows.push(vec!["(list)".into(), list.list.clone(), "-".into(), short_id(&list.digest), "-".into(), "-".into(), "-".into()]);
+        rows.push(vec![
+            "(list)".into(),
+            list.list.clone(),
+            "-".into(),
+            short_id(&list.digest),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
     let mut table = String::new();
     for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
         table.push_str(cells.join("  ").trim_end());
         table.push('\n');
     }
-    table.push_str(&format!("{} platform(s) in {:.1}s", report.platforms.len(), report.seconds));
+    table.push_str(&format!(
+        "{} platform(s) in {:.1}s",
+        report.platforms.len(),
+        report.seconds
+    ));
     table
 }
 
@@ -100,14 +132,19 @@ mod tests {
                 digest: None,
                 seconds: 3.25,
             }],
-            manifests: vec![ListResult { list: "r/hello:0.1.0".into(), digest: format!("sha256:{}", "2".repeat(64)) }],
+            manifests: vec![ListResult {
+                list: "r/hello:0.1.0".into(),
+                digest: format!("sha256:{}", "2".repeat(64)),
+            }],
             seconds: 4.0,
         };
         let table = summary_table(&report);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "platform     image                image id             digest               size      context   seconds");
         assert_eq!(lines[1], "linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  3.2");
-        assert!(lines[2].starts_with("(list)       r/hello:0.1.0        -                    sha256:222222222222"));
+        assert!(lines[2].starts_with(
+            "(list)       r/hello:0.1.0        -                    sha256:222222222222"
+        ));
         assert_eq!(lines[3], "1 platform(s) in 4.0s");
     }
 }

@@ -51,7 +51,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     let started = Instant::now();
     for (platform, step) in &plan.contexts {
-        run_step(&new_shell(&plan.root)?, step).with_context(|| format!("{} failed for {platform}", step.label))?;
+        run_step(&new_shell(&plan.root)?, step)
+            .with_context(|| format!("{} failed for {platform}", step.label))?;
     }
 
     let cargo_lock = Mutex::new(());
@@ -59,7 +60,12 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     let mut platforms = Vec::new();
     for (job, outcome) in plan.builds.iter().zip(builds) {
         let facts = outcome.facts.expect("every build job inspects its image");
-        let context_bytes = match &plan.contexts.iter().find(|(p, _)| *p == job.platform).map(|(_, s)| &s.action) {
+        let context_bytes = match &plan
+            .contexts
+            .iter()
+            .find(|(p, _)| *p == job.platform)
+            .map(|(_, s)| &s.action)
+        {
             Some(Action::WriteContext { dir, .. }) => dir_size(&plan.root.join(dir)),
             _ => 0,
         };
@@ -87,15 +93,33 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
         let mut digest = None;
         for step in &manifest.steps {
             eprintln!("[{}] {}", manifest.list, step.label);
-            if let Some(output) = run_step(&sh, step).with_context(|| format!("{} failed for the manifest list {}", step.label, manifest.list))? {
+            if let Some(output) = run_step(&sh, step).with_context(|| {
+                format!(
+                    "{} failed for the manifest list {}",
+                    step.label, manifest.list
+                )
+            })? {
                 digest = digest.or(parse_digest(&output));
             }
         }
-        let digest = digest.ok_or_else(|| anyhow!("`docker manifest push` printed no digest for {}", manifest.list))?;
-        manifests.push(ListResult { list: manifest.list.clone(), digest });
+        let digest = digest.ok_or_else(|| {
+            anyhow!(
+                "`docker manifest push` printed no digest for {}",
+                manifest.list
+            )
+        })?;
+        manifests.push(ListResult {
+            list: manifest.list.clone(),
+            digest,
+        });
     }
 
-    Ok(Report { package: plan.package.clone(), platforms, manifests, seconds: started.elapsed().as_secs_f64() })
+    Ok(Report {
+        package: plan.package.clone(),
+        platforms,
+        manifests,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 struct JobOutcome {
@@ -105,9 +129,15 @@ struct JobOutcome {
 }
 
 /// Runs every job, `jobs` at a time; fails, naming each failed platform, once all have ended.
-fn run_jobs(plan: &Plan, all: &[Job], jobs: usize, cargo_lock: &Mutex<()>) -> Result<Vec<JobOutcome>> {
+fn run_jobs(
+    plan: &Plan,
+    all: &[Job],
+    jobs: usize,
+    cargo_lock: &Mutex<()>,
+) -> Result<Vec<JobOutcome>> {
     let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<Result<JobOutcome>>>> = Mutex::new(all.iter().map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<JobOutcome>>>> =
+        Mutex::new(all.iter().map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, all.len().max(1)) {
             scope.spawn(|| loop {
@@ -136,7 +166,12 @@ fn run_jobs(plan: &Plan, all: &[Job], jobs: usize, cargo_lock: &Mutex<()>) -> Re
         _ => {
             let names: Vec<String> = failures.iter().map(|(p, _)| p.name()).collect();
             let details: Vec<String> = failures.iter().map(|(_, e)| format!("{e:#}")).collect();
-            bail!("{} platforms failed: {}\n{}", failures.len(), names.join(", "), details.join("\n"))
+            bail!(
+                "{} platforms failed: {}\n{}",
+                failures.len(),
+                names.join(", "),
+                details.join("\n")
+            )
         }
     }
 }
@@ -144,7 +179,11 @@ fn run_jobs(plan: &Plan, all: &[Job], jobs: usize, cargo_lock: &Mutex<()>) -> Re
 fn run_job(plan: &Plan, job: &Job, cargo_lock: &Mutex<()>) -> Result<JobOutcome> {
     let sh = new_shell(&plan.root)?;
     let started = Instant::now();
-    let mut outcome = JobOutcome { facts: None, digest: None, seconds: 0.0 };
+    let mut outcome = JobOutcome {
+        facts: None,
+        digest: None,
+        seconds: 0.0,
+    };
     for step in &job.steps {
         let step_started = Instant::now();
         let output = {
@@ -153,10 +192,17 @@ fn run_job(plan: &Plan, job: &Job, cargo_lock: &Mutex<()>) -> Result<JobOutcome>
             run_step_retrying(&sh, step)
         }
         .with_context(|| format!("{} failed for {}", step.label, job.platform))?;
-        eprintln!("[{}] {} ({:.1}s)", job.platform, step.label, step_started.elapsed().as_secs_f64());
+        eprintln!(
+            "[{}] {} ({:.1}s)",
+            job.platform,
+            step.label,
+            step_started.elapsed().as_secs_f64()
+        );
         if let (Action::Run { expect, .. }, Some(output)) = (&step.action, output) {
             match expect {
-                Expect::Image => outcome.facts = Some(check_image(job.platform, &job.images[0], &output)?),
+                Expect::Image => {
+                    outcome.facts = Some(check_image(job.platform, &job.images[0], &output)?)
+                }
                 Expect::Digest => outcome.digest = outcome.digest.or(parse_digest(&output)),
                 Expect::Success | Expect::MissingOk => {}
             }
@@ -168,13 +214,19 @@ fn run_job(plan: &Plan, job: &Job, cargo_lock: &Mutex<()>) -> Result<JobOutcome>
 
 /// The built image must carry exactly the platform it was built for.
 fn check_image(platform: &Platform, image: &str, output: &str) -> Result<ImageFacts> {
-    let facts = ImageFacts::parse(output).ok_or_else(|| anyhow!("cannot read `docker image inspect` output for {image}: {output}"))?;
+    let facts = ImageFacts::parse(output).ok_or_else(|| {
+        anyhow!("cannot read `docker image inspect` output for {image}: {output}")
+    })?;
     let variant_matches = match (platform.arch, platform.variant) {
         ("arm64", _) => matches!(facts.variant.as_deref(), None | Some("v8")),
         (_, expected) => facts.variant.as_deref() == expected,
     };
     if facts.os != crate::platform::OS || facts.architecture != platform.arch || !variant_matches {
-        let built = [facts.os.as_str(), facts.architecture.as_str()].into_iter().chain(facts.variant.as_deref()).collect::<Vec<_>>().join("/");
+        let built = [facts.os.as_str(), facts.architecture.as_str()]
+            .into_iter()
+            .chain(facts.variant.as_deref())
+            .collect::<Vec<_>>()
+            .join("/");
         bail!(
             "the image built for {platform} is {built}: its base image is probably not published for {platform}\n\
              help: pick a base with a {platform} variant (set it per platform in `vars`), or drop {platform} from `platforms`"
@@ -194,8 +246,16 @@ fn run_step_retrying(sh: &Shell, step: &Step) -> Result<Option<String>> {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1.. {
         match run_step(sh, step) {
-            Err(err) if step.label.contains("push") && attempt < PUSH_ATTEMPTS && is_transient(&format!("{err:#}")) => {
-                eprintln!("  transient failure ({}), retrying in {:.1}s", first_line(&format!("{err:#}")), backoff.as_secs_f64());
+            Err(err)
+                if step.label.contains("push")
+                    && attempt < PUSH_ATTEMPTS
+                    && is_transient(&format!("{err:#}")) =>
+            {
+                eprintln!(
+                    "  transient failure ({}), retrying in {:.1}s",
+                    first_line(&format!("{err:#}")),
+                    backoff.as_secs_f64()
+                );
                 std::thread::sleep(backoff);
                 backoff *= 2;
             }
@@ -208,8 +268,26 @@ fn run_step_retrying(sh: &Shell, step: &Step) -> Result<Option<String>> {
 /// Network trouble and server errors are worth retrying; refusals (auth, 4xx) are not.
 fn is_transient(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    let refused = ["unauthorized", "denied", "authentication required", "forbidden", "manifest invalid", "name unknown"];
-    let transient = ["connection reset", "connection refused", "eof", "timeout", "i/o timeout", "500 internal", "502 bad gateway", "503 service", "504 gateway", "received unexpected http status: 5"];
+    let refused = [
+        "unauthorized",
+        "denied",
+        "authentication required",
+        "forbidden",
+        "manifest invalid",
+        "name unknown",
+    ];
+    let transient = [
+        "connection reset",
+        "connection refused",
+        "eof",
+        "timeout",
+        "i/o timeout",
+        "500 internal",
+        "502 bad gateway",
+        "503 service",
+        "504 gateway",
+        "received unexpected http status: 5",
+    ];
     !refused.iter().any(|r| message.contains(r)) && transient.iter().any(|t| message.contains(t))
 }
 
@@ -220,7 +298,11 @@ fn first_line(message: &str) -> &str {
 /// Executes one step; returns the command's stdout for steps that read it.
 fn run_step(sh: &Shell, step: &Step) -> Result<Option<String>> {
     match &step.action {
-        Action::WriteContext { dir, dockerfile, keep } => {
+        Action::WriteContext {
+            dir,
+            dockerfile,
+            keep,
+        } => {
             write_context(&sh.current_dir().join(dir), dockerfile, keep)?;
             Ok(None)
         }
@@ -235,31 +317,50 @@ fn run_step(sh: &Shell, step: &Step) -> Result<Option<String>> {
 
 fn run_command(sh: &Shell, command: &Command, expect: Expect) -> Result<String> {
     let Command { program, args } = command;
-    let output = cmd!(sh, "{program} {args...}").quiet().ignore_status().output().with_context(|| format!("cannot start `{program}`"))?;
+    let output = cmd!(sh, "{program} {args...}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot start `{program}`"))?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     if output.status.success() {
         return Ok(stdout);
     }
-    if expect == Expect::MissingOk && (stderr.contains("No such manifest") || stderr.contains("no such manifest")) {
+    if expect == Expect::MissingOk
+        && (stderr.contains("No such manifest") || stderr.contains("no such manifest"))
+    {
         return Ok(stdout);
     }
     Err(command_failure(command, &output.status, &stdout, &stderr))
 }
 
 /// Turns a failed command into a short cause, the tail of its output, and a fix.
-fn command_failure(command: &Command, status: &std::process::ExitStatus, stdout: &str, stderr: &str) -> anyhow::Error {
+fn command_failure(
+    command: &Command,
+    status: &std::process::ExitStatus,
+    stdout: &str,
+    stderr: &str,
+) -> anyhow::Error {
     let combined = format!("{stdout}\n{stderr}");
     let tail: Vec<&str> = combined.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = tail[tail.len().saturating_sub(12)..].join("\n    ");
     let lower = combined.to_ascii_lowercase();
     let help = if lower.contains("linking with `") || lower.contains("linker `") {
         "the platform needs a working linker: set `linker` in its [package.metadata.multiarch.platform.\"...\"] table (rust-lld for musl targets, or the cross gcc)"
-    } else if lower.contains("can't find crate for `std`") || lower.contains("target may not be installed") {
+    } else if lower.contains("can't find crate for `std`")
+        || lower.contains("target may not be installed")
+    {
         "install the Rust target with `rustup target add <target>`"
-    } else if lower.contains("no matching manifest") || lower.contains("manifest unknown") || lower.contains("pull access denied") {
+    } else if lower.contains("no matching manifest")
+        || lower.contains("manifest unknown")
+        || lower.contains("pull access denied")
+    {
         "the base image is not published for this platform: choose another base in `vars` for it"
-    } else if lower.contains("unauthorized") || lower.contains("authentication required") || lower.contains("denied") {
+    } else if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("denied")
+    {
         "log in to the registry first: `docker login <registry>` (credentials stay in Docker's own store)"
     } else if lower.contains("cannot connect to the docker daemon") {
         "start the Docker engine, or point DOCKER_HOST at a running one"
@@ -274,10 +375,17 @@ fn write_context(dir: &Path, dockerfile: &str, keep: &[String]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if !keep.iter().any(|k| *k == entry.file_name().to_string_lossy()) {
+        if !keep
+            .iter()
+            .any(|k| *k == entry.file_name().to_string_lossy())
+        {
             let path = entry.path();
-            if entry.file_type()?.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
-                .with_context(|| format!("cannot remove stale {}", path.display()))?;
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            }
+            .with_context(|| format!("cannot remove stale {}", path.display()))?;
         }
     }
     write_if_changed(&dir.join("Dockerfile"), dockerfile.as_bytes())
@@ -293,12 +401,15 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let temporary = path.with_extension("multiarch-tmp");
-    std::fs::write(&temporary, contents).with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("cannot move {} into place", path.display()))
+    std::fs::write(&temporary, contents)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
-    let contents = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let contents =
+        std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
     write_if_changed(to, &contents)?;
     let mode = std::fs::metadata(from)?.permissions();
     std::fs::set_permissions(to, mode)?;
@@ -306,7 +417,9 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|entry| match entry.file_type() {
@@ -323,9 +436,13 @@ mod tests {
     #[test]
     fn transient_and_refused_failures() {
         assert!(is_transient("error: read: connection reset by peer"));
-        assert!(is_transient("received unexpected HTTP status: 503 Service Unavailable"));
+        assert!(is_transient(
+            "received unexpected HTTP status: 503 Service Unavailable"
+        ));
         assert!(!is_transient("unauthorized: authentication required"));
-        assert!(!is_transient("denied: requested access to the resource is denied"));
+        assert!(!is_transient(
+            "denied: requested access to the resource is denied"
+        ));
         assert!(!is_transient("manifest invalid"));
     }
 
@@ -334,11 +451,19 @@ mod tests {
         let arm = Platform::parse("arm/v7").unwrap();
         let inspect = |arch: &str, variant: Option<&str>| {
             let variant = variant.map_or(String::new(), |v| format!(r#", "Variant": "{v}""#));
-            format!(r#"[{{"Id": "sha256:1", "Size": 10, "Os": "linux", "Architecture": "{arch}"{variant}}}]"#)
+            format!(
+                r#"[{{"Id": "sha256:1", "Size": 10, "Os": "linux", "Architecture": "{arch}"{variant}}}]"#
+            )
         };
         assert!(check_image(arm, "x", &inspect("arm", Some("v7"))).is_ok());
-        let message = format!("{:#}", check_image(arm, "x", &inspect("amd64", None)).unwrap_err());
-        assert!(message.starts_with("the image built for linux/arm/v7 is linux/amd64"), "{message}");
+        let message = format!(
+            "{:#}",
+            check_image(arm, "x", &inspect("amd64", None)).unwrap_err()
+        );
+        assert!(
+            message.starts_with("the image built for linux/arm/v7 is linux/amd64"),
+            "{message}"
+        );
         assert!(check_image(arm, "x", &inspect("arm", Some("v6"))).is_err());
         let arm64 = Platform::parse("arm64").unwrap();
         assert!(check_image(arm64, "x", &inspect("arm64", None)).is_ok());
@@ -351,14 +476,31 @@ mod tests {
         std::fs::create_dir_all(dir.join("stale-dir")).unwrap();
         std::fs::write(dir.join("stale"), "x").unwrap();
         std::fs::write(dir.join("hello"), "bin").unwrap();
-        write_context(&dir, "FROM scratch\n", &["Dockerfile".into(), "hello".into()]).unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        write_context(
+            &dir,
+            "FROM scratch\n",
+            &["Dockerfile".into(), "hello".into()],
+        )
+        .unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         assert_eq!(names, ["Dockerfile", "hello"]);
-        let modified = std::fs::metadata(dir.join("Dockerfile")).unwrap().modified().unwrap();
+        let modified = std::fs::metadata(dir.join("Dockerfile"))
+            .unwrap()
+            .modified()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         write_context(&dir, "FROM scratch\n", &["Dockerfile".into()]).unwrap();
-        assert_eq!(std::fs::metadata(dir.join("Dockerfile")).unwrap().modified().unwrap(), modified);
+        assert_eq!(
+            std::fs::metadata(dir.join("Dockerfile"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            modified
+        );
         assert_eq!(dir_size(&dir), "FROM scratch\n".len() as u64);
         std::fs::remove_dir_all(&dir).unwrap();
     }

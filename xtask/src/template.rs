@@ -34,7 +34,14 @@ pub struct DockerfileContext<'a> {
 }
 
 impl<'a> DockerfileContext<'a> {
-    pub fn new(platform: &'static Platform, rust_target: &'a str, bins: &'a [String], package: &'a str, version: &'a str, vars: &'a BTreeMap<String, toml::Value>) -> Self {
+    pub fn new(
+        platform: &'static Platform,
+        rust_target: &'a str,
+        bins: &'a [String],
+        package: &'a str,
+        version: &'a str,
+        vars: &'a BTreeMap<String, toml::Value>,
+    ) -> Self {
         DockerfileContext {
             platform: platform.name(),
             os: OS,
@@ -64,7 +71,11 @@ pub struct Template {
 
 impl Template {
     pub fn load(path: &Path, root: &Path) -> Result<Template> {
-        let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
+        let shown = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
         let source = std::fs::read_to_string(path).with_context(|| {
             format!("cannot read the Dockerfile template {}\nhelp: create it, or point `dockerfile` in [package.metadata.multiarch] at your template", path.display())
         })?;
@@ -72,7 +83,10 @@ impl Template {
     }
 
     pub fn from_source(shown: impl Into<String>, source: impl Into<String>) -> Template {
-        Template { shown: shown.into(), source: source.into() }
+        Template {
+            shown: shown.into(),
+            source: source.into(),
+        }
     }
 
     /// Renders with strict undefined behaviour; errors name the file, line and expression.
@@ -94,8 +108,14 @@ fn render_str(name: &str, source: &str, context: &impl Serialize) -> Result<Stri
 }
 
 fn describe(err: &minijinja::Error, name: &str, source: &str) -> anyhow::Error {
-    let line = err.line().map(|line| format!(":{line}")).unwrap_or_default();
-    let expression = err.range().and_then(|range| source.get(range)).map(str::trim);
+    let line = err
+        .line()
+        .map(|line| format!(":{line}"))
+        .unwrap_or_default();
+    let expression = err
+        .range()
+        .and_then(|range| source.get(range))
+        .map(str::trim);
     let (problem, help) = match (err.kind(), expression) {
         (ErrorKind::UndefinedError, Some(expression)) => (
             format!("undefined variable `{expression}`"),
@@ -142,7 +162,11 @@ impl TagContext {
 }
 
 /// Renders the tag templates, adds the semver expansion when asked, and checks each tag.
-pub fn render_tags(templates: &[String], context: &TagContext, semver: bool) -> Result<Vec<String>> {
+pub fn render_tags(
+    templates: &[String],
+    context: &TagContext,
+    semver: bool,
+) -> Result<Vec<String>> {
     let mut tags = Vec::new();
     for template in templates {
         let tag = render_str("tags", template, context)
@@ -154,7 +178,12 @@ pub fn render_tags(templates: &[String], context: &TagContext, semver: bool) -> 
         let expansion = if c.is_prerelease() {
             vec![c.version.clone()]
         } else {
-            vec![c.version.clone(), format!("{}.{}", c.major, c.minor), c.major.clone(), "latest".to_owned()]
+            vec![
+                c.version.clone(),
+                format!("{}.{}", c.major, c.minor),
+                c.major.clone(),
+                "latest".to_owned(),
+            ]
         };
         tags.extend(expansion);
     }
@@ -170,8 +199,13 @@ pub fn render_tags(templates: &[String], context: &TagContext, semver: bool) -> 
 
 /// A Docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; per-platform prefixes need room too.
 fn check_tag(tag: &str) -> Result<()> {
-    let valid_first = tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let valid_rest = tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let valid_first = tag
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid_rest = tag
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !valid_first || !valid_rest || tag.len() > 110 {
         bail!(
             "tag `{tag}` is not a valid Docker tag\n\
@@ -183,7 +217,10 @@ fn check_tag(tag: &str) -> Result<()> {
 
 /// Where a platform's rendered Dockerfile and build context live.
 pub fn context_dir(target_dir: &Path, package: &str, platform: &Platform) -> PathBuf {
-    target_dir.join("multiarch").join(package).join(platform.slug())
+    target_dir
+        .join("multiarch")
+        .join(package)
+        .join(platform.slug())
 }
 
 #[cfg(test)]
@@ -191,14 +228,24 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, toml::Value> {
-        pairs.iter().map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string())))
+            .collect()
     }
 
     fn demo_render(platform: &str, vars: &BTreeMap<String, toml::Value>) -> Result<String> {
         let source = include_str!("../../docker/Dockerfile.j2");
         let platform = Platform::parse(platform).unwrap();
         let bins = ["hello".to_owned()];
-        let context = DockerfileContext::new(platform, platform.rust_target, &bins, "hello", "0.1.0", vars);
+        let context = DockerfileContext::new(
+            platform,
+            platform.rust_target,
+            &bins,
+            "hello",
+            "0.1.0",
+            vars,
+        );
         Template::from_source("docker/Dockerfile.j2", source).render(&context)
     }
 
@@ -206,7 +253,10 @@ mod tests {
     fn demo_dockerfile_snapshots() {
         for platform in ["linux/arm/v7", "linux/amd64"] {
             let rendered = demo_render(platform, &vars(&[("base", "scratch")])).unwrap();
-            crate::assert_snapshot(&format!("Dockerfile.{}", platform.replace('/', "-")), &rendered);
+            crate::assert_snapshot(
+                &format!("Dockerfile.{}", platform.replace('/', "-")),
+                &rendered,
+            );
         }
     }
 
@@ -216,44 +266,100 @@ mod tests {
         let platform = Platform::parse("armhf").unwrap();
         let bins = ["a".to_owned(), "b".to_owned()];
         let vars = vars(&[("base", "debian")]);
-        let context = DockerfileContext::new(platform, "armv7-unknown-linux-gnueabihf", &bins, "hello", "0.1.0", &vars);
+        let context = DockerfileContext::new(
+            platform,
+            "armv7-unknown-linux-gnueabihf",
+            &bins,
+            "hello",
+            "0.1.0",
+            &vars,
+        );
         let rendered = Template::from_source("t", source).render(&context).unwrap();
         assert_eq!(rendered, "linux/arm/v7 linux arm v7 arm32v7 arm armv7l armhf armv7-unknown-linux-gnueabihf False None a,b hello 0.1.0 debian");
-        let declared: Vec<&str> = source.split("{{ ").skip(1).map(|s| s.split([' ', '}']).next().unwrap()).collect();
+        let declared: Vec<&str> = source
+            .split("{{ ")
+            .skip(1)
+            .map(|s| s.split([' ', '}']).next().unwrap())
+            .collect();
         assert_eq!(declared[..BUILTIN_VARIABLES.len()], *BUILTIN_VARIABLES);
     }
 
     #[test]
     fn undefined_variable_names_file_line_and_variable() {
         let message = format!("{:#}", demo_render("arm64", &vars(&[])).unwrap_err());
-        assert!(message.starts_with("template docker/Dockerfile.j2:3: undefined variable `base`\nhelp: define it"), "{message}");
+        assert!(
+            message.starts_with(
+                "template docker/Dockerfile.j2:3: undefined variable `base`\nhelp: define it"
+            ),
+            "{message}"
+        );
     }
 
     #[test]
     fn syntax_error_names_file_and_line() {
         let template = Template::from_source("docker/Dockerfile.j2", "FROM scratch\n{% if %}\n");
-        let message = format!("{:#}", template.render(&TagContext::new("1.0.0", None)).unwrap_err());
-        assert!(message.starts_with("template docker/Dockerfile.j2:2: syntax error"), "{message}");
+        let message = format!(
+            "{:#}",
+            template
+                .render(&TagContext::new("1.0.0", None))
+                .unwrap_err()
+        );
+        assert!(
+            message.starts_with("template docker/Dockerfile.j2:2: syntax error"),
+            "{message}"
+        );
         assert!(message.contains("\nhelp: fix the template"), "{message}");
     }
 
     #[test]
     fn tags_and_semver_expansion() {
         let context = TagContext::new("1.2.3", Some("abc1234".into()));
-        let templates = ["{{ version }}".to_owned(), "{{ major }}.{{ minor }}-{{ git_sha }}".to_owned()];
-        assert_eq!(render_tags(&templates, &context, false).unwrap(), ["1.2.3", "1.2-abc1234"]);
-        assert_eq!(render_tags(&templates[..1], &context, true).unwrap(), ["1.2.3", "1.2", "1", "latest"]);
+        let templates = [
+            "{{ version }}".to_owned(),
+            "{{ major }}.{{ minor }}-{{ git_sha }}".to_owned(),
+        ];
+        assert_eq!(
+            render_tags(&templates, &context, false).unwrap(),
+            ["1.2.3", "1.2-abc1234"]
+        );
+        assert_eq!(
+            render_tags(&templates[..1], &context, true).unwrap(),
+            ["1.2.3", "1.2", "1", "latest"]
+        );
         let pre = TagContext::new("2.0.0-rc.1", None);
-        assert_eq!(render_tags(&["latest".to_owned()], &pre, true).unwrap(), ["latest", "2.0.0-rc.1"]);
-        assert_eq!((pre.major.as_str(), pre.minor.as_str(), pre.patch.as_str()), ("2", "0", "0"));
+        assert_eq!(
+            render_tags(&["latest".to_owned()], &pre, true).unwrap(),
+            ["latest", "2.0.0-rc.1"]
+        );
+        assert_eq!(
+            (pre.major.as_str(), pre.minor.as_str(), pre.patch.as_str()),
+            ("2", "0", "0")
+        );
     }
 
     #[test]
     fn bad_tags_are_errors() {
         let context = TagContext::new("1.0.0+build.5", None);
-        let message = format!("{:#}", render_tags(&["{{ version }}".to_owned()], &context, false).unwrap_err());
-        assert!(message.contains("tag `1.0.0+build.5` is not a valid Docker tag"), "{message}");
-        let message = format!("{:#}", render_tags(&["{{ git_sha }}x".to_owned()], &TagContext::new("1.0.0", None), false).unwrap_err());
-        assert!(message.contains("undefined variable `git_sha`"), "{message}");
+        let message = format!(
+            "{:#}",
+            render_tags(&["{{ version }}".to_owned()], &context, false).unwrap_err()
+        );
+        assert!(
+            message.contains("tag `1.0.0+build.5` is not a valid Docker tag"),
+            "{message}"
+        );
+        let message = format!(
+            "{:#}",
+            render_tags(
+                &["{{ git_sha }}x".to_owned()],
+                &TagContext::new("1.0.0", None),
+                false
+            )
+            .unwrap_err()
+        );
+        assert!(
+            message.contains("undefined variable `git_sha`"),
+            "{message}"
+        );
     }
 }

@@ -19,12 +19,18 @@ impl Toolchain {
             .quiet()
             .read()
             .context("cannot run `rustc --print sysroot`\nhelp: install Rust with rustup (https://rustup.rs)")?;
-        Ok(Toolchain { sysroot: PathBuf::from(sysroot) })
+        Ok(Toolchain {
+            sysroot: PathBuf::from(sysroot),
+        })
     }
 
     /// Whether the standard library for `target` is installed.
     pub fn has_target(&self, target: &str) -> bool {
-        self.sysroot.join("lib/rustlib").join(target).join("lib").is_dir()
+        self.sysroot
+            .join("lib/rustlib")
+            .join(target)
+            .join("lib")
+            .is_dir()
     }
 
     /// Whether `linker` can be found: on PATH, or among the toolchain's own tools (`rust-lld`).
@@ -32,8 +38,12 @@ impl Toolchain {
         if which::which(linker).is_ok() {
             return true;
         }
-        let Ok(hosts) = std::fs::read_dir(self.sysroot.join("lib/rustlib")) else { return false };
-        hosts.flatten().any(|host| host.path().join("bin").join(linker).is_file())
+        let Ok(hosts) = std::fs::read_dir(self.sysroot.join("lib/rustlib")) else {
+            return false;
+        };
+        hosts
+            .flatten()
+            .any(|host| host.path().join("bin").join(linker).is_file())
     }
 
     /// Fails on the first platform whose target or linker is missing, saying how to fix it.

@@ -11,8 +11,14 @@ fn assert_error(output: &std::process::Output, cause: &str, help: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "one cause line and one help line: {stderr}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(cause), "{stderr}");
-    assert!(lines[1].starts_with("help: ") && lines[1].contains(help), "{stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(cause),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("help: ") && lines[1].contains(help),
+        "{stderr}"
+    );
     assert!(stdout(output).is_empty(), "nothing on stdout on failure");
 }
 
@@ -20,10 +26,18 @@ fn assert_error(output: &std::process::Output, cause: &str, help: &str) {
 fn unknown_platform() {
     let dir = fixture_workspace("bad-platform", "platforms = [\"linux/amd64\"]");
     let output = xtask(&dir, &["image", "--platform", "sparc64"]);
-    assert_error(&output, "in --platform: unknown platform `sparc64`", "use one of linux/amd64 (amd64), linux/arm64 (arm64v8), linux/arm/v7 (arm32v7)");
+    assert_error(
+        &output,
+        "in --platform: unknown platform `sparc64`",
+        "use one of linux/amd64 (amd64), linux/arm64 (arm64v8), linux/arm/v7 (arm32v7)",
+    );
     write_fixture_manifest(&dir, "platforms = [\"amd64\", \"armv9\"]");
     let output = xtask(&dir, &["image", "--dry-run"]);
-    assert_error(&output, "invalid `package.metadata.multiarch.platforms[1]` for package `hello`", "use one of linux/amd64");
+    assert_error(
+        &output,
+        "invalid `package.metadata.multiarch.platforms[1]` for package `hello`",
+        "use one of linux/amd64",
+    );
     assert!(stderr(&output).contains(&dir.join("Cargo.toml").display().to_string()));
 }
 
@@ -32,51 +46,101 @@ fn unknown_key() {
     let dir = fixture_workspace("bad-key", "platforms = [\"linux/amd64\"]\nimgae = \"x/y\"");
     let output = xtask(&dir, &["image", "--dry-run"]);
     let manifest = dir.join("Cargo.toml").display().to_string();
-    assert_error(&output, &format!("invalid `package.metadata.multiarch.imgae` in {manifest}:15: unknown field `imgae`"), "fix or remove `package.metadata.multiarch.imgae`");
+    assert_error(
+        &output,
+        &format!(
+            "invalid `package.metadata.multiarch.imgae` in {manifest}:15: unknown field `imgae`"
+        ),
+        "fix or remove `package.metadata.multiarch.imgae`",
+    );
 }
 
 #[test]
 fn template_syntax_error_writes_nothing() {
-    let dir = fixture_workspace("bad-template", "platforms = [\"linux/amd64\", \"linux/arm64\"]\nvars = { base = \"scratch\" }");
-    std::fs::write(dir.join("docker/Dockerfile.j2"), "FROM {{ base }}\nCOPY {% for b in bins %}{{ b }} {% endfo %}/bin/\n").unwrap();
+    let dir = fixture_workspace(
+        "bad-template",
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]\nvars = { base = \"scratch\" }",
+    );
+    std::fs::write(
+        dir.join("docker/Dockerfile.j2"),
+        "FROM {{ base }}\nCOPY {% for b in bins %}{{ b }} {% endfo %}/bin/\n",
+    )
+    .unwrap();
     let output = xtask(&dir, &["render"]);
-    assert_error(&output, "rendering the Dockerfile for linux/amd64: template docker/Dockerfile.j2:2: syntax error", "fix the template");
-    assert!(!dir.join("target/multiarch").exists(), "a failed render leaves nothing behind");
+    assert_error(
+        &output,
+        "rendering the Dockerfile for linux/amd64: template docker/Dockerfile.j2:2: syntax error",
+        "fix the template",
+    );
+    assert!(
+        !dir.join("target/multiarch").exists(),
+        "a failed render leaves nothing behind"
+    );
 
-    std::fs::write(dir.join("docker/Dockerfile.j2"), "FROM {{ base }}\nCOPY hello /{{ destination }}\n").unwrap();
+    std::fs::write(
+        dir.join("docker/Dockerfile.j2"),
+        "FROM {{ base }}\nCOPY hello /{{ destination }}\n",
+    )
+    .unwrap();
     let output = xtask(&dir, &["image", "--dry-run"]);
-    assert_error(&output, "template docker/Dockerfile.j2:2: undefined variable `destination`", "define it in `[package.metadata.multiarch.vars]`");
+    assert_error(
+        &output,
+        "template docker/Dockerfile.j2:2: undefined variable `destination`",
+        "define it in `[package.metadata.multiarch.vars]`",
+    );
 }
 
 #[test]
 fn missing_rust_target() {
     // No rustup target for s390x is installed on the build machines.
-    let dir = fixture_workspace("bad-target", "platforms = [\"linux/s390x\"]\nvars = { base = \"scratch\" }");
+    let dir = fixture_workspace(
+        "bad-target",
+        "platforms = [\"linux/s390x\"]\nvars = { base = \"scratch\" }",
+    );
     let output = xtask(&dir, &["image"]);
-    assert_error(&output, "rust target `s390x-unknown-linux-gnu` for linux/s390x is not installed", "rustup target add s390x-unknown-linux-gnu");
+    assert_error(
+        &output,
+        "rust target `s390x-unknown-linux-gnu` for linux/s390x is not installed",
+        "rustup target add s390x-unknown-linux-gnu",
+    );
 }
 
 #[test]
 fn missing_linker() {
     let dir = fixture_workspace("bad-linker", "platforms = [\"linux/amd64\"]\nvars = { base = \"scratch\" }\nplatform.amd64 = { linker = \"no-such-linker-gcc\" }");
     let output = xtask(&dir, &["image"]);
-    assert_error(&output, "linker `no-such-linker-gcc` for linux/amd64 (x86_64-unknown-linux-musl) is not on PATH", "install it");
+    assert_error(
+        &output,
+        "linker `no-such-linker-gcc` for linux/amd64 (x86_64-unknown-linux-musl) is not on PATH",
+        "install it",
+    );
 }
 
 #[test]
 fn daemon_down() {
-    let dir = fixture_workspace("bad-daemon", "platforms = [\"linux/amd64\"]\nvars = { base = \"scratch\" }");
+    let dir = fixture_workspace(
+        "bad-daemon",
+        "platforms = [\"linux/amd64\"]\nvars = { base = \"scratch\" }",
+    );
     let socket = dir.join("no-daemon.sock");
     let host = format!("unix://{}", socket.display());
     let output = xtask_with_env(&dir, &["image"], &[("DOCKER_HOST", &host)]);
-    assert_error(&output, &format!("the docker daemon at {host} does not answer"), "start the engine");
+    assert_error(
+        &output,
+        &format!("the docker daemon at {host} does not answer"),
+        "start the engine",
+    );
 }
 
 #[test]
 fn dry_run_needs_no_docker_and_runs_nothing() {
     let dir = fixture_workspace("dry-run", &format!("image = \"registry.example.com/acme/hello\"\nplatforms = [\"amd64\", \"arm64\"]\n{STATIC_TARGETS}"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = xtask_with_env(&dir, &["image", "--push", "--dry-run"], &[("PATH", "/nonexistent"), ("CARGO", &cargo)]);
+    let output = xtask_with_env(
+        &dir,
+        &["image", "--push", "--dry-run"],
+        &[("PATH", "/nonexistent"), ("CARGO", &cargo)],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let plan = stdout(&output);
     for expected in [

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 /// The repository's own workspace root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A fresh directory under the system temp dir, removed first if a previous run left it.
@@ -28,7 +31,11 @@ pub fn fixture_workspace(name: &str, multiarch: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::create_dir_all(dir.join("docker")).unwrap();
     std::fs::copy(repo_root().join("src/main.rs"), dir.join("src/main.rs")).unwrap();
-    std::fs::copy(repo_root().join("docker/Dockerfile.j2"), dir.join("docker/Dockerfile.j2")).unwrap();
+    std::fs::copy(
+        repo_root().join("docker/Dockerfile.j2"),
+        dir.join("docker/Dockerfile.j2"),
+    )
+    .unwrap();
     dir
 }
 
@@ -88,8 +95,15 @@ pub fn stderr(output: &Output) -> String {
 
 /// Runs a program and returns its stdout, failing the test when it fails.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(output.status.success(), "{program} {args:?} failed: {}", stderr(&output));
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        stderr(&output)
+    );
     stdout(&output)
 }
 
@@ -99,7 +113,10 @@ pub fn require_docker() -> bool {
         eprintln!("SKIPPED: MULTIARCH_SKIP_E2E is set, so this end-to-end test does not run");
         return false;
     }
-    let answered = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output().is_ok_and(|o| o.status.success());
+    let answered = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     assert!(answered, "end-to-end tests need a running Docker engine (.ci/start-engine starts one); set MULTIARCH_SKIP_E2E=1 to skip them");
     true
 }
@@ -114,7 +131,11 @@ pub struct Registry {
 impl Registry {
     pub fn start(name: &str) -> Registry {
         let dir = scratch_dir(&format!("registry-{name}"));
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
@@ -145,10 +166,18 @@ impl Registry {
     }
 
     /// A plain HTTP/1.1 request to the registry API.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<HttpResponse> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.host());
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.host()
+        );
         for (key, value) in headers {
             request.push_str(&format!("{key}: {value}\r\n"));
         }
@@ -156,16 +185,30 @@ impl Registry {
         stream.write_all(request.as_bytes())?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw)?;
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP header end");
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("HTTP header end");
         let head = String::from_utf8_lossy(&raw[..split]).into_owned();
         let body = raw[split + 4..].to_vec();
         let mut lines = head.lines();
-        let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let status = lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let headers = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
@@ -192,22 +235,35 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
 /// The ELF `e_machine` of a file inside an image, read with `docker create` and `docker cp`.
 pub fn elf_machine_in_image(image: &str, platform: &str, path: &str, scratch: &Path) -> u16 {
-    let container = run("docker", &["create", "--platform", platform, image]).trim().to_owned();
+    let container = run("docker", &["create", "--platform", platform, image])
+        .trim()
+        .to_owned();
     let copy = scratch.join(format!("elf-{}", platform.replace('/', "-")));
-    let copied = Command::new("docker").args(["cp", &format!("{container}:{path}")]).arg(&copy).status();
+    let copied = Command::new("docker")
+        .args(["cp", &format!("{container}:{path}")])
+        .arg(&copy)
+        .status();
     run("docker", &["rm", &container]);
     assert!(copied.unwrap().success(), "docker cp from {image}");
     let bytes = std::fs::read(&copy).unwrap();
-    assert_eq!(&bytes[..4], b"\x7fELF", "{path} in {image} is not an ELF file");
+    assert_eq!(
+        &bytes[..4],
+        b"\x7fELF",
+        "{path} in {image} is not an ELF file"
+    );
     u16::from_le_bytes([bytes[18], bytes[19]])
 }

@@ -1,0 +1,115 @@
+//! End to end against a real Docker engine: cross-compiled images for four platforms,
+//! run under QEMU through binfmt, inspected, and rebuilt idempotently.
+
+mod common;
+
+use common::*;
+
+/// The platforms the demo is built for, with what `uname -m` says under each and its ELF machine.
+const PLATFORMS: &[(&str, &str, &str, Option<&str>, u16)] = &[
+    ("linux/amd64", "x86_64", "amd64", None, 62),
+    ("linux/arm64", "aarch64", "arm64", None, 183),
+    ("linux/arm/v7", "armv7l", "arm", Some("v7"), 40),
+    ("linux/riscv64", "riscv64", "riscv64", None, 243),
+];
+
+#[test]
+fn builds_runs_and_inspects_every_platform() {
+    if !require_docker() {
+        return;
+    }
+    let scratch = scratch_dir("e2e-image");
+    // A target dir of its own exercises a custom CARGO_TARGET_DIR and keeps tests apart.
+    let target_dir = scratch.join("target");
+    let target = target_dir.display().to_string();
+    let mut args = vec![
+        "image",
+        "--image",
+        "multiarch-e2e/hello",
+        "--tag",
+        "e2e",
+        "--json",
+    ];
+    for (platform, ..) in PLATFORMS {
+        args.extend(["--platform", platform]);
+    }
+    let output = xtask_with_env(&repo_root(), &args, &[("CARGO_TARGET_DIR", &target)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&output)).expect("--json prints JSON on stdout");
+    let built = report["platforms"].as_array().unwrap();
+    assert_eq!(built.len(), PLATFORMS.len());
+    assert!(
+        stderr(&output).contains("platform "),
+        "summary table on stderr"
+    );
+
+    for ((platform, uname_m, arch, variant, machine), result) in PLATFORMS.iter().zip(built) {
+        assert_eq!(result["platform"], *platform);
+        let image = result["image"].as_str().unwrap();
+        assert!(
+            image.starts_with("multiarch-e2e/hello:") && image.ends_with("-e2e"),
+            "{image}"
+        );
+
+        let printed = run("docker", &["run", "--rm", "--platform", platform, image]);
+        assert!(
+            printed.starts_with(&format!("hello 0.1.0 on {uname_m} ")),
+            "{platform}: {printed}"
+        );
+
+        let inspected = run(
+            "docker",
+            &[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Os}}/{{.Architecture}}/{{.Variant}}",
+                image,
+            ],
+        );
+        assert_eq!(
+            inspected.trim(),
+            format!("linux/{arch}/{}", variant.unwrap_or("")),
+            "{platform}"
+        );
+        assert_eq!(
+            result["id"].as_str().unwrap(),
+            run(
+                "docker",
+                &["image", "inspect", "--format", "{{.Id}}", image]
+            )
+            .trim()
+        );
+
+        assert_eq!(
+            elf_machine_in_image(image, platform, "/usr/local/bin/hello", &scratch),
+            *machine,
+            "{platform}"
+        );
+
+        // The context holds the Dockerfile and the binary, nothing of the workspace.
+        let context = target_dir
+            .join("multiarch/hello")
+            .join(platform.replace('/', "-"));
+        let mut entries: Vec<String> = std::fs::read_dir(&context)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        entries.sort();
+        assert_eq!(entries, ["Dockerfile", "hello"], "{platform}");
+        let bytes = result["context_bytes"].as_u64().unwrap();
+        assert!(
+            bytes > 100_000 && bytes < 3_000_000,
+            "{platform}: {bytes} context bytes"
+        );
+    }
+
+    // A rerun with nothing changed rebuilds nothing: the same image ids.
+    let rerun = xtask_with_env(&repo_root(), &args, &[("CARGO_TARGET_DIR", &target)]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let again: serde_json::Value = serde_json::from_str(&stdout(&rerun)).unwrap();
+    for (first, second) in built.iter().zip(again["platforms"].as_array().unwrap()) {
+        assert_eq!(first["id"], second["id"]);
+    }
+}

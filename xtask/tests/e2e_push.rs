@@ -1,0 +1,227 @@
+//! End to end against a real Docker engine and a real `docker-registry`: per-platform
+//! pushes, one manifest list per tag, all or nothing, and idempotent re-runs.
+
+mod common;
+
+use common::*;
+
+const LIST_TYPES: &str = "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
+const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+const PLATFORMS: &[(&str, &str, Option<&str>, &str)] = &[
+    ("linux/amd64", "amd64", None, "x86_64"),
+    ("linux/arm64", "arm64", Some("v8"), "aarch64"),
+    ("linux/arm/v7", "arm", Some("v7"), "armv7l"),
+];
+
+fn push(dir: &std::path::Path, registry: &Registry, tags: &[&str]) -> std::process::Output {
+    let image = format!("{}/hello", registry.host());
+    let mut args = vec![
+        "image", "--push", "--image", &image, "--json", "--jobs", "2",
+    ];
+    for (platform, ..) in PLATFORMS {
+        args.extend(["--platform", platform]);
+    }
+    for tag in tags {
+        args.extend(["--tag", tag]);
+    }
+    xtask(dir, &args)
+}
+
+/// Checks one published list against the registry's HTTP API; returns its digest.
+fn check_list(registry: &Registry, tag: &str, printed_digest: &str) {
+    let response = registry
+        .get(
+            &format!("/v2/hello/manifests/{tag}"),
+            &[("Accept", LIST_TYPES)],
+        )
+        .unwrap();
+    assert_eq!(response.status, 200, "list {tag}");
+    let list = response.json();
+    assert_eq!(
+        response.header("content-type"),
+        list["mediaType"].as_str(),
+        "Content-Type is the body's mediaType"
+    );
+    assert_eq!(
+        response.header("docker-content-digest"),
+        Some(printed_digest),
+        "the digest the tool printed"
+    );
+    let entries = list["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), PLATFORMS.len());
+    for (platform, arch, variant, _) in PLATFORMS {
+        let entry = entries
+            .iter()
+            .find(|e| e["platform"]["architecture"] == *arch)
+            .unwrap_or_else(|| panic!("no {platform} entry in {list}"));
+        let mut expected = serde_json::json!({ "os": "linux", "architecture": arch });
+        if let Some(variant) = variant {
+            expected["variant"] = serde_json::json!(variant);
+        }
+        assert_eq!(entry["platform"], expected, "{platform} entry is exact");
+
+        let digest = entry["digest"].as_str().unwrap();
+        let head = registry
+            .request(
+                "HEAD",
+                &format!("/v2/hello/manifests/{digest}"),
+                &[("Accept", MANIFEST_TYPES)],
+            )
+            .unwrap();
+        assert_eq!(head.status, 200, "{platform} child exists");
+        assert_eq!(
+            head.header("content-length")
+                .map(|l| l.parse::<u64>().unwrap()),
+            entry["size"].as_u64(),
+            "{platform} child size"
+        );
+
+        let manifest = registry
+            .get(
+                &format!("/v2/hello/manifests/{digest}"),
+                &[("Accept", MANIFEST_TYPES)],
+            )
+            .unwrap()
+            .json();
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        let config = registry
+            .get(&format!("/v2/hello/blobs/{config_digest}"), &[])
+            .unwrap()
+            .json();
+        assert_eq!(config["os"], "linux", "{platform} config");
+        assert_eq!(config["architecture"], *arch, "{platform} config");
+    }
+}
+
+fn list_digests(output: &std::process::Output) -> Vec<(String, String)> {
+    let report: serde_json::Value = serde_json::from_str(&stdout(output)).expect("--json report");
+    report["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["list"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn publishes_one_list_per_tag_that_every_platform_pulls() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("publish");
+    let dir = fixture_workspace("e2e-push", &format!("semver = true\n{STATIC_TARGETS}"));
+    let output = push(&dir, &registry, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lists = list_digests(&output);
+    let tags: Vec<&str> = lists
+        .iter()
+        .map(|(list, _)| list.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        ["1.2.3", "1.2", "1", "latest"],
+        "semver expands the version"
+    );
+    for (list, digest) in &lists {
+        check_list(&registry, list.rsplit(':').next().unwrap(), digest);
+    }
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for platform in report["platforms"].as_array().unwrap() {
+        assert!(
+            platform["digest"].as_str().unwrap().starts_with("sha256:"),
+            "per-platform digest: {platform}"
+        );
+    }
+
+    // A second full run after a success changes nothing: the same lists.
+    let again = push(&dir, &registry, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(list_digests(&again), lists);
+
+    // Labels from Cargo metadata are on every image.
+    let image = format!("{}/hello:arm64v8-1.2.3", registry.host());
+    let labels = run(
+        "docker",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &image,
+        ],
+    );
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels["org.opencontainers.image.title"], "hello");
+    assert_eq!(labels["org.opencontainers.image.version"], "1.2.3");
+
+    // Pull each platform from the list with no local copies left, and run it.
+    let list = format!("{}/hello:1.2.3", registry.host());
+    for (platform, _, _, uname_m) in PLATFORMS {
+        let _ = std::process::Command::new("docker")
+            .args(["image", "rm", "--force", &list])
+            .output();
+        for tag in ["1.2.3", "1.2", "1", "latest"] {
+            let prefix = match *platform {
+                "linux/amd64" => "amd64",
+                "linux/arm64" => "arm64v8",
+                _ => "arm32v7",
+            };
+            let _ = std::process::Command::new("docker")
+                .args([
+                    "image",
+                    "rm",
+                    "--force",
+                    &format!("{}/hello:{prefix}-{tag}", registry.host()),
+                ])
+                .output();
+        }
+        run("docker", &["pull", "--platform", platform, &list]);
+        let printed = run("docker", &["run", "--rm", "--platform", platform, &list]);
+        assert!(
+            printed.starts_with(&format!("hello 1.2.3 on {uname_m} ")),
+            "{platform}: {printed}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_platform_publishes_no_list_and_a_rerun_completes() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("all-or-nothing");
+    let broken =
+        STATIC_TARGETS.replace("linker = \"arm-linux-gnueabihf-gcc\"", "linker = \"false\"");
+    let dir = fixture_workspace("e2e-push-fail", &broken);
+    let output = push(&dir, &registry, &["fail"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("error: cargo build failed for linux/arm/v7"),
+        "{message}"
+    );
+    assert!(message.contains("help: "), "{message}");
+    let list = registry
+        .get("/v2/hello/manifests/fail", &[("Accept", LIST_TYPES)])
+        .unwrap();
+    assert_eq!(
+        list.status, 404,
+        "no list is published over a failed platform"
+    );
+    let pushed = registry.get("/v2/hello/tags/list", &[]).unwrap();
+    assert!(
+        pushed.status == 404 || !String::from_utf8_lossy(&pushed.body).contains("fail"),
+        "nothing was pushed before every platform built"
+    );
+
+    write_fixture_manifest(&dir, STATIC_TARGETS);
+    let output = push(&dir, &registry, &["fail"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lists = list_digests(&output);
+    check_list(&registry, "fail", &lists[0].1);
+}
