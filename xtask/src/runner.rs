@@ -361,13 +361,25 @@ fn command_failure(
         || lower.contains("authentication required")
         || lower.contains("denied")
     {
-        "log in to the registry first: `docker login <registry>` (credentials stay in Docker's own store)"
+        let registry = command
+            .args
+            .last()
+            .map_or("docker.io", |image| registry_of(image));
+        return anyhow!("`{command}` was refused:\n    {tail}\nhelp: log in to {registry} first: `docker login {registry}` (credentials stay in Docker's own store)");
     } else if lower.contains("cannot connect to the docker daemon") {
         "start the Docker engine, or point DOCKER_HOST at a running one"
     } else {
         "read the command's output above, fix the cause, and run again; finished steps are cached"
     };
     anyhow!("`{command}` exited with {status}:\n    {tail}\nhelp: {help}")
+}
+
+/// The registry host of an image reference, as Docker reads it (`docker.io` by default).
+fn registry_of(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => host,
+        _ => "docker.io",
+    }
 }
 
 /// Creates `dir` holding `dockerfile`, and removes every entry not listed in `keep`.
@@ -444,6 +456,22 @@ mod tests {
             "denied: requested access to the resource is denied"
         ));
         assert!(!is_transient("manifest invalid"));
+    }
+
+    #[test]
+    fn refused_pushes_name_the_registry_to_log_in_to() {
+        let command = Command::new("docker", ["push", "ghcr.io/acme/hello:arm64v8-1.0.0"]);
+        let status = std::process::Command::new("false").status().unwrap();
+        let message = command_failure(
+            &command,
+            &status,
+            "",
+            "unauthorized: authentication required",
+        )
+        .to_string();
+        assert!(message.ends_with("help: log in to ghcr.io first: `docker login ghcr.io` (credentials stay in Docker's own store)"), "{message}");
+        assert_eq!(registry_of("acme/hello:1"), "docker.io");
+        assert_eq!(registry_of("127.0.0.1:5000/hello:1"), "127.0.0.1:5000");
     }
 
     #[test]
