@@ -125,6 +125,7 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
     "rust_target",
     "native",
     "qemu",
+    "qemu_interpreter",
     "bins",
     "package",
     "version",

@@ -1,12 +1,15 @@
 //! `cargo xtask image`: plan the run, then build (and with `--push`, publish) every platform.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::binfmt;
 use crate::cli::ImageArgs;
 use crate::config::{check_repository, parse_platforms, Config};
 use crate::docker::Docker;
-use crate::plan::{Plan, PlanInputs};
+use crate::plan::{Builder, Plan, PlanInputs};
 use crate::report;
 use crate::runner;
 use crate::toolchain::Toolchain;
@@ -16,13 +19,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
     let sh = Shell::new()?;
     let (config, _) = load(&sh, args)?;
     let docker = Docker::probe(&sh);
-    let (git_revision, git_time) = git_facts(&sh, &config);
-    let inputs = PlanInputs {
-        push: args.push,
-        builder: docker.builder,
-        git_revision,
-        git_time,
-    };
+    let inputs = plan_inputs(&sh, &config, args.push, docker.builder);
     let plan = Plan::new(&config, &inputs)?;
     if args.dry_run {
         report::print_dry_run(&plan, args.json);
@@ -63,10 +60,10 @@ pub fn load(sh: &Shell, args: &ImageArgs) -> Result<(Config, Workspace)> {
     Ok((config, workspace))
 }
 
-/// The commit and its time, when the workspace is a git checkout with commits.
-fn git_facts(sh: &Shell, config: &Config) -> (Option<String>, Option<String>) {
+/// The facts a plan needs beyond the config: git, and the host's binfmt handlers.
+pub fn plan_inputs(sh: &Shell, config: &Config, push: bool, builder: Builder) -> PlanInputs {
     let root = &config.workspace_root;
-    let read = |args: &[&str]| {
+    let git = |args: &[&str]| {
         cmd!(sh, "git -C {root} {args...}")
             .quiet()
             .ignore_stderr()
@@ -74,8 +71,11 @@ fn git_facts(sh: &Shell, config: &Config) -> (Option<String>, Option<String>) {
             .ok()
             .filter(|s| !s.is_empty())
     };
-    (
-        read(&["rev-parse", "HEAD"]),
-        read(&["log", "-1", "--format=%cI"]),
-    )
+    PlanInputs {
+        push,
+        builder,
+        git_revision: git(&["rev-parse", "HEAD"]),
+        git_time: git(&["log", "-1", "--format=%cI"]),
+        handlers: binfmt::read_handlers(Path::new(binfmt::BINFMT_DIR)),
+    }
 }

@@ -1,15 +1,19 @@
 //! multiarch: the engine behind `cargo xtask`, which turns this workspace into
 //! multi-architecture container images.
 
+pub mod binfmt;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod docker;
 pub mod image;
 pub mod plan;
 pub mod platform;
+pub mod qemu;
 pub mod render;
 pub mod report;
 pub mod runner;
+pub mod sha256;
 pub mod template;
 pub mod toolchain;
 pub mod workspace;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::{BuildMode, Config, PlatformConfig};
+use crate::binfmt::{self, Emulation, Handler};
+use crate::config::{BuildMode, Config, PlatformConfig, QemuConfig, QemuCopy};
 use crate::platform::Platform;
 use crate::template::{self, DockerfileContext, TagContext, Template};
 
@@ -61,18 +62,34 @@ pub enum Expect {
     MissingOk,
 }
 
-/// One unit of work.
+/// One unit of work. Paths are relative to the workspace root unless absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Create a build context holding the rendered Dockerfile, removing anything stale.
-    WriteContext {
+    /// Create a build context directory and remove every file in it not listed in `keep`.
+    Context {
         dir: PathBuf,
-        dockerfile: String,
-        keep: Vec<String>,
+        keep: Vec<PathBuf>,
     },
-    /// Copy a file into a build context, skipping the write when it is already identical.
+    /// Write a file atomically, skipping the write when it is already identical.
+    Write {
+        path: PathBuf,
+        contents: String,
+    },
+    /// Copy a file, skipping the write when it is already identical.
     Copy {
         from: PathBuf,
+        to: PathBuf,
+    },
+    /// Copy `files` (relative paths) from the directory `from` into `to`, each when changed.
+    Mirror {
+        from: PathBuf,
+        to: PathBuf,
+        files: Vec<PathBuf>,
+    },
+    /// Put the static QEMU for `qemu_arch` at `to`, from the cache (fetched when missing)
+    /// or PATH, as the config's `qemu.source` says.
+    StageQemu {
+        qemu_arch: &'static str,
         to: PathBuf,
     },
     Run {
@@ -94,6 +111,8 @@ pub struct Job {
     pub platform: &'static Platform,
     /// The per-platform image refs, `<repo>:<docker_arch>-<tag>`, one per tag.
     pub images: Vec<String>,
+    /// The build context directory.
+    pub context: PathBuf,
     pub steps: Vec<Step>,
 }
 
@@ -122,6 +141,8 @@ pub struct PlanInputs {
     pub git_revision: Option<String>,
     /// Commit time (RFC 3339), used as a reproducible `created` label.
     pub git_time: Option<String>,
+    /// The host's binfmt handlers, which decide how foreign `RUN` steps run.
+    pub handlers: Vec<Handler>,
 }
 
 /// Every step of a run, in order.
@@ -132,7 +153,9 @@ pub struct Plan {
     pub tags: Vec<String>,
     pub root: PathBuf,
     /// Build contexts, written before anything is compiled.
-    pub contexts: Vec<(&'static Platform, Step)>,
+    pub contexts: Vec<(&'static Platform, Vec<Step>)>,
+    /// Where staged QEMU binaries come from.
+    pub qemu: QemuConfig,
     pub builds: Vec<Job>,
     pub pushes: Vec<Job>,
     pub manifests: Vec<ManifestJob>,
@@ -143,12 +166,6 @@ const DOCKER: &str = "docker";
 impl Plan {
     /// Computes the plan; templates are rendered here, so a template error writes nothing.
     pub fn new(config: &Config, inputs: &PlanInputs) -> Result<Plan> {
-        if config.build == BuildMode::Container {
-            bail!(
-                "`build = \"container\"` is not supported by this version of the xtask\n\
-                 help: use `build = \"cross\"` (the default): binaries are cross-compiled on the host"
-            );
-        }
         let repository = config.repository();
         if inputs.push && config.image.is_none() {
             bail!(
@@ -179,81 +196,104 @@ impl Plan {
             tags: tags.clone(),
             root: root.clone(),
             contexts: Vec::new(),
+            qemu: config.qemu.clone(),
             builds: Vec::new(),
             pushes: Vec::new(),
             manifests: Vec::new(),
         };
         for &platform in &config.platforms {
             let platform_config = config.platform(platform);
-            let dir = shown(&template::context_dir(
-                &config.target_dir,
-                &config.package.name,
-                platform,
-            ));
-            let context = DockerfileContext::new(
-                platform,
-                &platform_config.target,
-                &config.bins,
-                &config.package.name,
-                &config.package.version,
-                &platform_config.vars,
-            );
-            let dockerfile = template
-                .render(&context)
-                .with_context(|| format!("rendering the Dockerfile for {platform}"))?;
-            let mut keep: Vec<String> = vec!["Dockerfile".into()];
-            keep.extend(config.bins.iter().cloned());
-            keep.extend(
-                config
-                    .files
-                    .iter()
-                    .filter_map(|f| f.components().next())
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-            );
-            keep.dedup();
-            plan.contexts.push((
-                platform,
-                Step {
-                    label: "render",
-                    action: Action::WriteContext {
-                        dir: dir.clone(),
-                        dockerfile,
-                        keep,
-                    },
-                },
-            ));
-
+            let prepared = prepare_platform(config, &platform_config, &template, inputs)?;
+            let dir = shown(&prepared.context);
             let images: Vec<String> = tags
                 .iter()
                 .map(|tag| format!("{repository}:{}-{tag}", platform.docker_arch))
                 .collect();
-            let mut steps = vec![cargo_build(config, &platform_config)];
-            let release_dir = shown(&config.target_dir)
-                .join(&platform_config.target)
-                .join("release");
-            for bin in &config.bins {
-                steps.push(Step {
-                    label: "stage",
-                    action: Action::Copy {
-                        from: release_dir.join(bin),
-                        to: dir.join(bin),
+
+            let mut keep: Vec<PathBuf> = Vec::new();
+            let mut contexts = Vec::new();
+            let mut steps = Vec::new();
+            let dockerfile = match config.build {
+                BuildMode::Cross => {
+                    keep.push("Dockerfile".into());
+                    keep.extend(config.bins.iter().map(PathBuf::from));
+                    keep.extend(config.files.iter().cloned());
+                    steps.push(cargo_build(config, &platform_config));
+                    let release_dir = shown(&config.target_dir)
+                        .join(&platform_config.target)
+                        .join("release");
+                    for bin in &config.bins {
+                        steps.push(Step {
+                            label: "stage",
+                            action: Action::Copy {
+                                from: release_dir.join(bin),
+                                to: dir.join(bin),
+                            },
+                        });
+                    }
+                    dir.join("Dockerfile")
+                }
+                BuildMode::Container => {
+                    let sources = crate::context::source_files(root, &config.target_dir)?;
+                    keep.extend(sources.iter().cloned());
+                    contexts.push(Step {
+                        label: "sources",
+                        action: Action::Mirror {
+                            from: PathBuf::new(),
+                            to: dir.clone(),
+                            files: sources,
+                        },
+                    });
+                    // Beside the context, so a workspace `Dockerfile` and `COPY . .` are unaffected.
+                    dir.with_extension("Dockerfile")
+                }
+            };
+            if !config.files.is_empty() {
+                contexts.push(Step {
+                    label: "files",
+                    action: Action::Mirror {
+                        from: PathBuf::new(),
+                        to: dir.clone(),
+                        files: config.files.clone(),
                     },
                 });
             }
-            for file in &config.files {
+            if let Some(qemu) = &prepared.qemu {
+                keep.push(qemu.into());
                 steps.push(Step {
-                    label: "stage",
-                    action: Action::Copy {
-                        from: file.clone(),
-                        to: dir.join(file),
+                    label: "qemu",
+                    action: Action::StageQemu {
+                        qemu_arch: platform.qemu_arch,
+                        to: dir.join(qemu),
                     },
                 });
             }
+            contexts.insert(
+                0,
+                Step {
+                    label: "context",
+                    action: Action::Context {
+                        dir: dir.clone(),
+                        keep,
+                    },
+                },
+            );
+            contexts.insert(
+                1,
+                Step {
+                    label: "render",
+                    action: Action::Write {
+                        path: dockerfile.clone(),
+                        contents: prepared.dockerfile,
+                    },
+                },
+            );
             steps.push(docker_build(
                 inputs.builder,
                 platform,
                 &images,
                 &labels,
+                &dockerfile,
                 &dir,
             ));
             steps.push(Step {
@@ -263,9 +303,11 @@ impl Plan {
                     expect: Expect::Image,
                 },
             });
+            plan.contexts.push((platform, contexts));
             plan.builds.push(Job {
                 platform,
                 images: images.clone(),
+                context: dir.clone(),
                 steps,
             });
 
@@ -283,6 +325,7 @@ impl Plan {
                 plan.pushes.push(Job {
                     platform,
                     images,
+                    context: dir,
                     steps,
                 });
             }
@@ -364,8 +407,10 @@ impl Plan {
     /// Every step, in the order a run with one job executes them, as `[scope] command` lines.
     pub fn display_steps(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        for (platform, step) in &self.contexts {
-            lines.push(format!("[{platform}] {}", describe(step)));
+        for (platform, steps) in &self.contexts {
+            for step in steps {
+                lines.push(format!("[{platform}] {}", describe(step)));
+            }
         }
         for job in self.builds.iter().chain(&self.pushes) {
             for step in &job.steps {
@@ -382,15 +427,98 @@ impl Plan {
 }
 
 fn describe(step: &Step) -> String {
+    let path = |p: &Path| shell_quote(&p.display().to_string());
     match &step.action {
-        Action::WriteContext { dir, .. } => format!("render {}", dir.join("Dockerfile").display()),
-        Action::Copy { from, to } => format!(
-            "cp {} {}",
-            shell_quote(&from.display().to_string()),
-            shell_quote(&to.display().to_string())
+        Action::Context { dir, keep } => format!(
+            "prepare {} (the {} planned files stay, all else goes)",
+            path(dir),
+            keep.len()
+        ),
+        Action::Write { path: file, .. } => format!("render {}", path(file)),
+        Action::Copy { from, to } => format!("cp {} {}", path(from), path(to)),
+        Action::Mirror { from, to, files } => {
+            let from = if from.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                from
+            };
+            format!(
+                "copy {} files from {} to {}",
+                files.len(),
+                path(from),
+                path(to)
+            )
+        }
+        Action::StageQemu { qemu_arch, to } => format!(
+            "stage {} at {}",
+            crate::qemu::binary_name(qemu_arch),
+            path(to)
         ),
         Action::Run { command, .. } => command.to_string(),
     }
+}
+
+/// A platform's rendered Dockerfile and whether QEMU goes into its context.
+struct Prepared {
+    context: PathBuf,
+    dockerfile: String,
+    qemu: Option<String>,
+}
+
+/// Renders the Dockerfile for one platform, deciding from the host's binfmt handler and
+/// `qemu.copy` whether QEMU is copied into the context.
+fn prepare_platform(
+    config: &Config,
+    platform_config: &PlatformConfig,
+    template: &Template,
+    inputs: &PlanInputs,
+) -> Result<Prepared> {
+    let platform = platform_config.platform;
+    let emulation = binfmt::emulation(&inputs.handlers, platform);
+    let copy = match (config.qemu.copy, &emulation) {
+        (_, Emulation::Native) | (QemuCopy::Never, _) | (QemuCopy::Auto, Emulation::Missing) => {
+            false
+        }
+        (QemuCopy::Always, _) => true,
+        (QemuCopy::Auto, Emulation::Handler { fix_binary, .. }) => !fix_binary,
+    };
+    let mut context = DockerfileContext::new(
+        platform,
+        &platform_config.target,
+        &config.bins,
+        &config.package.name,
+        &config.package.version,
+        &platform_config.vars,
+    );
+    if let Emulation::Handler { interpreter, .. } = &emulation {
+        context.qemu_interpreter = interpreter.display().to_string();
+    }
+    context.qemu = copy.then(|| crate::qemu::binary_name(platform.qemu_arch));
+    let dockerfile = template
+        .render(&context)
+        .with_context(|| format!("rendering the Dockerfile for {platform}"))?;
+    if emulation == Emulation::Missing && has_run_steps(&dockerfile) {
+        bail!(
+            "the Dockerfile for {platform} has RUN steps, and no binfmt handler on this host runs {} binaries\n\
+             help: register QEMU for the configured platforms with `sudo cargo xtask setup`",
+            platform.qemu_arch
+        );
+    }
+    Ok(Prepared {
+        context: template::context_dir(&config.target_dir, &config.package.name, platform),
+        dockerfile,
+        qemu: context.qemu,
+    })
+}
+
+/// Whether a Dockerfile runs commands while building, which for a foreign platform needs
+/// emulation.
+pub fn has_run_steps(dockerfile: &str) -> bool {
+    dockerfile.lines().any(|line| {
+        line.trim_start()
+            .get(..4)
+            .is_some_and(|word| word.eq_ignore_ascii_case("RUN "))
+    })
 }
 
 fn cargo_build(config: &Config, platform: &PlatformConfig) -> Step {
@@ -444,6 +572,7 @@ fn docker_build(
     platform: &Platform,
     images: &[String],
     labels: &[(String, String)],
+    dockerfile: &Path,
     dir: &Path,
 ) -> Step {
     let mut args: Vec<String> = match builder {
@@ -459,7 +588,7 @@ fn docker_build(
     }
     args.extend([
         "--file".into(),
-        dir.join("Dockerfile").display().to_string(),
+        dockerfile.display().to_string(),
         dir.display().to_string(),
     ]);
     Step {
@@ -552,6 +681,7 @@ mod tests {
             builder: Builder::Legacy,
             git_revision: Some("0123456789abcdef".into()),
             git_time: Some("2026-11-28T01:00:00+00:00".into()),
+            handlers: Vec::new(),
         }
     }
 
@@ -616,6 +746,134 @@ mod tests {
             "{message}"
         );
         assert!(Plan::new(&config, &inputs(false)).is_ok());
+    }
+
+    /// A config whose template has foreign `RUN` steps and uses `qemu`.
+    fn emulated_config(copy: QemuCopy) -> Config {
+        let dir =
+            std::env::temp_dir().join(format!("multiarch-plan-{}-{copy:?}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let template = dir.join("Dockerfile.j2");
+        std::fs::write(&template, "FROM {{ base }}\n{% if qemu %}COPY {{ qemu }} {{ qemu_interpreter }}\n{% endif %}RUN echo {{ uname_m }}\n").unwrap();
+        let mut config = sample_config("");
+        config.dockerfile = template;
+        config.qemu.copy = copy;
+        config
+    }
+
+    fn handler(arch: &str, flags: &str) -> Handler {
+        let (magic, machine) = match arch {
+            "aarch64" => ("7f454c460201010000000000000000000200b700", "aarch64"),
+            _ => ("7f454c4601010100000000000000000002002800", "arm"),
+        };
+        let text = format!("enabled\ninterpreter /usr/libexec/qemu-binfmt/{machine}-binfmt-P\nflags: {flags}\noffset 0\nmagic {magic}\nmask ffffffffffffff00fffffffffffffffffeffffff\n");
+        Handler::parse(&format!("qemu-{arch}"), &text).unwrap()
+    }
+
+    fn rendered(plan: &Plan, platform: &str) -> String {
+        let (_, steps) = plan
+            .contexts
+            .iter()
+            .find(|(p, _)| p.name() == platform)
+            .unwrap();
+        steps
+            .iter()
+            .find_map(|s| match &s.action {
+                Action::Write { contents, .. } => Some(contents.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn stages_qemu(plan: &Plan, platform: &str) -> bool {
+        let job = plan
+            .builds
+            .iter()
+            .find(|j| j.platform.name() == platform)
+            .unwrap();
+        job.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::StageQemu { .. }))
+    }
+
+    #[test]
+    fn qemu_is_copied_only_where_the_handler_lacks_the_fix_binary_flag() {
+        let mut inputs = inputs(false);
+        inputs.handlers = vec![handler("aarch64", "POF"), handler("arm", "PO")];
+        let plan = Plan::new(&emulated_config(QemuCopy::Auto), &inputs).unwrap();
+        assert!(!stages_qemu(&plan, "linux/arm64") && !stages_qemu(&plan, "linux/amd64"));
+        assert!(stages_qemu(&plan, "linux/arm/v7"));
+        assert_eq!(
+            rendered(&plan, "linux/arm64"),
+            "FROM scratch\nRUN echo aarch64\n"
+        );
+        assert_eq!(rendered(&plan, "linux/arm/v7"), "FROM scratch\nCOPY qemu-arm-static /usr/libexec/qemu-binfmt/arm-binfmt-P\nRUN echo armv7l\n");
+
+        let plan = Plan::new(&emulated_config(QemuCopy::Never), &inputs).unwrap();
+        assert!(!stages_qemu(&plan, "linux/arm/v7"));
+        let plan = Plan::new(&emulated_config(QemuCopy::Always), &inputs).unwrap();
+        assert!(
+            stages_qemu(&plan, "linux/arm64")
+                && stages_qemu(&plan, "linux/arm/v7")
+                && !stages_qemu(&plan, "linux/amd64")
+        );
+    }
+
+    #[test]
+    fn foreign_run_steps_without_a_handler_fail_before_anything_runs() {
+        let mut inputs = inputs(false);
+        inputs.handlers = vec![handler("aarch64", "F")];
+        let message = format!(
+            "{:#}",
+            Plan::new(&emulated_config(QemuCopy::Auto), &inputs).unwrap_err()
+        );
+        assert!(message.starts_with("the Dockerfile for linux/arm/v7 has RUN steps, and no binfmt handler on this host runs arm binaries"), "{message}");
+        assert!(
+            message.contains(
+                "help: register QEMU for the configured platforms with `sudo cargo xtask setup`"
+            ),
+            "{message}"
+        );
+        // Without RUN steps nothing is emulated, so no handler is needed.
+        assert!(Plan::new(&sample_config(""), &inputs).is_ok());
+    }
+
+    #[test]
+    fn container_builds_compile_in_the_image_from_the_workspace_sources() {
+        let mut config = sample_config("");
+        config.build = BuildMode::Container;
+        let plan = Plan::new(&config, &inputs(false)).unwrap();
+        let lines = plan.display_steps();
+        assert!(
+            !lines.iter().any(|l| l.contains("cargo build")),
+            "{lines:#?}"
+        );
+        let copy = lines
+            .iter()
+            .find(|l| l.starts_with("[linux/arm64] copy "))
+            .unwrap();
+        assert!(
+            copy.ends_with(" files from . to target/multiarch/hello/linux-arm64"),
+            "{copy}"
+        );
+        assert!(lines.iter().any(|l| l.starts_with("[linux/arm64] docker build ") && l.ends_with("--file target/multiarch/hello/linux-arm64.Dockerfile target/multiarch/hello/linux-arm64")), "{lines:#?}");
+        let (_, steps) = &plan.contexts[0];
+        let Action::Mirror { files, .. } = &steps[2].action else {
+            panic!("{steps:?}")
+        };
+        assert!(
+            files.contains(&PathBuf::from("src/main.rs"))
+                && files.contains(&PathBuf::from("Cargo.toml"))
+        );
+        assert!(!files
+            .iter()
+            .any(|f| f.starts_with("target") || f.starts_with(".git")));
+    }
+
+    #[test]
+    fn run_steps_are_recognised() {
+        assert!(has_run_steps("FROM x\n  run apk add ca-certificates\n"));
+        assert!(!has_run_steps("FROM x\nCOPY run /run\n# RUN nothing\n"));
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct Platform {
     pub rust_target: &'static str,
     /// The ELF `e_machine` of this architecture's binaries.
     pub elf_machine: u16,
+    /// Whether its binaries are ELFCLASS64.
+    pub elf_64: bool,
+    /// Whether its binaries are big-endian.
+    pub big_endian: bool,
     /// Other spellings met in the wild that mean this platform.
     aliases: &'static [&'static str],
 }
@@ -47,6 +51,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "amd64",
         rust_target: "x86_64-unknown-linux-musl",
         elf_machine: 62,
+        elf_64: true,
+        big_endian: false,
         aliases: &["x86-64", "x86_64", "amd64/v1"],
     },
     Platform {
@@ -58,6 +64,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "arm64",
         rust_target: "aarch64-unknown-linux-musl",
         elf_machine: 183,
+        elf_64: true,
+        big_endian: false,
         aliases: &["aarch64", "arm64/v8", "arm64/8", "aarch64/v8"],
     },
     Platform {
@@ -69,6 +77,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "armhf",
         rust_target: "armv7-unknown-linux-musleabihf",
         elf_machine: 40,
+        elf_64: false,
+        big_endian: false,
         aliases: &["arm", "arm/7", "armv7", "armv7hf"],
     },
     Platform {
@@ -80,6 +90,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "armel",
         rust_target: "arm-unknown-linux-musleabihf",
         elf_machine: 40,
+        elf_64: false,
+        big_endian: false,
         aliases: &["arm/6", "armv6"],
     },
     Platform {
@@ -91,6 +103,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "i386",
         rust_target: "i686-unknown-linux-musl",
         elf_machine: 3,
+        elf_64: false,
+        big_endian: false,
         aliases: &["x86", "i486", "i586"],
     },
     Platform {
@@ -102,6 +116,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "ppc64el",
         rust_target: "powerpc64le-unknown-linux-musl",
         elf_machine: 21,
+        elf_64: true,
+        big_endian: false,
         aliases: &[],
     },
     Platform {
@@ -113,6 +129,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "s390x",
         rust_target: "s390x-unknown-linux-gnu",
         elf_machine: 22,
+        elf_64: true,
+        big_endian: true,
         aliases: &[],
     },
     Platform {
@@ -124,6 +142,8 @@ pub static PLATFORMS: &[Platform] = &[
         debian_arch: "riscv64",
         rust_target: "riscv64gc-unknown-linux-musl",
         elf_machine: 243,
+        elf_64: true,
+        big_endian: false,
         aliases: &[],
     },
 ];

@@ -4,27 +4,24 @@ use anyhow::Result;
 use xshell::Shell;
 
 use crate::cli::ImageArgs;
-use crate::plan::{Action, Builder, Plan, PlanInputs};
+use crate::plan::{Action, Builder, Plan};
 
 pub fn run(args: &ImageArgs) -> Result<()> {
     let sh = Shell::new()?;
     let (config, _) = crate::image::load(&sh, args)?;
-    let inputs = PlanInputs {
-        push: false,
-        builder: Builder::Legacy,
-        git_revision: None,
-        git_time: None,
-    };
+    let inputs = crate::image::plan_inputs(&sh, &config, false, Builder::Legacy);
     let plan = Plan::new(&config, &inputs)?;
-    let only_contexts = Plan {
+    let contexts_only = Plan {
         builds: Vec::new(),
         ..plan.clone()
     };
-    crate::runner::execute(&only_contexts, 1)?;
-    for (platform, step) in &plan.contexts {
-        if let Action::WriteContext { dir, .. } = &step.action {
-            eprintln!("[{platform}] rendered");
-            println!("{}", plan.root.join(dir).join("Dockerfile").display());
+    crate::runner::execute(&contexts_only, 1)?;
+    for (platform, steps) in &plan.contexts {
+        for step in steps {
+            if let Action::Write { path, .. } = &step.action {
+                eprintln!("[{platform}] rendered");
+                println!("{}", plan.root.join(path).display());
+            }
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! The one runner that executes a plan: contexts, parallel builds, pushes, then manifest lists.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,9 +50,12 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Executes `plan` with up to `jobs` platforms at a time.
 pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     let started = Instant::now();
-    for (platform, step) in &plan.contexts {
-        run_step(&new_shell(&plan.root)?, step)
-            .with_context(|| format!("{} failed for {platform}", step.label))?;
+    let sh = new_shell(&plan.root)?;
+    for (platform, steps) in &plan.contexts {
+        for step in steps {
+            run_step(&sh, plan, step)
+                .with_context(|| format!("{} failed for {platform}", step.label))?;
+        }
     }
 
     let cargo_lock = Mutex::new(());
@@ -60,15 +63,7 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     let mut platforms = Vec::new();
     for (job, outcome) in plan.builds.iter().zip(builds) {
         let facts = outcome.facts.expect("every build job inspects its image");
-        let context_bytes = match &plan
-            .contexts
-            .iter()
-            .find(|(p, _)| *p == job.platform)
-            .map(|(_, s)| &s.action)
-        {
-            Some(Action::WriteContext { dir, .. }) => dir_size(&plan.root.join(dir)),
-            _ => 0,
-        };
+        let context_bytes = dir_size(&plan.root.join(&job.context));
         platforms.push(PlatformResult {
             platform: job.platform.name(),
             image: job.images[0].clone(),
@@ -93,7 +88,7 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
         let mut digest = None;
         for step in &manifest.steps {
             eprintln!("[{}] {}", manifest.list, step.label);
-            if let Some(output) = run_step(&sh, step).with_context(|| {
+            if let Some(output) = run_step(&sh, plan, step).with_context(|| {
                 format!(
                     "{} failed for the manifest list {}",
                     step.label, manifest.list
@@ -189,7 +184,7 @@ fn run_job(plan: &Plan, job: &Job, cargo_lock: &Mutex<()>) -> Result<JobOutcome>
         let output = {
             // Cargo serialises builds on its own lock; taking ours keeps its output whole.
             let _cargo = (step.label == "cargo build").then(|| cargo_lock.lock().unwrap());
-            run_step_retrying(&sh, step)
+            run_step_retrying(&sh, plan, step)
         }
         .with_context(|| format!("{} failed for {}", step.label, job.platform))?;
         eprintln!(
@@ -242,10 +237,10 @@ fn new_shell(root: &Path) -> Result<Shell> {
 }
 
 /// Runs a step, retrying transient registry failures of pushes with backoff.
-fn run_step_retrying(sh: &Shell, step: &Step) -> Result<Option<String>> {
+fn run_step_retrying(sh: &Shell, plan: &Plan, step: &Step) -> Result<Option<String>> {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1.. {
-        match run_step(sh, step) {
+        match run_step(sh, plan, step) {
             Err(err)
                 if step.label.contains("push")
                     && attempt < PUSH_ATTEMPTS
@@ -296,23 +291,26 @@ fn first_line(message: &str) -> &str {
 }
 
 /// Executes one step; returns the command's stdout for steps that read it.
-fn run_step(sh: &Shell, step: &Step) -> Result<Option<String>> {
+fn run_step(sh: &Shell, plan: &Plan, step: &Step) -> Result<Option<String>> {
+    let root = &plan.root;
     match &step.action {
-        Action::WriteContext {
-            dir,
-            dockerfile,
-            keep,
-        } => {
-            write_context(&sh.current_dir().join(dir), dockerfile, keep)?;
-            Ok(None)
+        Action::Context { dir, keep } => prune(&root.join(dir), keep)?,
+        Action::Write { path, contents } => {
+            write_if_changed(&root.join(path), contents.as_bytes())?
         }
-        Action::Copy { from, to } => {
-            let root = sh.current_dir();
-            copy_if_changed(&root.join(from), &root.join(to))?;
-            Ok(None)
+        Action::Copy { from, to } => copy_if_changed(&root.join(from), &root.join(to))?,
+        Action::Mirror { from, to, files } => {
+            for file in files {
+                copy_if_changed(&root.join(from).join(file), &root.join(to).join(file))?;
+            }
         }
-        Action::Run { command, expect } => run_command(sh, command, *expect).map(Some),
+        Action::StageQemu { qemu_arch, to } => {
+            let binary = crate::qemu::locate(sh, &plan.qemu, qemu_arch)?;
+            copy_if_changed(&binary, &root.join(to))?;
+        }
+        Action::Run { command, expect } => return run_command(sh, command, *expect).map(Some),
     }
+    Ok(None)
 }
 
 fn run_command(sh: &Shell, command: &Command, expect: Expect) -> Result<String> {
@@ -382,25 +380,41 @@ fn registry_of(image: &str) -> &str {
     }
 }
 
-/// Creates `dir` holding `dockerfile`, and removes every entry not listed in `keep`.
-fn write_context(dir: &Path, dockerfile: &str, keep: &[String]) -> Result<()> {
+/// Creates `dir` and removes every file below it that `keep` does not list, then the
+/// directories left empty.
+fn prune(dir: &Path, keep: &[PathBuf]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for entry in std::fs::read_dir(dir)? {
+    let keep: std::collections::HashSet<&Path> = keep.iter().map(PathBuf::as_path).collect();
+    prune_below(dir, Path::new(""), &keep)?;
+    Ok(())
+}
+
+/// Returns whether `dir/relative` is empty afterwards.
+fn prune_below(
+    dir: &Path,
+    relative: &Path,
+    keep: &std::collections::HashSet<&Path>,
+) -> Result<bool> {
+    let mut empty = true;
+    for entry in std::fs::read_dir(dir.join(relative))? {
         let entry = entry?;
-        if !keep
-            .iter()
-            .any(|k| *k == entry.file_name().to_string_lossy())
-        {
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                std::fs::remove_dir_all(&path)
+        let path = relative.join(entry.file_name());
+        let full = dir.join(&path);
+        if entry.file_type()?.is_dir() {
+            if prune_below(dir, &path, keep)? {
+                std::fs::remove_dir(&full)
+                    .with_context(|| format!("cannot remove {}", full.display()))?;
             } else {
-                std::fs::remove_file(&path)
+                empty = false;
             }
-            .with_context(|| format!("cannot remove stale {}", path.display()))?;
+        } else if keep.contains(path.as_path()) {
+            empty = false;
+        } else {
+            std::fs::remove_file(&full)
+                .with_context(|| format!("cannot remove stale {}", full.display()))?;
         }
     }
-    write_if_changed(&dir.join("Dockerfile"), dockerfile.as_bytes())
+    Ok(empty)
 }
 
 /// Writes atomically (temporary file, then rename) and only when the content differs, so
@@ -504,24 +518,28 @@ mod tests {
         std::fs::create_dir_all(dir.join("stale-dir")).unwrap();
         std::fs::write(dir.join("stale"), "x").unwrap();
         std::fs::write(dir.join("hello"), "bin").unwrap();
-        write_context(
+        std::fs::create_dir_all(dir.join("keep-dir/empty-dir")).unwrap();
+        std::fs::write(dir.join("keep-dir/kept"), "k").unwrap();
+        prune(
             &dir,
-            "FROM scratch\n",
-            &["Dockerfile".into(), "hello".into()],
+            &["Dockerfile".into(), "hello".into(), "keep-dir/kept".into()],
         )
         .unwrap();
+        write_if_changed(&dir.join("Dockerfile"), b"FROM scratch\n").unwrap();
+        assert!(!dir.join("keep-dir/empty-dir").exists() && dir.join("keep-dir/kept").exists());
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["Dockerfile", "hello"]);
+        assert_eq!(names, ["Dockerfile", "hello", "keep-dir"]);
         let modified = std::fs::metadata(dir.join("Dockerfile"))
             .unwrap()
             .modified()
             .unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        write_context(&dir, "FROM scratch\n", &["Dockerfile".into()]).unwrap();
+        prune(&dir, &["Dockerfile".into()]).unwrap();
+        write_if_changed(&dir.join("Dockerfile"), b"FROM scratch\n").unwrap();
         assert_eq!(
             std::fs::metadata(dir.join("Dockerfile"))
                 .unwrap()

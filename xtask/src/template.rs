@@ -26,6 +26,8 @@ pub struct DockerfileContext<'a> {
     pub native: bool,
     /// Path of the QEMU binary inside the build context, when one is copied.
     pub qemu: Option<String>,
+    /// Where the host's binfmt handler looks for QEMU, which is where a copied QEMU goes.
+    pub qemu_interpreter: String,
     pub bins: &'a [String],
     pub package: &'a str,
     pub version: &'a str,
@@ -54,6 +56,7 @@ impl<'a> DockerfileContext<'a> {
             rust_target,
             native: platform.is_host(),
             qemu: None,
+            qemu_interpreter: format!("/usr/bin/qemu-{}-static", platform.qemu_arch),
             bins,
             package,
             version,
@@ -262,7 +265,7 @@ mod tests {
 
     #[test]
     fn every_variable_is_defined() {
-        let source = "{{ platform }} {{ os }} {{ arch }} {{ variant }} {{ docker_arch }} {{ qemu_arch }} {{ uname_m }} {{ debian_arch }} {{ rust_target }} {{ native }} {{ qemu }} {{ bins | join(',') }} {{ package }} {{ version }} {{ base }}";
+        let source = "{{ platform }} {{ os }} {{ arch }} {{ variant }} {{ docker_arch }} {{ qemu_arch }} {{ uname_m }} {{ debian_arch }} {{ rust_target }} {{ native }} {{ qemu }} {{ qemu_interpreter }} {{ bins | join(',') }} {{ package }} {{ version }} {{ base }}";
         let platform = Platform::parse("armhf").unwrap();
         let bins = ["a".to_owned(), "b".to_owned()];
         let vars = vars(&[("base", "debian")]);
@@ -275,7 +278,7 @@ mod tests {
             &vars,
         );
         let rendered = Template::from_source("t", source).render(&context).unwrap();
-        assert_eq!(rendered, "linux/arm/v7 linux arm v7 arm32v7 arm armv7l armhf armv7-unknown-linux-gnueabihf False None a,b hello 0.1.0 debian");
+        assert_eq!(rendered, "linux/arm/v7 linux arm v7 arm32v7 arm armv7l armhf armv7-unknown-linux-gnueabihf False None /usr/bin/qemu-arm-static a,b hello 0.1.0 debian");
         let declared: Vec<&str> = source
             .split("{{ ")
             .skip(1)

@@ -1,0 +1,267 @@
+//! Static QEMU binaries: downloaded once into a user cache, checksum-verified, extracted
+//! strictly and written atomically; or taken from PATH.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use xshell::{cmd, Shell};
+
+use crate::config::{QemuConfig, QemuSource};
+use crate::sha256;
+
+/// The cache shared by every workspace: `$XDG_CACHE_HOME/multiarch/qemu/<version>`,
+/// else `~/.cache/...`.
+pub fn cache_dir(version: &str) -> Result<PathBuf> {
+    let base = match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+        (Some(cache), _) if !cache.is_empty() => PathBuf::from(cache),
+        (_, Some(home)) => PathBuf::from(home).join(".cache"),
+        _ => bail!("cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set\nhelp: set XDG_CACHE_HOME"),
+    };
+    Ok(base.join("multiarch/qemu").join(version))
+}
+
+/// The name QEMU's user-mode emulator has for `qemu_arch`.
+pub fn binary_name(qemu_arch: &str) -> String {
+    format!("qemu-{qemu_arch}-static")
+}
+
+/// The static QEMU for `qemu_arch` from the configured source.
+pub fn locate(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
+    match qemu.source {
+        QemuSource::Download => fetch(sh, qemu, qemu_arch),
+        QemuSource::Path => which::which(binary_name(qemu_arch)).with_context(|| {
+            format!(
+                "`{}` is not on PATH (qemu.source = \"path\")\n\
+                 help: install it (Debian: apt-get install qemu-user-static), or use qemu.source = \"download\"",
+                binary_name(qemu_arch)
+            )
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct UrlContext<'a> {
+    version: &'a str,
+    qemu_arch: &'a str,
+}
+
+/// Returns the cached binary, downloading it first when the cache lacks it (or holds one
+/// from a tarball other than the pinned one). Failures leave nothing in the cache.
+pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
+    let dir = cache_dir(&qemu.version)?;
+    let name = binary_name(qemu_arch);
+    let binary = dir.join(&name);
+    let recorded = dir.join(format!("{name}.tar.gz.sha256"));
+    let pin = qemu.sha256.get(qemu_arch);
+    if binary.is_file() {
+        let recorded_digest = std::fs::read_to_string(&recorded).unwrap_or_default();
+        if pin.is_none_or(|pin| pin.eq_ignore_ascii_case(recorded_digest.trim())) {
+            return Ok(binary);
+        }
+    }
+    let url = crate::template::Template::from_source("qemu.url", qemu.url.as_str())
+        .render(&UrlContext {
+            version: &qemu.version,
+            qemu_arch,
+        })
+        .context("in `package.metadata.multiarch.qemu.url`")?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the QEMU cache {}", dir.display()))?;
+    let download = dir.join(format!(".{name}.{}.download", std::process::id()));
+    let tarball = download_to(sh, &url, &download);
+    let _ = std::fs::remove_file(&download);
+    let tarball = tarball.with_context(|| format!("cannot download QEMU for {qemu_arch}"))?;
+
+    let digest = sha256::hex_digest(&tarball);
+    match pin {
+        Some(pin) if !pin.eq_ignore_ascii_case(&digest) => bail!(
+            "checksum mismatch for {url}: expected sha256 {pin}, got {digest}; the download was deleted\n\
+             help: if the new tarball is trusted, pin it: qemu.sha256.{qemu_arch} = \"{digest}\""
+        ),
+        Some(_) => {}
+        None => eprintln!("note: {url} has sha256 {digest}; pin it with qemu.sha256.{qemu_arch} = \"{digest}\""),
+    }
+    let archive = gunzip(sh, &tarball).with_context(|| format!("{url} is not a gzip tarball"))?;
+    let contents = extract_only(&archive, &name)
+        .with_context(|| format!("refusing the tarball from {url}"))?;
+    // The binary appears under its name last, so its presence means a complete fetch.
+    let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let installed = std::fs::write(&partial, &contents)
+        .and_then(|()| set_executable(&partial))
+        .and_then(|()| std::fs::write(&recorded, format!("{digest}\n")))
+        .and_then(|()| std::fs::rename(&partial, &binary));
+    if let Err(err) = installed {
+        let _ = std::fs::remove_file(&partial);
+        return Err(err)
+            .with_context(|| format!("cannot write {} into the cache", binary.display()));
+    }
+    Ok(binary)
+}
+
+/// Downloads `url` with curl, showing its progress bar; returns the body.
+fn download_to(sh: &Shell, url: &str, path: &Path) -> Result<Vec<u8>> {
+    let curl = which::which("curl")
+        .context("curl is not on PATH\nhelp: install curl (Debian: apt-get install curl)")?;
+    eprintln!("downloading {url}");
+    let status = "%{http_code} %{errormsg}";
+    let output = cmd!(sh, "{curl} --fail --location --progress-bar --retry 2 --output {path} --write-out {status} {url}")
+        .quiet()
+        .ignore_status()
+        .read()?;
+    let (code, message) = output.trim().split_once(' ').unwrap_or((output.trim(), ""));
+    if code != "200" {
+        let cause = if code == "000" {
+            message.to_owned()
+        } else {
+            format!("HTTP {code}")
+        };
+        bail!("{url} answered: {cause}\nhelp: check qemu.url and qemu.version, or use qemu.source = \"path\" with Debian's qemu-user-static");
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn gunzip(sh: &Shell, data: &[u8]) -> Result<Vec<u8>> {
+    let output = cmd!(sh, "gzip -dc")
+        .stdin(data)
+        .quiet()
+        .ignore_status()
+        .output()?;
+    if !output.status.success() {
+        bail!("gzip: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(output.stdout)
+}
+
+/// Returns the one regular file `name` (optionally `./name`) of a tar archive. Any other
+/// entry, a link, a `..` path or a truncated archive is an error.
+pub fn extract_only(archive: &[u8], name: &str) -> Result<Vec<u8>> {
+    let mut found = None;
+    let mut offset = 0;
+    loop {
+        let Some(header) = archive.get(offset..offset + 512) else {
+            bail!("the archive is truncated (no end-of-archive marker)");
+        };
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        let field = |range: std::ops::Range<usize>| {
+            let bytes = &header[range];
+            String::from_utf8_lossy(
+                &bytes[..bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len())],
+            )
+            .into_owned()
+        };
+        let prefix = field(345..500);
+        let entry = if prefix.is_empty() {
+            field(0..100)
+        } else {
+            format!("{prefix}/{}", field(0..100))
+        };
+        let size_field = field(124..136);
+        let size = u64::from_str_radix(size_field.trim(), 8)
+            .with_context(|| format!("entry `{entry}` has a bad size field"))?
+            as usize;
+        let kind = header[156];
+        let data_start = offset + 512;
+        let data = archive
+            .get(data_start..data_start + size)
+            .with_context(|| format!("the archive is truncated inside `{entry}`"))?;
+        let path = entry.strip_prefix("./").unwrap_or(&entry);
+        if entry.split('/').any(|part| part == "..") || entry.starts_with('/') {
+            bail!("entry `{entry}` escapes the extraction directory");
+        }
+        match kind {
+            b'0' | 0 if path == name => found = Some(data.to_vec()),
+            b'5' if path.is_empty() || path == "." => {}
+            b'1' | b'2' => {
+                bail!("entry `{entry}` is a link; only the regular file `{name}` is accepted")
+            }
+            _ => bail!("unexpected entry `{entry}`; only the regular file `{name}` is accepted"),
+        }
+        offset = data_start + size.div_ceil(512) * 512;
+    }
+    found.with_context(|| format!("the archive has no `{name}`"))
+}
+
+fn set_executable(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A ustar archive of `(name, type, contents)` entries, as tar writes them.
+    pub fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+        let mut archive = Vec::new();
+        for (name, kind, contents) in entries {
+            let mut header = [0u8; 512];
+            header[..name.len()].copy_from_slice(name.as_bytes());
+            header[100..107].copy_from_slice(b"0000755");
+            header[124..135].copy_from_slice(format!("{:011o}", contents.len()).as_bytes());
+            header[156] = *kind;
+            header[257..263].copy_from_slice(b"ustar\0");
+            archive.extend_from_slice(&header);
+            archive.extend_from_slice(contents);
+            archive.resize(archive.len().div_ceil(512) * 512, 0);
+        }
+        archive.extend_from_slice(&[0; 1024]);
+        archive
+    }
+
+    #[test]
+    fn extracts_exactly_the_expected_file() {
+        let archive = tar(&[("qemu-aarch64-static", b'0', b"\x7fELF binary")]);
+        assert_eq!(
+            extract_only(&archive, "qemu-aarch64-static").unwrap(),
+            b"\x7fELF binary"
+        );
+        let archive = tar(&[("./", b'5', b""), ("./qemu-arm-static", b'0', &[7; 700])]);
+        assert_eq!(
+            extract_only(&archive, "qemu-arm-static").unwrap(),
+            vec![7; 700]
+        );
+    }
+
+    #[test]
+    fn refuses_anything_else() {
+        let cases: &[(&[(&str, u8, &[u8])], &str)] = &[
+            (
+                &[("../qemu-arm-static", b'0', b"x")],
+                "escapes the extraction directory",
+            ),
+            (
+                &[("/usr/bin/qemu-arm-static", b'0', b"x")],
+                "escapes the extraction directory",
+            ),
+            (&[("qemu-arm-static", b'2', b"")], "is a link"),
+            (
+                &[("qemu-arm-static", b'0', b"x"), ("extra", b'0', b"y")],
+                "unexpected entry `extra`",
+            ),
+            (&[("other", b'0', b"x")], "unexpected entry `other`"),
+            (&[], "the archive has no `qemu-arm-static`"),
+        ];
+        for (entries, expected) in cases {
+            let message = extract_only(&tar(entries), "qemu-arm-static")
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(expected), "{message}");
+        }
+        let archive = tar(&[("qemu-arm-static", b'0', &[1; 2000])]);
+        let message = extract_only(&archive[..1500], "qemu-arm-static")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("truncated"), "{message}");
+        let message = extract_only(&archive[..2560], "qemu-arm-static")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("truncated"), "{message}");
+    }
+}
