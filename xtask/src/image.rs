@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::binfmt;
-use crate::cli::ImageArgs;
+use crate::cli::Args;
 use crate::config::{check_repository, parse_platforms, Config};
 use crate::docker::Docker;
 use crate::plan::{Builder, Plan, PlanInputs};
@@ -15,7 +15,7 @@ use crate::runner;
 use crate::toolchain::Toolchain;
 use crate::workspace::Workspace;
 
-pub fn run(args: &ImageArgs) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     let sh = Shell::new()?;
     let (config, _) = load(&sh, args)?;
     let docker = Docker::probe(&sh);
@@ -41,7 +41,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
 }
 
 /// Loads the workspace and the package config, then applies the command line's overrides.
-pub fn load(sh: &Shell, args: &ImageArgs) -> Result<(Config, Workspace)> {
+pub fn load(sh: &Shell, args: &Args) -> Result<(Config, Workspace)> {
     let workspace = Workspace::load(sh, &sh.current_dir())?;
     let mut config = Config::load(&workspace, args.package.as_deref())?;
     if !args.platforms.is_empty() {

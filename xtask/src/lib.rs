@@ -10,9 +10,11 @@ pub mod image;
 pub mod plan;
 pub mod platform;
 pub mod qemu;
+pub mod qemu_fetch;
 pub mod render;
 pub mod report;
 pub mod runner;
+pub mod setup;
 pub mod sha256;
 pub mod template;
 pub mod toolchain;
@@ -23,6 +25,9 @@ pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     match cli::parse(args)? {
         cli::Task::Image(args) => image::run(&args),
         cli::Task::Render(args) => render::run(&args),
+        cli::Task::QemuFetch(args) => qemu_fetch::run(&args),
+        cli::Task::Setup(args) => setup::run(&args),
+        cli::Task::Doctor(_) | cli::Task::Init(_) => anyhow::bail!("this command is not built yet\nhelp: see the README's \"Known limits\""),
         cli::Task::Help => {
             println!("{}", cli::USAGE);
             Ok(())

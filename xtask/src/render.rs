@@ -3,10 +3,10 @@
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::cli::ImageArgs;
+use crate::cli::Args;
 use crate::plan::{Action, Builder, Plan};
 
-pub fn run(args: &ImageArgs) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     let sh = Shell::new()?;
     let (config, _) = crate::image::load(&sh, args)?;
     let inputs = crate::image::plan_inputs(&sh, &config, false, Builder::Legacy);

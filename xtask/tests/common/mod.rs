@@ -267,3 +267,98 @@ pub fn elf_machine_in_image(image: &str, platform: &str, path: &str, scratch: &P
     );
     u16::from_le_bytes([bytes[18], bytes[19]])
 }
+
+/// A tiny HTTP/1.1 file server on loopback that counts the requests it answers.
+pub struct FileServer {
+    pub port: u16,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileServer {
+    /// Serves `files` (URL path to body); anything else is a 404.
+    pub fn start(files: Vec<(String, Vec<u8>)>) -> FileServer {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counter, stopping) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let response = match files.iter().find(|(p, _)| p == path) {
+                    Some((_, body)) => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes(), body.clone()].concat(),
+                    None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                };
+                let _ = stream.write_all(&response);
+            }
+        });
+        FileServer { port, requests, stop, thread: Some(thread) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where `.ci/setup` downloads Debian's busybox-static packages for each architecture.
+pub fn debs_dir() -> PathBuf {
+    std::env::var_os("MULTIARCH_TEST_DEBS").map_or_else(|| PathBuf::from("/var/cache/multiarch-test/debs"), PathBuf::from)
+}
+
+/// Builds `multiarch-test/busybox:<docker_arch>`, a real base image for `platform` made
+/// from Debian's busybox-static package, and returns its name.
+pub fn busybox_image(platform: &str, docker_arch: &str, debian_arch: &str) -> String {
+    let image = format!("multiarch-test/busybox:{docker_arch}");
+    let deb = std::fs::read_dir(debs_dir())
+        .unwrap_or_else(|e| panic!("{}: {e}; .ci/setup downloads busybox-static packages there", debs_dir().display()))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(&format!("_{debian_arch}.deb")))
+        .unwrap_or_else(|| panic!("no busybox-static_{debian_arch}.deb in {}; run .ci/setup", debs_dir().display()));
+    let dir = scratch_dir(&format!("busybox-{docker_arch}"));
+    run("dpkg", &["-x", deb.to_str().unwrap(), dir.join("deb").to_str().unwrap()]);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy(dir.join("deb/bin/busybox"), root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "cat", "uname", "ls", "mkdir", "cp", "rm", "env", "true"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    run("tar", &["-C", root.to_str().unwrap(), "-cf", dir.join("rootfs.tar").to_str().unwrap(), "."]);
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n").unwrap();
+    run("docker", &["build", "--quiet", "--platform", platform, "--tag", &image, dir.to_str().unwrap()]);
+    image
+}

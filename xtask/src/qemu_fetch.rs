@@ -1,0 +1,22 @@
+//! `cargo xtask qemu fetch`: fills the QEMU cache for the configured foreign platforms.
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use crate::cli::Args;
+use crate::setup::foreign_platforms;
+
+pub fn run(args: &Args) -> Result<()> {
+    let sh = Shell::new()?;
+    let (config, _) = crate::image::load(&sh, args)?;
+    let platforms = foreign_platforms(&config.platforms);
+    if platforms.is_empty() {
+        eprintln!("every configured platform is native here; no QEMU is needed");
+    }
+    for platform in platforms {
+        let binary = crate::qemu::locate(&sh, &config.qemu, platform.qemu_arch).with_context(|| format!("cannot fetch QEMU for {platform}"))?;
+        eprintln!("[{platform}] {}", binary.display());
+        println!("{}", binary.display());
+    }
+    Ok(())
+}

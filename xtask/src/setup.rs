@@ -1,0 +1,73 @@
+//! `cargo xtask setup`: registers QEMU binfmt handlers (with the F flag) for the configured
+//! platforms, so foreign `RUN` steps and containers run on this host.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::binfmt::{self, BINFMT_DIR};
+use crate::cli::Args;
+use crate::platform::Platform;
+use crate::qemu;
+
+pub fn run(args: &Args) -> Result<()> {
+    if cfg!(target_os = "macos") {
+        eprintln!("Docker Desktop registers QEMU handlers in its own VM; nothing to set up on macOS");
+        return Ok(());
+    }
+    if !cfg!(target_os = "linux") {
+        bail!("`cargo xtask setup` registers Linux binfmt_misc handlers and only runs on Linux\nhelp: use Docker Desktop, which ships QEMU handlers");
+    }
+    let sh = Shell::new()?;
+    let (config, _) = crate::image::load(&sh, args)?;
+    let dir = Path::new(BINFMT_DIR);
+    if !dir.join("register").exists() {
+        cmd!(sh, "mount -t binfmt_misc binfmt_misc {dir}").quiet().run().context(
+            "cannot mount binfmt_misc at /proc/sys/fs/binfmt_misc\nhelp: run as root: sudo -E cargo xtask setup",
+        )?;
+    }
+    for platform in foreign_platforms(&config.platforms) {
+        let handlers = binfmt::read_handlers(dir);
+        if let Some(handler) = binfmt::handler_for(&handlers, platform) {
+            let flag = if handler.fix_binary() { "with" } else { "without" };
+            if !args.reset {
+                eprintln!("[{platform}] already registered: {} ({flag} F, {})", handler.name, handler.interpreter.display());
+                continue;
+            }
+            remove(&dir.join(&handler.name))?;
+        }
+        let name = format!("qemu-{}", platform.qemu_arch);
+        if dir.join(&name).exists() {
+            if !args.reset {
+                bail!("a disabled or different handler named {name} is in the way of {platform}\nhelp: run `cargo xtask setup --reset` to replace it");
+            }
+            remove(&dir.join(&name))?;
+        }
+        let interpreter = qemu::locate(&sh, &config.qemu, platform.qemu_arch).with_context(|| format!("cannot set up {platform}"))?;
+        let line = binfmt::registration(platform, &interpreter, "F");
+        std::fs::write(dir.join("register"), &line).map_err(|err| {
+            anyhow::anyhow!("cannot register {name} for {platform}: {err}\nhelp: run as root: sudo -E cargo xtask setup")
+        })?;
+        eprintln!("[{platform}] registered {name} with F: {}", interpreter.display());
+    }
+    Ok(())
+}
+
+/// The configured platforms that are not the host's, one per QEMU binary.
+pub fn foreign_platforms(platforms: &[&'static Platform]) -> Vec<&'static Platform> {
+    let mut foreign: Vec<&'static Platform> = Vec::new();
+    for &platform in platforms {
+        let native = Platform::host().is_some_and(|host| host.elf_machine == platform.elf_machine);
+        if !native && !foreign.iter().any(|p| p.qemu_arch == platform.qemu_arch) {
+            foreign.push(platform);
+        }
+    }
+    foreign
+}
+
+fn remove(handler: &Path) -> Result<()> {
+    std::fs::write(handler, "-1").map_err(|err| {
+        anyhow::anyhow!("cannot remove the binfmt handler {}: {err}\nhelp: run as root: sudo -E cargo xtask setup", handler.display())
+    })
+}
