@@ -57,7 +57,9 @@ pub enum Task {
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
     let mut args = args.into_iter().peekable();
-    let Some(command) = args.next() else { return Ok(Task::Help) };
+    let Some(command) = args.next() else {
+        return Ok(Task::Help);
+    };
     let (task, allowed): (fn(Args) -> Task, &[&str]) = match command.as_str() {
         "image" => (Task::Image, &["--push", "--dry-run", "--json", "--package", "--platform", "--tag", "--image", "--jobs"]),
         "render" => (Task::Render, &["--package", "--platform"]),
@@ -75,7 +77,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
     let mut parsed = Args::default();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
             _ => (arg.clone(), None),
         };
         let flag = match flag.as_str() {
@@ -91,7 +95,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
             bail!("unknown option `{arg}` for `{command}`\nhelp: see `cargo xtask help`");
         }
         let mut value = || {
-            inline.clone().or_else(|| args.next()).with_context(|| format!("`{flag}` needs a value\nhelp: see `cargo xtask help`"))
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .with_context(|| format!("`{flag}` needs a value\nhelp: see `cargo xtask help`"))
         };
         match flag.as_str() {
             "--push" => parsed.push = true,
@@ -143,11 +150,39 @@ mod tests {
                 ..Default::default()
             })
         );
-        assert_eq!(parse_words("render --platform riscv64").unwrap(), Task::Render(Args { platforms: vec!["riscv64".into()], ..Default::default() }));
-        assert_eq!(parse_words("qemu fetch -p x").unwrap(), Task::QemuFetch(Args { package: Some("x".into()), ..Default::default() }));
-        assert_eq!(parse_words("setup --reset").unwrap(), Task::Setup(Args { reset: true, ..Default::default() }));
-        assert_eq!(parse_words("doctor").unwrap(), Task::Doctor(Args::default()));
-        assert_eq!(parse_words("init ../app --package api").unwrap(), Task::Init(Args { dir: Some("../app".into()), package: Some("api".into()), ..Default::default() }));
+        assert_eq!(
+            parse_words("render --platform riscv64").unwrap(),
+            Task::Render(Args {
+                platforms: vec!["riscv64".into()],
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            parse_words("qemu fetch -p x").unwrap(),
+            Task::QemuFetch(Args {
+                package: Some("x".into()),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            parse_words("setup --reset").unwrap(),
+            Task::Setup(Args {
+                reset: true,
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            parse_words("doctor").unwrap(),
+            Task::Doctor(Args::default())
+        );
+        assert_eq!(
+            parse_words("init ../app --package api").unwrap(),
+            Task::Init(Args {
+                dir: Some("../app".into()),
+                package: Some("api".into()),
+                ..Default::default()
+            })
+        );
         assert_eq!(parse_words("").unwrap(), Task::Help);
     }
 

@@ -27,7 +27,9 @@ pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         cli::Task::Render(args) => render::run(&args),
         cli::Task::QemuFetch(args) => qemu_fetch::run(&args),
         cli::Task::Setup(args) => setup::run(&args),
-        cli::Task::Doctor(_) | cli::Task::Init(_) => anyhow::bail!("this command is not built yet\nhelp: see the README's \"Known limits\""),
+        cli::Task::Doctor(_) | cli::Task::Init(_) => {
+            anyhow::bail!("this command is not built yet\nhelp: see the README's \"Known limits\"")
+        }
         cli::Task::Help => {
             println!("{}", cli::USAGE);
             Ok(())

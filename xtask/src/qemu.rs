@@ -79,12 +79,18 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
             "checksum mismatch for {url}: expected sha256 {pin}, got {digest}; the download was deleted\n\
              help: if the new tarball is trusted, pin it: qemu.sha256.{qemu_arch} = \"{digest}\""
         ),
-        Some(_) => {}
-        None => eprintln!("note: {url} has sha256 {digest}; pin it with qemu.sha256.{qemu_arch} = \"{digest}\""),
+        _ => {}
     }
-    let archive = gunzip(sh, &tarball).with_context(|| format!("{url} is not a gzip tarball"))?;
+    let damaged = "help: the download is damaged or is not a qemu-user-static release tarball; check qemu.url, or use qemu.source = \"path\"";
+    let archive =
+        gunzip(sh, &tarball).with_context(|| format!("{url} is not a gzip tarball\n{damaged}"))?;
     let contents = extract_only(&archive, &name)
-        .with_context(|| format!("refusing the tarball from {url}"))?;
+        .with_context(|| format!("refusing the tarball from {url}\n{damaged}"))?;
+    if pin.is_none() {
+        eprintln!(
+            "note: {url} has sha256 {digest}; pin it with qemu.sha256.{qemu_arch} = \"{digest}\""
+        );
+    }
     // The binary appears under its name last, so its presence means a complete fetch.
     let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let installed = std::fs::write(&partial, &contents)
@@ -128,7 +134,7 @@ fn gunzip(sh: &Shell, data: &[u8]) -> Result<Vec<u8>> {
         .ignore_status()
         .output()?;
     if !output.status.success() {
-        bail!("gzip: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(output.stdout)
 }

@@ -14,7 +14,8 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("every configured platform is native here; no QEMU is needed");
     }
     for platform in platforms {
-        let binary = crate::qemu::locate(&sh, &config.qemu, platform.qemu_arch).with_context(|| format!("cannot fetch QEMU for {platform}"))?;
+        let binary = crate::qemu::locate(&sh, &config.qemu, platform.qemu_arch)
+            .with_context(|| format!("cannot fetch QEMU for {platform}"))?;
         eprintln!("[{platform}] {}", binary.display());
         println!("{}", binary.display());
     }

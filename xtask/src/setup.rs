@@ -13,7 +13,9 @@ use crate::qemu;
 
 pub fn run(args: &Args) -> Result<()> {
     if cfg!(target_os = "macos") {
-        eprintln!("Docker Desktop registers QEMU handlers in its own VM; nothing to set up on macOS");
+        eprintln!(
+            "Docker Desktop registers QEMU handlers in its own VM; nothing to set up on macOS"
+        );
         return Ok(());
     }
     if !cfg!(target_os = "linux") {
@@ -30,9 +32,17 @@ pub fn run(args: &Args) -> Result<()> {
     for platform in foreign_platforms(&config.platforms) {
         let handlers = binfmt::read_handlers(dir);
         if let Some(handler) = binfmt::handler_for(&handlers, platform) {
-            let flag = if handler.fix_binary() { "with" } else { "without" };
+            let flag = if handler.fix_binary() {
+                "with"
+            } else {
+                "without"
+            };
             if !args.reset {
-                eprintln!("[{platform}] already registered: {} ({flag} F, {})", handler.name, handler.interpreter.display());
+                eprintln!(
+                    "[{platform}] already registered: {} ({flag} F, {})",
+                    handler.name,
+                    handler.interpreter.display()
+                );
                 continue;
             }
             remove(&dir.join(&handler.name))?;
@@ -44,12 +54,16 @@ pub fn run(args: &Args) -> Result<()> {
             }
             remove(&dir.join(&name))?;
         }
-        let interpreter = qemu::locate(&sh, &config.qemu, platform.qemu_arch).with_context(|| format!("cannot set up {platform}"))?;
+        let interpreter = qemu::locate(&sh, &config.qemu, platform.qemu_arch)
+            .with_context(|| format!("cannot set up {platform}"))?;
         let line = binfmt::registration(platform, &interpreter, "F");
         std::fs::write(dir.join("register"), &line).map_err(|err| {
             anyhow::anyhow!("cannot register {name} for {platform}: {err}\nhelp: run as root: sudo -E cargo xtask setup")
         })?;
-        eprintln!("[{platform}] registered {name} with F: {}", interpreter.display());
+        eprintln!(
+            "[{platform}] registered {name} with F: {}",
+            interpreter.display()
+        );
     }
     Ok(())
 }

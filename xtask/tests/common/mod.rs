@@ -301,13 +301,29 @@ impl FileServer {
                 let head = String::from_utf8_lossy(&head);
                 let path = head.split_whitespace().nth(1).unwrap_or("/");
                 let response = match files.iter().find(|(p, _)| p == path) {
-                    Some((_, body)) => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes(), body.clone()].concat(),
-                    None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                    Some((_, body)) => [
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes(),
+                        body.clone(),
+                    ]
+                    .concat(),
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
                 };
                 let _ = stream.write_all(&response);
             }
         });
-        FileServer { port, requests, stop, thread: Some(thread) }
+        FileServer {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -335,7 +351,10 @@ impl Drop for FileServer {
 
 /// Where `.ci/setup` downloads Debian's busybox-static packages for each architecture.
 pub fn debs_dir() -> PathBuf {
-    std::env::var_os("MULTIARCH_TEST_DEBS").map_or_else(|| PathBuf::from("/var/cache/multiarch-test/debs"), PathBuf::from)
+    std::env::var_os("MULTIARCH_TEST_DEBS").map_or_else(
+        || PathBuf::from("/var/cache/multiarch-test/debs"),
+        PathBuf::from,
+    )
 }
 
 /// Builds `multiarch-test/busybox:<docker_arch>`, a real base image for `platform` made
@@ -343,22 +362,68 @@ pub fn debs_dir() -> PathBuf {
 pub fn busybox_image(platform: &str, docker_arch: &str, debian_arch: &str) -> String {
     let image = format!("multiarch-test/busybox:{docker_arch}");
     let deb = std::fs::read_dir(debs_dir())
-        .unwrap_or_else(|e| panic!("{}: {e}; .ci/setup downloads busybox-static packages there", debs_dir().display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; .ci/setup downloads busybox-static packages there",
+                debs_dir().display()
+            )
+        })
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(&format!("_{debian_arch}.deb")))
-        .unwrap_or_else(|| panic!("no busybox-static_{debian_arch}.deb in {}; run .ci/setup", debs_dir().display()));
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with(&format!("_{debian_arch}.deb"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no busybox-static_{debian_arch}.deb in {}; run .ci/setup",
+                debs_dir().display()
+            )
+        });
     let dir = scratch_dir(&format!("busybox-{docker_arch}"));
-    run("dpkg", &["-x", deb.to_str().unwrap(), dir.join("deb").to_str().unwrap()]);
+    run(
+        "dpkg",
+        &[
+            "-x",
+            deb.to_str().unwrap(),
+            dir.join("deb").to_str().unwrap(),
+        ],
+    );
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
     std::fs::copy(dir.join("deb/bin/busybox"), root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "uname", "ls", "mkdir", "cp", "rm", "env", "true"] {
+    for applet in [
+        "sh", "echo", "cat", "uname", "ls", "mkdir", "cp", "rm", "env", "true",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    run("tar", &["-C", root.to_str().unwrap(), "-cf", dir.join("rootfs.tar").to_str().unwrap(), "."]);
-    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n").unwrap();
-    run("docker", &["build", "--quiet", "--platform", platform, "--tag", &image, dir.to_str().unwrap()]);
+    run(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            dir.join("rootfs.tar").to_str().unwrap(),
+            ".",
+        ],
+    );
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n",
+    )
+    .unwrap();
+    run(
+        "docker",
+        &[
+            "build",
+            "--quiet",
+            "--platform",
+            platform,
+            "--tag",
+            &image,
+            dir.to_str().unwrap(),
+        ],
+    );
     image
 }
