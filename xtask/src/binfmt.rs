@@ -51,6 +51,19 @@ impl Handler {
         self.flags.contains('F')
     }
 
+    /// The `register` line that recreates this handler, to restore it after a change.
+    pub fn registration_line(&self) -> String {
+        format!(
+            ":{}:M:{}:{}:{}:{}:{}",
+            self.name,
+            self.offset,
+            escape_bytes(&self.magic),
+            escape_bytes(&self.mask),
+            self.interpreter.display(),
+            self.flags
+        )
+    }
+
     /// Whether this handler runs a binary starting with `header`.
     pub fn matches(&self, header: &[u8]) -> bool {
         self.magic.iter().enumerate().all(|(i, &magic)| {
@@ -122,19 +135,18 @@ pub fn handler_for<'a>(handlers: &'a [Handler], platform: &Platform) -> Option<&
 
 /// The line written to `register` for a QEMU handler of `platform`.
 pub fn registration(platform: &Platform, interpreter: &Path, flags: &str) -> String {
-    let escape = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .map(|b| format!("\\x{b:02x}"))
-            .collect::<String>()
-    };
     format!(
         ":qemu-{}:M::{}:{}:{}:{flags}",
         platform.qemu_arch,
-        escape(&elf_header(platform)),
-        escape(&elf_mask(platform)),
+        escape_bytes(&elf_header(platform)),
+        escape_bytes(&elf_mask(platform)),
         interpreter.display()
     )
+}
+
+/// Bytes as `register` takes them: `\x7f\x45...`.
+fn escape_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
 /// How a platform's binaries run on this host.
@@ -225,7 +237,15 @@ mod tests {
         )
         .unwrap();
         let debian = Handler::parse("debian", DEBIAN_AARCH64).unwrap();
-        assert_eq!((ours.magic, ours.mask), (debian.magic, debian.mask));
+        assert_eq!((&ours.magic, &ours.mask), (&debian.magic, &debian.mask));
+        assert_eq!(
+            debian.registration_line(),
+            format!(
+                ":debian:M:0:{}:{}:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:POF",
+                escape_bytes(&debian.magic),
+                escape_bytes(&debian.mask)
+            )
+        );
         let line = registration(arm64, Path::new("/cache/qemu-aarch64-static"), "F");
         assert!(
             line.starts_with(":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00"),
