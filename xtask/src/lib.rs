@@ -1,6 +1,7 @@
 //! multiarch: the engine behind `cargo xtask`, which turns this workspace into
 //! multi-architecture container images.
 
+pub mod base_images;
 pub mod binfmt;
 pub mod cli;
 pub mod config;

@@ -86,6 +86,8 @@ pub enum Action {
         to: PathBuf,
         files: Vec<PathBuf>,
     },
+    /// Check that a base image exists for the step's platform, locally or in its registry.
+    CheckBase { image: String, platform: &'static Platform },
     /// Put the static QEMU for `qemu_arch` at `to`, from the cache (fetched when missing)
     /// or PATH, as the config's `qemu.source` says.
     StageQemu {
@@ -152,6 +154,8 @@ pub struct Plan {
     pub repository: String,
     pub tags: Vec<String>,
     pub root: PathBuf,
+    /// Base image checks, run before anything else.
+    pub checks: Vec<(&'static Platform, Step)>,
     /// Build contexts, written before anything is compiled.
     pub contexts: Vec<(&'static Platform, Vec<Step>)>,
     /// Where staged QEMU binaries come from.
@@ -195,6 +199,7 @@ impl Plan {
             repository: repository.clone(),
             tags: tags.clone(),
             root: root.clone(),
+            checks: Vec::new(),
             contexts: Vec::new(),
             qemu: config.qemu.clone(),
             builds: Vec::new(),
@@ -204,6 +209,9 @@ impl Plan {
         for &platform in &config.platforms {
             let platform_config = config.platform(platform);
             let prepared = prepare_platform(config, &platform_config, &template, inputs)?;
+            for image in crate::base_images::from_images(&prepared.dockerfile) {
+                plan.checks.push((platform, Step { label: "check base", action: Action::CheckBase { image, platform } }));
+            }
             let dir = shown(&prepared.context);
             let images: Vec<String> = tags
                 .iter()
@@ -407,6 +415,9 @@ impl Plan {
     /// Every step, in the order a run with one job executes them, as `[scope] command` lines.
     pub fn display_steps(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        for (platform, step) in &self.checks {
+            lines.push(format!("[{platform}] {}", describe(step)));
+        }
         for (platform, steps) in &self.contexts {
             for step in steps {
                 lines.push(format!("[{platform}] {}", describe(step)));
@@ -449,6 +460,7 @@ fn describe(step: &Step) -> String {
                 path(to)
             )
         }
+        Action::CheckBase { image, platform } => format!("check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)"),
         Action::StageQemu { qemu_arch, to } => format!(
             "stage {} at {}",
             crate::qemu::binary_name(qemu_arch),
@@ -868,6 +880,20 @@ mod tests {
         assert!(!files
             .iter()
             .any(|f| f.starts_with("target") || f.starts_with(".git")));
+    }
+
+    #[test]
+    fn base_images_are_checked_first_for_every_platform() {
+        let mut config = sample_config("");
+        config.platforms.truncate(2);
+        let template = std::env::temp_dir().join(format!("multiarch-plan-bases-{}.j2", std::process::id()));
+        std::fs::write(&template, "FROM alpine:3.20 AS certs\nFROM {{ base }}\nCOPY --from=certs /etc/ssl /etc/ssl\n").unwrap();
+        config.dockerfile = template;
+        let plan = Plan::new(&config, &inputs(false)).unwrap();
+        let lines = plan.display_steps();
+        assert_eq!(lines[0], "[linux/amd64] check that alpine:3.20 exists for linux/amd64 (docker image inspect, then docker manifest inspect)");
+        assert!(lines[1].starts_with("[linux/arm64] check that alpine:3.20 exists for linux/arm64"), "{}", lines[1]);
+        assert!(!lines[2].contains("check that"), "scratch needs no check: {}", lines[2]);
     }
 
     #[test]

@@ -51,6 +51,14 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     let started = Instant::now();
     let sh = new_shell(&plan.root)?;
+    let failed_checks: Vec<String> = plan
+        .checks
+        .iter()
+        .filter_map(|(_, step)| run_step(&sh, plan, step).err().map(|err| format!("{err:#}")))
+        .collect();
+    if !failed_checks.is_empty() {
+        bail!("{}", failed_checks.join("\n"));
+    }
     for (platform, steps) in &plan.contexts {
         for step in steps {
             run_step(&sh, plan, step)
@@ -304,6 +312,7 @@ fn run_step(sh: &Shell, plan: &Plan, step: &Step) -> Result<Option<String>> {
                 copy_if_changed(&root.join(from).join(file), &root.join(to).join(file))?;
             }
         }
+        Action::CheckBase { image, platform } => crate::base_images::check(sh, image, platform)?,
         Action::StageQemu { qemu_arch, to } => {
             let binary = crate::qemu::locate(sh, &plan.qemu, qemu_arch)?;
             copy_if_changed(&binary, &root.join(to))?;
