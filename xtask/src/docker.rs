@@ -87,6 +87,14 @@ impl ImageFacts {
     }
 }
 
+/// The registry host of an image reference, as Docker reads it (`docker.io` by default).
+pub fn registry_of(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => host,
+        _ => "docker.io",
+    }
+}
+
 /// Finds the `sha256:` digest that `docker push` or `docker manifest push` printed.
 pub fn parse_digest(output: &str) -> Option<String> {
     output.lines().rev().find_map(|line| {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod docker;
+pub mod doctor;
 pub mod image;
 pub mod plan;
 pub mod platform;
@@ -28,7 +29,8 @@ pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         cli::Task::Render(args) => render::run(&args),
         cli::Task::QemuFetch(args) => qemu_fetch::run(&args),
         cli::Task::Setup(args) => setup::run(&args),
-        cli::Task::Doctor(_) | cli::Task::Init(_) => {
+        cli::Task::Doctor(args) => doctor::run(&args),
+        cli::Task::Init(_) => {
             anyhow::bail!("this command is not built yet\nhelp: see the README's \"Known limits\"")
         }
         cli::Task::Help => {

@@ -477,20 +477,39 @@ struct Prepared {
     qemu: Option<String>,
 }
 
+/// Renders the Dockerfile for one platform; stops when it needs emulation this host lacks.
+fn prepare_platform(config: &Config, platform_config: &PlatformConfig, template: &Template, inputs: &PlanInputs) -> Result<Prepared> {
+    let platform = platform_config.platform;
+    let rendered = render_platform(config, platform_config, template, &inputs.handlers)?;
+    if rendered.emulation == Emulation::Missing && has_run_steps(&rendered.dockerfile) {
+        bail!(
+            "the Dockerfile for {platform} has RUN steps, and no binfmt handler on this host runs {} binaries\n\
+             help: register QEMU for the configured platforms with `sudo cargo xtask setup`",
+            platform.qemu_arch
+        );
+    }
+    Ok(Prepared {
+        context: template::context_dir(&config.target_dir, &config.package.name, platform),
+        dockerfile: rendered.dockerfile,
+        qemu: rendered.qemu,
+    })
+}
+
+/// A platform's Dockerfile as rendered for this host.
+pub struct Rendered {
+    pub dockerfile: String,
+    /// The QEMU binary's name in the context, when one is copied.
+    pub qemu: Option<String>,
+    pub emulation: Emulation,
+}
+
 /// Renders the Dockerfile for one platform, deciding from the host's binfmt handler and
 /// `qemu.copy` whether QEMU is copied into the context.
-fn prepare_platform(
-    config: &Config,
-    platform_config: &PlatformConfig,
-    template: &Template,
-    inputs: &PlanInputs,
-) -> Result<Prepared> {
+pub fn render_platform(config: &Config, platform_config: &PlatformConfig, template: &Template, handlers: &[Handler]) -> Result<Rendered> {
     let platform = platform_config.platform;
-    let emulation = binfmt::emulation(&inputs.handlers, platform);
+    let emulation = binfmt::emulation(handlers, platform);
     let copy = match (config.qemu.copy, &emulation) {
-        (_, Emulation::Native) | (QemuCopy::Never, _) | (QemuCopy::Auto, Emulation::Missing) => {
-            false
-        }
+        (_, Emulation::Native) | (QemuCopy::Never, _) | (QemuCopy::Auto, Emulation::Missing) => false,
         (QemuCopy::Always, _) => true,
         (QemuCopy::Auto, Emulation::Handler { fix_binary, .. }) => !fix_binary,
     };
@@ -506,21 +525,8 @@ fn prepare_platform(
         context.qemu_interpreter = interpreter.display().to_string();
     }
     context.qemu = copy.then(|| crate::qemu::binary_name(platform.qemu_arch));
-    let dockerfile = template
-        .render(&context)
-        .with_context(|| format!("rendering the Dockerfile for {platform}"))?;
-    if emulation == Emulation::Missing && has_run_steps(&dockerfile) {
-        bail!(
-            "the Dockerfile for {platform} has RUN steps, and no binfmt handler on this host runs {} binaries\n\
-             help: register QEMU for the configured platforms with `sudo cargo xtask setup`",
-            platform.qemu_arch
-        );
-    }
-    Ok(Prepared {
-        context: template::context_dir(&config.target_dir, &config.package.name, platform),
-        dockerfile,
-        qemu: context.qemu,
-    })
+    let dockerfile = template.render(&context).with_context(|| format!("rendering the Dockerfile for {platform}"))?;
+    Ok(Rendered { dockerfile, qemu: context.qemu, emulation })
 }
 
 /// Whether a Dockerfile runs commands while building, which for a foreign platform needs

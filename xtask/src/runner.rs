@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
-use crate::docker::{parse_digest, ImageFacts};
+use crate::docker::{parse_digest, registry_of, ImageFacts};
 use crate::plan::{Action, Command, Expect, Job, Plan, Step};
 use crate::platform::Platform;
 
@@ -381,13 +381,6 @@ fn command_failure(
     anyhow!("`{command}` exited with {status}:\n    {tail}\nhelp: {help}")
 }
 
-/// The registry host of an image reference, as Docker reads it (`docker.io` by default).
-fn registry_of(image: &str) -> &str {
-    match image.split_once('/') {
-        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => host,
-        _ => "docker.io",
-    }
-}
 
 /// Creates `dir` and removes every file below it that `keep` does not list, then the
 /// directories left empty.
