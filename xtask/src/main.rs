@@ -1,8 +1,26 @@
 //! `cargo xtask`: a thin entry point; the engine is the `xtask` library.
 
 fn main() {
+    restore_default_sigpipe();
     if let Err(err) = xtask::run(std::env::args().skip(1)) {
         eprintln!("{}", xtask::format_error(&err));
         std::process::exit(1);
+    }
+}
+
+/// Lets `cargo xtask doctor | head` end quietly, as Unix tools do, instead of panicking
+/// on a closed stdout.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: resetting SIGPIPE to its default disposition before any thread starts.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
     }
 }
