@@ -45,7 +45,10 @@ fn offers(platform: &Platform, os: &str, architecture: &str, variant: Option<&st
 
 /// Succeeds when `image` exists for `platform` in the local engine, else in its registry.
 pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
-    let local = cmd!(sh, "docker image inspect {image}").quiet().ignore_status().output()?;
+    let local = cmd!(sh, "docker image inspect {image}")
+        .quiet()
+        .ignore_status()
+        .output()?;
     if local.status.success() {
         let facts = ImageFacts::parse(&String::from_utf8_lossy(&local.stdout));
         if facts.is_some_and(|f| offers(platform, &f.os, &f.architecture, f.variant.as_deref())) {
@@ -53,16 +56,27 @@ pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
         }
     }
     let insecure = is_loopback_registry(image).then_some("--insecure");
-    let remote = cmd!(sh, "docker manifest inspect {insecure...} --verbose {image}").quiet().ignore_status().output()?;
+    let remote = cmd!(
+        sh,
+        "docker manifest inspect {insecure...} --verbose {image}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
     let stderr = String::from_utf8_lossy(&remote.stderr);
     if !remote.status.success() {
-        let cause = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no answer").trim();
+        let cause = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no answer")
+            .trim();
         bail!(
             "base image `{image}` for {platform} is neither in the local engine nor in its registry ({cause})\n\
              help: build or pull it first, log in to its registry, or choose another base for {platform} in `vars`"
         );
     }
-    let json: serde_json::Value = serde_json::from_slice(&remote.stdout).map_err(|e| anyhow!("cannot read `docker manifest inspect` for {image}: {e}"))?;
+    let json: serde_json::Value = serde_json::from_slice(&remote.stdout)
+        .map_err(|e| anyhow!("cannot read `docker manifest inspect` for {image}: {e}"))?;
     let entries = match &json {
         serde_json::Value::Array(entries) => entries.clone(),
         single => vec![single.clone()],
@@ -75,7 +89,13 @@ pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
             if offers(platform, os, arch, p["variant"].as_str()) {
                 return Some(String::new());
             }
-            Some([Some(os), Some(arch), p["variant"].as_str()].into_iter().flatten().collect::<Vec<_>>().join("/"))
+            Some(
+                [Some(os), Some(arch), p["variant"].as_str()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            )
         })
         .collect();
     if published.iter().any(String::is_empty) {
@@ -106,7 +126,9 @@ mod tests {
         assert!(!offers(arm, "linux", "arm", Some("v6")));
         assert!(!offers(arm, "linux", "arm64", None));
         let arm64 = Platform::parse("arm64").unwrap();
-        assert!(offers(arm64, "linux", "arm64", None) && offers(arm64, "linux", "arm64", Some("v8")));
+        assert!(
+            offers(arm64, "linux", "arm64", None) && offers(arm64, "linux", "arm64", Some("v8"))
+        );
         let amd64 = Platform::parse("amd64").unwrap();
         assert!(offers(amd64, "linux", "amd64", None) && !offers(amd64, "windows", "amd64", None));
     }

@@ -36,8 +36,18 @@ pub struct Row {
     pub fix: String,
 }
 
-fn row(check: impl Into<String>, status: Status, detail: impl Into<String>, fix: impl Into<String>) -> Row {
-    Row { check: check.into(), status, detail: detail.into(), fix: fix.into() }
+fn row(
+    check: impl Into<String>,
+    status: Status,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Row {
+    Row {
+        check: check.into(),
+        status,
+        detail: detail.into(),
+        fix: fix.into(),
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -57,7 +67,12 @@ pub fn diagnose(args: &Args) -> Vec<Row> {
     let sh = match Shell::new() {
         Ok(sh) => sh,
         Err(err) => {
-            rows.push(row("shell", Status::Missing, err.to_string(), "run from a readable directory"));
+            rows.push(row(
+                "shell",
+                Status::Missing,
+                err.to_string(),
+                "run from a readable directory",
+            ));
             return rows;
         }
     };
@@ -74,7 +89,16 @@ pub fn diagnose(args: &Args) -> Vec<Row> {
         BuildMode::Cross => "cross",
         BuildMode::Container => "container",
     };
-    rows.push(row("config", Status::Ok, format!("package `{}`: {} ({mode})", config.package.name, names.join(", ")), ""));
+    rows.push(row(
+        "config",
+        Status::Ok,
+        format!(
+            "package `{}`: {} ({mode})",
+            config.package.name,
+            names.join(", ")
+        ),
+        "",
+    ));
     platform_rows(&sh, &config, daemon_up, &mut rows);
     rows.push(credentials_row(&config));
     rows
@@ -83,17 +107,37 @@ pub fn diagnose(args: &Args) -> Vec<Row> {
 /// Client, daemon, `docker manifest` and buildx; returns whether the daemon answered.
 fn docker_rows(docker: Option<&Path>, rows: &mut Vec<Row>) -> bool {
     let Some(docker) = docker else {
-        rows.push(row("docker client", Status::Missing, "no `docker` on PATH", "install Docker: https://docs.docker.com/engine/install/"));
+        rows.push(row(
+            "docker client",
+            Status::Missing,
+            "no `docker` on PATH",
+            "install Docker: https://docs.docker.com/engine/install/",
+        ));
         return false;
     };
     // `docker --version` never contacts the daemon.
     let client = probe(docker, &["--version"]);
     rows.push(match client {
         Probe::Answered(version) => {
-            let version = version.trim_start_matches("Docker version ").split(',').next().unwrap_or_default().to_owned();
-            row("docker client", Status::Ok, format!("{version} ({})", docker.display()), "")
+            let version = version
+                .trim_start_matches("Docker version ")
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            row(
+                "docker client",
+                Status::Ok,
+                format!("{version} ({})", docker.display()),
+                "",
+            )
         }
-        other => row("docker client", Status::Missing, other.describe(), "reinstall the docker CLI"),
+        other => row(
+            "docker client",
+            Status::Missing,
+            other.describe(),
+            "reinstall the docker CLI",
+        ),
     });
     let server = probe(docker, &["version", "--format", "{{.Server.Version}}"]);
     let daemon_up = matches!(server, Probe::Answered(_));
@@ -109,11 +153,21 @@ fn docker_rows(docker: Option<&Path>, rows: &mut Vec<Row>) -> bool {
     });
     rows.push(match probe(docker, &["manifest", "--help"]) {
         Probe::Answered(_) => row("docker manifest", Status::Ok, "available", ""),
-        other => row("docker manifest", Status::Missing, other.describe(), "update the docker CLI to 18.02 or newer"),
+        other => row(
+            "docker manifest",
+            Status::Missing,
+            other.describe(),
+            "update the docker CLI to 18.02 or newer",
+        ),
     });
     rows.push(match probe(docker, &["buildx", "version"]) {
         Probe::Answered(version) => row("buildx", Status::Ok, version, ""),
-        _ => row("buildx", Status::Note, "absent: the legacy builder is used", "install the buildx plugin for BuildKit (optional)"),
+        _ => row(
+            "buildx",
+            Status::Note,
+            "absent: the legacy builder is used",
+            "install the buildx plugin for BuildKit (optional)",
+        ),
     });
     daemon_up
 }
@@ -124,27 +178,67 @@ fn platform_rows(sh: &Shell, config: &Config, daemon_up: bool, rows: &mut Vec<Ro
     let template = Template::load(&config.dockerfile, &config.workspace_root);
     for &platform in &config.platforms {
         let platform_config = config.platform(platform);
-        let rendered = template.as_ref().map_err(|e| format!("{e:#}")).and_then(|t| render_platform(config, &platform_config, t, &handlers).map_err(|e| format!("{e:#}")));
+        let rendered = template
+            .as_ref()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|t| {
+                render_platform(config, &platform_config, t, &handlers)
+                    .map_err(|e| format!("{e:#}"))
+            });
         let rendered = match rendered {
             Ok(rendered) => rendered,
             Err(err) => {
                 let (cause, fix) = split_help(&err);
-                rows.push(row(format!("template {platform}"), Status::Missing, cause, fix));
+                rows.push(row(
+                    format!("template {platform}"),
+                    Status::Missing,
+                    cause,
+                    fix,
+                ));
                 continue;
             }
         };
         let needs_emulation = has_run_steps(&rendered.dockerfile);
         rows.push(match &rendered.emulation {
-            Emulation::Native => row(format!("binfmt {platform}"), Status::Ok, "native: no emulation needed", ""),
-            Emulation::Handler { fix_binary: true, interpreter } => row(format!("binfmt {platform}"), Status::Ok, format!("handler with F: {}", interpreter.display()), ""),
-            Emulation::Handler { fix_binary: false, interpreter } => row(
+            Emulation::Native => row(
                 format!("binfmt {platform}"),
                 Status::Ok,
-                format!("handler without F: {}; QEMU goes into the context (qemu.copy)", interpreter.display()),
+                "native: no emulation needed",
+                "",
+            ),
+            Emulation::Handler {
+                fix_binary: true,
+                interpreter,
+            } => row(
+                format!("binfmt {platform}"),
+                Status::Ok,
+                format!("handler with F: {}", interpreter.display()),
+                "",
+            ),
+            Emulation::Handler {
+                fix_binary: false,
+                interpreter,
+            } => row(
+                format!("binfmt {platform}"),
+                Status::Ok,
+                format!(
+                    "handler without F: {}; QEMU goes into the context (qemu.copy)",
+                    interpreter.display()
+                ),
                 "`sudo cargo xtask setup --reset` registers one with F (optional)",
             ),
-            Emulation::Missing if needs_emulation => row(format!("binfmt {platform}"), Status::Missing, "no handler, and the Dockerfile has RUN steps", "sudo cargo xtask setup"),
-            Emulation::Missing => row(format!("binfmt {platform}"), Status::Note, "no handler; not needed (no RUN steps)", "sudo cargo xtask setup (to run the images here)"),
+            Emulation::Missing if needs_emulation => row(
+                format!("binfmt {platform}"),
+                Status::Missing,
+                "no handler, and the Dockerfile has RUN steps",
+                "sudo cargo xtask setup",
+            ),
+            Emulation::Missing => row(
+                format!("binfmt {platform}"),
+                Status::Note,
+                "no handler; not needed (no RUN steps)",
+                "sudo cargo xtask setup (to run the images here)",
+            ),
         });
         if let Some(qemu) = &rendered.qemu {
             rows.push(qemu_row(config, platform.qemu_arch, qemu));
@@ -152,9 +246,24 @@ fn platform_rows(sh: &Shell, config: &Config, daemon_up: bool, rows: &mut Vec<Ro
         if config.build == BuildMode::Cross {
             let target = &platform_config.target;
             rows.push(match &toolchain {
-                Ok(t) if t.has_target(target) => row(format!("rust target {platform}"), Status::Ok, target.clone(), ""),
-                Ok(_) => row(format!("rust target {platform}"), Status::Missing, format!("{target} is not installed"), format!("rustup target add {target}")),
-                Err(err) => row(format!("rust target {platform}"), Status::Missing, first_line(&format!("{err:#}")), "install Rust with rustup (https://rustup.rs)"),
+                Ok(t) if t.has_target(target) => row(
+                    format!("rust target {platform}"),
+                    Status::Ok,
+                    target.clone(),
+                    "",
+                ),
+                Ok(_) => row(
+                    format!("rust target {platform}"),
+                    Status::Missing,
+                    format!("{target} is not installed"),
+                    format!("rustup target add {target}"),
+                ),
+                Err(err) => row(
+                    format!("rust target {platform}"),
+                    Status::Missing,
+                    first_line(&format!("{err:#}")),
+                    "install Rust with rustup (https://rustup.rs)",
+                ),
             });
             rows.push(match (&platform_config.linker, &toolchain) {
                 (None, _) => row(format!("linker {platform}"), Status::Note, "cargo's default (none configured)", ""),
@@ -170,7 +279,12 @@ fn platform_rows(sh: &Shell, config: &Config, daemon_up: bool, rows: &mut Vec<Ro
         for image in crate::base_images::from_images(&rendered.dockerfile) {
             let check = format!("base {platform}");
             rows.push(if !daemon_up {
-                row(check, Status::Note, format!("{image}: not checked, the daemon does not answer"), "")
+                row(
+                    check,
+                    Status::Note,
+                    format!("{image}: not checked, the daemon does not answer"),
+                    "",
+                )
             } else {
                 match crate::base_images::check(sh, &image, platform) {
                     Ok(()) => row(check, Status::Ok, image, ""),
@@ -189,13 +303,32 @@ fn qemu_row(config: &Config, qemu_arch: &str, name: &str) -> Row {
     match config.qemu.source {
         QemuSource::Path => match which::which(name) {
             Ok(path) => row(check, Status::Ok, path.display().to_string(), ""),
-            Err(_) => row(check, Status::Missing, format!("`{name}` is not on PATH (qemu.source = \"path\")"), "apt-get install qemu-user-static"),
+            Err(_) => row(
+                check,
+                Status::Missing,
+                format!("`{name}` is not on PATH (qemu.source = \"path\")"),
+                "apt-get install qemu-user-static",
+            ),
         },
-        QemuSource::Download => match crate::qemu::cache_dir(&config.qemu.version).map(|dir| dir.join(name)) {
-            Ok(path) if path.is_file() => row(check, Status::Ok, format!("cached: {}", path.display()), ""),
-            Ok(path) => row(check, Status::Note, format!("not cached yet ({})", path.display()), "cargo xtask qemu fetch (or let `image` fetch it)"),
-            Err(err) => row(check, Status::Missing, first_line(&format!("{err:#}")), "set XDG_CACHE_HOME or HOME"),
-        },
+        QemuSource::Download => {
+            match crate::qemu::cache_dir(&config.qemu.version).map(|dir| dir.join(name)) {
+                Ok(path) if path.is_file() => {
+                    row(check, Status::Ok, format!("cached: {}", path.display()), "")
+                }
+                Ok(path) => row(
+                    check,
+                    Status::Note,
+                    format!("not cached yet ({})", path.display()),
+                    "cargo xtask qemu fetch (or let `image` fetch it)",
+                ),
+                Err(err) => row(
+                    check,
+                    Status::Missing,
+                    first_line(&format!("{err:#}")),
+                    "set XDG_CACHE_HOME or HOME",
+                ),
+            }
+        }
     }
 }
 
@@ -203,7 +336,12 @@ fn qemu_row(config: &Config, qemu_arch: &str, name: &str) -> Row {
 /// reads or prints the secret itself.
 fn credentials_row(config: &Config) -> Row {
     let Some(image) = &config.image else {
-        return row("credentials", Status::Note, "no `image` configured: local builds only", "set `image` to push");
+        return row(
+            "credentials",
+            Status::Note,
+            "no `image` configured: local builds only",
+            "set `image` to push",
+        );
     };
     let registry = registry_of(image);
     let check = format!("credentials {registry}");
@@ -220,20 +358,42 @@ fn credentials_row(config: &Config) -> Row {
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     let keys: Vec<String> = if registry == "docker.io" {
-        vec!["https://index.docker.io/v1/".into(), "docker.io".into(), "index.docker.io".into()]
+        vec![
+            "https://index.docker.io/v1/".into(),
+            "docker.io".into(),
+            "index.docker.io".into(),
+        ]
     } else {
-        vec![registry.to_owned(), format!("https://{registry}"), format!("https://{registry}/v1/"), format!("https://{registry}/v2/")]
+        vec![
+            registry.to_owned(),
+            format!("https://{registry}"),
+            format!("https://{registry}/v1/"),
+            format!("https://{registry}/v2/"),
+        ]
     };
     if let Some(helper) = keys.iter().find_map(|k| json["credHelpers"][k].as_str()) {
-        return row(check, Status::Ok, format!("credential helper `{helper}`"), "");
+        return row(
+            check,
+            Status::Ok,
+            format!("credential helper `{helper}`"),
+            "",
+        );
     }
     if keys.iter().any(|k| json["auths"].get(k).is_some()) {
-        let store = json["credsStore"].as_str().map_or("config.json".to_owned(), |s| format!("credential store `{s}`"));
+        let store = json["credsStore"]
+            .as_str()
+            .map_or("config.json".to_owned(), |s| {
+                format!("credential store `{s}`")
+            });
         return row(check, Status::Ok, format!("logged in ({store})"), "");
     }
-    row(check, Status::Note, "not logged in: --push will be refused", format!("docker login {registry}"))
+    row(
+        check,
+        Status::Note,
+        "not logged in: --push will be refused",
+        format!("docker login {registry}"),
+    )
 }
-
 
 enum Probe {
     Answered(String),
@@ -257,14 +417,33 @@ fn probe(docker: &Path, args: &[&str]) -> Probe {
     let docker = docker.to_path_buf();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     std::thread::spawn(move || {
-        let output = Shell::new().and_then(|sh| cmd!(sh, "{docker} {args...}").quiet().ignore_status().output());
+        let output = Shell::new().and_then(|sh| {
+            cmd!(sh, "{docker} {args...}")
+                .quiet()
+                .ignore_status()
+                .output()
+        });
         let _ = sender.send(output);
     });
     match receiver.recv_timeout(PROBE_TIMEOUT) {
-        Ok(Ok(output)) if output.status.success() => Probe::Answered(String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").trim().to_owned()),
+        Ok(Ok(output)) if output.status.success() => Probe::Answered(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
+        ),
         Ok(Ok(output)) => {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            Probe::Failed(stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim().to_owned())
+            Probe::Failed(
+                stderr
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("failed")
+                    .trim()
+                    .to_owned(),
+            )
         }
         Ok(Err(err)) => Probe::Failed(err.to_string()),
         Err(_) => Probe::TimedOut,
@@ -272,8 +451,15 @@ fn probe(docker: &Path, args: &[&str]) -> Probe {
 }
 
 fn split_help(message: &str) -> (String, String) {
-    let (cause, help): (Vec<&str>, Vec<&str>) = message.lines().partition(|l| !l.starts_with("help: "));
-    (cause.join(" "), help.iter().map(|h| h.trim_start_matches("help: ")).collect::<Vec<_>>().join("; "))
+    let (cause, help): (Vec<&str>, Vec<&str>) =
+        message.lines().partition(|l| !l.starts_with("help: "));
+    (
+        cause.join(" "),
+        help.iter()
+            .map(|h| h.trim_start_matches("help: "))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 fn first_line(message: &str) -> String {
@@ -287,14 +473,39 @@ pub fn table(rows: &[Row]) -> String {
         Status::Missing => "missing",
         Status::Note => "note",
     };
-    let cells: Vec<[String; 4]> = std::iter::once(["check".into(), "status".into(), "detail".into(), "fix".into()])
-        .chain(rows.iter().map(|r| [r.check.clone(), status(r.status).into(), r.detail.clone(), r.fix.clone()]))
-        .collect();
+    let cells: Vec<[String; 4]> = std::iter::once([
+        "check".into(),
+        "status".into(),
+        "detail".into(),
+        "fix".into(),
+    ])
+    .chain(rows.iter().map(|r| {
+        [
+            r.check.clone(),
+            status(r.status).into(),
+            r.detail.clone(),
+            r.fix.clone(),
+        ]
+    }))
+    .collect();
     let width = |column: usize| cells.iter().map(|c| c[column].len()).max().unwrap_or(0);
     let widths = [width(0), width(1), width(2)];
     cells
         .iter()
-        .map(|c| format!("{:<w0$}  {:<w1$}  {:<w2$}  {}", c[0], c[1], c[2], c[3], w0 = widths[0], w1 = widths[1], w2 = widths[2]).trim_end().to_owned())
+        .map(|c| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )
+            .trim_end()
+            .to_owned()
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -306,7 +517,12 @@ mod tests {
     #[test]
     fn table_aligns_and_names_the_fix() {
         let rows = vec![
-            row("docker daemon", Status::Missing, "no answer within 5 s", "start the engine"),
+            row(
+                "docker daemon",
+                Status::Missing,
+                "no answer within 5 s",
+                "start the engine",
+            ),
             row("buildx", Status::Note, "absent", ""),
         ];
         assert_eq!(
@@ -319,7 +535,12 @@ mod tests {
 
     #[test]
     fn help_lines_become_the_fix() {
-        assert_eq!(split_help("rust target x is missing\nhelp: rustup target add x"), ("rust target x is missing".to_owned(), "rustup target add x".to_owned()));
+        assert_eq!(
+            split_help("rust target x is missing\nhelp: rustup target add x"),
+            (
+                "rust target x is missing".to_owned(),
+                "rustup target add x".to_owned()
+            )
+        );
     }
-
 }

@@ -9,6 +9,7 @@ pub mod context;
 pub mod docker;
 pub mod doctor;
 pub mod image;
+pub mod init;
 pub mod plan;
 pub mod platform;
 pub mod qemu;
@@ -30,9 +31,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         cli::Task::QemuFetch(args) => qemu_fetch::run(&args),
         cli::Task::Setup(args) => setup::run(&args),
         cli::Task::Doctor(args) => doctor::run(&args),
-        cli::Task::Init(_) => {
-            anyhow::bail!("this command is not built yet\nhelp: see the README's \"Known limits\"")
-        }
+        cli::Task::Init(args) => init::run(&args),
         cli::Task::Help => {
             println!("{}", cli::USAGE);
             Ok(())

@@ -87,7 +87,10 @@ pub enum Action {
         files: Vec<PathBuf>,
     },
     /// Check that a base image exists for the step's platform, locally or in its registry.
-    CheckBase { image: String, platform: &'static Platform },
+    CheckBase {
+        image: String,
+        platform: &'static Platform,
+    },
     /// Put the static QEMU for `qemu_arch` at `to`, from the cache (fetched when missing)
     /// or PATH, as the config's `qemu.source` says.
     StageQemu {
@@ -210,7 +213,13 @@ impl Plan {
             let platform_config = config.platform(platform);
             let prepared = prepare_platform(config, &platform_config, &template, inputs)?;
             for image in crate::base_images::from_images(&prepared.dockerfile) {
-                plan.checks.push((platform, Step { label: "check base", action: Action::CheckBase { image, platform } }));
+                plan.checks.push((
+                    platform,
+                    Step {
+                        label: "check base",
+                        action: Action::CheckBase { image, platform },
+                    },
+                ));
             }
             let dir = shown(&prepared.context);
             let images: Vec<String> = tags
@@ -478,7 +487,12 @@ struct Prepared {
 }
 
 /// Renders the Dockerfile for one platform; stops when it needs emulation this host lacks.
-fn prepare_platform(config: &Config, platform_config: &PlatformConfig, template: &Template, inputs: &PlanInputs) -> Result<Prepared> {
+fn prepare_platform(
+    config: &Config,
+    platform_config: &PlatformConfig,
+    template: &Template,
+    inputs: &PlanInputs,
+) -> Result<Prepared> {
     let platform = platform_config.platform;
     let rendered = render_platform(config, platform_config, template, &inputs.handlers)?;
     if rendered.emulation == Emulation::Missing && has_run_steps(&rendered.dockerfile) {
@@ -505,11 +519,18 @@ pub struct Rendered {
 
 /// Renders the Dockerfile for one platform, deciding from the host's binfmt handler and
 /// `qemu.copy` whether QEMU is copied into the context.
-pub fn render_platform(config: &Config, platform_config: &PlatformConfig, template: &Template, handlers: &[Handler]) -> Result<Rendered> {
+pub fn render_platform(
+    config: &Config,
+    platform_config: &PlatformConfig,
+    template: &Template,
+    handlers: &[Handler],
+) -> Result<Rendered> {
     let platform = platform_config.platform;
     let emulation = binfmt::emulation(handlers, platform);
     let copy = match (config.qemu.copy, &emulation) {
-        (_, Emulation::Native) | (QemuCopy::Never, _) | (QemuCopy::Auto, Emulation::Missing) => false,
+        (_, Emulation::Native) | (QemuCopy::Never, _) | (QemuCopy::Auto, Emulation::Missing) => {
+            false
+        }
         (QemuCopy::Always, _) => true,
         (QemuCopy::Auto, Emulation::Handler { fix_binary, .. }) => !fix_binary,
     };
@@ -525,8 +546,14 @@ pub fn render_platform(config: &Config, platform_config: &PlatformConfig, templa
         context.qemu_interpreter = interpreter.display().to_string();
     }
     context.qemu = copy.then(|| crate::qemu::binary_name(platform.qemu_arch));
-    let dockerfile = template.render(&context).with_context(|| format!("rendering the Dockerfile for {platform}"))?;
-    Ok(Rendered { dockerfile, qemu: context.qemu, emulation })
+    let dockerfile = template
+        .render(&context)
+        .with_context(|| format!("rendering the Dockerfile for {platform}"))?;
+    Ok(Rendered {
+        dockerfile,
+        qemu: context.qemu,
+        emulation,
+    })
 }
 
 /// Whether a Dockerfile runs commands while building, which for a foreign platform needs
@@ -892,14 +919,27 @@ mod tests {
     fn base_images_are_checked_first_for_every_platform() {
         let mut config = sample_config("");
         config.platforms.truncate(2);
-        let template = std::env::temp_dir().join(format!("multiarch-plan-bases-{}.j2", std::process::id()));
-        std::fs::write(&template, "FROM alpine:3.20 AS certs\nFROM {{ base }}\nCOPY --from=certs /etc/ssl /etc/ssl\n").unwrap();
+        let template =
+            std::env::temp_dir().join(format!("multiarch-plan-bases-{}.j2", std::process::id()));
+        std::fs::write(
+            &template,
+            "FROM alpine:3.20 AS certs\nFROM {{ base }}\nCOPY --from=certs /etc/ssl /etc/ssl\n",
+        )
+        .unwrap();
         config.dockerfile = template;
         let plan = Plan::new(&config, &inputs(false)).unwrap();
         let lines = plan.display_steps();
         assert_eq!(lines[0], "[linux/amd64] check that alpine:3.20 exists for linux/amd64 (docker image inspect, then docker manifest inspect)");
-        assert!(lines[1].starts_with("[linux/arm64] check that alpine:3.20 exists for linux/arm64"), "{}", lines[1]);
-        assert!(!lines[2].contains("check that"), "scratch needs no check: {}", lines[2]);
+        assert!(
+            lines[1].starts_with("[linux/arm64] check that alpine:3.20 exists for linux/arm64"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            !lines[2].contains("check that"),
+            "scratch needs no check: {}",
+            lines[2]
+        );
     }
 
     #[test]

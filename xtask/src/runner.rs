@@ -54,7 +54,11 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     let failed_checks: Vec<String> = plan
         .checks
         .iter()
-        .filter_map(|(_, step)| run_step(&sh, plan, step).err().map(|err| format!("{err:#}")))
+        .filter_map(|(_, step)| {
+            run_step(&sh, plan, step)
+                .err()
+                .map(|err| format!("{err:#}"))
+        })
         .collect();
     if !failed_checks.is_empty() {
         bail!("{}", failed_checks.join("\n"));
@@ -380,7 +384,6 @@ fn command_failure(
     };
     anyhow!("`{command}` exited with {status}:\n    {tail}\nhelp: {help}")
 }
-
 
 /// Creates `dir` and removes every file below it that `keep` does not list, then the
 /// directories left empty.

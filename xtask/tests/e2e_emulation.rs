@@ -37,7 +37,8 @@ fn handler(platform: &str) -> Option<Handler> {
 }
 
 fn register(line: &str) {
-    std::fs::write(Path::new(BINFMT_DIR).join("register"), line).unwrap_or_else(|e| panic!("register {line}: {e} (run as root)"));
+    std::fs::write(Path::new(BINFMT_DIR).join("register"), line)
+        .unwrap_or_else(|e| panic!("register {line}: {e} (run as root)"));
 }
 
 fn unregister(handler: &Handler) {
@@ -77,16 +78,34 @@ fn foreign_run_steps_build_and_run_with_and_without_the_fix_binary_flag() {
     busybox_image("linux/arm/v7", "arm32v7", "armhf");
     let dir = workspace("e2e-emulation", r#"["linux/arm64", "linux/arm/v7"]"#);
     for platform in ["linux/arm64", "linux/arm/v7"] {
-        assert!(handler(platform).is_some_and(|h| h.fix_binary()), "{platform}: .ci/start-engine registers Debian's F handlers");
+        assert!(
+            handler(platform).is_some_and(|h| h.fix_binary()),
+            "{platform}: .ci/start-engine registers Debian's F handlers"
+        );
     }
 
     // With F handlers nothing is copied: the kernel holds QEMU open.
     let output = xtask(&dir, &["image", "--tag", "with-f"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(context_files(&dir, "linux-arm64"), ["Dockerfile", "hello"]);
-    for (platform, arch, uname_m) in [("linux/arm64", "arm64v8", "aarch64"), ("linux/arm/v7", "arm32v7", "armv7l")] {
-        let printed = run("docker", &["run", "--rm", "--platform", platform, &format!("hello:{arch}-with-f")]);
-        assert!(printed.starts_with(&format!("{uname_m}\nhello 1.2.3 on {uname_m} ")), "{platform}: {printed}");
+    for (platform, arch, uname_m) in [
+        ("linux/arm64", "arm64v8", "aarch64"),
+        ("linux/arm/v7", "arm32v7", "armv7l"),
+    ] {
+        let printed = run(
+            "docker",
+            &[
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                &format!("hello:{arch}-with-f"),
+            ],
+        );
+        assert!(
+            printed.starts_with(&format!("{uname_m}\nhello 1.2.3 on {uname_m} ")),
+            "{platform}: {printed}"
+        );
     }
 
     // A handler without F: `copy = "auto"` puts QEMU where the handler looks for it.
@@ -94,15 +113,41 @@ fn foreign_run_steps_build_and_run_with_and_without_the_fix_binary_flag() {
     let _restore = Restore(Some(saved.clone()), "linux/arm64");
     unregister(&saved);
     let interpreter = "/usr/bin/qemu-aarch64-static";
-    register(&binfmt::registration(Platform::parse("arm64").unwrap(), Path::new(interpreter), ""));
+    register(&binfmt::registration(
+        Platform::parse("arm64").unwrap(),
+        Path::new(interpreter),
+        "",
+    ));
     assert!(handler("linux/arm64").is_some_and(|h| !h.fix_binary()));
-    let output = xtask(&dir, &["image", "--tag", "without-f", "--platform", "linux/arm64"]);
+    let output = xtask(
+        &dir,
+        &["image", "--tag", "without-f", "--platform", "linux/arm64"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(context_files(&dir, "linux-arm64"), ["Dockerfile", "hello", "qemu-aarch64-static"]);
-    let dockerfile = std::fs::read_to_string(dir.join("target/multiarch/hello/linux-arm64/Dockerfile")).unwrap();
-    assert!(dockerfile.contains(&format!("COPY qemu-aarch64-static {interpreter}\n")), "{dockerfile}");
-    let printed = run("docker", &["run", "--rm", "--platform", "linux/arm64", "hello:arm64v8-without-f"]);
-    assert!(printed.starts_with("aarch64\nhello 1.2.3 on aarch64 "), "{printed}");
+    assert_eq!(
+        context_files(&dir, "linux-arm64"),
+        ["Dockerfile", "hello", "qemu-aarch64-static"]
+    );
+    let dockerfile =
+        std::fs::read_to_string(dir.join("target/multiarch/hello/linux-arm64/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("COPY qemu-aarch64-static {interpreter}\n")),
+        "{dockerfile}"
+    );
+    let printed = run(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            "hello:arm64v8-without-f",
+        ],
+    );
+    assert!(
+        printed.starts_with("aarch64\nhello 1.2.3 on aarch64 "),
+        "{printed}"
+    );
 }
 
 #[test]
@@ -122,21 +167,38 @@ fn a_missing_handler_stops_the_build_and_setup_registers_it() {
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
     assert!(message.starts_with("error: the Dockerfile for linux/ppc64le has RUN steps, and no binfmt handler on this host runs ppc64le binaries"), "{message}");
-    assert!(message.contains("help: register QEMU for the configured platforms with `sudo cargo xtask setup`"), "{message}");
+    assert!(
+        message.contains(
+            "help: register QEMU for the configured platforms with `sudo cargo xtask setup`"
+        ),
+        "{message}"
+    );
 
     let output = xtask(&dir, &["setup"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let registered = handler("linux/ppc64le").expect("setup registered a handler");
     assert!(registered.fix_binary());
-    assert_eq!(registered.interpreter, Path::new("/usr/bin/qemu-ppc64le-static"));
+    assert_eq!(
+        registered.interpreter,
+        Path::new("/usr/bin/qemu-ppc64le-static")
+    );
     assert!(stderr(&output).contains("[linux/ppc64le] registered qemu-ppc64le with F"));
 
     // Idempotent: a second run changes nothing; --reset registers it anew.
     let output = xtask(&dir, &["setup"]);
-    assert!(output.status.success() && stderr(&output).contains("already registered: qemu-ppc64le (with F"), "{}", stderr(&output));
+    assert!(
+        output.status.success()
+            && stderr(&output).contains("already registered: qemu-ppc64le (with F"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(handler("linux/ppc64le"), Some(registered));
     let output = xtask(&dir, &["setup", "--reset"]);
-    assert!(output.status.success() && stderr(&output).contains("registered qemu-ppc64le with F"), "{}", stderr(&output));
+    assert!(
+        output.status.success() && stderr(&output).contains("registered qemu-ppc64le with F"),
+        "{}",
+        stderr(&output)
+    );
 
     // With the handler in place the plan goes ahead (the build then needs the Rust target).
     let output = xtask(&dir, &["image", "--dry-run"]);

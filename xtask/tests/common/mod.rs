@@ -431,7 +431,11 @@ pub fn busybox_image(platform: &str, docker_arch: &str, debian_arch: &str) -> St
 /// The sysroot of the toolchain running the tests, and its version (`1.95.0`).
 pub fn host_toolchain() -> (PathBuf, String) {
     let sysroot = PathBuf::from(run("rustc", &["--print", "sysroot"]).trim());
-    let version = run("rustc", &["--version"]).split_whitespace().nth(1).unwrap().to_owned();
+    let version = run("rustc", &["--version"])
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
     (sysroot, version)
 }
 
@@ -439,14 +443,31 @@ pub fn host_toolchain() -> (PathBuf, String) {
 /// toolchain for `platform` (rustc, cargo, rust-lld and the musl std), assembled from
 /// Debian packages and rustup's toolchain directories. Cargo there links musl with rust-lld
 /// and never touches the network.
-pub fn rust_builder_image(platform: &str, docker_arch: &str, debian_arch: &str, rust_host: &str, musl_target: &str) -> String {
+pub fn rust_builder_image(
+    platform: &str,
+    docker_arch: &str,
+    debian_arch: &str,
+    rust_host: &str,
+    musl_target: &str,
+) -> String {
     let (sysroot, version) = host_toolchain();
     let image = format!("multiarch-test/rust-builder-{version}:{docker_arch}");
-    if Command::new("docker").args(["image", "inspect", &image]).output().is_ok_and(|o| o.status.success()) {
+    if Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return image;
     }
-    let toolchain = sysroot.parent().unwrap().join(format!("{version}-{rust_host}"));
-    assert!(toolchain.join("bin/rustc").is_file(), "{} is missing; .ci/setup installs it with rustup --force-non-host", toolchain.display());
+    let toolchain = sysroot
+        .parent()
+        .unwrap()
+        .join(format!("{version}-{rust_host}"));
+    assert!(
+        toolchain.join("bin/rustc").is_file(),
+        "{} is missing; .ci/setup installs it with rustup --force-non-host",
+        toolchain.display()
+    );
     let dir = scratch_dir(&format!("rust-builder-{docker_arch}"));
     let root = dir.join("root");
     for package in ["busybox-static", "libc6", "libgcc-s1", "zlib1g"] {
@@ -456,34 +477,106 @@ pub fn rust_builder_image(platform: &str, docker_arch: &str, debian_arch: &str, 
             .map(|e| e.path())
             .find(|p| {
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                name.starts_with(&format!("{package}_")) && name.ends_with(&format!("_{debian_arch}.deb"))
+                name.starts_with(&format!("{package}_"))
+                    && name.ends_with(&format!("_{debian_arch}.deb"))
             })
-            .unwrap_or_else(|| panic!("no {package}_*_{debian_arch}.deb in {}; run .ci/setup", debs_dir().display()));
-        run("dpkg", &["-x", deb.to_str().unwrap(), root.to_str().unwrap()]);
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {package}_*_{debian_arch}.deb in {}; run .ci/setup",
+                    debs_dir().display()
+                )
+            });
+        run(
+            "dpkg",
+            &["-x", deb.to_str().unwrap(), root.to_str().unwrap()],
+        );
     }
-    for applet in ["sh", "echo", "cat", "uname", "ls", "mkdir", "cp", "rm", "env"] {
+    for applet in [
+        "sh", "echo", "cat", "uname", "ls", "mkdir", "cp", "rm", "env",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     let rust = root.join("opt/rust");
     std::fs::create_dir_all(rust.join("bin")).unwrap();
     std::fs::create_dir_all(rust.join("lib/rustlib").join(rust_host)).unwrap();
     for tool in ["rustc", "cargo"] {
-        run("cp", &["-a", toolchain.join("bin").join(tool).to_str().unwrap(), rust.join("bin").to_str().unwrap()]);
+        run(
+            "cp",
+            &[
+                "-a",
+                toolchain.join("bin").join(tool).to_str().unwrap(),
+                rust.join("bin").to_str().unwrap(),
+            ],
+        );
     }
     for entry in std::fs::read_dir(toolchain.join("lib")).unwrap().flatten() {
         if entry.file_name().to_string_lossy().contains(".so") {
-            run("cp", &["-a", entry.path().to_str().unwrap(), rust.join("lib").to_str().unwrap()]);
+            run(
+                "cp",
+                &[
+                    "-a",
+                    entry.path().to_str().unwrap(),
+                    rust.join("lib").to_str().unwrap(),
+                ],
+            );
         }
     }
-    run("cp", &["-a", toolchain.join("lib/rustlib").join(rust_host).join("bin").to_str().unwrap(), rust.join("lib/rustlib").join(rust_host).to_str().unwrap()]);
+    run(
+        "cp",
+        &[
+            "-a",
+            toolchain
+                .join("lib/rustlib")
+                .join(rust_host)
+                .join("bin")
+                .to_str()
+                .unwrap(),
+            rust.join("lib/rustlib").join(rust_host).to_str().unwrap(),
+        ],
+    );
     // A target's std does not depend on the host it is used from: the host toolchain's copy serves.
-    run("cp", &["-a", sysroot.join("lib/rustlib").join(musl_target).to_str().unwrap(), rust.join("lib/rustlib").to_str().unwrap()]);
+    run(
+        "cp",
+        &[
+            "-a",
+            sysroot
+                .join("lib/rustlib")
+                .join(musl_target)
+                .to_str()
+                .unwrap(),
+            rust.join("lib/rustlib").to_str().unwrap(),
+        ],
+    );
     std::fs::create_dir_all(root.join("cargo")).unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
-    std::fs::write(root.join("cargo/config.toml"), format!("[target.{musl_target}]\nlinker = \"rust-lld\"\n\n[net]\noffline = true\n")).unwrap();
-    run("tar", &["-C", root.to_str().unwrap(), "-cf", dir.join("rootfs.tar").to_str().unwrap(), "."]);
+    std::fs::write(
+        root.join("cargo/config.toml"),
+        format!("[target.{musl_target}]\nlinker = \"rust-lld\"\n\n[net]\noffline = true\n"),
+    )
+    .unwrap();
+    run(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            dir.join("rootfs.tar").to_str().unwrap(),
+            ".",
+        ],
+    );
     std::fs::write(dir.join("Dockerfile"), "FROM scratch\nADD rootfs.tar /\nENV PATH=/opt/rust/bin:/bin CARGO_HOME=/cargo\nCMD [\"sh\"]\n").unwrap();
-    run("docker", &["build", "--quiet", "--platform", platform, "--tag", &image, dir.to_str().unwrap()]);
+    run(
+        "docker",
+        &[
+            "build",
+            "--quiet",
+            "--platform",
+            platform,
+            "--tag",
+            &image,
+            dir.to_str().unwrap(),
+        ],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     image
 }

@@ -1,0 +1,374 @@
+//! `cargo xtask init DIR`: embeds this xtask into another Cargo workspace, adding files and
+//! entries but never overwriting what is there.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::cli::Args;
+use crate::platform::Platform;
+use crate::workspace::Workspace;
+
+/// This xtask's own sources, embedded so that `init` needs no network but the crate registry.
+const SOURCES: &[(&str, &str)] = &[
+    ("base_images.rs", include_str!("base_images.rs")),
+    ("binfmt.rs", include_str!("binfmt.rs")),
+    ("cli.rs", include_str!("cli.rs")),
+    ("config.rs", include_str!("config.rs")),
+    ("context.rs", include_str!("context.rs")),
+    ("docker.rs", include_str!("docker.rs")),
+    ("doctor.rs", include_str!("doctor.rs")),
+    ("image.rs", include_str!("image.rs")),
+    ("init.rs", include_str!("init.rs")),
+    ("lib.rs", include_str!("lib.rs")),
+    ("main.rs", include_str!("main.rs")),
+    ("plan.rs", include_str!("plan.rs")),
+    ("platform.rs", include_str!("platform.rs")),
+    ("qemu.rs", include_str!("qemu.rs")),
+    ("qemu_fetch.rs", include_str!("qemu_fetch.rs")),
+    ("render.rs", include_str!("render.rs")),
+    ("report.rs", include_str!("report.rs")),
+    ("runner.rs", include_str!("runner.rs")),
+    ("setup.rs", include_str!("setup.rs")),
+    ("sha256.rs", include_str!("sha256.rs")),
+    ("template.rs", include_str!("template.rs")),
+    ("toolchain.rs", include_str!("toolchain.rs")),
+    ("workspace.rs", include_str!("workspace.rs")),
+];
+
+const MANIFEST: &str = include_str!("../Cargo.toml");
+
+/// The Dockerfile template for a static binary that `init` writes.
+pub const DOCKERFILE: &str = r#"# Rendered by `cargo xtask image` for {{ platform }}; the context holds only this
+# file and the binaries, built on the host for {{ rust_target }}.
+FROM {{ base }}
+{% for bin in bins %}
+COPY {{ bin }} /usr/local/bin/{{ bin }}
+{% endfor %}
+ENTRYPOINT ["/usr/local/bin/{{ bins[0] }}"]
+"#;
+
+const ALIAS: &str = "xtask = \"run --package xtask --\"";
+
+/// What `init` did to one file.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    Created,
+    Updated,
+    Skipped(&'static str),
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let dir = args.dir.as_deref().expect("the parser requires DIR");
+    let changes = init(dir, args.package.as_deref())?;
+    for (path, change) in &changes {
+        match change {
+            Change::Created => println!("created {}", path.display()),
+            Change::Updated => println!("updated {}", path.display()),
+            Change::Skipped(why) => eprintln!("skipped {} ({why})", path.display()),
+        }
+    }
+    if changes.iter().all(|(_, c)| matches!(c, Change::Skipped(_))) {
+        eprintln!("nothing to do: {} already has the xtask", dir.display());
+    } else {
+        eprintln!("next: cd {} && cargo xtask image --dry-run", dir.display());
+    }
+    Ok(())
+}
+
+fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
+    let root_manifest = dir.join("Cargo.toml");
+    if !root_manifest.is_file() {
+        bail!(
+            "{} is not a Cargo project (no Cargo.toml)\n\
+             help: run `cargo new` there first, or pass the directory of an existing package or workspace",
+            dir.display()
+        );
+    }
+    let sh = Shell::new()?;
+    let workspace = Workspace::load(&sh, dir)?;
+    let root = workspace.root.canonicalize()?;
+    if root != dir.canonicalize()? {
+        bail!(
+            "{} belongs to the workspace at {}\n\
+             help: run `cargo xtask init {}` on the workspace root instead",
+            dir.display(),
+            root.display(),
+            root.display()
+        );
+    }
+    let candidates: Vec<_> = workspace
+        .packages
+        .iter()
+        .filter(|p| p.name != "xtask" && !p.bins.is_empty())
+        .collect();
+    let chosen = match (package, candidates.as_slice()) {
+        (Some(name), _) => candidates.iter().find(|p| p.name == name).copied().with_context(|| {
+            format!(
+                "`{name}` is not a binary package of the workspace at {}\nhelp: pick one of: {}",
+                root.display(),
+                names(&candidates)
+            )
+        })?,
+        (None, [one]) => *one,
+        (None, []) => bail!("no package in {} has a binary target\nhelp: add a `src/main.rs` to the package that ships as an image", root.display()),
+        (None, several) => bail!(
+            "several packages of {} have binaries: {}\nhelp: pick the one that ships as an image with `--package NAME`",
+            root.display(),
+            names(several)
+        ),
+    };
+
+    let mut changes = Vec::new();
+    let xtask = root.join("xtask");
+    changes.push(create(&xtask.join("Cargo.toml"), &embedded_manifest())?);
+    for (name, source) in SOURCES {
+        changes.push(create(&xtask.join("src").join(name), &strip_tests(source))?);
+    }
+    changes.push(create(&root.join("docker/Dockerfile.j2"), DOCKERFILE)?);
+    changes.push(edit(&root.join(".cargo/config.toml"), add_alias)?);
+    changes.push(edit(&root.join("Cargo.toml"), add_workspace_member)?);
+    changes.push(edit(&chosen.manifest_path, add_multiarch_table)?);
+    Ok(changes)
+}
+
+fn names(packages: &[&crate::workspace::Package]) -> String {
+    packages
+        .iter()
+        .map(|p| format!("`{}`", p.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The xtask's manifest without what only this repository's tests need.
+fn embedded_manifest() -> String {
+    let end = MANIFEST
+        .find("\n[dev-dependencies]")
+        .unwrap_or(MANIFEST.len());
+    format!("{}\n", MANIFEST[..end].trim_end())
+}
+
+/// A source file without its unit tests, which read files only this repository has.
+fn strip_tests(source: &str) -> String {
+    let end = source
+        .find("\n#[cfg(test)]")
+        .map_or(source.len(), |i| i + 1);
+    format!("{}\n", source[..end].trim_end())
+}
+
+fn create(path: &Path, contents: &str) -> Result<(PathBuf, Change)> {
+    if path.exists() {
+        return Ok((path.to_path_buf(), Change::Skipped("exists")));
+    }
+    crate::runner::write_if_changed(path, contents.as_bytes())?;
+    Ok((path.to_path_buf(), Change::Created))
+}
+
+/// Applies `change` to a text file (empty when missing); `None` means nothing to add.
+fn edit(path: &Path, change: fn(&str) -> Option<String>) -> Result<(PathBuf, Change)> {
+    let existing = std::fs::read_to_string(path).ok();
+    match change(existing.as_deref().unwrap_or("")) {
+        None => Ok((path.to_path_buf(), Change::Skipped("already set up"))),
+        Some(text) => {
+            crate::runner::write_if_changed(path, text.as_bytes())?;
+            Ok((
+                path.to_path_buf(),
+                if existing.is_some() {
+                    Change::Updated
+                } else {
+                    Change::Created
+                },
+            ))
+        }
+    }
+}
+
+fn parse(text: &str) -> toml::Table {
+    text.parse().unwrap_or_default()
+}
+
+/// Adds `xtask = "run --package xtask --"` under `[alias]`.
+fn add_alias(text: &str) -> Option<String> {
+    if parse(text)
+        .get("alias")
+        .and_then(|a| a.get("xtask"))
+        .is_some()
+    {
+        return None;
+    }
+    Some(insert_under_header(text, "[alias]", ALIAS))
+}
+
+/// Makes `xtask` a workspace member, creating `[workspace]` when the package has none.
+fn add_workspace_member(text: &str) -> Option<String> {
+    let manifest = parse(text);
+    let members = manifest
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array());
+    if members.is_some_and(|m| {
+        m.iter()
+            .any(|v| matches!(v.as_str(), Some("xtask" | "*" | "./xtask")))
+    }) {
+        return None;
+    }
+    if members.is_none() {
+        return Some(insert_under_header(
+            text,
+            "[workspace]",
+            "members = [\"xtask\"]",
+        ));
+    }
+    // Insert as the first entry of the existing `members = [` array.
+    let section = text.find("[workspace]")?;
+    let key = section + text[section..].find("members")?;
+    let bracket = key + text[key..].find('[')? + 1;
+    Some(format!(
+        "{}\"xtask\", {}",
+        &text[..bracket],
+        text[bracket..].trim_start_matches(' ')
+    ))
+}
+
+/// Adds a `[package.metadata.multiarch]` table with the host's platform and linux/arm64.
+fn add_multiarch_table(text: &str) -> Option<String> {
+    let manifest = parse(text);
+    if manifest
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("multiarch"))
+        .is_some()
+    {
+        return None;
+    }
+    let host = Platform::host().map_or("linux/amd64".to_owned(), |p| p.name());
+    let mut platforms = vec![host];
+    if platforms[0] != "linux/arm64" {
+        platforms.push("linux/arm64".to_owned());
+    }
+    let list = platforms
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "{}\n\n# Container images of this package: `cargo xtask image` (see the multiarch README).\n\
+         [package.metadata.multiarch]\nplatforms = [{list}]\ntags = [\"{{{{ version }}}}\", \"latest\"]\n\n\
+         [package.metadata.multiarch.vars]\nbase = \"scratch\"\n\n\
+         # Static musl binaries for `FROM scratch`; rust-lld ships with rustup.\n\
+         [package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"\n",
+        text.trim_end()
+    ))
+}
+
+/// Inserts `line` right after `header`, appending the header at the end when it is absent.
+fn insert_under_header(text: &str, header: &str, line: &str) -> String {
+    match text.lines().position(|l| l.trim() == header) {
+        Some(index) => {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.insert(index + 1, line);
+            lines.join("\n") + "\n"
+        }
+        None if text.trim().is_empty() => format!("{header}\n{line}\n"),
+        None => format!("{}\n\n{header}\n{line}\n", text.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeds_every_source_file() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let embedded: Vec<&str> = SOURCES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(files, embedded);
+        for (name, source) in SOURCES {
+            let stripped = strip_tests(source);
+            assert!(
+                !stripped.lines().any(|l| l.trim() == "#[cfg(test)]"),
+                "{name}: tests must come last"
+            );
+            assert!(stripped.starts_with("//!"), "{name}");
+        }
+        assert!(!embedded_manifest().contains("dev-dependencies"));
+        assert!(embedded_manifest().contains("xshell = \"=0.2.7\""));
+    }
+
+    #[test]
+    fn the_demo_template_is_the_one_init_writes() {
+        let demo = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/Dockerfile.j2"),
+        )
+        .unwrap();
+        assert_eq!(demo, DOCKERFILE);
+    }
+
+    #[test]
+    fn workspace_membership() {
+        assert_eq!(
+            add_workspace_member("[package]\nname = \"a\"\n").unwrap(),
+            "[package]\nname = \"a\"\n\n[workspace]\nmembers = [\"xtask\"]\n"
+        );
+        assert_eq!(
+            add_workspace_member("[workspace]\nmembers = [\"a\", \"b\"]\n").unwrap(),
+            "[workspace]\nmembers = [\"xtask\", \"a\", \"b\"]\n"
+        );
+        assert_eq!(
+            add_workspace_member("[workspace]\nmembers = [\n  \"a\",\n]\n").unwrap(),
+            "[workspace]\nmembers = [\"xtask\", \n  \"a\",\n]\n"
+        );
+        assert_eq!(
+            add_workspace_member("[workspace]\nresolver = \"2\"\n").unwrap(),
+            "[workspace]\nmembers = [\"xtask\"]\nresolver = \"2\"\n"
+        );
+        assert_eq!(
+            add_workspace_member("[workspace]\nmembers = [\"xtask\", \"a\"]\n"),
+            None
+        );
+        assert_eq!(
+            add_workspace_member("[workspace]\nmembers = [\"*\"]\n"),
+            None
+        );
+        for text in [
+            "[package]\nname = \"a\"\n",
+            "[workspace]\nmembers = [\n  \"a\",\n]\n",
+        ] {
+            let edited = add_workspace_member(text).unwrap();
+            assert!(edited.parse::<toml::Table>().is_ok(), "{edited}");
+            assert_eq!(add_workspace_member(&edited), None, "idempotent: {edited}");
+        }
+    }
+
+    #[test]
+    fn aliases_merge_into_an_existing_config() {
+        assert_eq!(
+            add_alias("").unwrap(),
+            "[alias]\nxtask = \"run --package xtask --\"\n"
+        );
+        assert_eq!(
+            add_alias("[build]\njobs = 2\n").unwrap(),
+            "[build]\njobs = 2\n\n[alias]\nxtask = \"run --package xtask --\"\n"
+        );
+        assert_eq!(
+            add_alias("[alias]\nb = \"build\"\n").unwrap(),
+            "[alias]\nxtask = \"run --package xtask --\"\nb = \"build\"\n"
+        );
+        assert_eq!(add_alias("[alias]\nxtask = \"run -p xtask --\"\n"), None);
+    }
+
+    #[test]
+    fn the_multiarch_table_parses_and_is_added_once() {
+        let edited =
+            add_multiarch_table("[package]\nname = \"app\"\nversion = \"0.1.0\"\n").unwrap();
+        let tables = crate::config::parse_manifest(Path::new("Cargo.toml"), &edited).unwrap();
+        assert!(tables.package.is_some());
+        assert_eq!(add_multiarch_table(&edited), None);
+    }
+}
