@@ -55,7 +55,7 @@ const ALIAS: &str = "xtask = \"run --package xtask --\"";
 #[derive(Debug, PartialEq, Eq)]
 enum Change {
     Created,
-    Updated,
+    Updated(&'static str),
     Skipped(&'static str),
 }
 
@@ -65,8 +65,10 @@ pub fn run(args: &Args) -> Result<()> {
     for (path, change) in &changes {
         match change {
             Change::Created => println!("created {}", path.display()),
-            Change::Updated => println!("updated {}", path.display()),
-            Change::Skipped(why) => eprintln!("skipped {} ({why})", path.display()),
+            Change::Updated(what) => println!("updated {} ({what})", path.display()),
+            Change::Skipped(what) => {
+                eprintln!("skipped {} ({what} is already there)", path.display())
+            }
         }
     }
     if changes.iter().all(|(_, c)| matches!(c, Change::Skipped(_))) {
@@ -127,9 +129,21 @@ fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
         changes.push(create(&xtask.join("src").join(name), &strip_tests(source))?);
     }
     changes.push(create(&root.join("docker/Dockerfile.j2"), DOCKERFILE)?);
-    changes.push(edit(&root.join(".cargo/config.toml"), add_alias)?);
-    changes.push(edit(&root.join("Cargo.toml"), add_workspace_member)?);
-    changes.push(edit(&chosen.manifest_path, add_multiarch_table)?);
+    changes.push(edit(
+        &root.join(".cargo/config.toml"),
+        add_alias,
+        "the xtask alias",
+    )?);
+    changes.push(edit(
+        &root.join("Cargo.toml"),
+        add_workspace_member,
+        "the xtask workspace member",
+    )?);
+    changes.push(edit(
+        &chosen.manifest_path,
+        add_multiarch_table,
+        "[package.metadata.multiarch]",
+    )?);
     Ok(changes)
 }
 
@@ -149,33 +163,43 @@ fn embedded_manifest() -> String {
     format!("{}\n", MANIFEST[..end].trim_end())
 }
 
-/// A source file without its unit tests, which read files only this repository has.
+/// A source file without its unit tests (and their doc comments), which read files only
+/// this repository has. Test code comes last in every module.
 fn strip_tests(source: &str) -> String {
-    let end = source
-        .find("\n#[cfg(test)]")
-        .map_or(source.len(), |i| i + 1);
-    format!("{}\n", source[..end].trim_end())
+    let lines: Vec<&str> = source.lines().collect();
+    let mut end = lines
+        .iter()
+        .position(|l| l.trim() == "#[cfg(test)]")
+        .unwrap_or(lines.len());
+    while end > 0 && lines[end - 1].starts_with("///") {
+        end -= 1;
+    }
+    format!("{}\n", lines[..end].join("\n").trim_end())
 }
 
 fn create(path: &Path, contents: &str) -> Result<(PathBuf, Change)> {
     if path.exists() {
-        return Ok((path.to_path_buf(), Change::Skipped("exists")));
+        return Ok((path.to_path_buf(), Change::Skipped("the file")));
     }
     crate::runner::write_if_changed(path, contents.as_bytes())?;
     Ok((path.to_path_buf(), Change::Created))
 }
 
 /// Applies `change` to a text file (empty when missing); `None` means nothing to add.
-fn edit(path: &Path, change: fn(&str) -> Option<String>) -> Result<(PathBuf, Change)> {
+fn edit(
+    path: &Path,
+    change: fn(&str) -> Option<String>,
+    what: &'static str,
+) -> Result<(PathBuf, Change)> {
     let existing = std::fs::read_to_string(path).ok();
     match change(existing.as_deref().unwrap_or("")) {
-        None => Ok((path.to_path_buf(), Change::Skipped("already set up"))),
+        None => Ok((path.to_path_buf(), Change::Skipped(what))),
         Some(text) => {
             crate::runner::write_if_changed(path, text.as_bytes())?;
             Ok((
                 path.to_path_buf(),
                 if existing.is_some() {
-                    Change::Updated
+                    Change::Updated(what)
                 } else {
                     Change::Created
                 },
