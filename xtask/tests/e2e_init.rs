@@ -34,8 +34,19 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
 fn cargo_xtask(dir: &Path, args: &[&str]) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = std::env::temp_dir().join("multiarch-test-init-target");
-    let output = Command::new(cargo).arg("xtask").args(args).current_dir(dir).env("CARGO_TARGET_DIR", target).output().unwrap();
-    eprintln!("$ cargo xtask {}\n{}{}", args.join(" "), stderr(&output), stdout(&output));
+    let output = Command::new(cargo)
+        .arg("xtask")
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ cargo xtask {}\n{}{}",
+        args.join(" "),
+        stderr(&output),
+        stdout(&output)
+    );
     output
 }
 
@@ -43,22 +54,43 @@ fn builds_and_runs(dir: &Path, package: &str) {
     let dry_run = cargo_xtask(dir, &["image", "--dry-run"]);
     assert!(dry_run.status.success());
     let plan = stdout(&dry_run);
-    assert!(plan.contains(&format!("docker build --platform linux/arm64 --tag {package}:arm64v8-0.1.0")), "{plan}");
-    let output = cargo_xtask(dir, &["image", "--platform", "linux/amd64", "--platform", "linux/arm64"]);
+    assert!(
+        plan.contains(&format!(
+            "docker build --platform linux/arm64 --tag {package}:arm64v8-0.1.0"
+        )),
+        "{plan}"
+    );
+    let output = cargo_xtask(
+        dir,
+        &[
+            "image",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+        ],
+    );
     assert!(output.status.success());
     for (platform, arch) in [("linux/amd64", "amd64"), ("linux/arm64", "arm64v8")] {
         let image = format!("{package}:{arch}-0.1.0");
         assert!(stdout(&output).contains(&image), "{image}");
         let printed = run("docker", &["run", "--rm", "--platform", platform, &image]);
         assert_eq!(printed.trim(), "Hello, world!", "{platform}");
-        let inspected = run("docker", &["image", "inspect", "--format", "{{.Architecture}}", &image]);
+        let inspected = run(
+            "docker",
+            &["image", "inspect", "--format", "{{.Architecture}}", &image],
+        );
         assert_eq!(inspected.trim(), platform.trim_start_matches("linux/"));
     }
 }
 
 fn cargo_new(dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["new", "--quiet", "--vcs", "none"]).arg(dir).status().unwrap();
+    let status = Command::new(cargo)
+        .args(["new", "--quiet", "--vcs", "none"])
+        .arg(dir)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -71,11 +103,24 @@ fn init_into_a_cargo_new_project_builds_images_and_is_idempotent() {
     cargo_new(&dir);
     let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
     assert!(output.status.success());
-    for file in ["xtask/Cargo.toml", "xtask/src/main.rs", "xtask/src/lib.rs", "docker/Dockerfile.j2", ".cargo/config.toml"] {
-        assert!(stdout(&output).contains(&format!("created {}", dir.join(file).display())), "{file}");
+    for file in [
+        "xtask/Cargo.toml",
+        "xtask/src/main.rs",
+        "xtask/src/lib.rs",
+        "docker/Dockerfile.j2",
+        ".cargo/config.toml",
+    ] {
+        assert!(
+            stdout(&output).contains(&format!("created {}", dir.join(file).display())),
+            "{file}"
+        );
     }
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains("[workspace]\nmembers = [\"xtask\"]") && manifest.contains("[package.metadata.multiarch]"), "{manifest}");
+    assert!(
+        manifest.contains("[workspace]\nmembers = [\"xtask\"]")
+            && manifest.contains("[package.metadata.multiarch]"),
+        "{manifest}"
+    );
 
     builds_and_runs(&dir, "hello-app");
 
@@ -84,7 +129,10 @@ fn init_into_a_cargo_new_project_builds_images_and_is_idempotent() {
     assert!(again.status.success());
     assert_eq!(stdout(&again), "", "the second run changes nothing");
     assert!(stderr(&again).contains("nothing to do"));
-    assert!(stderr(&again).contains(&format!("skipped {} (the file is already there)", dir.join("xtask/src/main.rs").display())));
+    assert!(stderr(&again).contains(&format!(
+        "skipped {} (the file is already there)",
+        dir.join("xtask/src/main.rs").display()
+    )));
     assert!(before == snapshot(&dir), "no file changed");
 }
 
@@ -94,7 +142,11 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
         return;
     }
     let dir = scratch_dir("init-virtual");
-    std::fs::write(dir.join("Cargo.toml"), "[workspace]\nmembers = [\"api\", \"worker\"]\nresolver = \"2\"\n").unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"api\", \"worker\"]\nresolver = \"2\"\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.join(".cargo")).unwrap();
     std::fs::write(dir.join(".cargo/config.toml"), "[alias]\nb = \"build\"\n").unwrap();
     cargo_new(&dir.join("api"));
@@ -103,18 +155,38 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
     let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("several packages of") && message.contains("have binaries: `api`, `worker`"), "{message}");
-    assert!(message.contains("help: pick the one that ships as an image with `--package NAME`"), "{message}");
+    assert!(
+        message.contains("several packages of")
+            && message.contains("have binaries: `api`, `worker`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("help: pick the one that ships as an image with `--package NAME`"),
+        "{message}"
+    );
     assert!(!dir.join("xtask").exists(), "a refused init writes nothing");
 
-    let output = xtask(&repo_root(), &["init", dir.to_str().unwrap(), "--package", "api"]);
+    let output = xtask(
+        &repo_root(),
+        &["init", dir.to_str().unwrap(), "--package", "api"],
+    );
     assert!(output.status.success());
     let root = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    assert!(root.contains("members = [\"xtask\", \"api\", \"worker\"]"), "{root}");
+    assert!(
+        root.contains("members = [\"xtask\", \"api\", \"worker\"]"),
+        "{root}"
+    );
     let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
-    assert_eq!(config, "[alias]\nxtask = \"run --package xtask --\"\nb = \"build\"\n");
-    assert!(std::fs::read_to_string(dir.join("api/Cargo.toml")).unwrap().contains("[package.metadata.multiarch]"));
-    assert!(!std::fs::read_to_string(dir.join("worker/Cargo.toml")).unwrap().contains("multiarch"));
+    assert_eq!(
+        config,
+        "[alias]\nxtask = \"run --package xtask --\"\nb = \"build\"\n"
+    );
+    assert!(std::fs::read_to_string(dir.join("api/Cargo.toml"))
+        .unwrap()
+        .contains("[package.metadata.multiarch]"));
+    assert!(!std::fs::read_to_string(dir.join("worker/Cargo.toml"))
+        .unwrap()
+        .contains("multiarch"));
 
     builds_and_runs(&dir, "api");
 }
@@ -125,6 +197,16 @@ fn init_refuses_a_directory_that_is_not_a_cargo_project() {
     let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.starts_with(&format!("error: {} is not a Cargo project (no Cargo.toml)\nhelp: ", dir.display())), "{message}");
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
+    assert!(
+        message.starts_with(&format!(
+            "error: {} is not a Cargo project (no Cargo.toml)\nhelp: ",
+            dir.display()
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }

@@ -357,29 +357,31 @@ pub fn debs_dir() -> PathBuf {
     )
 }
 
+/// The `.deb` of a Debian package for an architecture, from [`debs_dir`].
+pub fn deb(package: &str, debian_arch: &str) -> PathBuf {
+    let entries = std::fs::read_dir(debs_dir())
+        .unwrap_or_else(|e| panic!("{}: {e}; run .ci/setup", debs_dir().display()));
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&format!("{package}_"))
+                && name.ends_with(&format!("_{debian_arch}.deb"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {package}_*_{debian_arch}.deb in {}; run .ci/setup",
+                debs_dir().display()
+            )
+        })
+}
+
 /// Builds `multiarch-test/busybox:<docker_arch>`, a real base image for `platform` made
 /// from Debian's busybox-static package, and returns its name.
 pub fn busybox_image(platform: &str, docker_arch: &str, debian_arch: &str) -> String {
     let image = format!("multiarch-test/busybox:{docker_arch}");
-    let deb = std::fs::read_dir(debs_dir())
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; .ci/setup downloads busybox-static packages there",
-                debs_dir().display()
-            )
-        })
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.to_string_lossy()
-                .ends_with(&format!("_{debian_arch}.deb"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no busybox-static_{debian_arch}.deb in {}; run .ci/setup",
-                debs_dir().display()
-            )
-        });
+    let deb = deb("busybox-static", debian_arch);
     let dir = scratch_dir(&format!("busybox-{docker_arch}"));
     run(
         "dpkg",
@@ -471,21 +473,7 @@ pub fn rust_builder_image(
     let dir = scratch_dir(&format!("rust-builder-{docker_arch}"));
     let root = dir.join("root");
     for package in ["busybox-static", "libc6", "libgcc-s1", "zlib1g"] {
-        let deb = std::fs::read_dir(debs_dir())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                name.starts_with(&format!("{package}_"))
-                    && name.ends_with(&format!("_{debian_arch}.deb"))
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {package}_*_{debian_arch}.deb in {}; run .ci/setup",
-                    debs_dir().display()
-                )
-            });
+        let deb = deb(package, debian_arch);
         run(
             "dpkg",
             &["-x", deb.to_str().unwrap(), root.to_str().unwrap()],
