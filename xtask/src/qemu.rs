@@ -200,11 +200,14 @@ fn set_executable(path: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// A ustar archive of `(name, type, contents)` entries, as tar writes them.
-    pub fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+    /// A tar entry: name, type flag, contents.
+    type Entry<'a> = (&'a str, u8, &'a [u8]);
+
+    /// A ustar archive of entries, as tar writes them.
+    fn tar(entries: &[Entry]) -> Vec<u8> {
         let mut archive = Vec::new();
         for (name, kind, contents) in entries {
             let mut header = [0u8; 512];
@@ -237,7 +240,7 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_anything_else() {
-        let cases: &[(&[(&str, u8, &[u8])], &str)] = &[
+        let cases: &[(&[Entry], &str)] = &[
             (
                 &[("../qemu-arm-static", b'0', b"x")],
                 "escapes the extraction directory",
