@@ -142,6 +142,9 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
         return;
     }
     let dir = scratch_dir("init-virtual");
+    // The members first, so `cargo new` finds no half-made workspace around them.
+    cargo_new(&dir.join("api"));
+    cargo_new(&dir.join("worker"));
     std::fs::write(
         dir.join("Cargo.toml"),
         "[workspace]\nmembers = [\"api\", \"worker\"]\nresolver = \"2\"\n",
@@ -149,8 +152,6 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
     .unwrap();
     std::fs::create_dir_all(dir.join(".cargo")).unwrap();
     std::fs::write(dir.join(".cargo/config.toml"), "[alias]\nb = \"build\"\n").unwrap();
-    cargo_new(&dir.join("api"));
-    cargo_new(&dir.join("worker"));
 
     let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
