@@ -377,6 +377,38 @@ pub fn deb(package: &str, debian_arch: &str) -> PathBuf {
         })
 }
 
+/// Builds `image` for `platform` from the directory tree `root`, through `dir/rootfs.tar`.
+fn build_from_rootfs(dir: &Path, root: &Path, extra: &str, platform: &str, image: &str) {
+    let rootfs = dir.join("rootfs.tar");
+    run(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            rootfs.to_str().unwrap(),
+            ".",
+        ],
+    );
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM scratch\nADD rootfs.tar /\n{extra}CMD [\"sh\"]\n"),
+    )
+    .unwrap();
+    run(
+        "docker",
+        &[
+            "build",
+            "--quiet",
+            "--platform",
+            platform,
+            "--tag",
+            image,
+            dir.to_str().unwrap(),
+        ],
+    );
+}
+
 /// Builds `multiarch-test/busybox:<docker_arch>`, a real base image for `platform` made
 /// from Debian's busybox-static package, and returns its name.
 pub fn busybox_image(platform: &str, docker_arch: &str, debian_arch: &str) -> String {
@@ -400,33 +432,7 @@ pub fn busybox_image(platform: &str, docker_arch: &str, debian_arch: &str) -> St
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    run(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            dir.join("rootfs.tar").to_str().unwrap(),
-            ".",
-        ],
-    );
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n",
-    )
-    .unwrap();
-    run(
-        "docker",
-        &[
-            "build",
-            "--quiet",
-            "--platform",
-            platform,
-            "--tag",
-            &image,
-            dir.to_str().unwrap(),
-        ],
-    );
+    build_from_rootfs(&dir, &root, "", platform, &image);
     image
 }
 
@@ -542,28 +548,12 @@ pub fn rust_builder_image(
         format!("[target.{musl_target}]\nlinker = \"rust-lld\"\n\n[net]\noffline = true\n"),
     )
     .unwrap();
-    run(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            dir.join("rootfs.tar").to_str().unwrap(),
-            ".",
-        ],
-    );
-    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nADD rootfs.tar /\nENV PATH=/opt/rust/bin:/bin CARGO_HOME=/cargo\nCMD [\"sh\"]\n").unwrap();
-    run(
-        "docker",
-        &[
-            "build",
-            "--quiet",
-            "--platform",
-            platform,
-            "--tag",
-            &image,
-            dir.to_str().unwrap(),
-        ],
+    build_from_rootfs(
+        &dir,
+        &root,
+        "ENV PATH=/opt/rust/bin:/bin CARGO_HOME=/cargo\n",
+        platform,
+        &image,
     );
     std::fs::remove_dir_all(&dir).unwrap();
     image
