@@ -34,15 +34,6 @@ pub fn from_images(dockerfile: &str) -> Vec<String> {
     images
 }
 
-/// Whether `platforms` (os, architecture, variant) has an entry `platform` runs.
-fn offers(platform: &Platform, os: &str, architecture: &str, variant: Option<&str>) -> bool {
-    let variant_matches = match (platform.arch, platform.variant) {
-        ("arm64", _) => matches!(variant, None | Some("v8")),
-        (_, expected) => variant == expected,
-    };
-    os == crate::platform::OS && architecture == platform.arch && variant_matches
-}
-
 /// Succeeds when `image` exists for `platform` in the local engine, else in its registry.
 pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
     let local = cmd!(sh, "docker image inspect {image}")
@@ -51,7 +42,7 @@ pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
         .output()?;
     if local.status.success() {
         let facts = ImageFacts::parse(&String::from_utf8_lossy(&local.stdout));
-        if facts.is_some_and(|f| offers(platform, &f.os, &f.architecture, f.variant.as_deref())) {
+        if facts.is_some_and(|f| platform.matches(&f.os, &f.architecture, f.variant.as_deref())) {
             return Ok(());
         }
     }
@@ -86,7 +77,7 @@ pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
         .filter_map(|e| {
             let p = &e["Descriptor"]["platform"];
             let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
-            if offers(platform, os, arch, p["variant"].as_str()) {
+            if platform.matches(os, arch, p["variant"].as_str()) {
                 return Some(String::new());
             }
             Some(
@@ -117,19 +108,5 @@ mod tests {
         let dockerfile = "FROM --platform=$BUILDPLATFORM rust:1 AS build\nRUN x\nfrom build as test\nFROM alpine:3.20\nFROM test\nFROM scratch\nFROM ${BASE}\nFROM alpine:3.20\n";
         assert_eq!(from_images(dockerfile), ["rust:1", "alpine:3.20"]);
         assert!(from_images("FROM scratch\nCOPY a /a\n").is_empty());
-    }
-
-    #[test]
-    fn platforms_match_exactly() {
-        let arm = Platform::parse("arm/v7").unwrap();
-        assert!(offers(arm, "linux", "arm", Some("v7")));
-        assert!(!offers(arm, "linux", "arm", Some("v6")));
-        assert!(!offers(arm, "linux", "arm64", None));
-        let arm64 = Platform::parse("arm64").unwrap();
-        assert!(
-            offers(arm64, "linux", "arm64", None) && offers(arm64, "linux", "arm64", Some("v8"))
-        );
-        let amd64 = Platform::parse("amd64").unwrap();
-        assert!(offers(amd64, "linux", "amd64", None) && !offers(amd64, "windows", "amd64", None));
     }
 }

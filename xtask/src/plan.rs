@@ -170,6 +170,9 @@ pub struct Plan {
 
 const DOCKER: &str = "docker";
 
+/// The label of cargo steps, which the runner serialises on one lock.
+pub const CARGO_BUILD: &str = "cargo build";
+
 impl Plan {
     /// Computes the plan; templates are rendered here, so a template error writes nothing.
     pub fn new(config: &Config, inputs: &PlanInputs) -> Result<Plan> {
@@ -600,7 +603,7 @@ fn cargo_build(config: &Config, platform: &PlatformConfig) -> Step {
     }
     let cargo = crate::workspace::cargo_program();
     Step {
-        label: "cargo build",
+        label: CARGO_BUILD,
         action: Action::Run {
             command: Command::new(cargo.display().to_string(), args),
             expect: Expect::Success,

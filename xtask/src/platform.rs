@@ -217,6 +217,16 @@ impl Platform {
         self.name().replace('/', "-")
     }
 
+    /// Whether an image or manifest entry with these fields runs on this platform: exact
+    /// os, architecture and variant, except that `arm64` images may omit their `v8`.
+    pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        let variant_matches = match self.arch {
+            "arm64" => matches!(variant, None | Some("v8")),
+            _ => variant == self.variant,
+        };
+        os == OS && architecture == self.arch && variant_matches
+    }
+
     /// Whether this is the platform of the machine this program runs on.
     pub fn is_host(&self) -> bool {
         Platform::host() == Some(self)
@@ -377,6 +387,20 @@ mod tests {
         }
         let message = Platform::parse("windows/amd64").unwrap_err().to_string();
         assert!(message.contains("only `linux` images"), "{message}");
+    }
+
+    #[test]
+    fn image_fields_match_exactly() {
+        let arm = Platform::parse("arm/v7").unwrap();
+        assert!(arm.matches("linux", "arm", Some("v7")));
+        assert!(!arm.matches("linux", "arm", Some("v6")) && !arm.matches("linux", "arm", None));
+        assert!(!arm.matches("linux", "arm64", None));
+        let arm64 = Platform::parse("arm64").unwrap();
+        assert!(
+            arm64.matches("linux", "arm64", None) && arm64.matches("linux", "arm64", Some("v8"))
+        );
+        let amd64 = Platform::parse("amd64").unwrap();
+        assert!(amd64.matches("linux", "amd64", None) && !amd64.matches("windows", "amd64", None));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use crate::docker::{parse_digest, registry_of, ImageFacts};
-use crate::plan::{Action, Command, Expect, Job, Plan, Step};
+use crate::plan::{Action, Command, Expect, Job, Plan, Step, CARGO_BUILD};
 use crate::platform::Platform;
 
 /// What one platform produced.
@@ -100,13 +100,15 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
         let mut digest = None;
         for step in &manifest.steps {
             eprintln!("[{}] {}", manifest.list, step.label);
-            if let Some(output) = run_step(&sh, plan, step).with_context(|| {
+            if let Some(output) = run_step_retrying(&sh, plan, step).with_context(|| {
                 format!(
                     "{} failed for the manifest list {}",
                     step.label, manifest.list
                 )
             })? {
-                digest = digest.or(parse_digest(&output));
+                if expects_digest(step) {
+                    digest = parse_digest(&output);
+                }
             }
         }
         let digest = digest.ok_or_else(|| {
@@ -195,7 +197,7 @@ fn run_job(plan: &Plan, job: &Job, cargo_lock: &Mutex<()>) -> Result<JobOutcome>
         let step_started = Instant::now();
         let output = {
             // Cargo serialises builds on its own lock; taking ours keeps its output whole.
-            let _cargo = (step.label == "cargo build").then(|| cargo_lock.lock().unwrap());
+            let _cargo = (step.label == CARGO_BUILD).then(|| cargo_lock.lock().unwrap());
             run_step_retrying(&sh, plan, step)
         }
         .with_context(|| format!("{} failed for {}", step.label, job.platform))?;
@@ -224,11 +226,7 @@ fn check_image(platform: &Platform, image: &str, output: &str) -> Result<ImageFa
     let facts = ImageFacts::parse(output).ok_or_else(|| {
         anyhow!("cannot read `docker image inspect` output for {image}: {output}")
     })?;
-    let variant_matches = match (platform.arch, platform.variant) {
-        ("arm64", _) => matches!(facts.variant.as_deref(), None | Some("v8")),
-        (_, expected) => facts.variant.as_deref() == expected,
-    };
-    if facts.os != crate::platform::OS || facts.architecture != platform.arch || !variant_matches {
+    if !platform.matches(&facts.os, &facts.architecture, facts.variant.as_deref()) {
         let built = [facts.os.as_str(), facts.architecture.as_str()]
             .into_iter()
             .chain(facts.variant.as_deref())
@@ -248,13 +246,24 @@ fn new_shell(root: &Path) -> Result<Shell> {
     Ok(sh)
 }
 
+/// Whether a step pushes to a registry (which prints the pushed digest).
+fn expects_digest(step: &Step) -> bool {
+    matches!(
+        step.action,
+        Action::Run {
+            expect: Expect::Digest,
+            ..
+        }
+    )
+}
+
 /// Runs a step, retrying transient registry failures of pushes with backoff.
 fn run_step_retrying(sh: &Shell, plan: &Plan, step: &Step) -> Result<Option<String>> {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1.. {
         match run_step(sh, plan, step) {
             Err(err)
-                if step.label.contains("push")
+                if expects_digest(step)
                     && attempt < PUSH_ATTEMPTS
                     && is_transient(&format!("{err:#}")) =>
             {
