@@ -212,6 +212,11 @@ impl Plan {
             pushes: Vec::new(),
             manifests: Vec::new(),
         };
+        // Container builds see the workspace sources; they are listed once for all platforms.
+        let sources = match config.build {
+            BuildMode::Cross => Vec::new(),
+            BuildMode::Container => crate::context::source_files(root, &config.target_dir)?,
+        };
         for &platform in &config.platforms {
             let platform_config = config.platform(platform);
             let prepared = prepare_platform(config, &platform_config, &template, inputs)?;
@@ -230,84 +235,85 @@ impl Plan {
                 .map(|tag| format!("{repository}:{}-{tag}", platform.docker_arch))
                 .collect();
 
-            let mut keep: Vec<PathBuf> = Vec::new();
-            let mut contexts = Vec::new();
-            let mut steps = Vec::new();
+            // The files each context holds; anything else in it is stale and removed.
+            let mut keep: Vec<PathBuf> = match config.build {
+                BuildMode::Cross => std::iter::once(PathBuf::from("Dockerfile"))
+                    .chain(config.bins.iter().map(PathBuf::from))
+                    .collect(),
+                BuildMode::Container => sources.clone(),
+            };
+            keep.extend(config.files.iter().cloned());
+            keep.extend(prepared.qemu.iter().map(PathBuf::from));
+            // Container builds keep the Dockerfile beside the context, so a workspace
+            // `Dockerfile` and `COPY . .` are unaffected.
             let dockerfile = match config.build {
+                BuildMode::Cross => dir.join("Dockerfile"),
+                BuildMode::Container => dir.with_extension("Dockerfile"),
+            };
+            let step = |label, action| Step { label, action };
+            let mut contexts = vec![
+                step(
+                    "context",
+                    Action::Context {
+                        dir: dir.clone(),
+                        keep,
+                    },
+                ),
+                step(
+                    "render",
+                    Action::Write {
+                        path: dockerfile.clone(),
+                        contents: prepared.dockerfile,
+                    },
+                ),
+            ];
+            let mut steps = Vec::new();
+            match config.build {
                 BuildMode::Cross => {
-                    keep.push("Dockerfile".into());
-                    keep.extend(config.bins.iter().map(PathBuf::from));
-                    keep.extend(config.files.iter().cloned());
                     steps.push(cargo_build(config, &platform_config));
                     let release_dir = shown(&config.target_dir)
                         .join(&platform_config.target)
                         .join("release");
                     for bin in &config.bins {
-                        steps.push(Step {
-                            label: "stage",
-                            action: Action::Copy {
+                        steps.push(step(
+                            "stage",
+                            Action::Copy {
                                 from: release_dir.join(bin),
                                 to: dir.join(bin),
                             },
-                        });
+                        ));
                     }
-                    dir.join("Dockerfile")
                 }
                 BuildMode::Container => {
-                    let sources = crate::context::source_files(root, &config.target_dir)?;
-                    keep.extend(sources.iter().cloned());
-                    contexts.push(Step {
-                        label: "sources",
-                        action: Action::Mirror {
+                    contexts.push(step(
+                        "sources",
+                        Action::Mirror {
                             from: PathBuf::new(),
                             to: dir.clone(),
-                            files: sources,
+                            files: sources.clone(),
                         },
-                    });
-                    // Beside the context, so a workspace `Dockerfile` and `COPY . .` are unaffected.
-                    dir.with_extension("Dockerfile")
+                    ));
                 }
-            };
+            }
             if !config.files.is_empty() {
-                contexts.push(Step {
-                    label: "files",
-                    action: Action::Mirror {
+                contexts.push(step(
+                    "files",
+                    Action::Mirror {
                         from: PathBuf::new(),
                         to: dir.clone(),
                         files: config.files.clone(),
                     },
-                });
+                ));
             }
             if let Some(qemu) = &prepared.qemu {
-                keep.push(qemu.into());
-                steps.push(Step {
-                    label: "qemu",
-                    action: Action::StageQemu {
+                steps.push(step(
+                    "qemu",
+                    Action::StageQemu {
                         qemu_arch: platform.qemu_arch,
                         to: dir.join(qemu),
                     },
-                });
+                ));
             }
-            contexts.insert(
-                0,
-                Step {
-                    label: "context",
-                    action: Action::Context {
-                        dir: dir.clone(),
-                        keep,
-                    },
-                },
-            );
-            contexts.insert(
-                1,
-                Step {
-                    label: "render",
-                    action: Action::Write {
-                        path: dockerfile.clone(),
-                        contents: prepared.dockerfile,
-                    },
-                },
-            );
             steps.push(docker_build(
                 inputs.builder,
                 platform,
