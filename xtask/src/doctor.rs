@@ -77,7 +77,7 @@ pub fn diagnose(args: &Args) -> Vec<Row> {
         }
     };
     let config = match crate::image::load(&sh, args) {
-        Ok((config, _)) => config,
+        Ok(config) => config,
         Err(err) => {
             let (cause, fix) = split_help(&format!("{err:#}"));
             rows.push(row("config", Status::Missing, cause, fix));

@@ -7,7 +7,7 @@ use xshell::{cmd, Shell};
 
 use crate::binfmt;
 use crate::cli::Args;
-use crate::config::{check_repository, parse_platforms, Config};
+use crate::config::{check_repository, parse_platforms, BuildMode, Config};
 use crate::docker::Docker;
 use crate::plan::{Builder, Plan, PlanInputs};
 use crate::report;
@@ -17,7 +17,7 @@ use crate::workspace::Workspace;
 
 pub fn run(args: &Args) -> Result<()> {
     let sh = Shell::new()?;
-    let (config, _) = load(&sh, args)?;
+    let config = load(&sh, args)?;
     let docker = Docker::probe(&sh);
     let inputs = plan_inputs(&sh, &config, args.push, docker.builder);
     let plan = Plan::new(&config, &inputs)?;
@@ -25,12 +25,14 @@ pub fn run(args: &Args) -> Result<()> {
         report::print_dry_run(&plan, args.json);
         return Ok(());
     }
-    let platforms: Vec<_> = config
-        .platforms
-        .iter()
-        .map(|&p| config.platform(p))
-        .collect();
-    Toolchain::locate(&sh)?.check(&platforms)?;
+    if config.build == BuildMode::Cross {
+        let platforms: Vec<_> = config
+            .platforms
+            .iter()
+            .map(|&p| config.platform(p))
+            .collect();
+        Toolchain::locate(&sh)?.check(&platforms)?;
+    }
     docker.require_daemon(&sh)?;
     let jobs = args
         .jobs
@@ -41,7 +43,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Loads the workspace and the package config, then applies the command line's overrides.
-pub fn load(sh: &Shell, args: &Args) -> Result<(Config, Workspace)> {
+pub fn load(sh: &Shell, args: &Args) -> Result<Config> {
     let workspace = Workspace::load(sh, &sh.current_dir())?;
     let mut config = Config::load(&workspace, args.package.as_deref())?;
     if !args.platforms.is_empty() {
@@ -57,25 +59,25 @@ pub fn load(sh: &Shell, args: &Args) -> Result<(Config, Workspace)> {
         check_repository(image).map_err(|problem| anyhow::anyhow!("invalid --image: {problem}\nhelp: pass a repository without a tag, such as `127.0.0.1:5000/hello`"))?;
         config.image = Some(image.clone());
     }
-    Ok((config, workspace))
+    Ok(config)
 }
 
 /// The facts a plan needs beyond the config: git, and the host's binfmt handlers.
 pub fn plan_inputs(sh: &Shell, config: &Config, push: bool, builder: Builder) -> PlanInputs {
     let root = &config.workspace_root;
-    let git = |args: &[&str]| {
-        cmd!(sh, "git -C {root} {args...}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .filter(|s| !s.is_empty())
-    };
+    // The commit and its time, when the workspace is a git checkout with commits.
+    let format = "--format=%H%n%cI";
+    let git = cmd!(sh, "git -C {root} log -1 {format}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    let mut lines = git.lines().map(str::to_owned);
     PlanInputs {
         push,
         builder,
-        git_revision: git(&["rev-parse", "HEAD"]),
-        git_time: git(&["log", "-1", "--format=%cI"]),
+        git_revision: lines.next(),
+        git_time: lines.next(),
         handlers: binfmt::read_handlers(Path::new(binfmt::BINFMT_DIR)),
     }
 }

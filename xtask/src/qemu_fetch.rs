@@ -8,7 +8,7 @@ use crate::setup::foreign_platforms;
 
 pub fn run(args: &Args) -> Result<()> {
     let sh = Shell::new()?;
-    let (config, _) = crate::image::load(&sh, args)?;
+    let config = crate::image::load(&sh, args)?;
     let platforms = foreign_platforms(&config.platforms);
     if platforms.is_empty() {
         eprintln!("every configured platform is native here; no QEMU is needed");

@@ -8,7 +8,7 @@ use crate::plan::{Action, Builder, Plan};
 
 pub fn run(args: &Args) -> Result<()> {
     let sh = Shell::new()?;
-    let (config, _) = crate::image::load(&sh, args)?;
+    let config = crate::image::load(&sh, args)?;
     let inputs = crate::image::plan_inputs(&sh, &config, false, Builder::Legacy);
     let plan = Plan::new(&config, &inputs)?;
     let contexts_only = Plan {

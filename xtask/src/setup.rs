@@ -22,7 +22,7 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("`cargo xtask setup` registers Linux binfmt_misc handlers and only runs on Linux\nhelp: use Docker Desktop, which ships QEMU handlers");
     }
     let sh = Shell::new()?;
-    let (config, _) = crate::image::load(&sh, args)?;
+    let config = crate::image::load(&sh, args)?;
     let dir = Path::new(BINFMT_DIR);
     if !dir.join("register").exists() {
         cmd!(sh, "mount -t binfmt_misc binfmt_misc {dir}").quiet().run().context(
