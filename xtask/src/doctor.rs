@@ -240,8 +240,13 @@ fn platform_rows(sh: &Shell, config: &Config, daemon_up: bool, rows: &mut Vec<Ro
                 "sudo cargo xtask setup (to run the images here)",
             ),
         });
-        if let Some(qemu) = &rendered.qemu {
-            rows.push(qemu_row(config, platform.qemu_arch, qemu));
+        // The QEMU cache matters to every foreign platform; it is needed when QEMU is copied.
+        if rendered.emulation != Emulation::Native {
+            rows.push(qemu_row(
+                config,
+                platform.qemu_arch,
+                rendered.qemu.is_some(),
+            ));
         }
         if config.build == BuildMode::Cross {
             let target = &platform_config.target;
@@ -298,20 +303,27 @@ fn platform_rows(sh: &Shell, config: &Config, daemon_up: bool, rows: &mut Vec<Ro
     }
 }
 
-fn qemu_row(config: &Config, qemu_arch: &str, name: &str) -> Row {
+/// Where the QEMU binary for `qemu_arch` comes from; `needed` when it is copied into contexts.
+fn qemu_row(config: &Config, qemu_arch: &str, needed: bool) -> Row {
     let check = format!("qemu {qemu_arch}");
+    let name = crate::qemu::binary_name(qemu_arch);
+    let absent = if needed {
+        Status::Missing
+    } else {
+        Status::Note
+    };
     match config.qemu.source {
-        QemuSource::Path => match which::which(name) {
+        QemuSource::Path => match which::which(&name) {
             Ok(path) => row(check, Status::Ok, path.display().to_string(), ""),
             Err(_) => row(
                 check,
-                Status::Missing,
+                absent,
                 format!("`{name}` is not on PATH (qemu.source = \"path\")"),
                 "apt-get install qemu-user-static",
             ),
         },
         QemuSource::Download => {
-            match crate::qemu::cache_dir(&config.qemu.version).map(|dir| dir.join(name)) {
+            match crate::qemu::cache_dir(&config.qemu.version).map(|dir| dir.join(&name)) {
                 Ok(path) if path.is_file() => {
                     row(check, Status::Ok, format!("cached: {}", path.display()), "")
                 }
