@@ -138,6 +138,12 @@ fn publishes_one_list_per_tag_that_every_platform_pulls() {
         );
     }
 
+    // A stale local list (one entry only), as an earlier run or a hand-made
+    // `docker manifest create` leaves behind, must not leak into the next publish.
+    let stale = format!("{}/hello:1.2.3", registry.host());
+    let amd64_only = format!("{}/hello:amd64-1.2.3", registry.host());
+    run("docker", &["manifest", "create", "--insecure", &stale, &amd64_only]);
+
     // A second full run after a success changes nothing: the same lists.
     let again = push(&dir, &registry, &[]);
     assert!(again.status.success(), "{}", stderr(&again));
