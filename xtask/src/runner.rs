@@ -269,7 +269,7 @@ fn run_step_retrying(sh: &Shell, plan: &Plan, step: &Step) -> Result<Option<Stri
             {
                 eprintln!(
                     "  transient failure ({}), retrying in {:.1}s",
-                    first_line(&format!("{err:#}")),
+                    last_cause(&format!("{err:#}")),
                     backoff.as_secs_f64()
                 );
                 std::thread::sleep(backoff);
@@ -307,8 +307,14 @@ fn is_transient(message: &str) -> bool {
     !refused.iter().any(|r| message.contains(r)) && transient.iter().any(|t| message.contains(t))
 }
 
-fn first_line(message: &str) -> &str {
-    message.lines().next().unwrap_or(message)
+/// The last line of a failure that is not a `help:` line: the command's own last word.
+fn last_cause(message: &str) -> &str {
+    message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("help:"))
+        .unwrap_or(message)
 }
 
 /// Executes one step; returns the command's stdout for steps that read it.

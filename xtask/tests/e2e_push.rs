@@ -142,7 +142,10 @@ fn publishes_one_list_per_tag_that_every_platform_pulls() {
     // `docker manifest create` leaves behind, must not leak into the next publish.
     let stale = format!("{}/hello:1.2.3", registry.host());
     let amd64_only = format!("{}/hello:amd64-1.2.3", registry.host());
-    run("docker", &["manifest", "create", "--insecure", &stale, &amd64_only]);
+    run(
+        "docker",
+        &["manifest", "create", "--insecure", &stale, &amd64_only],
+    );
 
     // A second full run after a success changes nothing: the same lists.
     let again = push(&dir, &registry, &[]);
@@ -230,4 +233,93 @@ fn a_failed_platform_publishes_no_list_and_a_rerun_completes() {
     assert!(output.status.success(), "{}", stderr(&output));
     let lists = list_digests(&output);
     check_list(&registry, "fail", &lists[0].1);
+}
+
+#[test]
+fn a_registry_error_on_the_list_push_is_retried() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("flaky");
+    // The list push is a PUT of the tag's manifest; the first one gets a 503.
+    let proxy = FlakyProxy::start(
+        registry.port,
+        "PUT /v2/hello/manifests/retry",
+        "503 Service Unavailable",
+        1,
+    );
+    let dir = fixture_workspace("e2e-push-retry", STATIC_TARGETS);
+    let image = format!("127.0.0.1:{}/hello", proxy.port);
+    let output = xtask(
+        &dir,
+        &[
+            "image",
+            "--push",
+            "--image",
+            &image,
+            "--tag",
+            "retry",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(proxy.refused() >= 1, "the proxy refused a push");
+    assert!(
+        stderr(&output).contains("transient failure"),
+        "{}",
+        stderr(&output)
+    );
+    let list = registry
+        .get("/v2/hello/manifests/retry", &[("Accept", LIST_TYPES)])
+        .unwrap();
+    assert_eq!(list.status, 200, "published after the retry");
+}
+
+#[test]
+fn a_refused_push_is_not_retried_and_says_to_log_in() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("refusing");
+    let proxy = FlakyProxy::start(
+        registry.port,
+        "PUT /v2/hello/manifests/",
+        "401 Unauthorized",
+        usize::MAX,
+    );
+    let dir = fixture_workspace("e2e-push-refused", STATIC_TARGETS);
+    let image = format!("127.0.0.1:{}/hello", proxy.port);
+    let output = xtask(
+        &dir,
+        &[
+            "image",
+            "--push",
+            "--image",
+            &image,
+            "--tag",
+            "refused",
+            "--platform",
+            "linux/amd64",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        !message.contains("transient failure"),
+        "a refusal is not retried: {message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "help: log in to 127.0.0.1:{} first: `docker login 127.0.0.1:{}`",
+            proxy.port, proxy.port
+        )),
+        "{message}"
+    );
+    let list = registry
+        .get("/v2/hello/manifests/refused", &[("Accept", LIST_TYPES)])
+        .unwrap();
+    assert_eq!(list.status, 404);
 }

@@ -558,3 +558,76 @@ pub fn rust_builder_image(
     std::fs::remove_dir_all(&dir).unwrap();
     image
 }
+
+/// A loopback proxy in front of a registry that answers the first `failures` requests whose
+/// request line contains `pattern` with `status` (such as `503 Service Unavailable`), and
+/// forwards the rest.
+pub struct FlakyProxy {
+    pub port: u16,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    pub fn start(
+        upstream: u16,
+        pattern: &'static str,
+        status: &'static str,
+        failures: usize,
+    ) -> FlakyProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let counter = refused.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut client = client;
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    // A TLS hello (Docker tries HTTPS first) is passed through untouched.
+                    while !head.ends_with(b"\r\n\r\n")
+                        && head.first() != Some(&0x16)
+                        && client.read(&mut byte).is_ok_and(|n| n == 1)
+                    {
+                        head.push(byte[0]);
+                    }
+                    let request_line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned();
+                    if request_line.contains(pattern)
+                        && counter.fetch_add(1, Ordering::SeqCst) < failures
+                    {
+                        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+                        let body = if status.starts_with("401") { body } else { "" };
+                        let response = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                        let _ = client.write_all(response.as_bytes());
+                        return;
+                    }
+                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                        return;
+                    };
+                    let _ = server.write_all(&head);
+                    let (mut client_reader, mut server_writer) =
+                        (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    let upload = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut client_reader, &mut server_writer);
+                        let _ = server_writer.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                    let _ = upload.join();
+                });
+            }
+        });
+        FlakyProxy { port, refused }
+    }
+
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
