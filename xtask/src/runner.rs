@@ -194,19 +194,20 @@ fn run_job(plan: &Plan, job: &Job, cargo_lock: &Mutex<()>) -> Result<JobOutcome>
         seconds: 0.0,
     };
     for step in &job.steps {
-        let step_started = Instant::now();
         let output = {
             // Cargo serialises builds on its own lock; taking ours keeps its output whole.
             let _cargo = (step.label == CARGO_BUILD).then(|| cargo_lock.lock().unwrap());
-            run_step_retrying(&sh, plan, step)
-        }
-        .with_context(|| format!("{} failed for {}", step.label, job.platform))?;
-        eprintln!(
-            "[{}] {} ({:.1}s)",
-            job.platform,
-            step.label,
-            step_started.elapsed().as_secs_f64()
-        );
+            // Processes can take minutes (rustc under QEMU), so their start is shown too.
+            if matches!(step.action, Action::Run { .. }) {
+                eprintln!("[{}] {} ...", job.platform, step.label);
+            }
+            let step_started = Instant::now();
+            let output = run_step_retrying(&sh, plan, step)
+                .with_context(|| format!("{} failed for {}", step.label, job.platform))?;
+            let seconds = step_started.elapsed().as_secs_f64();
+            eprintln!("[{}] {} done ({seconds:.1}s)", job.platform, step.label);
+            output
+        };
         if let (Action::Run { expect, .. }, Some(output)) = (&step.action, output) {
             match expect {
                 Expect::Image => {

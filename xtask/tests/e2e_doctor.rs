@@ -136,7 +136,7 @@ fn a_base_published_for_amd64_only_stops_an_arm64_build_before_it_starts() {
         "{message}"
     );
     assert!(
-        !message.contains("cargo build (") && !message.contains("docker build ("),
+        !message.contains("] cargo build") && !message.contains("] docker build"),
         "nothing was built: {message}"
     );
 
