@@ -154,8 +154,6 @@ pub struct PlanInputs {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub package: String,
-    pub repository: String,
-    pub tags: Vec<String>,
     pub root: PathBuf,
     /// Base image checks, run before anything else.
     pub checks: Vec<(&'static Platform, Step)>,
@@ -202,8 +200,6 @@ impl Plan {
 
         let mut plan = Plan {
             package: config.package.name.clone(),
-            repository: repository.clone(),
-            tags: tags.clone(),
             root: root.clone(),
             checks: Vec::new(),
             contexts: Vec::new(),
