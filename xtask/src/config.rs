@@ -257,26 +257,35 @@ impl Config {
         )
     }
 
-    /// Merges `own` over `defaults` and checks every value.
+    /// Merges `own` over `defaults` and checks every value. Errors name the table the bad
+    /// value came from: the package's manifest, or the workspace root's.
     pub fn resolve(
         workspace: &Workspace,
         package: &Package,
         defaults: RawConfig,
         own: RawConfig,
     ) -> Result<Config> {
-        let manifest = &package.manifest_path;
-        let key_error = |key: &str, problem: String, help: &str| {
+        let key_error = |origin: Origin, key: &str, problem: String, help: &str| {
+            let (table, manifest) = match origin {
+                Origin::Package => ("package", package.manifest_path.clone()),
+                Origin::Workspace => ("workspace", workspace.root_manifest()),
+            };
             anyhow::anyhow!(
-                "invalid `package.metadata.multiarch.{key}` for package `{}` ({}): {problem}\nhelp: {help}",
+                "invalid `{table}.metadata.multiarch.{key}` for package `{}` ({}): {problem}\nhelp: {help}",
                 package.name,
                 manifest.display()
             )
         };
+        let sources = [
+            (defaults.clone(), Origin::Workspace),
+            (own.clone(), Origin::Package),
+        ];
 
-        let image = own.image.or(defaults.image);
+        let (image, origin) = pick(own.image, defaults.image);
         if let Some(image) = &image {
             check_repository(image).map_err(|problem| {
                 key_error(
+                    origin,
                     "image",
                     problem,
                     "write a repository such as `ghcr.io/acme/hello`; tags come from `tags`",
@@ -284,86 +293,106 @@ impl Config {
             })?;
         }
 
-        let platform_names = own
-            .platforms
-            .or(defaults.platforms)
+        let (platform_names, origin) = pick(own.platforms, defaults.platforms);
+        let platform_names = platform_names
             .unwrap_or_else(|| vec![Platform::host().map_or("linux/amd64".into(), |p| p.name())]);
         let platforms = parse_platforms(&platform_names).map_err(|(index, err)| {
             let (problem, help) = split_help(&err);
-            key_error(&format!("platforms[{index}]"), problem, &help)
+            key_error(origin, &format!("platforms[{index}]"), problem, &help)
         })?;
         if platforms.is_empty() {
             return Err(key_error(
+                origin,
                 "platforms",
                 "the list is empty".into(),
                 "list at least one platform, such as \"linux/amd64\"",
             ));
         }
 
-        let tags = own
-            .tags
-            .or(defaults.tags)
-            .unwrap_or_else(|| DEFAULT_TAGS.iter().map(|t| t.to_string()).collect());
+        let (tags, origin) = pick(own.tags, defaults.tags);
+        let tags = tags.unwrap_or_else(|| DEFAULT_TAGS.iter().map(|t| t.to_string()).collect());
         if tags.is_empty() || tags.iter().any(|t| t.trim().is_empty()) {
             return Err(key_error(
+                origin,
                 "tags",
                 "tags must be non-empty".into(),
                 "list tags such as [\"{{ version }}\", \"latest\"]",
             ));
         }
 
-        let bins = match own.bins.or(defaults.bins) {
-            Some(bins) => {
-                for bin in &bins {
-                    if !package.bins.contains(bin) {
-                        return Err(key_error(
-                            "bins",
-                            format!("`{bin}` is not a binary target of `{}`", package.name),
-                            &format!("use one of: {}", names(package.bins.iter())),
-                        ));
-                    }
-                }
-                bins
-            }
-            None => package.bins.clone(),
-        };
+        let (bins, origin) = pick(own.bins, defaults.bins);
+        let bins = bins.unwrap_or_else(|| package.bins.clone());
+        if let Some(bin) = bins.iter().find(|bin| !package.bins.contains(bin)) {
+            return Err(key_error(
+                origin,
+                "bins",
+                format!("`{bin}` is not a binary target of `{}`", package.name),
+                &format!("use one of: {}", names(package.bins.iter())),
+            ));
+        }
         if bins.is_empty() {
             return Err(key_error(
+                origin,
                 "bins",
                 format!("package `{}` has no binary targets", package.name),
                 "add a `src/main.rs` or a `[[bin]]` target, or configure another package",
             ));
         }
 
+        for (raw, origin) in &sources {
+            check_var_names(raw.vars.keys()).map_err(|name| {
+                key_error(
+                    *origin,
+                    &format!("vars.{name}"),
+                    format!("`{name}` is a built-in template variable"),
+                    "rename the variable",
+                )
+            })?;
+            for (arch, digest) in &raw.qemu.sha256 {
+                let key = format!("qemu.sha256.{arch}");
+                if !crate::platform::PLATFORMS
+                    .iter()
+                    .any(|p| p.qemu_arch == arch)
+                {
+                    return Err(key_error(
+                        *origin,
+                        &key,
+                        format!("`{arch}` is not a QEMU architecture"),
+                        "key pins by QEMU name: aarch64, arm, riscv64, ...",
+                    ));
+                }
+                if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(key_error(
+                        *origin,
+                        &key,
+                        "a SHA-256 digest is 64 hex digits".into(),
+                        "copy the digest `cargo xtask qemu fetch` prints",
+                    ));
+                }
+            }
+        }
         let mut vars = defaults.vars;
         vars.extend(own.vars);
-        check_var_names(vars.keys()).map_err(|name| {
-            key_error(
-                &format!("vars.{name}"),
-                format!("`{name}` is a built-in template variable"),
-                "rename the variable",
-            )
-        })?;
 
         let mut overrides = BTreeMap::new();
-        for (table, source) in [(defaults.platform, "workspace"), (own.platform, "package")] {
+        for (raw, origin) in sources {
             let mut seen = BTreeMap::new();
-            for (key, raw) in table {
+            for (key, raw) in raw.platform {
                 let platform = Platform::parse(&key).map_err(|err| {
                     let (problem, help) = split_help(&err);
-                    key_error(&format!("platform.\"{key}\""), problem, &help)
+                    key_error(origin, &format!("platform.\"{key}\""), problem, &help)
                 })?;
                 if let Some(other) = seen.insert(platform.name(), key.clone()) {
                     return Err(key_error(
+                        origin,
                         &format!("platform.\"{key}\""),
-                        format!(
-                            "the {source} config names {platform} twice, as `{other}` and `{key}`"
-                        ),
+                        format!("the table names {platform} twice, as `{other}` and `{key}`"),
                         "merge the two tables into one",
                     ));
                 }
                 check_var_names(raw.vars.keys()).map_err(|name| {
                     key_error(
+                        origin,
                         &format!("platform.\"{key}\".vars.{name}"),
                         format!("`{name}` is a built-in template variable"),
                         "rename the variable",
@@ -377,6 +406,8 @@ impl Config {
             }
         }
 
+        let mut sha256 = defaults.qemu.sha256;
+        sha256.extend(own.qemu.sha256);
         let qemu = QemuConfig {
             version: own
                 .qemu
@@ -390,57 +421,28 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_QEMU_URL.into()),
             copy: own.qemu.copy.or(defaults.qemu.copy).unwrap_or_default(),
             source: own.qemu.source.or(defaults.qemu.source).unwrap_or_default(),
-            sha256: {
-                let mut pins = defaults.qemu.sha256;
-                pins.extend(own.qemu.sha256);
-                for (arch, digest) in &pins {
-                    if !crate::platform::PLATFORMS
-                        .iter()
-                        .any(|p| p.qemu_arch == arch)
-                    {
-                        return Err(key_error(
-                            &format!("qemu.sha256.{arch}"),
-                            format!("`{arch}` is not a QEMU architecture"),
-                            "key pins by QEMU name: aarch64, arm, riscv64, ...",
-                        ));
-                    }
-                    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(key_error(
-                            &format!("qemu.sha256.{arch}"),
-                            "a SHA-256 digest is 64 hex digits".into(),
-                            "copy the digest `cargo xtask qemu fetch` prints",
-                        ));
-                    }
-                }
-                pins
-            },
+            sha256,
         };
 
         let mut labels = defaults.labels;
         labels.extend(own.labels);
 
-        let files = own
-            .files
-            .or(defaults.files)
+        let (files, origin) = pick(own.files, defaults.files);
+        let files: Vec<PathBuf> = files
             .unwrap_or_default()
             .into_iter()
-            .map(|file| {
-                let path = PathBuf::from(&file);
-                if path.is_absolute()
-                    || path
-                        .components()
-                        .any(|c| c == std::path::Component::ParentDir)
-                {
-                    Err(key_error(
-                        "files",
-                        format!("`{file}` leaves the workspace"),
-                        "list paths relative to the workspace root",
-                    ))
-                } else {
-                    Ok(path)
-                }
-            })
-            .collect::<Result<_>>()?;
+            .map(PathBuf::from)
+            .collect();
+        if let Some(file) = files.iter().find(|f| {
+            f.is_absolute() || f.components().any(|c| c == std::path::Component::ParentDir)
+        }) {
+            return Err(key_error(
+                origin,
+                "files",
+                format!("`{}` leaves the workspace", file.display()),
+                "list paths relative to the workspace root",
+            ));
+        }
 
         Ok(Config {
             package: package.clone(),
@@ -494,6 +496,21 @@ impl Config {
         self.image
             .clone()
             .unwrap_or_else(|| self.package.name.clone())
+    }
+}
+
+/// Which table a value came from, so that errors name the right key and manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Package,
+    Workspace,
+}
+
+/// The package's value if it set one, else the workspace default, with where it came from.
+fn pick<T>(own: Option<T>, default: Option<T>) -> (Option<T>, Origin) {
+    match own {
+        Some(value) => (Some(value), Origin::Package),
+        None => (default, Origin::Workspace),
     }
 }
 
@@ -703,7 +720,7 @@ copy = "always"
             ("tags = [\"\"]", "tags must be non-empty"),
             ("files = [\"../secret\"]", "`../secret` leaves the workspace"),
             ("platform.sparc = { target = \"x\" }", "`package.metadata.multiarch.platform.\"sparc\"`"),
-            ("platform.arm64 = {}\nplatform.aarch64 = {}", "names linux/arm64 twice"),
+            ("platform.arm64 = {}\nplatform.aarch64 = {}", "the table names linux/arm64 twice"),
             ("qemu.sha256 = { aarch64 = \"abc\" }", "a SHA-256 digest is 64 hex digits"),
             ("qemu.sha256 = { arm64 = \"abc\" }", "`arm64` is not a QEMU architecture"),
         ];
@@ -712,6 +729,19 @@ copy = "always"
             assert!(message.contains(expected), "{table}: {message}");
             assert!(message.contains("\nhelp: "), "{table}: {message}");
         }
+    }
+
+    #[test]
+    fn bad_workspace_defaults_name_the_workspace_table_and_root_manifest() {
+        let message = error("[workspace.metadata.multiarch]\nplatforms = [\"amd64\", \"sparc\"]\nvars = { os = \"x\" }\n");
+        assert!(message.starts_with("invalid `workspace.metadata.multiarch.platforms[1]` for package `hello` (/ws/Cargo.toml): unknown platform `sparc`"), "{message}");
+        let message = error("[workspace.metadata.multiarch]\nvars = { os = \"x\" }\n");
+        assert!(
+            message.starts_with("invalid `workspace.metadata.multiarch.vars.os`"),
+            "{message}"
+        );
+        // A package value that overrides a bad default is what counts.
+        assert!(resolve("[workspace.metadata.multiarch]\nimage = \"Bad\"\n[package.metadata.multiarch]\nimage = \"good/name\"\n").is_ok());
     }
 
     #[test]
