@@ -33,9 +33,29 @@ impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&shell_quote(&self.program))?;
         for arg in &self.args {
-            write!(f, " {}", shell_quote(arg))?;
+            match arg.strip_prefix(PUSHED_DIGEST) {
+                Some(image) => write!(f, " {}@<digest pushed as {image}>", repository_of(image))?,
+                None => write!(f, " {}", shell_quote(arg))?,
+            }
         }
         Ok(())
+    }
+}
+
+/// Marks an argument that the runner replaces with `<repository>@<digest>` of what
+/// `docker push` pushed as the image that follows, once the push has happened.
+pub const PUSHED_DIGEST: &str = "pushed-digest-of:";
+
+/// The placeholder for the digest pushed as `image`.
+pub fn pushed_digest_of(image: &str) -> String {
+    format!("{PUSHED_DIGEST}{image}")
+}
+
+/// An image reference without its tag: `127.0.0.1:5000/hello:1.0` gives `127.0.0.1:5000/hello`.
+pub fn repository_of(image: &str) -> &str {
+    match image.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => image,
     }
 }
 
@@ -357,10 +377,11 @@ impl Plan {
                 .then_some("--insecure");
             for (index, tag) in tags.iter().enumerate() {
                 let list = format!("{repository}:{tag}");
-                let entries: Vec<&str> = plan
+                // Entries name the digests this run pushed, not tags someone could move.
+                let entries: Vec<String> = plan
                     .pushes
                     .iter()
-                    .map(|job| job.images[index].as_str())
+                    .map(|job| pushed_digest_of(&job.images[index]))
                     .collect();
                 let run = |label, command: Command, expect| Step {
                     label,
@@ -380,12 +401,12 @@ impl Plan {
                                 .into_iter()
                                 .chain(insecure)
                                 .chain([list.as_str()])
-                                .chain(entries.iter().copied()),
+                                .chain(entries.iter().map(String::as_str)),
                         ),
                         Expect::Success,
                     ),
                 ];
-                for job in &plan.pushes {
+                for (job, entry) in plan.pushes.iter().zip(&entries) {
                     let platform = job.platform;
                     let mut args = vec![
                         "manifest",
@@ -402,7 +423,7 @@ impl Plan {
                             .into_iter()
                             .flatten(),
                     );
-                    args.extend([list.as_str(), job.images[index].as_str()]);
+                    args.extend([list.as_str(), entry.as_str()]);
                     steps.push(run(
                         "manifest annotate",
                         Command::new(DOCKER, args),
@@ -960,6 +981,19 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("{{.Id}}"), "'{{.Id}}'");
+    }
+
+    #[test]
+    fn repositories_of_image_references() {
+        assert_eq!(
+            repository_of("127.0.0.1:5000/hello:arm64v8-1.0"),
+            "127.0.0.1:5000/hello"
+        );
+        assert_eq!(
+            repository_of("127.0.0.1:5000/hello"),
+            "127.0.0.1:5000/hello"
+        );
+        assert_eq!(repository_of("hello:1"), "hello");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use crate::docker::{parse_digest, registry_of, ImageFacts};
-use crate::plan::{Action, Command, Expect, Job, Plan, Step, CARGO_BUILD};
+use crate::plan::{
+    repository_of, Action, Command, Expect, Job, Plan, Step, CARGO_BUILD, PUSHED_DIGEST,
+};
 use crate::platform::Platform;
 
 /// What one platform produced.
@@ -89,9 +91,16 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     }
 
     let pushes = run_jobs(plan, &plan.pushes, jobs, &cargo_lock)?;
-    for (result, outcome) in platforms.iter_mut().zip(pushes) {
+    let mut pushed = std::collections::HashMap::new();
+    for ((result, outcome), job) in platforms.iter_mut().zip(pushes).zip(&plan.pushes) {
+        let digest = outcome
+            .digest
+            .with_context(|| format!("`docker push` printed no digest for {}", job.platform))?;
+        for image in &job.images {
+            pushed.insert(image.clone(), digest.clone());
+        }
         result.seconds += outcome.seconds;
-        result.digest = outcome.digest;
+        result.digest = Some(digest);
     }
 
     let mut manifests = Vec::new();
@@ -100,6 +109,7 @@ pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
         let mut digest = None;
         for step in &manifest.steps {
             eprintln!("[{}] {}", manifest.list, step.label);
+            let step = &with_pushed_digests(step, &pushed);
             if let Some(output) = run_step_retrying(&sh, plan, step).with_context(|| {
                 format!(
                     "{} failed for the manifest list {}",
@@ -245,6 +255,22 @@ fn new_shell(root: &Path) -> Result<Shell> {
     let sh = Shell::new()?;
     sh.change_dir(root);
     Ok(sh)
+}
+
+/// The step with every pushed-digest placeholder replaced by `<repository>@<digest>`.
+fn with_pushed_digests(step: &Step, pushed: &std::collections::HashMap<String, String>) -> Step {
+    let mut step = step.clone();
+    if let Action::Run { command, .. } = &mut step.action {
+        for arg in &mut command.args {
+            if let Some(image) = arg.strip_prefix(PUSHED_DIGEST) {
+                let digest = pushed
+                    .get(image)
+                    .expect("every list entry was pushed first");
+                *arg = format!("{}@{digest}", repository_of(image));
+            }
+        }
+    }
+    step
 }
 
 /// Whether a step pushes to a registry (which prints the pushed digest).

@@ -131,11 +131,24 @@ fn publishes_one_list_per_tag_that_every_platform_pulls() {
         check_list(&registry, list.rsplit(':').next().unwrap(), digest);
     }
     let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    // The lists name exactly the digests this run pushed and printed.
+    let list = registry
+        .get("/v2/hello/manifests/1.2.3", &[("Accept", LIST_TYPES)])
+        .unwrap()
+        .json();
+    let listed: Vec<&str> = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
     for platform in report["platforms"].as_array().unwrap() {
+        let digest = platform["digest"].as_str().unwrap();
         assert!(
-            platform["digest"].as_str().unwrap().starts_with("sha256:"),
+            digest.starts_with("sha256:"),
             "per-platform digest: {platform}"
         );
+        assert!(listed.contains(&digest), "{digest} in {listed:?}");
     }
 
     // A stale local list (one entry only), as an earlier run or a hand-made
