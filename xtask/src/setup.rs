@@ -31,31 +31,33 @@ pub fn run(args: &Args) -> Result<()> {
     }
     for platform in foreign_platforms(&config.platforms) {
         let handlers = binfmt::read_handlers(dir);
-        if let Some(handler) = binfmt::handler_for(&handlers, platform) {
+        let existing = binfmt::handler_for(&handlers, platform);
+        if let (Some(handler), false) = (existing, args.reset) {
             let flag = if handler.fix_binary() {
                 "with"
             } else {
                 "without"
             };
-            if !args.reset {
-                eprintln!(
-                    "[{platform}] already registered: {} ({flag} F, {})",
-                    handler.name,
-                    handler.interpreter.display()
-                );
-                continue;
-            }
-            remove(&dir.join(&handler.name))?;
+            eprintln!(
+                "[{platform}] already registered: {} ({flag} F, {})",
+                handler.name,
+                handler.interpreter.display()
+            );
+            continue;
         }
         let name = format!("qemu-{}", platform.qemu_arch);
-        if dir.join(&name).exists() {
-            if !args.reset {
-                bail!("a disabled or different handler named {name} is in the way of {platform}\nhelp: run `cargo xtask setup --reset` to replace it");
-            }
-            remove(&dir.join(&name))?;
+        if existing.is_none() && dir.join(&name).exists() && !args.reset {
+            bail!("a disabled or different handler named {name} is in the way of {platform}\nhelp: run `cargo xtask setup --reset` to replace it");
         }
+        // QEMU first: a failed fetch must not leave the platform without its old handler.
         let interpreter = qemu::locate(&sh, &config.qemu, platform.qemu_arch)
             .with_context(|| format!("cannot set up {platform}"))?;
+        if let Some(handler) = existing {
+            remove(&dir.join(&handler.name))?;
+        }
+        if dir.join(&name).exists() {
+            remove(&dir.join(&name))?;
+        }
         let line = binfmt::registration(platform, &interpreter, "F");
         std::fs::write(dir.join("register"), &line).map_err(|err| {
             anyhow::anyhow!("cannot register {name} for {platform}: {err}\nhelp: run as root: sudo -E cargo xtask setup")
