@@ -1,10 +1,12 @@
 //! Base images: every `FROM` of a rendered Dockerfile must exist for its platform, in the
 //! local engine or in its registry, before anything is built.
 
+use std::collections::HashMap;
+
 use anyhow::{anyhow, bail, Result};
 use xshell::{cmd, Shell};
 
-use crate::docker::ImageFacts;
+use crate::docker::{first_line, ImageFacts};
 use crate::plan::is_loopback_registry;
 use crate::platform::Platform;
 
@@ -34,18 +36,87 @@ pub fn from_images(dockerfile: &str) -> Vec<String> {
     images
 }
 
-/// Succeeds when `image` exists for `platform` in the local engine, else in its registry.
-pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
+/// An image's `(os, architecture, variant)`.
+type Fields = (String, String, Option<String>);
+
+/// What is known of one base image: its local copy's platform and its registry's platforms.
+#[derive(Default)]
+struct Lookup {
+    /// The local image's fields, when the engine has one.
+    local: Option<Option<Fields>>,
+    /// The registry's platforms, or why it could not be asked.
+    remote: Option<std::result::Result<Vec<Fields>, String>>,
+}
+
+/// Checks base images, asking the engine and the registry at most once per image however
+/// many platforms use it.
+#[derive(Default)]
+pub struct BaseImages {
+    lookups: HashMap<String, Lookup>,
+}
+
+impl BaseImages {
+    /// Succeeds when `image` exists for `platform` in the local engine, else in its registry.
+    pub fn check(&mut self, sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
+        let lookup = self.lookups.entry(image.to_owned()).or_default();
+        let local = match &lookup.local {
+            Some(local) => local.clone(),
+            None => lookup.local.insert(inspect_local(sh, image)?).clone(),
+        };
+        if local.is_some_and(|(os, arch, variant)| platform.matches(&os, &arch, variant.as_deref()))
+        {
+            return Ok(());
+        }
+        let remote = match &lookup.remote {
+            Some(remote) => remote.clone(),
+            None => lookup.remote.insert(inspect_remote(sh, image)?).clone(),
+        };
+        let published = remote.map_err(|cause| {
+            anyhow!(
+                "base image `{image}` for {platform} is neither in the local engine nor in its registry ({cause})\n\
+                 help: build or pull it first, log in to its registry, or choose another base for {platform} in `vars`"
+            )
+        })?;
+        if published
+            .iter()
+            .any(|(os, arch, variant)| platform.matches(os, arch, variant.as_deref()))
+        {
+            return Ok(());
+        }
+        let names: Vec<String> = published
+            .iter()
+            .map(|(os, arch, variant)| {
+                [Some(os.as_str()), Some(arch.as_str()), variant.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        bail!(
+            "base image `{image}` is not published for {platform}; it has {}\n\
+             help: choose a base with a {platform} variant for this platform (set it in the platform's `vars`), or drop {platform} from `platforms`",
+            if names.is_empty() { "no platform information".to_owned() } else { names.join(", ") }
+        )
+    }
+}
+
+/// The platform of the local copy of `image`, if the engine has one.
+fn inspect_local(sh: &Shell, image: &str) -> Result<Option<Fields>> {
     let local = cmd!(sh, "docker image inspect {image}")
         .quiet()
         .ignore_status()
         .output()?;
-    if local.status.success() {
-        let facts = ImageFacts::parse(&String::from_utf8_lossy(&local.stdout));
-        if facts.is_some_and(|f| platform.matches(&f.os, &f.architecture, f.variant.as_deref())) {
-            return Ok(());
-        }
-    }
+    let facts = local
+        .status
+        .success()
+        .then(|| ImageFacts::parse(&String::from_utf8_lossy(&local.stdout)))
+        .flatten();
+    Ok(facts.map(|f| (f.os, f.architecture, f.variant)))
+}
+
+/// The platforms the registry publishes `image` for, or why it could not say.
+fn inspect_remote(sh: &Shell, image: &str) -> Result<std::result::Result<Vec<Fields>, String>> {
     let insecure = is_loopback_registry(image).then_some("--insecure");
     let remote = cmd!(
         sh,
@@ -54,49 +125,27 @@ pub fn check(sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
     .quiet()
     .ignore_status()
     .output()?;
-    let stderr = String::from_utf8_lossy(&remote.stderr);
     if !remote.status.success() {
-        let cause = stderr
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no answer")
-            .trim();
-        bail!(
-            "base image `{image}` for {platform} is neither in the local engine nor in its registry ({cause})\n\
-             help: build or pull it first, log in to its registry, or choose another base for {platform} in `vars`"
-        );
+        return Ok(Err(first_line(&remote.stderr)));
     }
     let json: serde_json::Value = serde_json::from_slice(&remote.stdout)
         .map_err(|e| anyhow!("cannot read `docker manifest inspect` for {image}: {e}"))?;
-    let entries = match &json {
-        serde_json::Value::Array(entries) => entries.clone(),
-        single => vec![single.clone()],
+    // A list gives an array of entries; a single image gives one.
+    let entries = match json {
+        serde_json::Value::Array(entries) => entries,
+        single => vec![single],
     };
-    let published: Vec<String> = entries
+    Ok(Ok(entries
         .iter()
         .filter_map(|e| {
             let p = &e["Descriptor"]["platform"];
-            let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
-            if platform.matches(os, arch, p["variant"].as_str()) {
-                return Some(String::new());
-            }
-            Some(
-                [Some(os), Some(arch), p["variant"].as_str()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            )
+            Some((
+                p["os"].as_str()?.to_owned(),
+                p["architecture"].as_str()?.to_owned(),
+                p["variant"].as_str().map(str::to_owned),
+            ))
         })
-        .collect();
-    if published.iter().any(String::is_empty) {
-        return Ok(());
-    }
-    bail!(
-        "base image `{image}` is not published for {platform}; it has {}\n\
-         help: choose a base with a {platform} variant for this platform (set it in the platform's `vars`), or drop {platform} from `platforms`",
-        if published.is_empty() { "no platform information".to_owned() } else { published.join(", ") }
-    )
+        .collect()))
 }
 
 #[cfg(test)]

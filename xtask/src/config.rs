@@ -297,7 +297,7 @@ impl Config {
         let platform_names = platform_names
             .unwrap_or_else(|| vec![Platform::host().map_or("linux/amd64".into(), |p| p.name())]);
         let platforms = parse_platforms(&platform_names).map_err(|(index, err)| {
-            let (problem, help) = split_help(&err);
+            let (problem, help) = crate::split_help(&err.to_string());
             key_error(origin, &format!("platforms[{index}]"), problem, &help)
         })?;
         if platforms.is_empty() {
@@ -379,7 +379,7 @@ impl Config {
             let mut seen = BTreeMap::new();
             for (key, raw) in raw.platform {
                 let platform = Platform::parse(&key).map_err(|err| {
-                    let (problem, help) = split_help(&err);
+                    let (problem, help) = crate::split_help(&err.to_string());
                     key_error(origin, &format!("platform.\"{key}\""), problem, &help)
                 })?;
                 if let Some(other) = seen.insert(platform.name(), key.clone()) {
@@ -526,15 +526,6 @@ pub fn parse_platforms(
         }
     }
     Ok(platforms)
-}
-
-/// Splits an error's message into its cause and its `help:` line.
-fn split_help(err: &anyhow::Error) -> (String, String) {
-    let message = err.to_string();
-    match message.split_once("\nhelp: ") {
-        Some((problem, help)) => (problem.to_owned(), help.to_owned()),
-        None => (message, "see the README".to_owned()),
-    }
 }
 
 fn check_var_names<'a>(

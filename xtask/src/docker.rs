@@ -1,6 +1,8 @@
 //! The docker client and engine: finding them, probing the builder, reading results.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -16,15 +18,10 @@ pub struct Docker {
 
 impl Docker {
     /// Finds docker and its build front end without needing the daemon.
-    pub fn probe(sh: &Shell) -> Docker {
+    pub fn find() -> Docker {
         let program = which::which("docker").ok();
-        let buildx = program.as_ref().is_some_and(|docker| {
-            cmd!(sh, "{docker} buildx version")
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .is_ok()
+        let buildx = program.as_deref().is_some_and(|docker| {
+            matches!(probe(docker, &["buildx", "version"]), Probe::Answered(_))
         });
         Docker {
             program,
@@ -36,35 +33,87 @@ impl Docker {
         }
     }
 
-    /// Fails unless the docker client is installed and its daemon answers; returns the
-    /// server version.
-    pub fn require_daemon(&self, sh: &Shell) -> Result<String> {
+    /// Fails unless the docker client is installed and its daemon answers in time.
+    pub fn require_daemon(&self) -> Result<()> {
         let Some(docker) = &self.program else {
             bail!(
                 "docker is not installed (no `docker` on PATH)\n\
                  help: install Docker (https://docs.docker.com/engine/install/), or use --dry-run to see the plan"
             );
         };
-        let format = "{{.Server.Version}}";
-        let output = cmd!(sh, "{docker} version --format {format}")
-            .quiet()
-            .ignore_status()
-            .output()?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let cause = stderr
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no answer")
-                .trim();
-            let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into());
-            bail!(
-                "the docker daemon at {host} does not answer: {cause}\n\
-                 help: start the engine (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at a running one"
-            );
+        match probe(docker, &["version", "--format", "{{.Server.Version}}"]) {
+            Probe::Answered(_) => Ok(()),
+            failed => bail!(
+                "the docker daemon at {} does not answer: {}\nhelp: {START_ENGINE}",
+                docker_host(),
+                failed.describe()
+            ),
         }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
+}
+
+/// The fix for a daemon that does not answer.
+pub const START_ENGINE: &str =
+    "start the engine (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at a running one";
+
+/// Where the docker client looks for its daemon, for messages.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into())
+}
+
+/// How long a docker probe may take before it counts as not answering.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a bounded docker call gave.
+pub enum Probe {
+    /// The first line of its stdout.
+    Answered(String),
+    /// The first line of its stderr.
+    Failed(String),
+    TimedOut,
+}
+
+impl Probe {
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Answered(text) => text.clone(),
+            Probe::Failed(cause) => cause.clone(),
+            Probe::TimedOut => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+        }
+    }
+}
+
+/// Runs `docker ARGS` on a thread and gives up after [`PROBE_TIMEOUT`], so a hung daemon
+/// never hangs the caller.
+pub fn probe(docker: &Path, args: &[&str]) -> Probe {
+    let (sender, receiver) = mpsc::channel();
+    let docker = docker.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        let output = Shell::new().and_then(|sh| {
+            cmd!(sh, "{docker} {args...}")
+                .quiet()
+                .ignore_status()
+                .output()
+        });
+        let _ = sender.send(output);
+    });
+    match receiver.recv_timeout(PROBE_TIMEOUT) {
+        Ok(Ok(output)) if output.status.success() => Probe::Answered(first_line(&output.stdout)),
+        Ok(Ok(output)) => Probe::Failed(first_line(&output.stderr)),
+        Ok(Err(err)) => Probe::Failed(err.to_string()),
+        Err(_) => Probe::TimedOut,
+    }
+}
+
+/// The first non-empty line of a process's output, trimmed.
+pub fn first_line(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output")
+        .to_owned()
 }
 
 /// What `docker image inspect` reports about a built image.

@@ -2,22 +2,19 @@
 //! and the exact fix for each; exit 1 when the configured platforms lack something.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use anyhow::Result;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
+use crate::base_images::BaseImages;
 use crate::binfmt::{self, Emulation, BINFMT_DIR};
 use crate::cli::Args;
 use crate::config::{BuildMode, Config, QemuSource};
-use crate::docker::registry_of;
+use crate::docker::{docker_host, probe, registry_of, Probe, START_ENGINE};
 use crate::plan::{has_run_steps, is_loopback_registry, render_platform};
+use crate::split_help;
 use crate::template::Template;
 use crate::toolchain::Toolchain;
-
-/// How long any docker probe may take before it counts as not answering.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -141,14 +138,19 @@ fn docker_rows(docker: Option<&Path>, rows: &mut Vec<Row>) -> bool {
     });
     let server = probe(docker, &["version", "--format", "{{.Server.Version}}"]);
     let daemon_up = matches!(server, Probe::Answered(_));
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into());
+    let host = docker_host();
     rows.push(match server {
-        Probe::Answered(version) => row("docker daemon", Status::Ok, format!("{version} at {host}"), ""),
+        Probe::Answered(version) => row(
+            "docker daemon",
+            Status::Ok,
+            format!("{version} at {host}"),
+            "",
+        ),
         other => row(
             "docker daemon",
             Status::Missing,
             format!("{host}: {}", other.describe()),
-            "start the engine (`sudo systemctl start docker`, or `dockerd`), or point DOCKER_HOST at a running one",
+            START_ENGINE,
         ),
     });
     rows.push(match probe(docker, &["manifest", "--help"]) {
@@ -176,6 +178,7 @@ fn platform_rows(sh: &Shell, config: &Config, daemon_up: bool, rows: &mut Vec<Ro
     let handlers = binfmt::read_handlers(Path::new(BINFMT_DIR));
     let toolchain = Toolchain::locate(sh);
     let template = Template::load(&config.dockerfile, &config.workspace_root);
+    let mut bases = BaseImages::default();
     for &platform in &config.platforms {
         let platform_config = config.platform(platform);
         let rendered = template
@@ -291,7 +294,7 @@ fn platform_rows(sh: &Shell, config: &Config, daemon_up: bool, rows: &mut Vec<Ro
                     "",
                 )
             } else {
-                match crate::base_images::check(sh, &image, platform) {
+                match bases.check(sh, &image, platform) {
                     Ok(()) => row(check, Status::Ok, image, ""),
                     Err(err) => {
                         let (cause, fix) = split_help(&format!("{err:#}"));
@@ -407,73 +410,6 @@ fn credentials_row(config: &Config) -> Row {
     )
 }
 
-enum Probe {
-    Answered(String),
-    Failed(String),
-    TimedOut,
-}
-
-impl Probe {
-    fn describe(&self) -> String {
-        match self {
-            Probe::Answered(text) => text.clone(),
-            Probe::Failed(cause) => cause.clone(),
-            Probe::TimedOut => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
-        }
-    }
-}
-
-/// Runs `docker ARGS` on a thread and gives up after [`PROBE_TIMEOUT`], so doctor never hangs.
-fn probe(docker: &Path, args: &[&str]) -> Probe {
-    let (sender, receiver) = mpsc::channel();
-    let docker = docker.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    std::thread::spawn(move || {
-        let output = Shell::new().and_then(|sh| {
-            cmd!(sh, "{docker} {args...}")
-                .quiet()
-                .ignore_status()
-                .output()
-        });
-        let _ = sender.send(output);
-    });
-    match receiver.recv_timeout(PROBE_TIMEOUT) {
-        Ok(Ok(output)) if output.status.success() => Probe::Answered(
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned(),
-        ),
-        Ok(Ok(output)) => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            Probe::Failed(
-                stderr
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("failed")
-                    .trim()
-                    .to_owned(),
-            )
-        }
-        Ok(Err(err)) => Probe::Failed(err.to_string()),
-        Err(_) => Probe::TimedOut,
-    }
-}
-
-fn split_help(message: &str) -> (String, String) {
-    let (cause, help): (Vec<&str>, Vec<&str>) =
-        message.lines().partition(|l| !l.starts_with("help: "));
-    (
-        cause.join(" "),
-        help.iter()
-            .map(|h| h.trim_start_matches("help: "))
-            .collect::<Vec<_>>()
-            .join("; "),
-    )
-}
-
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).to_owned()
 }
@@ -542,17 +478,6 @@ mod tests {
             "check          status   detail                fix\n\
              docker daemon  missing  no answer within 5 s  start the engine\n\
              buildx         note     absent"
-        );
-    }
-
-    #[test]
-    fn help_lines_become_the_fix() {
-        assert_eq!(
-            split_help("rust target x is missing\nhelp: rustup target add x"),
-            (
-                "rust target x is missing".to_owned(),
-                "rustup target add x".to_owned()
-            )
         );
     }
 }

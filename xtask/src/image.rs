@@ -18,7 +18,7 @@ use crate::workspace::Workspace;
 pub fn run(args: &Args) -> Result<()> {
     let sh = Shell::new()?;
     let config = load(&sh, args)?;
-    let docker = Docker::probe(&sh);
+    let docker = Docker::find();
     let inputs = plan_inputs(&sh, &config, args.push, docker.builder);
     let plan = Plan::new(&config, &inputs)?;
     if args.dry_run {
@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> Result<()> {
             .collect();
         Toolchain::locate(&sh)?.check(&platforms)?;
     }
-    docker.require_daemon(&sh)?;
+    docker.require_daemon()?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -62,6 +62,19 @@ pub fn format_error(err: &anyhow::Error) -> String {
     message
 }
 
+/// Splits a message into its cause (one line) and its `help:` lines (joined by `; `).
+pub fn split_help(message: &str) -> (String, String) {
+    let (cause, help): (Vec<&str>, Vec<&str>) =
+        message.lines().partition(|l| !l.starts_with("help: "));
+    (
+        cause.join(" "),
+        help.iter()
+            .map(|h| h.trim_start_matches("help: "))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
 /// Compares `actual` with `tests/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites the file.
 #[cfg(test)]
 pub(crate) fn assert_snapshot(name: &str, actual: &str) {
@@ -87,5 +100,16 @@ mod tests {
         .context("checking linux/arm64")
         .unwrap_err();
         assert_eq!(super::format_error(&err), "error: checking linux/arm64: rust target `x` is not installed\nhelp: rustup target add x");
+    }
+
+    #[test]
+    fn help_lines_become_the_fix() {
+        assert_eq!(
+            super::split_help("rust target x is missing\nhelp: rustup target add x"),
+            (
+                "rust target x is missing".to_owned(),
+                "rustup target add x".to_owned()
+            )
+        );
     }
 }

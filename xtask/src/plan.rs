@@ -106,11 +106,6 @@ pub enum Action {
         to: PathBuf,
         files: Vec<PathBuf>,
     },
-    /// Check that a base image exists for the step's platform, locally or in its registry.
-    CheckBase {
-        image: String,
-        platform: &'static Platform,
-    },
     /// Put the static QEMU for `qemu_arch` at `to`, from the cache (fetched when missing)
     /// or PATH, as the config's `qemu.source` says.
     StageQemu {
@@ -175,8 +170,8 @@ pub struct PlanInputs {
 pub struct Plan {
     pub package: String,
     pub root: PathBuf,
-    /// Base image checks, run before anything else.
-    pub checks: Vec<(&'static Platform, Step)>,
+    /// Base images each platform needs, checked before anything else.
+    pub checks: Vec<(&'static Platform, String)>,
     /// Build contexts, written before anything is compiled.
     pub contexts: Vec<(&'static Platform, Vec<Step>)>,
     /// Where staged QEMU binaries come from.
@@ -237,13 +232,7 @@ impl Plan {
             let platform_config = config.platform(platform);
             let prepared = prepare_platform(config, &platform_config, &template, inputs)?;
             for image in crate::base_images::from_images(&prepared.dockerfile) {
-                plan.checks.push((
-                    platform,
-                    Step {
-                        label: "check base",
-                        action: Action::CheckBase { image, platform },
-                    },
-                ));
+                plan.checks.push((platform, image));
             }
             let dir = shown(&prepared.context);
             let images: Vec<String> = tags
@@ -450,8 +439,8 @@ impl Plan {
     /// Every step, in the order a run with one job executes them, as `[scope] command` lines.
     pub fn display_steps(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        for (platform, step) in &self.checks {
-            lines.push(format!("[{platform}] {}", describe(step)));
+        for (platform, image) in &self.checks {
+            lines.push(format!("[{platform}] check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)"));
         }
         for (platform, steps) in &self.contexts {
             for step in steps {
@@ -495,7 +484,6 @@ fn describe(step: &Step) -> String {
                 path(to)
             )
         }
-        Action::CheckBase { image, platform } => format!("check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)"),
         Action::StageQemu { qemu_arch, to } => format!(
             "stage {} at {}",
             crate::qemu::binary_name(qemu_arch),
@@ -693,16 +681,11 @@ fn labels(config: &Config, inputs: &PlanInputs) -> Vec<(String, String)> {
 
 /// Whether the repository's registry is on loopback, which Docker reaches over plain HTTP.
 pub fn is_loopback_registry(repository: &str) -> bool {
-    let Some((host, _)) = repository.split_once('/') else {
-        return false;
+    let registry = crate::docker::registry_of(repository);
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => registry,
     };
-    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
     host == "localhost"
         || host == "[::1]"
         || host

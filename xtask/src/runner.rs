@@ -8,7 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
-use crate::docker::{parse_digest, registry_of, ImageFacts};
+use crate::base_images::BaseImages;
+use crate::docker::{parse_digest, registry_of, ImageFacts, START_ENGINE};
 use crate::plan::{
     repository_of, Action, Command, Expect, Job, Plan, Step, CARGO_BUILD, PUSHED_DIGEST,
 };
@@ -53,15 +54,13 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 pub fn execute(plan: &Plan, jobs: usize) -> Result<Report> {
     let started = Instant::now();
     let sh = new_shell(&plan.root)?;
-    let failed_checks: Vec<String> = plan
-        .checks
-        .iter()
-        .filter_map(|(_, step)| {
-            run_step(&sh, plan, step)
-                .err()
-                .map(|err| format!("{err:#}"))
-        })
-        .collect();
+    let mut bases = BaseImages::default();
+    let mut failed_checks = Vec::new();
+    for (platform, image) in &plan.checks {
+        if let Err(err) = bases.check(&sh, image, platform) {
+            failed_checks.push(format!("{err:#}"));
+        }
+    }
     if !failed_checks.is_empty() {
         bail!("{}", failed_checks.join("\n"));
     }
@@ -358,7 +357,6 @@ fn run_step(sh: &Shell, plan: &Plan, step: &Step) -> Result<Option<String>> {
                 copy_if_changed(&root.join(from).join(file), &root.join(to).join(file))?;
             }
         }
-        Action::CheckBase { image, platform } => crate::base_images::check(sh, image, platform)?,
         Action::StageQemu { qemu_arch, to } => {
             let binary = crate::qemu::locate(sh, &plan.qemu, qemu_arch)?;
             copy_if_changed(&binary, &root.join(to))?;
@@ -420,7 +418,7 @@ fn command_failure(
             .map_or("docker.io", |image| registry_of(image));
         return anyhow!("`{command}` was refused:\n    {tail}\nhelp: log in to {registry} first: `docker login {registry}` (credentials stay in Docker's own store)");
     } else if lower.contains("cannot connect to the docker daemon") {
-        "start the Docker engine, or point DOCKER_HOST at a running one"
+        START_ENGINE
     } else {
         "read the command's output above, fix the cause, and run again; finished steps are cached"
     };

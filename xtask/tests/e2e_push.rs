@@ -14,11 +14,22 @@ const PLATFORMS: &[(&str, &str, Option<&str>, &str)] = &[
 ];
 
 fn push(dir: &std::path::Path, registry: &Registry, tags: &[&str]) -> std::process::Output {
-    let image = format!("{}/hello", registry.host());
+    let platforms: Vec<&str> = PLATFORMS.iter().map(|(platform, ..)| *platform).collect();
+    push_to(dir, &registry.host(), &platforms, tags)
+}
+
+/// `image --push` of `platforms` to `hello` at the registry `host`.
+fn push_to(
+    dir: &std::path::Path,
+    host: &str,
+    platforms: &[&str],
+    tags: &[&str],
+) -> std::process::Output {
+    let image = format!("{host}/hello");
     let mut args = vec![
         "image", "--push", "--image", &image, "--json", "--jobs", "2",
     ];
-    for (platform, ..) in PLATFORMS {
+    for platform in platforms {
         args.extend(["--platform", platform]);
     }
     for tag in tags {
@@ -27,7 +38,7 @@ fn push(dir: &std::path::Path, registry: &Registry, tags: &[&str]) -> std::proce
     xtask(dir, &args)
 }
 
-/// Checks one published list against the registry's HTTP API; returns its digest.
+/// Checks one published list against the registry's HTTP API.
 fn check_list(registry: &Registry, tag: &str, printed_digest: &str) {
     let response = registry
         .get(
@@ -262,22 +273,8 @@ fn a_registry_error_on_the_list_push_is_retried() {
         1,
     );
     let dir = fixture_workspace("e2e-push-retry", STATIC_TARGETS);
-    let image = format!("127.0.0.1:{}/hello", proxy.port);
-    let output = xtask(
-        &dir,
-        &[
-            "image",
-            "--push",
-            "--image",
-            &image,
-            "--tag",
-            "retry",
-            "--platform",
-            "linux/amd64",
-            "--platform",
-            "linux/arm64",
-        ],
-    );
+    let proxied = format!("127.0.0.1:{}", proxy.port);
+    let output = push_to(&dir, &proxied, &["linux/amd64", "linux/arm64"], &["retry"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(proxy.refused() >= 1, "the proxy refused a push");
     assert!(
@@ -304,20 +301,8 @@ fn a_refused_push_is_not_retried_and_says_to_log_in() {
         usize::MAX,
     );
     let dir = fixture_workspace("e2e-push-refused", STATIC_TARGETS);
-    let image = format!("127.0.0.1:{}/hello", proxy.port);
-    let output = xtask(
-        &dir,
-        &[
-            "image",
-            "--push",
-            "--image",
-            &image,
-            "--tag",
-            "refused",
-            "--platform",
-            "linux/amd64",
-        ],
-    );
+    let proxied = format!("127.0.0.1:{}", proxy.port);
+    let output = push_to(&dir, &proxied, &["linux/amd64"], &["refused"]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
     assert!(
