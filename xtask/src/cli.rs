@@ -1,15 +1,20 @@
-//! Command-line parsing: a small hand-written parser keeps the first `cargo xtask` build fast.
+//! Command-line parsing: one argument struct per command, read by a small hand-written
+//! parser that keeps the first `cargo xtask` build fast.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
+
+use crate::config::{CliLayer, Network, Provenance};
+use crate::diagnostic::diagnostic;
 
 pub const USAGE: &str = "\
 multiarch: multi-architecture container images of this workspace
 
 usage:
     cargo xtask image [--push] [-p PACKAGE] [--platform P]... [--tag T]... [--image REPO]
-                      [--dry-run] [--jobs N] [--json]
+                      [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
+                      [--network NET]
     cargo xtask render [-p PACKAGE] [--platform P]...
     cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
     cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
@@ -20,37 +25,82 @@ usage:
     --push          push every platform's image, then publish one manifest list per tag
     -p, --package   the package to build (default: the one with [package.metadata.multiarch])
     --platform      only these platforms (any spelling: arm64, aarch64, linux/arm/v7...)
-    --tag           use these tags instead of the configured ones
+    --tag           publish exactly these tags (replaces `tags` and the semver family)
     --image         use this repository instead of the configured one
     --dry-run       print every command in order and run none
     --jobs          platforms built at the same time (default: available cores)
     --json          print results as JSON on stdout
+    --provenance    BuildKit provenance attestation: false (default), true, min or max
+    --sbom          attach BuildKit's SBOM attestation (needs its scanner image)
+    --network       network for RUN steps while building: default, none or host
     --reset         (setup) replace binfmt handlers that are already registered";
 
-/// The options of every command; each command accepts the subset `parse` allows it.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Args {
-    pub push: bool,
+/// Which package and platforms a command works on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Selection {
     pub package: Option<String>,
     pub platforms: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImageArgs {
+    pub selection: Selection,
+    pub push: bool,
     pub tags: Vec<String>,
     pub image: Option<String>,
     pub dry_run: bool,
     pub jobs: Option<usize>,
     pub json: bool,
+    pub provenance: Option<Provenance>,
+    pub sbom: Option<bool>,
+    pub network: Option<Network>,
+}
+
+impl ImageArgs {
+    /// The flags that override configured values, as the config's last layer.
+    pub fn cli_layer(&self) -> CliLayer {
+        CliLayer {
+            platforms: self.selection.platforms.clone(),
+            tags: self.tags.clone(),
+            image: self.image.clone(),
+            provenance: self.provenance,
+            sbom: self.sbom,
+            network: self.network,
+        }
+    }
+}
+
+impl Selection {
+    pub fn cli_layer(&self) -> CliLayer {
+        CliLayer {
+            platforms: self.platforms.clone(),
+            ..CliLayer::default()
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SetupArgs {
+    pub selection: Selection,
+    /// Replace handlers that are already registered.
     pub reset: bool,
-    /// The directory `init` works on.
-    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitArgs {
+    /// The workspace to embed the xtask into.
+    pub dir: PathBuf,
+    pub package: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Task {
-    Image(Args),
-    Render(Args),
-    QemuFetch(Args),
-    Setup(Args),
-    Doctor(Args),
-    Init(Args),
+    Image(ImageArgs),
+    Render(Selection),
+    QemuFetch(Selection),
+    Setup(SetupArgs),
+    Doctor(Selection),
+    Init(InitArgs),
     Help,
 }
 
@@ -60,69 +110,184 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
     let Some(command) = args.next() else {
         return Ok(Task::Help);
     };
-    let (task, allowed): (fn(Args) -> Task, &[&str]) = match command.as_str() {
-        "image" => (Task::Image, &["--push", "--dry-run", "--json", "--package", "--platform", "--tag", "--image", "--jobs"]),
-        "render" => (Task::Render, &["--package", "--platform"]),
-        "qemu" if args.next_if(|a| a == "fetch").is_some() => (Task::QemuFetch, &["--package", "--platform"]),
-        "qemu" => bail!("`cargo xtask qemu` needs a subcommand\nhelp: run `cargo xtask qemu fetch`"),
-        "setup" => (Task::Setup, &["--reset", "--package", "--platform"]),
-        "doctor" => (Task::Doctor, &["--package", "--platform"]),
-        "init" => (Task::Init, &["--package", "DIR"]),
+    let command = match command.as_str() {
+        "qemu" if args.next_if(|a| a == "fetch").is_some() => "qemu fetch".to_owned(),
+        "qemu" => {
+            return Err(diagnostic(
+                "`cargo xtask qemu` needs a subcommand",
+                "run `cargo xtask qemu fetch`",
+            ))
+        }
         "help" | "--help" | "-h" => return Ok(Task::Help),
-        other => bail!(
-            "unknown command `{other}`\n\
-             help: the commands are image, render, qemu fetch, setup, doctor and init; see `cargo xtask help`"
-        ),
+        _ => command,
     };
-    let mut parsed = Args::default();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
+    let mut flags = Flags {
+        command: &command,
+        args,
+        positional: Vec::new(),
+        positional_allowed: 0,
+    };
+    let task = match command.as_str() {
+        "image" => {
+            let mut image = ImageArgs::default();
+            while let Some(flag) = flags.next()? {
+                match flag.name.as_str() {
+                    "--push" => image.push = true,
+                    "--dry-run" => image.dry_run = true,
+                    "--json" => image.json = true,
+                    "--tag" => image.tags.push(flags.value(&flag)?),
+                    "--image" => image.image = Some(flags.value(&flag)?),
+                    "--jobs" => image.jobs = Some(parse_jobs(&flags.value(&flag)?)?),
+                    "--provenance" => {
+                        let value = flags.value(&flag)?;
+                        image.provenance = Some(Provenance::parse(&value).ok_or_else(|| {
+                            diagnostic(format!("`--provenance {value}` is not a provenance mode"), "pass false, true, min or max")
+                        })?);
+                    }
+                    "--sbom" => {
+                        image.sbom = Some(match flag.inline.as_deref() {
+                            None | Some("true") => true,
+                            Some("false") => false,
+                            Some(other) => return Err(diagnostic(format!("`--sbom={other}` is not true or false"), "pass --sbom or --sbom=false")),
+                        })
+                    }
+                    "--network" => {
+                        let value = flags.value(&flag)?;
+                        image.network = Some(Network::parse(&value).ok_or_else(|| {
+                            diagnostic(format!("`--network {value}` is not a build network"), "pass default, none or host")
+                        })?);
+                    }
+                    _ => flags.selection(&flag, &mut image.selection)?,
+                }
+            }
+            Task::Image(image)
+        }
+        "render" | "qemu fetch" | "doctor" => {
+            let mut selection = Selection::default();
+            while let Some(flag) = flags.next()? {
+                flags.selection(&flag, &mut selection)?;
+            }
+            match command.as_str() {
+                "render" => Task::Render(selection),
+                "doctor" => Task::Doctor(selection),
+                _ => Task::QemuFetch(selection),
+            }
+        }
+        "setup" => {
+            let mut setup = SetupArgs::default();
+            while let Some(flag) = flags.next()? {
+                match flag.name.as_str() {
+                    "--reset" => setup.reset = true,
+                    _ => flags.selection(&flag, &mut setup.selection)?,
+                }
+            }
+            Task::Setup(setup)
+        }
+        "init" => {
+            let mut package = None;
+            flags.positional_allowed = 1;
+            while let Some(flag) = flags.next()? {
+                match flag.name.as_str() {
+                    "--package" => package = Some(flags.value(&flag)?),
+                    _ => return Err(flags.unknown(&flag)),
+                }
+            }
+            let Some(dir) = flags.positional.pop() else {
+                return Err(diagnostic("`cargo xtask init` needs a directory", "cargo xtask init path/to/workspace"));
+            };
+            Task::Init(InitArgs { dir: PathBuf::from(dir), package })
+        }
+        other => {
+            return Err(diagnostic(
+                format!("unknown command `{other}`"),
+                "the commands are image, render, qemu fetch, setup, doctor and init; see `cargo xtask help`",
+            ))
+        }
+    };
+    Ok(task)
+}
+
+/// One option as written, with an inline `--flag=value` split off.
+struct Flag {
+    name: String,
+    written: String,
+    inline: Option<String>,
+}
+
+/// Reads options one at a time, for one command.
+struct Flags<'a, I: Iterator<Item = String>> {
+    command: &'a str,
+    args: std::iter::Peekable<I>,
+    positional: Vec<String>,
+    /// How many bare words (such as `init`'s directory) the command takes.
+    positional_allowed: usize,
+}
+
+impl<I: Iterator<Item = String>> Flags<'_, I> {
+    fn next(&mut self) -> Result<Option<Flag>> {
+        let Some(arg) = self.args.next() else {
+            return Ok(None);
+        };
+        if !arg.starts_with('-') && self.positional.len() < self.positional_allowed {
+            self.positional.push(arg);
+            return self.next();
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_owned(), Some(value.to_owned()))
             }
             _ => (arg.clone(), None),
         };
-        let flag = match flag.as_str() {
+        let name = match name.as_str() {
             "-p" => "--package".to_owned(),
             "-j" => "--jobs".to_owned(),
-            _ if !flag.starts_with('-') && allowed.contains(&"DIR") && parsed.dir.is_none() => {
-                parsed.dir = Some(PathBuf::from(&arg));
-                continue;
-            }
-            _ => flag,
+            _ => name,
         };
-        if !allowed.contains(&flag.as_str()) {
-            bail!("unknown option `{arg}` for `{command}`\nhelp: see `cargo xtask help`");
-        }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .with_context(|| format!("`{flag}` needs a value\nhelp: see `cargo xtask help`"))
-        };
-        match flag.as_str() {
-            "--push" => parsed.push = true,
-            "--dry-run" => parsed.dry_run = true,
-            "--json" => parsed.json = true,
-            "--reset" => parsed.reset = true,
-            "--package" => parsed.package = Some(value()?),
-            "--platform" => parsed.platforms.push(value()?),
-            "--tag" => parsed.tags.push(value()?),
-            "--image" => parsed.image = Some(value()?),
-            "--jobs" => {
-                let jobs = value()?;
-                parsed.jobs = match jobs.parse::<usize>() {
-                    Ok(n) if n > 0 => Some(n),
-                    _ => bail!("`--jobs {jobs}` is not a positive number\nhelp: pass how many platforms to build at once, such as `--jobs 2`"),
-                };
-            }
-            _ => unreachable!("every allowed flag is handled"),
-        }
+        Ok(Some(Flag {
+            name,
+            written: arg,
+            inline,
+        }))
     }
-    if allowed.contains(&"DIR") && parsed.dir.is_none() {
-        bail!("`cargo xtask {command}` needs a directory\nhelp: cargo xtask {command} path/to/workspace");
+
+    fn value(&mut self, flag: &Flag) -> Result<String> {
+        flag.inline
+            .clone()
+            .or_else(|| self.args.next())
+            .ok_or_else(|| {
+                diagnostic(
+                    format!("`{}` needs a value", flag.name),
+                    "see `cargo xtask help`",
+                )
+            })
     }
-    Ok(task(parsed))
+
+    /// `--package` and `--platform`, which every build command takes.
+    fn selection(&mut self, flag: &Flag, selection: &mut Selection) -> Result<()> {
+        match flag.name.as_str() {
+            "--package" => selection.package = Some(self.value(flag)?),
+            "--platform" => selection.platforms.push(self.value(flag)?),
+            _ => return Err(self.unknown(flag)),
+        }
+        Ok(())
+    }
+
+    fn unknown(&self, flag: &Flag) -> anyhow::Error {
+        diagnostic(
+            format!("unknown option `{}` for `{}`", flag.written, self.command),
+            "see `cargo xtask help`",
+        )
+    }
+}
+
+fn parse_jobs(jobs: &str) -> Result<usize> {
+    match jobs.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(diagnostic(
+            format!("`--jobs {jobs}` is not a positive number"),
+            "pass how many platforms to build at once, such as `--jobs 2`",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -138,10 +303,12 @@ mod tests {
         let task = parse_words("image --push -p hello --platform arm64 --platform=armhf --tag a --tag=b --image r/x --dry-run --jobs 3 --json").unwrap();
         assert_eq!(
             task,
-            Task::Image(Args {
+            Task::Image(ImageArgs {
+                selection: Selection {
+                    package: Some("hello".into()),
+                    platforms: vec!["arm64".into(), "armhf".into()],
+                },
                 push: true,
-                package: Some("hello".into()),
-                platforms: vec!["arm64".into(), "armhf".into()],
                 tags: vec!["a".into(), "b".into()],
                 image: Some("r/x".into()),
                 dry_run: true,
@@ -150,37 +317,38 @@ mod tests {
                 ..Default::default()
             })
         );
+        let riscv = Selection {
+            platforms: vec!["riscv64".into()],
+            ..Default::default()
+        };
         assert_eq!(
             parse_words("render --platform riscv64").unwrap(),
-            Task::Render(Args {
-                platforms: vec!["riscv64".into()],
-                ..Default::default()
-            })
+            Task::Render(riscv)
         );
+        let package_x = Selection {
+            package: Some("x".into()),
+            ..Default::default()
+        };
         assert_eq!(
             parse_words("qemu fetch -p x").unwrap(),
-            Task::QemuFetch(Args {
-                package: Some("x".into()),
-                ..Default::default()
-            })
+            Task::QemuFetch(package_x)
         );
         assert_eq!(
             parse_words("setup --reset").unwrap(),
-            Task::Setup(Args {
+            Task::Setup(SetupArgs {
                 reset: true,
                 ..Default::default()
             })
         );
         assert_eq!(
             parse_words("doctor").unwrap(),
-            Task::Doctor(Args::default())
+            Task::Doctor(Selection::default())
         );
         assert_eq!(
             parse_words("init ../app --package api").unwrap(),
-            Task::Init(Args {
-                dir: Some("../app".into()),
+            Task::Init(InitArgs {
+                dir: "../app".into(),
                 package: Some("api".into()),
-                ..Default::default()
             })
         );
         assert_eq!(parse_words("").unwrap(), Task::Help);
@@ -196,12 +364,16 @@ mod tests {
             ("setup --dry-run", "unknown option `--dry-run` for `setup`"),
             ("image extra", "unknown option `extra` for `image`"),
             ("init", "`cargo xtask init` needs a directory"),
+            ("init a b", "unknown option `b` for `init`"),
             ("qemu", "`cargo xtask qemu` needs a subcommand"),
             ("build", "unknown command `build`"),
         ] {
-            let message = parse_words(words).unwrap_err().to_string();
-            assert!(message.starts_with(expected), "{words}: {message}");
-            assert!(message.contains("\nhelp: "), "{words}: {message}");
+            let diagnostic = crate::diagnostic::Diagnostic::of(&parse_words(words).unwrap_err());
+            assert!(
+                diagnostic.cause.starts_with(expected),
+                "{words}: {diagnostic:?}"
+            );
+            assert!(!diagnostic.help.is_empty(), "{words}: {diagnostic:?}");
         }
     }
 }

@@ -1,10 +1,15 @@
-//! `cargo xtask`: a thin entry point; the engine is the `xtask` library.
+//! `cargo xtask`: a thin entry point; the engine is the `xtask` library. Exit codes are
+//! decided here: 0 success, 1 failure or problems found.
 
 fn main() {
     restore_default_sigpipe();
-    if let Err(err) = xtask::run(std::env::args().skip(1)) {
-        eprintln!("{}", xtask::format_error(&err));
-        std::process::exit(1);
+    match xtask::run(std::env::args().skip(1)) {
+        Ok(xtask::Outcome::Success) => {}
+        Ok(xtask::Outcome::ProblemsFound) => std::process::exit(1),
+        Err(err) => {
+            eprintln!("{}", xtask::format_error(&err));
+            std::process::exit(1);
+        }
     }
 }
 

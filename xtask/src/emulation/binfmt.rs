@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::platform::Platform;
+use crate::config::platform::Platform;
 
 /// Where Linux exposes binfmt_misc.
 pub const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
@@ -180,7 +180,7 @@ pub fn emulation(handlers: &[Handler], platform: &Platform) -> Emulation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::PLATFORMS;
+    use crate::config::platform::PLATFORMS;
 
     /// What Debian's qemu-user-static registers for aarch64 and arm.
     const DEBIAN_AARCH64: &str = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n";
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn emulation_of_the_host_is_native() {
         assert_eq!(emulation(&[], Platform::host().unwrap()), Emulation::Native);
-        let foreign = crate::platform::PLATFORMS
+        let foreign = crate::config::platform::PLATFORMS
             .iter()
             .find(|p| !p.is_host() && p.elf_machine != Platform::host().unwrap().elf_machine)
             .unwrap();

@@ -3,15 +3,15 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::binfmt::{self, BINFMT_DIR};
-use crate::cli::Args;
-use crate::platform::Platform;
-use crate::qemu;
+use crate::cli::SetupArgs;
+use crate::config::platform::Platform;
+use crate::emulation::binfmt::{self, BINFMT_DIR};
+use crate::emulation::qemu;
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &SetupArgs) -> Result<()> {
     if cfg!(target_os = "macos") {
         eprintln!(
             "Docker Desktop registers QEMU handlers in its own VM; nothing to set up on macOS"
@@ -19,15 +19,27 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     if !cfg!(target_os = "linux") {
-        bail!("`cargo xtask setup` registers Linux binfmt_misc handlers and only runs on Linux\nhelp: use Docker Desktop, which ships QEMU handlers");
+        return Err(crate::diagnostic::diagnostic(
+            "`cargo xtask setup` registers Linux binfmt_misc handlers and only runs on Linux",
+            "use Docker Desktop, which ships QEMU handlers",
+        ));
     }
     let sh = Shell::new()?;
-    let config = crate::image::load(&sh, args)?;
+    let config = super::load_config(
+        args.selection.package.as_deref(),
+        &args.selection.cli_layer(),
+    )?;
     let dir = Path::new(BINFMT_DIR);
     if !dir.join("register").exists() {
-        cmd!(sh, "mount -t binfmt_misc binfmt_misc {dir}").quiet().run().context(
-            "cannot mount binfmt_misc at /proc/sys/fs/binfmt_misc\nhelp: run as root: sudo -E cargo xtask setup",
-        )?;
+        cmd!(sh, "mount -t binfmt_misc binfmt_misc {dir}")
+            .quiet()
+            .run()
+            .map_err(|err| {
+                crate::diagnostic::diagnostic(
+                    format!("cannot mount binfmt_misc at /proc/sys/fs/binfmt_misc: {err}"),
+                    "run as root: sudo -E cargo xtask setup",
+                )
+            })?;
     }
     for platform in foreign_platforms(&config.platforms) {
         let handlers = binfmt::read_handlers(dir);
@@ -47,7 +59,10 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let name = format!("qemu-{}", platform.qemu_arch);
         if existing.is_none() && dir.join(&name).exists() && !args.reset {
-            bail!("a disabled or different handler named {name} is in the way of {platform}\nhelp: run `cargo xtask setup --reset` to replace it");
+            return Err(crate::diagnostic::diagnostic(
+                format!("a disabled or different handler named {name} is in the way of {platform}"),
+                "run `cargo xtask setup --reset` to replace it",
+            ));
         }
         // QEMU first: a failed fetch must not leave the platform without its old handler.
         let interpreter = qemu::locate(&sh, &config.qemu, platform.qemu_arch)
@@ -60,7 +75,10 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let line = binfmt::registration(platform, &interpreter, "F");
         std::fs::write(dir.join("register"), &line).map_err(|err| {
-            anyhow::anyhow!("cannot register {name} for {platform}: {err}\nhelp: run as root: sudo -E cargo xtask setup")
+            crate::diagnostic::diagnostic(
+                format!("cannot register {name} for {platform}: {err}"),
+                "run as root: sudo -E cargo xtask setup",
+            )
         })?;
         eprintln!(
             "[{platform}] registered {name} with F: {}",
@@ -84,6 +102,12 @@ pub fn foreign_platforms(platforms: &[&'static Platform]) -> Vec<&'static Platfo
 
 fn remove(handler: &Path) -> Result<()> {
     std::fs::write(handler, "-1").map_err(|err| {
-        anyhow::anyhow!("cannot remove the binfmt handler {}: {err}\nhelp: run as root: sudo -E cargo xtask setup", handler.display())
+        crate::diagnostic::diagnostic(
+            format!(
+                "cannot remove the binfmt handler {}: {err}",
+                handler.display()
+            ),
+            "run as root: sudo -E cargo xtask setup",
+        )
     })
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use crate::config::{QemuConfig, QemuSource};
-use crate::sha256;
+use crate::emulation::sha256;
 
 /// The cache shared by every workspace: `$XDG_CACHE_HOME/multiarch/qemu/<version>`,
 /// else `~/.cache/...`.
@@ -16,7 +16,12 @@ pub fn cache_dir(version: &str) -> Result<PathBuf> {
     let base = match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
         (Some(cache), _) if !cache.is_empty() => PathBuf::from(cache),
         (_, Some(home)) => PathBuf::from(home).join(".cache"),
-        _ => bail!("cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set\nhelp: set XDG_CACHE_HOME"),
+        _ => {
+            return Err(crate::diagnostic::diagnostic(
+                "cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set",
+                "set XDG_CACHE_HOME",
+            ))
+        }
     };
     Ok(base.join("multiarch/qemu").join(version))
 }
@@ -30,11 +35,10 @@ pub fn binary_name(qemu_arch: &str) -> String {
 pub fn locate(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
     match qemu.source {
         QemuSource::Download => fetch(sh, qemu, qemu_arch),
-        QemuSource::Path => which::which(binary_name(qemu_arch)).with_context(|| {
-            format!(
-                "`{}` is not on PATH (qemu.source = \"path\")\n\
-                 help: install it (Debian: apt-get install qemu-user-static), or use qemu.source = \"download\"",
-                binary_name(qemu_arch)
+        QemuSource::Path => which::which(binary_name(qemu_arch)).map_err(|_| {
+            crate::diagnostic::diagnostic(
+                format!("`{}` is not on PATH (qemu.source = \"path\")", binary_name(qemu_arch)),
+                "install it (Debian: apt-get install qemu-user-static), or use qemu.source = \"download\"",
             )
         }),
     }
@@ -60,7 +64,7 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
             return Ok(binary);
         }
     }
-    let url = crate::template::Template::from_source("qemu.url", qemu.url.as_str())
+    let url = crate::config::template::Template::from_source("qemu.url", qemu.url.as_str())
         .render(&UrlContext {
             version: &qemu.version,
             qemu_arch,
@@ -75,17 +79,19 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
 
     let digest = sha256::hex_digest(&tarball);
     match pin {
-        Some(pin) if !pin.eq_ignore_ascii_case(&digest) => bail!(
-            "checksum mismatch for {url}: expected sha256 {pin}, got {digest}; the download was deleted\n\
-             help: if the new tarball is trusted, pin it: qemu.sha256.{qemu_arch} = \"{digest}\""
-        ),
+        Some(pin) if !pin.eq_ignore_ascii_case(&digest) => return Err(crate::diagnostic::diagnostic(format!("checksum mismatch for {url}: expected sha256 {pin}, got {digest}; the download was deleted"), format!("if the new tarball is trusted, pin it: qemu.sha256.{qemu_arch} = \"{digest}\""))),
         _ => {}
     }
-    let damaged = "help: the download is damaged or is not a qemu-user-static release tarball; check qemu.url, or use qemu.source = \"path\"";
-    let archive =
-        gunzip(sh, &tarball).with_context(|| format!("{url} is not a gzip tarball\n{damaged}"))?;
+    let damaged = |cause: String| {
+        crate::diagnostic::diagnostic(
+            cause,
+            "the download is damaged or is not a qemu-user-static release tarball; check qemu.url, or use qemu.source = \"path\"",
+        )
+    };
+    let archive = gunzip(sh, &tarball)
+        .map_err(|err| damaged(format!("{url} is not a gzip tarball: {err:#}")))?;
     let contents = extract_only(&archive, &name)
-        .with_context(|| format!("refusing the tarball from {url}\n{damaged}"))?;
+        .map_err(|err| damaged(format!("refusing the tarball from {url}: {err:#}")))?;
     if pin.is_none() {
         eprintln!(
             "note: {url} has sha256 {digest}; pin it with qemu.sha256.{qemu_arch} = \"{digest}\""
@@ -107,8 +113,12 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
 
 /// Downloads `url` with curl, showing its progress bar; returns the body.
 fn download_to(sh: &Shell, url: &str, path: &Path) -> Result<Vec<u8>> {
-    let curl = which::which("curl")
-        .context("curl is not on PATH\nhelp: install curl (Debian: apt-get install curl)")?;
+    let curl = which::which("curl").map_err(|_| {
+        crate::diagnostic::diagnostic(
+            "curl is not on PATH",
+            "install curl (Debian: apt-get install curl)",
+        )
+    })?;
     eprintln!("downloading {url}");
     let status = "%{http_code} %{errormsg}";
     let output = cmd!(sh, "{curl} --fail --location --progress-bar --retry 2 --output {path} --write-out {status} {url}")
@@ -122,7 +132,7 @@ fn download_to(sh: &Shell, url: &str, path: &Path) -> Result<Vec<u8>> {
         } else {
             format!("HTTP {code}")
         };
-        bail!("{url} answered: {cause}\nhelp: check qemu.url and qemu.version, or use qemu.source = \"path\" with Debian's qemu-user-static");
+        return Err(crate::diagnostic::diagnostic(format!("{url} answered: {cause}"), "check qemu.url and qemu.version, or use qemu.source = \"path\" with Debian's qemu-user-static"));
     }
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

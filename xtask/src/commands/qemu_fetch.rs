@@ -3,18 +3,18 @@
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::cli::Args;
-use crate::setup::foreign_platforms;
+use crate::cli::Selection;
+use crate::commands::setup::foreign_platforms;
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(selection: &Selection) -> Result<()> {
     let sh = Shell::new()?;
-    let config = crate::image::load(&sh, args)?;
+    let config = super::load_config(selection.package.as_deref(), &selection.cli_layer())?;
     let platforms = foreign_platforms(&config.platforms);
     if platforms.is_empty() {
         eprintln!("every configured platform is native here; no QEMU is needed");
     }
     for platform in platforms {
-        let binary = crate::qemu::locate(&sh, &config.qemu, platform.qemu_arch)
+        let binary = crate::emulation::qemu::locate(&sh, &config.qemu, platform.qemu_arch)
             .with_context(|| format!("cannot fetch QEMU for {platform}"))?;
         eprintln!("[{platform}] {}", binary.display());
         println!("{}", binary.display());

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 /// One architecture as each tool in the chain names it.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -156,20 +156,21 @@ impl Platform {
         let lowered = input.trim().to_ascii_lowercase();
         let spelling = match lowered.split_once('/') {
             Some((OS, rest)) => rest,
-            Some((os, _)) if OTHER_OSES.contains(&os) => bail!(
-                "unsupported platform `{input}`: only `{OS}` images can be built\n\
-                 help: use one of {}",
-                known_list()
-            ),
+            Some((os, _)) if OTHER_OSES.contains(&os) => {
+                return Err(crate::diagnostic::diagnostic(
+                    format!("unsupported platform `{input}`: only `{OS}` images can be built"),
+                    format!("use one of {}", known_list()),
+                ))
+            }
             _ => lowered.as_str(),
         };
         PLATFORMS
             .iter()
             .find(|p| p.spellings().any(|s| s == spelling))
             .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unknown platform `{input}`\nhelp: use one of {}",
-                    known_list()
+                crate::diagnostic::diagnostic(
+                    format!("unknown platform `{input}`"),
+                    format!("use one of {}", known_list()),
                 )
             })
     }
@@ -375,7 +376,8 @@ mod tests {
     #[test]
     fn unknown_and_foreign_platforms_are_errors_listing_the_known_ones() {
         for input in ["sparc", "linux/arm/v9", "arm64v9", "", "linux/"] {
-            let message = Platform::parse(input).unwrap_err().to_string();
+            let message = crate::diagnostic::format_error(&Platform::parse(input).unwrap_err())
+                .replacen("error: ", "", 1);
             assert!(
                 message.starts_with(&format!("unknown platform `{input}`")),
                 "{message}"

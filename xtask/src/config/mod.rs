@@ -1,13 +1,20 @@
-//! `[package.metadata.multiarch]`: strict parsing, workspace defaults, and the resolved config.
+//! Configuration, the ground floor: `[package.metadata.multiarch]` parsed strictly and
+//! resolved over workspace defaults, plus the facts everything else stands on.
+
+pub mod image_ref;
+pub mod platform;
+pub mod template;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::platform::Platform;
-use crate::workspace::{Package, Workspace};
+use crate::config::image_ref::ImageRef;
+use crate::config::platform::Platform;
+use crate::config::workspace::{Package, Workspace};
 
 /// Where binaries are compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -18,6 +25,80 @@ pub enum BuildMode {
     Cross,
     /// Inside the image for the target architecture, under QEMU when foreign.
     Container,
+}
+
+/// BuildKit's provenance attestation: `false` (the default), `true` (= `"min"`), `"min"`, `"max"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provenance {
+    #[default]
+    Off,
+    Min,
+    Max,
+}
+
+impl Provenance {
+    /// Reads the command line's or the manifest's spelling.
+    pub fn parse(text: &str) -> Option<Provenance> {
+        match text {
+            "false" => Some(Provenance::Off),
+            "true" | "min" => Some(Provenance::Min),
+            "max" => Some(Provenance::Max),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Provenance {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Mode(String),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Flag(flag) => flag.to_string(),
+            Written::Mode(mode) => mode,
+        };
+        Provenance::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not one of false, true, \"min\", \"max\""
+            ))
+        })
+    }
+}
+
+/// The network `RUN` steps get while building.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The engine's default (the bridge network).
+    #[default]
+    Default,
+    None,
+    Host,
+}
+
+impl Network {
+    pub fn parse(text: &str) -> Option<Network> {
+        match text {
+            "default" => Some(Network::Default),
+            "none" => Some(Network::None),
+            "host" => Some(Network::Host),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::Default => "default",
+            Network::None => "none",
+            Network::Host => "host",
+        }
+    }
 }
 
 /// When a static QEMU binary goes into the build context.
@@ -52,6 +133,9 @@ pub struct RawConfig {
     bins: Option<Vec<String>>,
     files: Option<Vec<String>>,
     insecure_registry: Option<bool>,
+    provenance: Option<Provenance>,
+    sbom: Option<bool>,
+    network: Option<Network>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -145,9 +229,11 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> {
             None => path.display().to_string(),
         };
         let message = inner.message().trim().replace('\n', " ");
-        anyhow::anyhow!(
-            "invalid `{key}` in {location}: {message}\n\
-             help: fix or remove `{key}`; the README's \"Configuration\" section lists every key"
+        crate::diagnostic::diagnostic(
+            format!("invalid `{key}` in {location}: {message}"),
+            format!(
+                "fix or remove `{key}`; the README's \"Configuration\" section lists every key"
+            ),
         )
     })?;
     let table = |s: Option<Section>| s.and_then(|s| s.metadata).and_then(|m| m.multiarch);
@@ -186,7 +272,7 @@ pub struct Config {
     pub workspace_root: PathBuf,
     pub target_dir: PathBuf,
     /// The image repository, without a tag; `None` means a local-only name.
-    pub image: Option<String>,
+    pub image: Option<ImageRef>,
     pub platforms: Vec<&'static Platform>,
     /// Tag templates of the multi-arch manifest list.
     pub tags: Vec<String>,
@@ -198,6 +284,10 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     pub labels: BTreeMap<String, String>,
     pub insecure_registry: bool,
+    /// Attestations BuildKit attaches to each image.
+    pub provenance: Provenance,
+    pub sbom: bool,
+    pub network: Network,
     pub qemu: QemuConfig,
     vars: BTreeMap<String, toml::Value>,
     overrides: BTreeMap<String, RawPlatform>,
@@ -205,7 +295,7 @@ pub struct Config {
 
 impl Config {
     /// Loads the config of `package` (or the one configured package) of the workspace.
-    pub fn load(workspace: &Workspace, package: Option<&str>) -> Result<Config> {
+    pub fn load(workspace: &Workspace, package: Option<&str>, cli: &CliLayer) -> Result<Config> {
         let root_manifest = workspace.root_manifest();
         let read = |path: &Path| {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -224,226 +314,88 @@ impl Config {
             };
             tables.push((candidate, own));
         }
-        let (package, own) = match (package, tables.as_slice()) {
-            (Some(name), []) => bail!(
-                "package `{name}` is not a member of the workspace at {}\n\
-                 help: pick one of: {}",
-                workspace.root.display(),
-                names(workspace.packages.iter().map(|p| &p.name))
-            ),
-            (Some(_), [one]) => one.clone(),
-            _ => {
-                let configured: Vec<_> = tables.iter().filter(|(_, t)| t.is_some()).collect();
-                match configured.as_slice() {
-                    [one] => (*one).clone(),
-                    [] => bail!(
-                        "no package in {} has a `[package.metadata.multiarch]` table\n\
-                         help: add one to the package that ships as an image, or pass `-p PACKAGE`",
-                        workspace.root.display()
-                    ),
-                    several => bail!(
-                        "several packages have a `[package.metadata.multiarch]` table: {}\n\
-                         help: pick one with `-p PACKAGE`",
-                        names(several.iter().map(|(p, _)| &p.name))
-                    ),
+        let (package, own) =
+            match (package, tables.as_slice()) {
+                (Some(name), []) => {
+                    return Err(crate::diagnostic::diagnostic(
+                        format!(
+                            "package `{name}` is not a member of the workspace at {}",
+                            workspace.root.display()
+                        ),
+                        format!(
+                            "pick one of: {}",
+                            names(workspace.packages.iter().map(|p| &p.name))
+                        ),
+                    ))
                 }
-            }
-        };
+                (Some(_), [one]) => one.clone(),
+                _ => {
+                    let configured: Vec<_> = tables.iter().filter(|(_, t)| t.is_some()).collect();
+                    match configured.as_slice() {
+                        [one] => (*one).clone(),
+                        [] => return Err(crate::diagnostic::diagnostic(
+                            format!(
+                                "no package in {} has a `[package.metadata.multiarch]` table",
+                                workspace.root.display()
+                            ),
+                            "add one to the package that ships as an image, or pass `-p PACKAGE`",
+                        )),
+                        several => {
+                            return Err(crate::diagnostic::diagnostic(
+                                format!(
+                                "several packages have a `[package.metadata.multiarch]` table: {}",
+                                names(several.iter().map(|(p, _)| &p.name))
+                            ),
+                                "pick one with `-p PACKAGE`",
+                            ))
+                        }
+                    }
+                }
+            };
         Config::resolve(
             workspace,
             package,
             root_tables.workspace.unwrap_or_default(),
             own.unwrap_or_default(),
+            cli,
         )
     }
 
-    /// Merges `own` over `defaults` and checks every value. Errors name the table the bad
-    /// value came from: the package's manifest, or the workspace root's.
+    /// Merges the command line over `own` over `defaults`, once, and checks every value.
+    /// Errors name the layer a bad value came from: the package's manifest, the workspace
+    /// root's, or the flag.
     pub fn resolve(
         workspace: &Workspace,
         package: &Package,
         defaults: RawConfig,
         own: RawConfig,
+        cli: &CliLayer,
     ) -> Result<Config> {
-        let key_error = |origin: Origin, key: &str, problem: String, help: &str| {
-            let (table, manifest) = match origin {
-                Origin::Package => ("package", package.manifest_path.clone()),
-                Origin::Workspace => ("workspace", workspace.root_manifest()),
-            };
-            anyhow::anyhow!(
-                "invalid `{table}.metadata.multiarch.{key}` for package `{}` ({}): {problem}\nhelp: {help}",
-                package.name,
-                manifest.display()
-            )
-        };
-        let sources = [
-            (defaults.clone(), Origin::Workspace),
-            (own.clone(), Origin::Package),
-        ];
-
-        let (image, origin) = pick(own.image, defaults.image);
-        if let Some(image) = &image {
-            check_repository(image).map_err(|problem| {
-                key_error(
+        let layers = Layers { workspace, package };
+        let (image, origin) = pick3(cli.image.clone(), own.image.clone(), defaults.image.clone());
+        let image = match image {
+            Some(image) => Some(ImageRef::repository(&image).map_err(|problem| {
+                layers.error(
                     origin,
                     "image",
                     problem,
                     "write a repository such as `ghcr.io/acme/hello`; tags come from `tags`",
                 )
-            })?;
-        }
-
-        let (platform_names, origin) = pick(own.platforms, defaults.platforms);
-        let platform_names = platform_names
-            .unwrap_or_else(|| vec![Platform::host().map_or("linux/amd64".into(), |p| p.name())]);
-        let platforms = parse_platforms(&platform_names).map_err(|(index, err)| {
-            let (problem, help) = crate::split_help(&err.to_string());
-            key_error(origin, &format!("platforms[{index}]"), problem, &help)
-        })?;
-        if platforms.is_empty() {
-            return Err(key_error(
-                origin,
-                "platforms",
-                "the list is empty".into(),
-                "list at least one platform, such as \"linux/amd64\"",
-            ));
-        }
-
-        let (tags, origin) = pick(own.tags, defaults.tags);
-        let tags = tags.unwrap_or_else(|| DEFAULT_TAGS.iter().map(|t| t.to_string()).collect());
-        if tags.is_empty() || tags.iter().any(|t| t.trim().is_empty()) {
-            return Err(key_error(
-                origin,
-                "tags",
-                "tags must be non-empty".into(),
-                "list tags such as [\"{{ version }}\", \"latest\"]",
-            ));
-        }
-
-        let (bins, origin) = pick(own.bins, defaults.bins);
-        let bins = bins.unwrap_or_else(|| package.bins.clone());
-        if let Some(bin) = bins.iter().find(|bin| !package.bins.contains(bin)) {
-            return Err(key_error(
-                origin,
-                "bins",
-                format!("`{bin}` is not a binary target of `{}`", package.name),
-                &format!("use one of: {}", names(package.bins.iter())),
-            ));
-        }
-        if bins.is_empty() {
-            return Err(key_error(
-                origin,
-                "bins",
-                format!("package `{}` has no binary targets", package.name),
-                "add a `src/main.rs` or a `[[bin]]` target, or configure another package",
-            ));
-        }
-
-        for (raw, origin) in &sources {
-            check_var_names(raw.vars.keys()).map_err(|name| {
-                key_error(
-                    *origin,
-                    &format!("vars.{name}"),
-                    format!("`{name}` is a built-in template variable"),
-                    "rename the variable",
-                )
-            })?;
-            for (arch, digest) in &raw.qemu.sha256 {
-                let key = format!("qemu.sha256.{arch}");
-                if !crate::platform::PLATFORMS
-                    .iter()
-                    .any(|p| p.qemu_arch == arch)
-                {
-                    return Err(key_error(
-                        *origin,
-                        &key,
-                        format!("`{arch}` is not a QEMU architecture"),
-                        "key pins by QEMU name: aarch64, arm, riscv64, ...",
-                    ));
-                }
-                if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(key_error(
-                        *origin,
-                        &key,
-                        "a SHA-256 digest is 64 hex digits".into(),
-                        "copy the digest `cargo xtask qemu fetch` prints",
-                    ));
-                }
-            }
-        }
-        let mut vars = defaults.vars;
-        vars.extend(own.vars);
-
-        let mut overrides = BTreeMap::new();
-        for (raw, origin) in sources {
-            let mut seen = BTreeMap::new();
-            for (key, raw) in raw.platform {
-                let platform = Platform::parse(&key).map_err(|err| {
-                    let (problem, help) = crate::split_help(&err.to_string());
-                    key_error(origin, &format!("platform.\"{key}\""), problem, &help)
-                })?;
-                if let Some(other) = seen.insert(platform.name(), key.clone()) {
-                    return Err(key_error(
-                        origin,
-                        &format!("platform.\"{key}\""),
-                        format!("the table names {platform} twice, as `{other}` and `{key}`"),
-                        "merge the two tables into one",
-                    ));
-                }
-                check_var_names(raw.vars.keys()).map_err(|name| {
-                    key_error(
-                        origin,
-                        &format!("platform.\"{key}\".vars.{name}"),
-                        format!("`{name}` is a built-in template variable"),
-                        "rename the variable",
-                    )
-                })?;
-                let merged: &mut RawPlatform = overrides.entry(platform.name()).or_default();
-                merged.target = raw.target.or(merged.target.take());
-                merged.linker = raw.linker.or(merged.linker.take());
-                merged.rustflags = raw.rustflags.or(merged.rustflags.take());
-                merged.vars.extend(raw.vars);
-            }
-        }
-
-        let mut sha256 = defaults.qemu.sha256;
-        sha256.extend(own.qemu.sha256);
-        let qemu = QemuConfig {
-            version: own
-                .qemu
-                .version
-                .or(defaults.qemu.version)
-                .unwrap_or_else(|| DEFAULT_QEMU_VERSION.into()),
-            url: own
-                .qemu
-                .url
-                .or(defaults.qemu.url)
-                .unwrap_or_else(|| DEFAULT_QEMU_URL.into()),
-            copy: own.qemu.copy.or(defaults.qemu.copy).unwrap_or_default(),
-            source: own.qemu.source.or(defaults.qemu.source).unwrap_or_default(),
-            sha256,
+            })?),
+            None => None,
         };
-
+        let platforms = layers.platforms(cli, &own, &defaults)?;
+        let (tags, semver) = layers.tags(cli, &own, &defaults)?;
+        let bins = layers.bins(&own, &defaults)?;
+        layers.check_names(&defaults, Origin::Workspace)?;
+        layers.check_names(&own, Origin::Package)?;
+        let overrides = layers.platform_overrides(&defaults, &own)?;
+        let files = layers.files(&own, &defaults)?;
+        let qemu = resolve_qemu(&defaults.qemu, &own.qemu);
         let mut labels = defaults.labels;
         labels.extend(own.labels);
-
-        let (files, origin) = pick(own.files, defaults.files);
-        let files: Vec<PathBuf> = files
-            .unwrap_or_default()
-            .into_iter()
-            .map(PathBuf::from)
-            .collect();
-        if let Some(file) = files.iter().find(|f| {
-            f.is_absolute() || f.components().any(|c| c == std::path::Component::ParentDir)
-        }) {
-            return Err(key_error(
-                origin,
-                "files",
-                format!("`{}` leaves the workspace", file.display()),
-                "list paths relative to the workspace root",
-            ));
-        }
-
+        let mut vars = defaults.vars;
+        vars.extend(own.vars);
         Ok(Config {
             package: package.clone(),
             workspace_root: workspace.root.clone(),
@@ -451,7 +403,7 @@ impl Config {
             image,
             platforms,
             tags,
-            semver: own.semver.or(defaults.semver).unwrap_or(false),
+            semver,
             dockerfile: workspace.root.join(
                 own.dockerfile
                     .or(defaults.dockerfile)
@@ -461,6 +413,17 @@ impl Config {
             bins,
             files,
             labels,
+            provenance: cli
+                .provenance
+                .or(own.provenance)
+                .or(defaults.provenance)
+                .unwrap_or_default(),
+            sbom: cli.sbom.or(own.sbom).or(defaults.sbom).unwrap_or(false),
+            network: cli
+                .network
+                .or(own.network)
+                .or(defaults.network)
+                .unwrap_or_default(),
             insecure_registry: own
                 .insecure_registry
                 .or(defaults.insecure_registry)
@@ -492,16 +455,32 @@ impl Config {
     }
 
     /// The repository images are named after: the configured one or the package name.
-    pub fn repository(&self) -> String {
-        self.image
-            .clone()
-            .unwrap_or_else(|| self.package.name.clone())
+    pub fn repository(&self) -> ImageRef {
+        self.image.clone().unwrap_or_else(|| ImageRef {
+            registry: None,
+            path: self.package.name.to_ascii_lowercase(),
+            tag: None,
+            digest: None,
+        })
     }
 }
 
-/// Which table a value came from, so that errors name the right key and manifest.
+/// Values given on the command line: the last layer, over the package's and the workspace's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CliLayer {
+    pub platforms: Vec<String>,
+    /// Replaces the configured tags and, with them, the semver family.
+    pub tags: Vec<String>,
+    pub image: Option<String>,
+    pub provenance: Option<Provenance>,
+    pub sbom: Option<bool>,
+    pub network: Option<Network>,
+}
+
+/// Which layer a value came from, so that errors name the right key and manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
+    CommandLine,
     Package,
     Workspace,
 }
@@ -511,6 +490,250 @@ fn pick<T>(own: Option<T>, default: Option<T>) -> (Option<T>, Origin) {
     match own {
         Some(value) => (Some(value), Origin::Package),
         None => (default, Origin::Workspace),
+    }
+}
+
+/// Like [`pick`], with the command line first.
+fn pick3<T>(cli: Option<T>, own: Option<T>, default: Option<T>) -> (Option<T>, Origin) {
+    match cli {
+        Some(value) => (Some(value), Origin::CommandLine),
+        None => pick(own, default),
+    }
+}
+
+/// The layers of one package's config, for resolving values and naming them in errors.
+struct Layers<'a> {
+    workspace: &'a Workspace,
+    package: &'a Package,
+}
+
+impl Layers<'_> {
+    /// An error naming the key (or flag), the layer's manifest and the fix.
+    fn error(
+        &self,
+        origin: Origin,
+        key: &str,
+        problem: impl std::fmt::Display,
+        help: impl Into<String>,
+    ) -> anyhow::Error {
+        let (table, manifest) = match origin {
+            Origin::Package => ("package", self.package.manifest_path.clone()),
+            Origin::Workspace => ("workspace", self.workspace.root_manifest()),
+            Origin::CommandLine => {
+                let flag = match key.split(['[', '.']).next() {
+                    Some("platforms") => "--platform",
+                    Some("tags") => "--tag",
+                    _ => "--image",
+                };
+                return crate::diagnostic::diagnostic(format!("in {flag}: {problem}"), help);
+            }
+        };
+        crate::diagnostic::diagnostic(
+            format!(
+                "invalid `{table}.metadata.multiarch.{key}` for package `{}` ({}): {problem}",
+                self.package.name,
+                manifest.display()
+            ),
+            help,
+        )
+    }
+
+    fn platforms(
+        &self,
+        cli: &CliLayer,
+        own: &RawConfig,
+        defaults: &RawConfig,
+    ) -> Result<Vec<&'static Platform>> {
+        let cli_names = (!cli.platforms.is_empty()).then(|| cli.platforms.clone());
+        let (names, origin) = pick3(cli_names, own.platforms.clone(), defaults.platforms.clone());
+        let names = names
+            .unwrap_or_else(|| vec![Platform::host().map_or("linux/amd64".into(), |p| p.name())]);
+        let platforms = parse_platforms(&names).map_err(|(index, err)| {
+            let diagnostic = crate::diagnostic::Diagnostic::of(&err);
+            self.error(
+                origin,
+                &format!("platforms[{index}]"),
+                diagnostic.cause,
+                diagnostic.help,
+            )
+        })?;
+        if platforms.is_empty() {
+            return Err(self.error(
+                origin,
+                "platforms",
+                "the list is empty",
+                "list at least one platform, such as \"linux/amd64\"",
+            ));
+        }
+        Ok(platforms)
+    }
+
+    /// The tag templates and whether the semver family is added.
+    fn tags(
+        &self,
+        cli: &CliLayer,
+        own: &RawConfig,
+        defaults: &RawConfig,
+    ) -> Result<(Vec<String>, bool)> {
+        let cli_tags = (!cli.tags.is_empty()).then(|| cli.tags.clone());
+        let (tags, origin) = pick3(cli_tags, own.tags.clone(), defaults.tags.clone());
+        let tags = tags.unwrap_or_else(|| DEFAULT_TAGS.iter().map(|t| t.to_string()).collect());
+        if tags.is_empty() || tags.iter().any(|t| t.trim().is_empty()) {
+            return Err(self.error(
+                origin,
+                "tags",
+                "tags must be non-empty",
+                "list tags such as [\"{{ version }}\", \"latest\"]",
+            ));
+        }
+        // `--tag` names exactly the tags to publish, so the semver family is not added.
+        let semver =
+            origin != Origin::CommandLine && own.semver.or(defaults.semver).unwrap_or(false);
+        Ok((tags, semver))
+    }
+
+    fn bins(&self, own: &RawConfig, defaults: &RawConfig) -> Result<Vec<String>> {
+        let package = self.package;
+        let (bins, origin) = pick(own.bins.clone(), defaults.bins.clone());
+        let bins = bins.unwrap_or_else(|| package.bins.clone());
+        if let Some(bin) = bins.iter().find(|bin| !package.bins.contains(bin)) {
+            return Err(self.error(
+                origin,
+                "bins",
+                format!("`{bin}` is not a binary target of `{}`", package.name),
+                format!("use one of: {}", names(package.bins.iter())),
+            ));
+        }
+        if bins.is_empty() {
+            return Err(self.error(
+                origin,
+                "bins",
+                format!("package `{}` has no binary targets", package.name),
+                "add a `src/main.rs` or a `[[bin]]` target, or configure another package",
+            ));
+        }
+        Ok(bins)
+    }
+
+    /// Template variable names and QEMU pins of one layer.
+    fn check_names(&self, raw: &RawConfig, origin: Origin) -> Result<()> {
+        check_var_names(raw.vars.keys()).map_err(|name| {
+            self.error(
+                origin,
+                &format!("vars.{name}"),
+                format!("`{name}` is a built-in template variable"),
+                "rename the variable",
+            )
+        })?;
+        for (arch, digest) in &raw.qemu.sha256 {
+            let key = format!("qemu.sha256.{arch}");
+            if !crate::config::platform::PLATFORMS
+                .iter()
+                .any(|p| p.qemu_arch == arch)
+            {
+                return Err(self.error(
+                    origin,
+                    &key,
+                    format!("`{arch}` is not a QEMU architecture"),
+                    "key pins by QEMU name: aarch64, arm, riscv64, ...",
+                ));
+            }
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(self.error(
+                    origin,
+                    &key,
+                    "a SHA-256 digest is 64 hex digits",
+                    "copy the digest `cargo xtask qemu fetch` prints",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-platform tables of both layers, merged key by key under canonical names.
+    fn platform_overrides(
+        &self,
+        defaults: &RawConfig,
+        own: &RawConfig,
+    ) -> Result<BTreeMap<String, RawPlatform>> {
+        let mut overrides: BTreeMap<String, RawPlatform> = BTreeMap::new();
+        for (raw, origin) in [(defaults, Origin::Workspace), (own, Origin::Package)] {
+            let mut seen = BTreeMap::new();
+            for (key, raw) in raw.platform.clone() {
+                let platform = Platform::parse(&key).map_err(|err| {
+                    let diagnostic = crate::diagnostic::Diagnostic::of(&err);
+                    self.error(
+                        origin,
+                        &format!("platform.\"{key}\""),
+                        diagnostic.cause,
+                        diagnostic.help,
+                    )
+                })?;
+                if let Some(other) = seen.insert(platform.name(), key.clone()) {
+                    return Err(self.error(
+                        origin,
+                        &format!("platform.\"{key}\""),
+                        format!("the table names {platform} twice, as `{other}` and `{key}`"),
+                        "merge the two tables into one",
+                    ));
+                }
+                check_var_names(raw.vars.keys()).map_err(|name| {
+                    self.error(
+                        origin,
+                        &format!("platform.\"{key}\".vars.{name}"),
+                        format!("`{name}` is a built-in template variable"),
+                        "rename the variable",
+                    )
+                })?;
+                let merged = overrides.entry(platform.name()).or_default();
+                merged.target = raw.target.or(merged.target.take());
+                merged.linker = raw.linker.or(merged.linker.take());
+                merged.rustflags = raw.rustflags.or(merged.rustflags.take());
+                merged.vars.extend(raw.vars);
+            }
+        }
+        Ok(overrides)
+    }
+
+    fn files(&self, own: &RawConfig, defaults: &RawConfig) -> Result<Vec<PathBuf>> {
+        let (files, origin) = pick(own.files.clone(), defaults.files.clone());
+        let files: Vec<PathBuf> = files
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        if let Some(file) = files.iter().find(|f| {
+            f.is_absolute() || f.components().any(|c| c == std::path::Component::ParentDir)
+        }) {
+            return Err(self.error(
+                origin,
+                "files",
+                format!("`{}` leaves the workspace", file.display()),
+                "list paths relative to the workspace root",
+            ));
+        }
+        Ok(files)
+    }
+}
+
+/// QEMU settings: the package's over the workspace's over the defaults.
+fn resolve_qemu(defaults: &RawQemu, own: &RawQemu) -> QemuConfig {
+    let mut sha256 = defaults.sha256.clone();
+    sha256.extend(own.sha256.clone());
+    QemuConfig {
+        version: own
+            .version
+            .clone()
+            .or(defaults.version.clone())
+            .unwrap_or_else(|| DEFAULT_QEMU_VERSION.into()),
+        url: own
+            .url
+            .clone()
+            .or(defaults.url.clone())
+            .unwrap_or_else(|| DEFAULT_QEMU_URL.into()),
+        copy: own.copy.or(defaults.copy).unwrap_or_default(),
+        source: own.source.or(defaults.source).unwrap_or_default(),
+        sha256,
     }
 }
 
@@ -535,31 +758,6 @@ fn check_var_names<'a>(
         Some(name) => Err(name.clone()),
         None => Ok(()),
     }
-}
-
-/// Checks a repository reference such as `ghcr.io/acme/hello` or `127.0.0.1:5000/hello`.
-pub fn check_repository(image: &str) -> std::result::Result<(), String> {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if image.is_empty() {
-        return Err("the repository is empty".into());
-    }
-    if image.contains('@') || last.contains(':') {
-        return Err(format!("`{image}` carries a tag or digest"));
-    }
-    let path = image.split_once('/').map_or(image, |(host, rest)| {
-        if host.contains(['.', ':']) || host == "localhost" {
-            rest
-        } else {
-            image
-        }
-    });
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
-    if path.is_empty() || !path.chars().all(valid) || path.split('/').any(str::is_empty) {
-        return Err(format!(
-            "`{image}` is not a valid repository name (lowercase letters, digits, `._-/`)"
-        ));
-    }
-    Ok(())
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -599,11 +797,12 @@ mod tests {
             &package,
             tables.workspace.unwrap_or_default(),
             tables.package.unwrap_or_default(),
+            &CliLayer::default(),
         )
     }
 
     fn error(toml_text: &str) -> String {
-        format!("{:#}", resolve(toml_text).unwrap_err())
+        crate::diagnostic::format_error(&resolve(toml_text).unwrap_err()).replacen("error: ", "", 1)
     }
 
     #[test]
@@ -634,7 +833,10 @@ copy = "always"
 "#,
         )
         .unwrap();
-        assert_eq!(config.image.as_deref(), Some("ghcr.io/acme/hello"));
+        assert_eq!(
+            config.image.as_ref().map(ToString::to_string).as_deref(),
+            Some("ghcr.io/acme/hello")
+        );
         let names: Vec<String> = config.platforms.iter().map(|p| p.name()).collect();
         assert_eq!(names, ["linux/arm/v7", "linux/arm64"]);
         assert_eq!(config.tags, ["{{ version }}", "latest"]);
@@ -662,7 +864,7 @@ copy = "always"
     fn defaults_without_any_table() {
         let config = resolve("[package]\nname = \"hello\"\n").unwrap();
         assert_eq!(config.image, None);
-        assert_eq!(config.repository(), "hello");
+        assert_eq!(config.repository().to_string(), "hello");
         assert_eq!(config.platforms, [Platform::host().unwrap()]);
         assert_eq!(config.tags, ["{{ version }}"]);
         assert_eq!(config.bins, ["hello", "helper"]);
@@ -744,10 +946,10 @@ copy = "always"
             "127.0.0.1:5000/hello",
             "localhost/a-b_c.d",
         ] {
-            assert_eq!(check_repository(ok), Ok(()), "{ok}");
+            assert_eq!(ImageRef::repository(ok).map(drop), Ok(()), "{ok}");
         }
         for bad in ["", "hello:1", "a//b", "Hello", "a/b@sha256:00", "a/"] {
-            assert!(check_repository(bad).is_err(), "{bad}");
+            assert!(ImageRef::repository(bad).is_err(), "{bad}");
         }
     }
 }

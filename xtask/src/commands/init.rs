@@ -3,41 +3,77 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
-use crate::cli::Args;
-use crate::platform::Platform;
-use crate::workspace::Workspace;
+use crate::cli::InitArgs;
+use crate::config::platform::Platform;
+use crate::config::workspace::Workspace;
 
 /// This xtask's own sources, embedded so that `init` needs no network but the crate registry.
 const SOURCES: &[(&str, &str)] = &[
-    ("base_images.rs", include_str!("base_images.rs")),
-    ("binfmt.rs", include_str!("binfmt.rs")),
-    ("cli.rs", include_str!("cli.rs")),
-    ("config.rs", include_str!("config.rs")),
-    ("context.rs", include_str!("context.rs")),
-    ("docker.rs", include_str!("docker.rs")),
-    ("doctor.rs", include_str!("doctor.rs")),
-    ("image.rs", include_str!("image.rs")),
-    ("init.rs", include_str!("init.rs")),
-    ("lib.rs", include_str!("lib.rs")),
-    ("main.rs", include_str!("main.rs")),
-    ("plan.rs", include_str!("plan.rs")),
-    ("platform.rs", include_str!("platform.rs")),
-    ("qemu.rs", include_str!("qemu.rs")),
-    ("qemu_fetch.rs", include_str!("qemu_fetch.rs")),
-    ("render.rs", include_str!("render.rs")),
-    ("report.rs", include_str!("report.rs")),
-    ("runner.rs", include_str!("runner.rs")),
-    ("setup.rs", include_str!("setup.rs")),
-    ("sha256.rs", include_str!("sha256.rs")),
-    ("template.rs", include_str!("template.rs")),
-    ("toolchain.rs", include_str!("toolchain.rs")),
-    ("workspace.rs", include_str!("workspace.rs")),
+    ("cli.rs", include_str!("../cli.rs")),
+    ("commands/doctor.rs", include_str!("../commands/doctor.rs")),
+    ("commands/image.rs", include_str!("../commands/image.rs")),
+    ("commands/init.rs", include_str!("../commands/init.rs")),
+    ("commands/mod.rs", include_str!("../commands/mod.rs")),
+    (
+        "commands/qemu_fetch.rs",
+        include_str!("../commands/qemu_fetch.rs"),
+    ),
+    ("commands/render.rs", include_str!("../commands/render.rs")),
+    ("commands/setup.rs", include_str!("../commands/setup.rs")),
+    (
+        "config/image_ref.rs",
+        include_str!("../config/image_ref.rs"),
+    ),
+    ("config/mod.rs", include_str!("../config/mod.rs")),
+    ("config/platform.rs", include_str!("../config/platform.rs")),
+    ("config/template.rs", include_str!("../config/template.rs")),
+    (
+        "config/workspace.rs",
+        include_str!("../config/workspace.rs"),
+    ),
+    ("diagnostic.rs", include_str!("../diagnostic.rs")),
+    (
+        "emulation/binfmt.rs",
+        include_str!("../emulation/binfmt.rs"),
+    ),
+    ("emulation/mod.rs", include_str!("../emulation/mod.rs")),
+    ("emulation/qemu.rs", include_str!("../emulation/qemu.rs")),
+    (
+        "emulation/sha256.rs",
+        include_str!("../emulation/sha256.rs"),
+    ),
+    ("exec/cargo.rs", include_str!("../exec/cargo.rs")),
+    ("exec/docker.rs", include_str!("../exec/docker.rs")),
+    ("exec/files.rs", include_str!("../exec/files.rs")),
+    ("exec/mod.rs", include_str!("../exec/mod.rs")),
+    ("exec/report.rs", include_str!("../exec/report.rs")),
+    ("exec/runner.rs", include_str!("../exec/runner.rs")),
+    ("lib.rs", include_str!("../lib.rs")),
+    ("main.rs", include_str!("../main.rs")),
+    ("plan/context.rs", include_str!("../plan/context.rs")),
+    ("plan/dockerfile.rs", include_str!("../plan/dockerfile.rs")),
+    ("plan/mod.rs", include_str!("../plan/mod.rs")),
+    ("plan/render.rs", include_str!("../plan/render.rs")),
+    (
+        "preflight/base_images.rs",
+        include_str!("../preflight/base_images.rs"),
+    ),
+    (
+        "preflight/credentials.rs",
+        include_str!("../preflight/credentials.rs"),
+    ),
+    ("preflight/mod.rs", include_str!("../preflight/mod.rs")),
+    (
+        "preflight/toolchain.rs",
+        include_str!("../preflight/toolchain.rs"),
+    ),
+    ("process.rs", include_str!("../process.rs")),
 ];
 
-const MANIFEST: &str = include_str!("../Cargo.toml");
+const MANIFEST: &str = include_str!("../../Cargo.toml");
 
 /// The Dockerfile template for a static binary that `init` writes.
 pub const DOCKERFILE: &str = r#"# Rendered by `cargo xtask image` for {{ platform }}; the context holds only this
@@ -59,8 +95,8 @@ enum Change {
     Skipped(&'static str),
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let dir = args.dir.as_deref().expect("the parser requires DIR");
+pub fn run(args: &InitArgs) -> Result<()> {
+    let dir = args.dir.as_path();
     let changes = init(dir, args.package.as_deref())?;
     for (path, change) in &changes {
         match change {
@@ -82,23 +118,23 @@ pub fn run(args: &Args) -> Result<()> {
 fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
     let root_manifest = dir.join("Cargo.toml");
     if !root_manifest.is_file() {
-        bail!(
-            "{} is not a Cargo project (no Cargo.toml)\n\
-             help: run `cargo new` there first, or pass the directory of an existing package or workspace",
-            dir.display()
-        );
+        return Err(crate::diagnostic::diagnostic(format!("{} is not a Cargo project (no Cargo.toml)", dir.display()), "run `cargo new` there first, or pass the directory of an existing package or workspace"));
     }
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, dir)?;
     let root = workspace.root.canonicalize()?;
     if root != dir.canonicalize()? {
-        bail!(
-            "{} belongs to the workspace at {}\n\
-             help: run `cargo xtask init {}` on the workspace root instead",
-            dir.display(),
-            root.display(),
-            root.display()
-        );
+        return Err(crate::diagnostic::diagnostic(
+            format!(
+                "{} belongs to the workspace at {}",
+                dir.display(),
+                root.display()
+            ),
+            format!(
+                "run `cargo xtask init {}` on the workspace root instead",
+                root.display()
+            ),
+        ));
     }
     let candidates: Vec<_> = workspace
         .packages
@@ -106,20 +142,36 @@ fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
         .filter(|p| p.name != "xtask" && !p.bins.is_empty())
         .collect();
     let chosen = match (package, candidates.as_slice()) {
-        (Some(name), _) => candidates.iter().find(|p| p.name == name).copied().with_context(|| {
-            format!(
-                "`{name}` is not a binary package of the workspace at {}\nhelp: pick one of: {}",
-                root.display(),
-                names(&candidates)
-            )
-        })?,
+        (Some(name), _) => candidates
+            .iter()
+            .find(|p| p.name == name)
+            .copied()
+            .ok_or_else(|| {
+                crate::diagnostic::diagnostic(
+                    format!(
+                        "`{name}` is not a binary package of the workspace at {}",
+                        root.display()
+                    ),
+                    format!("pick one of: {}", names(&candidates)),
+                )
+            })?,
         (None, [one]) => *one,
-        (None, []) => bail!("no package in {} has a binary target\nhelp: add a `src/main.rs` to the package that ships as an image", root.display()),
-        (None, several) => bail!(
-            "several packages of {} have binaries: {}\nhelp: pick the one that ships as an image with `--package NAME`",
-            root.display(),
-            names(several)
-        ),
+        (None, []) => {
+            return Err(crate::diagnostic::diagnostic(
+                format!("no package in {} has a binary target", root.display()),
+                "add a `src/main.rs` to the package that ships as an image",
+            ))
+        }
+        (None, several) => {
+            return Err(crate::diagnostic::diagnostic(
+                format!(
+                    "several packages of {} have binaries: {}",
+                    root.display(),
+                    names(several)
+                ),
+                "pick the one that ships as an image with `--package NAME`",
+            ))
+        }
     };
 
     let mut changes = Vec::new();
@@ -147,7 +199,7 @@ fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
     Ok(changes)
 }
 
-fn names(packages: &[&crate::workspace::Package]) -> String {
+fn names(packages: &[&crate::config::workspace::Package]) -> String {
     packages
         .iter()
         .map(|p| format!("`{}`", p.name))
@@ -181,7 +233,7 @@ fn create(path: &Path, contents: &str) -> Result<(PathBuf, Change)> {
     if path.exists() {
         return Ok((path.to_path_buf(), Change::Skipped("the file")));
     }
-    crate::runner::write_if_changed(path, contents.as_bytes())?;
+    crate::exec::files::write_if_changed(path, contents.as_bytes())?;
     Ok((path.to_path_buf(), Change::Created))
 }
 
@@ -195,7 +247,7 @@ fn edit(
     match change(existing.as_deref().unwrap_or("")) {
         None => Ok((path.to_path_buf(), Change::Skipped(what))),
         Some(text) => {
-            crate::runner::write_if_changed(path, text.as_bytes())?;
+            crate::exec::files::write_if_changed(path, text.as_bytes())?;
             Ok((
                 path.to_path_buf(),
                 if existing.is_some() {
@@ -305,11 +357,23 @@ mod tests {
 
     #[test]
     fn embeds_every_source_file() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        fn rust_files(dir: &Path, relative: &Path, files: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir.join(relative)).unwrap() {
+                let entry = entry.unwrap();
+                let path = relative.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    rust_files(dir, &path, files);
+                } else {
+                    files.push(path.display().to_string());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        rust_files(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            Path::new(""),
+            &mut files,
+        );
         files.sort();
         let embedded: Vec<&str> = SOURCES.iter().map(|(name, _)| *name).collect();
         assert_eq!(files, embedded);

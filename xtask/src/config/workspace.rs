@@ -63,11 +63,13 @@ impl Workspace {
         let json = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps")
             .quiet()
             .read()
-            .with_context(|| {
-                format!(
-                    "cannot read the Cargo workspace at {}\n\
-                     help: run this inside a Cargo workspace; `cargo metadata` must succeed there",
-                    dir.display()
+            .map_err(|err| {
+                crate::diagnostic::diagnostic(
+                    format!(
+                        "cannot read the Cargo workspace at {}: {err}",
+                        dir.display()
+                    ),
+                    "run this inside a Cargo workspace; `cargo metadata` must succeed there",
                 )
             })?;
         Workspace::from_metadata_json(&json)

@@ -3,38 +3,13 @@
 
 use std::collections::HashMap;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use xshell::{cmd, Shell};
 
-use crate::docker::{first_line, ImageFacts};
-use crate::plan::is_loopback_registry;
-use crate::platform::Platform;
-
-/// The images a Dockerfile builds on: each `FROM`, without `scratch`, earlier stages and
-/// references that need build arguments to resolve.
-pub fn from_images(dockerfile: &str) -> Vec<String> {
-    let mut stages: Vec<String> = Vec::new();
-    let mut images = Vec::new();
-    for line in dockerfile.lines() {
-        let mut words = line.split_whitespace();
-        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
-            continue;
-        }
-        let mut words = words.skip_while(|w| w.starts_with("--"));
-        let Some(image) = words.next() else { continue };
-        let is_stage = stages.contains(&image.to_ascii_lowercase());
-        let known = !image.contains('$') && !image.eq_ignore_ascii_case("scratch") && !is_stage;
-        if known && !images.iter().any(|i| i == image) {
-            images.push(image.to_owned());
-        }
-        if let (Some(as_word), Some(stage)) = (words.next(), words.next()) {
-            if as_word.eq_ignore_ascii_case("AS") {
-                stages.push(stage.to_ascii_lowercase());
-            }
-        }
-    }
-    images
-}
+use crate::config::image_ref::ImageRef;
+use crate::config::platform::Platform;
+use crate::diagnostic::diagnostic;
+use crate::exec::docker::{first_line, Docker, ImageFacts};
 
 /// An image's `(os, architecture, variant)`.
 type Fields = (String, String, Option<String>);
@@ -57,11 +32,16 @@ pub struct BaseImages {
 
 impl BaseImages {
     /// Succeeds when `image` exists for `platform` in the local engine, else in its registry.
-    pub fn check(&mut self, sh: &Shell, image: &str, platform: &Platform) -> Result<()> {
+    pub fn check(&mut self, docker: &Docker, image: &str, platform: &Platform) -> Result<()> {
+        let sh = &Shell::new()?;
+        let docker = &docker.program;
         let lookup = self.lookups.entry(image.to_owned()).or_default();
         let local = match &lookup.local {
             Some(local) => local.clone(),
-            None => lookup.local.insert(inspect_local(sh, image)?).clone(),
+            None => lookup
+                .local
+                .insert(inspect_local(sh, docker, image)?)
+                .clone(),
         };
         if local.is_some_and(|(os, arch, variant)| platform.matches(&os, &arch, variant.as_deref()))
         {
@@ -69,12 +49,15 @@ impl BaseImages {
         }
         let remote = match &lookup.remote {
             Some(remote) => remote.clone(),
-            None => lookup.remote.insert(inspect_remote(sh, image)?).clone(),
+            None => lookup
+                .remote
+                .insert(inspect_remote(sh, docker, image)?)
+                .clone(),
         };
         let published = remote.map_err(|cause| {
-            anyhow!(
-                "base image `{image}` for {platform} is neither in the local engine nor in its registry ({cause})\n\
-                 help: build or pull it first, log in to its registry, or choose another base for {platform} in `vars`"
+            diagnostic(
+                format!("base image `{image}` for {platform} is neither in the local engine nor in its registry ({cause})"),
+                format!("build or pull it first, log in to its registry, or choose another base for {platform} in `vars`"),
             )
         })?;
         if published
@@ -93,17 +76,21 @@ impl BaseImages {
                     .join("/")
             })
             .collect();
-        bail!(
-            "base image `{image}` is not published for {platform}; it has {}\n\
-             help: choose a base with a {platform} variant for this platform (set it in the platform's `vars`), or drop {platform} from `platforms`",
-            if names.is_empty() { "no platform information".to_owned() } else { names.join(", ") }
-        )
+        let has = if names.is_empty() {
+            "no platform information".to_owned()
+        } else {
+            names.join(", ")
+        };
+        Err(diagnostic(
+            format!("base image `{image}` is not published for {platform}; it has {has}"),
+            format!("choose a base with a {platform} variant for this platform (set it in the platform's `vars`), or drop {platform} from `platforms`"),
+        ))
     }
 }
 
 /// The platform of the local copy of `image`, if the engine has one.
-fn inspect_local(sh: &Shell, image: &str) -> Result<Option<Fields>> {
-    let local = cmd!(sh, "docker image inspect {image}")
+fn inspect_local(sh: &Shell, docker: &std::path::Path, image: &str) -> Result<Option<Fields>> {
+    let local = cmd!(sh, "{docker} image inspect {image}")
         .quiet()
         .ignore_status()
         .output()?;
@@ -116,11 +103,17 @@ fn inspect_local(sh: &Shell, image: &str) -> Result<Option<Fields>> {
 }
 
 /// The platforms the registry publishes `image` for, or why it could not say.
-fn inspect_remote(sh: &Shell, image: &str) -> Result<std::result::Result<Vec<Fields>, String>> {
-    let insecure = is_loopback_registry(image).then_some("--insecure");
+fn inspect_remote(
+    sh: &Shell,
+    docker: &std::path::Path,
+    image: &str,
+) -> Result<std::result::Result<Vec<Fields>, String>> {
+    let insecure = ImageRef::parse(image)
+        .is_ok_and(|i| i.is_loopback())
+        .then_some("--insecure");
     let remote = cmd!(
         sh,
-        "docker manifest inspect {insecure...} --verbose {image}"
+        "{docker} manifest inspect {insecure...} --verbose {image}"
     )
     .quiet()
     .ignore_status()
@@ -146,16 +139,4 @@ fn inspect_remote(sh: &Shell, image: &str) -> Result<std::result::Result<Vec<Fie
             ))
         })
         .collect()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_base_images_of_a_dockerfile() {
-        let dockerfile = "FROM --platform=$BUILDPLATFORM rust:1 AS build\nRUN x\nfrom build as test\nFROM alpine:3.20\nFROM test\nFROM scratch\nFROM ${BASE}\nFROM alpine:3.20\n";
-        assert_eq!(from_images(dockerfile), ["rust:1", "alpine:3.20"]);
-        assert!(from_images("FROM scratch\nCOPY a /a\n").is_empty());
-    }
 }

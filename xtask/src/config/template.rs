@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
+use crate::config::platform::{Platform, OS};
 use crate::config::BUILTIN_VARIABLES;
-use crate::platform::{Platform, OS};
 
 /// The variables a Dockerfile template sees for one platform.
 #[derive(Debug, Serialize)]
@@ -79,9 +79,13 @@ impl Template {
             .unwrap_or(path)
             .display()
             .to_string();
-        let source = std::fs::read_to_string(path).with_context(|| {
-            format!("cannot read the Dockerfile template {}\nhelp: create it, or point `dockerfile` in [package.metadata.multiarch] at your template", path.display())
-        })?;
+        let source =
+            std::fs::read_to_string(path).map_err(|err| {
+                crate::diagnostic::diagnostic(
+                format!("cannot read the Dockerfile template {}: {err}", path.display()),
+                "create it, or point `dockerfile` in [package.metadata.multiarch] at your template",
+            )
+            })?;
         Ok(Template { shown, source })
     }
 
@@ -130,7 +134,10 @@ fn describe(err: &minijinja::Error, name: &str, source: &str) -> anyhow::Error {
             (format!("{kind}{detail}{near}"), "fix the template; the syntax is Jinja2 as minijinja implements it".to_owned())
         }
     };
-    anyhow::anyhow!("template {name}{line}: {problem}\nhelp: {help}")
+    crate::diagnostic::diagnostic(
+        format!("template {name}{line}: {problem}"),
+        help.to_string(),
+    )
 }
 
 /// The variables a tag template sees.
@@ -210,10 +217,7 @@ fn check_tag(tag: &str) -> Result<()> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !valid_first || !valid_rest || tag.len() > 110 {
-        bail!(
-            "tag `{tag}` is not a valid Docker tag\n\
-             help: tags use letters, digits, `_`, `.` and `-`, start with a letter, digit or `_`, and stay under 110 characters (a build metadata `+` is not allowed)"
-        );
+        return Err(crate::diagnostic::diagnostic(format!("tag `{tag}` is not a valid Docker tag"), "tags use letters, digits, `_`, `.` and `-`, start with a letter, digit or `_`, and stay under 110 characters (a build metadata `+` is not allowed)"));
     }
     Ok(())
 }
@@ -238,7 +242,7 @@ mod tests {
     }
 
     fn demo_render(platform: &str, vars: &BTreeMap<String, toml::Value>) -> Result<String> {
-        let source = include_str!("../../docker/Dockerfile.j2");
+        let source = include_str!("../../../docker/Dockerfile.j2");
         let platform = Platform::parse(platform).unwrap();
         let bins = ["hello".to_owned()];
         let context = DockerfileContext::new(
@@ -289,7 +293,9 @@ mod tests {
 
     #[test]
     fn undefined_variable_names_file_line_and_variable() {
-        let message = format!("{:#}", demo_render("arm64", &vars(&[])).unwrap_err());
+        let message =
+            crate::diagnostic::format_error(&demo_render("arm64", &vars(&[])).unwrap_err())
+                .replacen("error: ", "", 1);
         assert!(
             message.starts_with(
                 "template docker/Dockerfile.j2:3: undefined variable `base`\nhelp: define it"
@@ -301,12 +307,10 @@ mod tests {
     #[test]
     fn syntax_error_names_file_and_line() {
         let template = Template::from_source("docker/Dockerfile.j2", "FROM scratch\n{% if %}\n");
-        let message = format!(
-            "{:#}",
-            template
-                .render(&TagContext::new("1.0.0", None))
-                .unwrap_err()
-        );
+        let err = template
+            .render(&TagContext::new("1.0.0", None))
+            .unwrap_err();
+        let message = crate::diagnostic::format_error(&err).replacen("error: ", "", 1);
         assert!(
             message.starts_with("template docker/Dockerfile.j2:2: syntax error"),
             "{message}"

@@ -1,0 +1,129 @@
+//! `cargo xtask doctor`: one table of what this host and workspace have, what is missing,
+//! and the exact fix for each; exit 1 when the configured platforms lack something.
+
+use anyhow::Result;
+
+use crate::cli::Selection;
+use crate::config::BuildMode;
+use crate::diagnostic::Diagnostic;
+use crate::plan::Plan;
+use crate::preflight::{self, credentials, Finding, PlatformChecks, Status};
+use crate::Outcome;
+
+pub fn run(selection: &Selection) -> Result<Outcome> {
+    let rows = diagnose(selection);
+    println!("{}", table(&rows));
+    Ok(if rows.iter().any(|r| r.status == Status::Missing) {
+        Outcome::ProblemsFound
+    } else {
+        Outcome::Success
+    })
+}
+
+/// Runs every pre-flight check; it never fails, it reports.
+pub fn diagnose(selection: &Selection) -> Vec<Finding> {
+    let (engine, mut rows) = preflight::engine();
+    let config = match super::load_config(selection.package.as_deref(), &selection.cli_layer()) {
+        Ok(config) => config,
+        Err(err) => {
+            rows.push(Finding::failed("config", Diagnostic::of(&err)));
+            return rows;
+        }
+    };
+    let names: Vec<String> = config.platforms.iter().map(|p| p.name()).collect();
+    let mode = match config.build {
+        BuildMode::Cross => "cross",
+        BuildMode::Container => "container",
+    };
+    let detail = format!(
+        "package `{}`: {} ({mode})",
+        config.package.name,
+        names.join(", ")
+    );
+    rows.push(Finding::ok("config", detail));
+    let plan = super::plan_inputs(&config, false, engine.builder)
+        .and_then(|inputs| Plan::new(&config, &inputs));
+    match plan {
+        Ok(plan) => {
+            let daemon = engine.require_daemon().ok();
+            let checks = PlatformChecks {
+                config: &config,
+                plan: &plan,
+                engine: daemon.as_ref(),
+            };
+            rows.extend(checks.host());
+            rows.extend(checks.base_images());
+        }
+        Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
+    }
+    rows.push(credentials::finding(&config));
+    rows
+}
+
+/// The table: check, status, detail, fix.
+pub fn table(rows: &[Finding]) -> String {
+    let status = |s: Status| match s {
+        Status::Ok => "ok",
+        Status::Missing => "missing",
+        Status::Note => "note",
+    };
+    let cells: Vec<[String; 4]> = std::iter::once([
+        "check".into(),
+        "status".into(),
+        "detail".into(),
+        "fix".into(),
+    ])
+    .chain(rows.iter().map(|r| {
+        [
+            r.check.clone(),
+            status(r.status).into(),
+            r.detail.clone(),
+            r.fix.clone(),
+        ]
+    }))
+    .collect();
+    let width = |column: usize| cells.iter().map(|c| c[column].len()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2)];
+    cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )
+            .trim_end()
+            .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_names_the_fix() {
+        let rows = vec![
+            Finding::new(
+                "docker daemon",
+                Status::Missing,
+                "no answer within 5 s",
+                "start the engine",
+            ),
+            Finding::new("buildx", Status::Note, "absent", ""),
+        ];
+        assert_eq!(
+            table(&rows),
+            "check          status   detail                fix\n\
+             docker daemon  missing  no answer within 5 s  start the engine\n\
+             buildx         note     absent"
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! One module per subcommand; each turns parsed arguments into a plan, checks or output.
+
+pub mod doctor;
+pub mod image;
+pub mod init;
+pub mod qemu_fetch;
+pub mod render;
+pub mod setup;
+
+use std::path::Path;
+
+use anyhow::Result;
+use xshell::{cmd, Shell};
+
+use crate::config::workspace::Workspace;
+use crate::config::{CliLayer, Config};
+use crate::emulation::binfmt;
+use crate::plan::{Builder, PlanInputs};
+
+/// Loads the workspace of the current directory and one package's config, with the
+/// command line as its last layer.
+pub fn load_config(package: Option<&str>, cli: &CliLayer) -> Result<Config> {
+    let sh = Shell::new()?;
+    let workspace = Workspace::load(&sh, &sh.current_dir())?;
+    Config::load(&workspace, package, cli)
+}
+
+/// The facts a plan needs beyond the config: git, and the host's binfmt handlers.
+pub fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Result<PlanInputs> {
+    let sh = Shell::new()?;
+    let root = &config.workspace_root;
+    // The commit and its time, when the workspace is a git checkout with commits.
+    let format = "--format=%H%n%cI%n%ct";
+    let git = cmd!(sh, "git -C {root} log -1 {format}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    let mut lines = git.lines().map(str::to_owned);
+    Ok(PlanInputs {
+        push,
+        builder,
+        git_revision: lines.next(),
+        git_time: lines.next(),
+        git_epoch: lines.next().and_then(|epoch| epoch.parse().ok()),
+        handlers: binfmt::read_handlers(Path::new(binfmt::BINFMT_DIR)),
+    })
+}

@@ -1,0 +1,271 @@
+//! Image references (`[registry/]path[:tag][@digest]`), parsed once with Docker's rules.
+
+use std::fmt;
+
+/// Docker Hub, where a reference without a registry host points.
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// A parsed image reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    /// The registry host (and port) as written, `None` for Docker Hub's implicit one.
+    pub registry: Option<String>,
+    /// The repository path inside the registry, such as `acme/hello`.
+    pub path: String,
+    pub tag: Option<String>,
+    /// A `sha256:<hex>` digest.
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Parses a reference; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<ImageRef, String> {
+        if text.is_empty() {
+            return Err("the image reference is empty".into());
+        }
+        let (rest, digest) = match text.split_once('@') {
+            Some((rest, digest)) => (rest, Some(digest)),
+            None => (text, None),
+        };
+        if let Some(digest) = digest {
+            let hex = digest.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("`{text}` has an invalid digest `{digest}`"));
+            }
+        }
+        let (registry, remainder) = match rest.split_once('/') {
+            Some((host, remainder))
+                if host.contains(['.', ':']) || host == "localhost" || host.starts_with('[') =>
+            {
+                (Some(host), remainder)
+            }
+            _ => (None, rest),
+        };
+        let (path, tag) = match remainder.rsplit_once(':') {
+            Some((path, tag)) => (path, Some(tag)),
+            None => (remainder, None),
+        };
+        if let Some(registry) = registry {
+            let valid = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+            if !registry.chars().all(valid) || registry.starts_with(['.', '-']) {
+                return Err(format!(
+                    "`{text}` has an invalid registry host `{registry}`"
+                ));
+            }
+        }
+        if path.is_empty() || !path.split('/').all(valid_component) {
+            return Err(format!(
+                "`{text}` is not a valid repository name: each `/`-separated part is lowercase letters and digits, joined by single `.`, `_`, `__` or `-`"
+            ));
+        }
+        if let Some(tag) = tag {
+            let valid = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+            if tag.is_empty()
+                || tag.len() > 128
+                || !tag.chars().all(valid)
+                || tag.starts_with(['.', '-'])
+            {
+                return Err(format!("`{text}` has an invalid tag `{tag}`"));
+            }
+        }
+        Ok(ImageRef {
+            registry: registry.map(str::to_owned),
+            path: path.to_owned(),
+            tag: tag.map(str::to_owned),
+            digest: digest.map(str::to_owned),
+        })
+    }
+
+    /// Parses a repository: a reference without a tag or digest.
+    pub fn repository(text: &str) -> Result<ImageRef, String> {
+        let image = ImageRef::parse(text)?;
+        if image.tag.is_some() || image.digest.is_some() {
+            return Err(format!("`{text}` carries a tag or digest"));
+        }
+        Ok(image)
+    }
+
+    /// The registry host Docker talks to (`docker.io` when none is written).
+    pub fn registry_host(&self) -> &str {
+        self.registry.as_deref().unwrap_or(DOCKER_HUB)
+    }
+
+    /// The repository without tag or digest, as written: `127.0.0.1:5000/hello`.
+    pub fn name(&self) -> String {
+        match &self.registry {
+            Some(registry) => format!("{registry}/{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The same repository with `tag`.
+    pub fn with_tag(&self, tag: &str) -> ImageRef {
+        ImageRef {
+            tag: Some(tag.to_owned()),
+            digest: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same repository pinned to `digest`, without a tag.
+    pub fn with_digest(&self, digest: &str) -> ImageRef {
+        ImageRef {
+            tag: None,
+            digest: Some(digest.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the registry is on loopback, which Docker reaches over plain HTTP.
+    pub fn is_loopback(&self) -> bool {
+        let Some(registry) = &self.registry else {
+            return false;
+        };
+        let host = match registry.rsplit_once(':') {
+            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+            _ => registry,
+        };
+        host == "localhost"
+            || host == "[::1]"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// One path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, as the distribution spec says.
+fn valid_component(component: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let bytes: Vec<char> = component.chars().collect();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut index = 0;
+    while index < bytes.len() {
+        if alnum(bytes[index]) {
+            index += 1;
+            continue;
+        }
+        let start = index;
+        while index < bytes.len() && !alnum(bytes[index]) {
+            index += 1;
+        }
+        let separator: String = bytes[start..index].iter().collect();
+        let ok = separator == "."
+            || separator == "_"
+            || separator == "__"
+            || separator.chars().all(|c| c == '-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_references() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for (text, registry, path, tag) in [
+            ("hello", None, "hello", None),
+            ("acme/hello:1.0", None, "acme/hello", Some("1.0")),
+            (
+                "127.0.0.1:5000/hello:arm64v8-1.0",
+                Some("127.0.0.1:5000"),
+                "hello",
+                Some("arm64v8-1.0"),
+            ),
+            ("localhost/a/b", Some("localhost"), "a/b", None),
+            (
+                "ghcr.io/acme/my_app__x",
+                Some("ghcr.io"),
+                "acme/my_app__x",
+                None,
+            ),
+        ] {
+            let image = ImageRef::parse(text).unwrap();
+            assert_eq!(
+                (
+                    image.registry.as_deref(),
+                    image.path.as_str(),
+                    image.tag.as_deref()
+                ),
+                (registry, path, tag),
+                "{text}"
+            );
+            assert_eq!(image.to_string(), text);
+        }
+        let pinned = ImageRef::parse(&format!("r.io/a@{digest}")).unwrap();
+        assert_eq!(pinned.digest.as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            ImageRef::parse("r.io/a:1")
+                .unwrap()
+                .with_digest(&digest)
+                .to_string(),
+            format!("r.io/a@{digest}")
+        );
+        assert_eq!(
+            ImageRef::parse("acme/hello:1").unwrap().registry_host(),
+            "docker.io"
+        );
+    }
+
+    #[test]
+    fn rejects_what_docker_rejects() {
+        for bad in [
+            "",
+            ".hello",
+            "-hello",
+            "hello.",
+            "a..b",
+            "x/-y",
+            "Hello",
+            "a//b",
+            "a/",
+            "r.io/a:",
+            "a:-x",
+            "a@sha256:12",
+            "a b",
+            "/a",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad}");
+        }
+        assert!(ImageRef::repository("a/b:1").is_err());
+        assert!(ImageRef::repository("a/b").is_ok());
+        assert!(ImageRef::parse("a-b--c/d.e").is_ok());
+    }
+
+    #[test]
+    fn loopback_registries() {
+        for (repo, loopback) in [
+            ("127.0.0.1:5000/a", true),
+            ("localhost:5000/a/b", true),
+            ("localhost/a", true),
+            ("ghcr.io/a/b", false),
+            ("hello", false),
+            ("127.example.com/a", false),
+        ] {
+            assert_eq!(
+                ImageRef::parse(repo).unwrap().is_loopback(),
+                loopback,
+                "{repo}"
+            );
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Emulation: static QEMU binaries (cache, download, checksums) and the host's binfmt handlers.
+
+pub mod binfmt;
+pub mod qemu;
+pub mod sha256;

@@ -1,0 +1,647 @@
+//! The docker client and engine: found once, probed with a bound, and the executor that
+//! builds, pushes and publishes through it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use serde::Deserialize;
+use xshell::{cmd, Shell};
+
+use crate::config::image_ref::ImageRef;
+use crate::config::{Network, Provenance};
+use crate::diagnostic::diagnostic;
+use crate::exec::{BuiltImage, Executor, Work};
+use crate::plan::{Builder, CargoBuild, ImageBuild, Publish, PublishMethod, Push};
+use crate::process::{Command, CommandFailed};
+
+/// The fix for a daemon that does not answer.
+pub const START_ENGINE: &str =
+    "start the engine (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at a running one";
+
+/// How long a docker probe may take before it counts as not answering.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The docker client this run uses: found once on PATH, then every step runs this path.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    pub program: PathBuf,
+}
+
+impl Docker {
+    /// Finds the client on PATH; the error says how to install it.
+    pub fn find() -> Result<Docker> {
+        let program = which::which("docker").map_err(|_| {
+            diagnostic(
+                "docker is not installed (no `docker` on PATH)",
+                "install Docker (https://docs.docker.com/engine/install/), or use --dry-run to see the plan",
+            )
+        })?;
+        Ok(Docker { program })
+    }
+
+    /// The build front end the client offers: buildx when its plugin answers.
+    pub fn builder(&self) -> Builder {
+        match self.probe(&["buildx", "version"]) {
+            Probe::Answered(_) => Builder::Buildx,
+            _ => Builder::Legacy,
+        }
+    }
+
+    /// Runs `docker ARGS`, giving up after [`PROBE_TIMEOUT`]; a probe that times out ends
+    /// the whole process group it started, so nothing is left running.
+    pub fn probe(&self, args: &[&str]) -> Probe {
+        probe_program(&self.program, args, PROBE_TIMEOUT)
+    }
+
+    /// Fails unless the daemon answers in time.
+    pub fn require_daemon(&self) -> Result<String> {
+        match self.probe(&["version", "--format", "{{.Server.Version}}"]) {
+            Probe::Answered(version) => Ok(version),
+            failed => Err(diagnostic(
+                format!(
+                    "the docker daemon at {} does not answer: {}",
+                    docker_host(),
+                    failed.describe()
+                ),
+                START_ENGINE,
+            )),
+        }
+    }
+
+    pub fn command(&self, args: impl IntoIterator<Item = impl Into<String>>) -> Command {
+        Command::new(&self.program, args)
+    }
+}
+
+/// Where the docker client looks for its daemon, for messages.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into())
+}
+
+/// What a bounded call gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The first line of its stdout.
+    Answered(String),
+    /// The first line of its stderr.
+    Failed(String),
+    TimedOut,
+}
+
+impl Probe {
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Answered(text) | Probe::Failed(text) => text.clone(),
+            Probe::TimedOut => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+        }
+    }
+}
+
+/// Runs `program ARGS` in its own process group and ends that group after `timeout`.
+pub fn probe_program(program: &Path, args: &[&str], timeout: Duration) -> Probe {
+    use std::os::unix::process::CommandExt;
+    let Ok(sh) = Shell::new() else {
+        return Probe::Failed("cannot create a shell".into());
+    };
+    let mut command: std::process::Command = cmd!(sh, "{program} {args...}").quiet().into();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => return Probe::Failed(err.to_string()),
+    };
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let group = format!("-{}", child.id());
+                // The whole group: the client and any plugin it started.
+                let _ = cmd!(sh, "kill -KILL -- {group}")
+                    .quiet()
+                    .ignore_status()
+                    .ignore_stderr()
+                    .run();
+                let _ = child.kill();
+                let _ = child.wait();
+                return Probe::TimedOut;
+            }
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if status.success() {
+        Probe::Answered(first_line(&stdout))
+    } else {
+        Probe::Failed(first_line(&stderr))
+    }
+}
+
+/// The first non-empty line of a process's output, trimmed.
+pub fn first_line(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output")
+        .to_owned()
+}
+
+/// What `docker image inspect` reports about an image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageFacts {
+    pub id: String,
+    pub size: u64,
+    pub os: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl ImageFacts {
+    /// Parses the JSON array `docker image inspect IMAGE` prints.
+    pub fn parse(json: &str) -> Option<ImageFacts> {
+        let images: Vec<ImageFacts> = serde_json::from_str(json).ok()?;
+        images.into_iter().next()
+    }
+}
+
+/// Finds the `sha256:` digest that `docker push` or `docker manifest push` printed.
+pub fn parse_digest(output: &str) -> Option<String> {
+    output.lines().rev().find_map(|line| {
+        let start = line.find("sha256:")?;
+        let digest: String = line[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
+            .collect();
+        (digest.len() == "sha256:".len() + 64).then_some(digest)
+    })
+}
+
+/// Carries out a plan with the host's cargo and the docker client.
+pub struct DockerExecutor {
+    pub docker: Docker,
+    /// The workspace root, where every command runs.
+    pub root: PathBuf,
+}
+
+impl DockerExecutor {
+    fn shell(&self) -> Result<Shell> {
+        let sh = Shell::new()?;
+        sh.change_dir(&self.root);
+        Ok(sh)
+    }
+
+    /// Runs `command` in the workspace root, turning a failure into a cause and a fix.
+    fn run(&self, command: &Command) -> Result<String> {
+        command.run(&self.shell()?).map_err(with_help)
+    }
+
+    fn build_commands(&self, build: &ImageBuild) -> Vec<Command> {
+        let mut args: Vec<String> = match build.builder {
+            Builder::Legacy => vec!["build".into()],
+            Builder::Buildx => vec!["buildx".into(), "build".into(), "--load".into()],
+        };
+        args.extend(["--platform".into(), build.platform.name()]);
+        if build.network != Network::Default {
+            args.extend(["--network".into(), build.network.name().into()]);
+        }
+        if build.builder == Builder::Buildx {
+            args.extend(attestation_flags(build));
+        }
+        for image in &build.tags {
+            args.extend(["--tag".into(), image.to_string()]);
+        }
+        for (key, value) in &build.labels {
+            args.extend(["--label".into(), format!("{key}={value}")]);
+        }
+        args.extend([
+            "--file".into(),
+            build.dockerfile.display().to_string(),
+            build.context.display().to_string(),
+        ]);
+        let inspect =
+            self.docker
+                .command(["image".into(), "inspect".into(), build.tags[0].to_string()]);
+        let mut build_command = self.docker.command(args);
+        build_command.env = buildkit_env(build);
+        vec![build_command, inspect]
+    }
+
+    /// One `docker buildx bake` for every build: one BuildKit session, one target per
+    /// platform, each with its own Dockerfile, context, tags and labels.
+    fn bake_command(&self, builds: &[&ImageBuild]) -> (Command, String) {
+        let mut targets = serde_json::Map::new();
+        for build in builds {
+            let labels: serde_json::Map<String, serde_json::Value> = build
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            targets.insert(
+                build.platform.slug(),
+                serde_json::json!({
+                    "context": self.root.join(&build.context),
+                    "dockerfile": self.root.join(&build.dockerfile),
+                    "platforms": [build.platform.name()],
+                    "tags": build.tags.iter().map(ImageRef::to_string).collect::<Vec<_>>(),
+                    "labels": labels,
+                }),
+            );
+        }
+        let names: Vec<String> = builds.iter().map(|b| b.platform.slug()).collect();
+        let file =
+            serde_json::json!({ "group": { "default": { "targets": names } }, "target": targets });
+        let bake_file = builds[0]
+            .context
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("bake.json");
+        let mut args = vec![
+            "buildx".to_owned(),
+            "bake".into(),
+            "--load".into(),
+            "--file".into(),
+            bake_file.display().to_string(),
+        ];
+        args.extend(attestation_flags(builds[0]));
+        let mut command = self.docker.command(args);
+        command.env = buildkit_env(builds[0]);
+        (
+            command,
+            serde_json::to_string_pretty(&file).expect("the bake file serialises"),
+        )
+    }
+
+    /// Whether `builds` go through one bake: BuildKit builds that share the run-wide
+    /// options (bake 0.13 has no per-target network, so builds with one go one by one).
+    fn bakes(&self, builds: &[&ImageBuild]) -> bool {
+        builds.len() > 1
+            && builds
+                .iter()
+                .all(|b| b.builder == Builder::Buildx && b.network == Network::Default)
+    }
+
+    fn inspect(&self, build: &ImageBuild) -> Result<BuiltImage> {
+        let inspect =
+            self.docker
+                .command(["image".into(), "inspect".into(), build.tags[0].to_string()]);
+        let output = self.run(&inspect)?;
+        let facts = ImageFacts::parse(&output).ok_or_else(|| {
+            anyhow!(
+                "cannot read `docker image inspect` output for {}: {output}",
+                build.tags[0]
+            )
+        })?;
+        Ok(BuiltImage {
+            id: facts.id,
+            size: facts.size,
+            os: facts.os,
+            architecture: facts.architecture,
+            variant: facts.variant,
+        })
+    }
+
+    fn push_commands(&self, push: &Push) -> Vec<Command> {
+        push.images
+            .iter()
+            .map(|image| self.docker.command(["push".into(), image.to_string()]))
+            .collect()
+    }
+
+    fn publish_commands(&self, publish: &Publish, sources: &[String]) -> Vec<Command> {
+        let list = publish.list.to_string();
+        let insecure = publish.insecure.then(|| "--insecure".to_owned());
+        match publish.method {
+            PublishMethod::Manifest => {
+                let mut commands = vec![
+                    self.docker.command(["manifest", "rm", &list]),
+                    self.docker.command(
+                        ["manifest".to_owned(), "create".to_owned()]
+                            .into_iter()
+                            .chain(insecure.clone())
+                            .chain([list.clone()])
+                            .chain(sources.iter().cloned()),
+                    ),
+                ];
+                for (entry, source) in publish.entries.iter().zip(sources) {
+                    let platform = entry.platform;
+                    let mut args = vec![
+                        "manifest",
+                        "annotate",
+                        "--os",
+                        crate::config::platform::OS,
+                        "--arch",
+                        platform.arch,
+                    ];
+                    args.extend(
+                        platform
+                            .variant
+                            .map(|variant| ["--variant", variant])
+                            .into_iter()
+                            .flatten(),
+                    );
+                    args.extend([list.as_str(), source.as_str()]);
+                    commands.push(self.docker.command(args));
+                }
+                commands.push(
+                    self.docker.command(
+                        [
+                            "manifest".to_owned(),
+                            "push".to_owned(),
+                            "--purge".to_owned(),
+                        ]
+                        .into_iter()
+                        .chain(insecure)
+                        .chain([list]),
+                    ),
+                );
+                commands
+            }
+            PublishMethod::Imagetools => vec![
+                self.docker.command(
+                    ["buildx", "imagetools", "create", "--tag", &list]
+                        .into_iter()
+                        .map(str::to_owned)
+                        .chain(sources.iter().cloned()),
+                ),
+                self.docker.command([
+                    "buildx",
+                    "imagetools",
+                    "inspect",
+                    &list,
+                    "--format",
+                    "{{json .Manifest}}",
+                ]),
+            ],
+        }
+    }
+}
+
+/// BuildKit's attestation flags: both are always given, so a default of the builder never
+/// adds what the config did not ask for.
+fn attestation_flags(build: &ImageBuild) -> [String; 2] {
+    let provenance = match build.provenance {
+        Provenance::Off => "--provenance=false",
+        Provenance::Min => "--provenance=mode=min",
+        Provenance::Max => "--provenance=mode=max",
+    };
+    [provenance.to_owned(), format!("--sbom={}", build.sbom)]
+}
+
+/// The environment of a BuildKit build: the commit time as `SOURCE_DATE_EPOCH`, and no
+/// git probing by buildx (the tool writes its own OCI labels).
+fn buildkit_env(build: &ImageBuild) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if build.builder == Builder::Buildx {
+        env.push(("BUILDX_GIT_INFO".to_owned(), "0".to_owned()));
+        if let Some(epoch) = build.source_date_epoch {
+            env.push(("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string()));
+        }
+    }
+    env
+}
+
+impl Executor for DockerExecutor {
+    fn describe(&self, work: Work<'_>) -> Vec<String> {
+        let commands = match work {
+            Work::Cargo(build) => vec![crate::exec::cargo::build_command(build)],
+            Work::Image(build) => self.build_commands(build),
+            Work::Push(push) => self.push_commands(push),
+            Work::Publish(publish, sources) => self.publish_commands(publish, sources),
+        };
+        commands.iter().map(Command::to_string).collect()
+    }
+
+    fn describe_images(&self, builds: &[&ImageBuild]) -> Vec<(String, String)> {
+        let separately = |build: &&ImageBuild| {
+            let scope = build.platform.name();
+            self.build_commands(build)
+                .into_iter()
+                .map(move |c| (scope.clone(), c.to_string()))
+        };
+        if !self.bakes(builds) {
+            return builds.iter().flat_map(separately).collect();
+        }
+        let all: Vec<String> = builds.iter().map(|b| b.platform.name()).collect();
+        let mut lines = vec![(all.join(", "), self.bake_command(builds).0.to_string())];
+        lines.extend(builds.iter().map(|b| {
+            (
+                b.platform.name(),
+                self.build_commands(b).swap_remove(1).to_string(),
+            )
+        }));
+        lines
+    }
+
+    fn cargo(&self, build: &CargoBuild) -> Result<()> {
+        self.run(&crate::exec::cargo::build_command(build))
+            .map(drop)
+    }
+
+    fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage> {
+        let build_command = self.build_commands(build).swap_remove(0);
+        self.run(&build_command)?;
+        self.inspect(build)
+    }
+
+    fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<BuiltImage>> {
+        if !self.bakes(builds) {
+            return crate::exec::runner::each_in_parallel(builds, jobs, |build| {
+                self.build_image(build)
+            });
+        }
+        let (command, file) = self.bake_command(builds);
+        let bake_file = self.root.join(command.args[4].as_str());
+        let baked = crate::exec::files::write_if_changed(&bake_file, file.as_bytes())
+            .and_then(|()| self.run(&command));
+        match baked {
+            Ok(_) => builds.iter().map(|build| self.inspect(build)).collect(),
+            Err(err) => {
+                let failed = crate::diagnostic::Diagnostic::of(&err);
+                builds
+                    .iter()
+                    .map(|_| {
+                        Err(crate::diagnostic::diagnostic(
+                            failed.cause.clone(),
+                            failed.help.clone(),
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn push(&self, push: &Push) -> Result<String> {
+        let mut digest = None;
+        for command in self.push_commands(push) {
+            let output = self.run(&command)?;
+            digest = digest.or(parse_digest(&output));
+        }
+        digest.with_context(|| format!("`docker push` printed no digest for {}", push.platform))
+    }
+
+    fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String> {
+        let sources: Vec<String> = sources.iter().map(ImageRef::to_string).collect();
+        let mut digest = None;
+        for (index, command) in self.publish_commands(publish, &sources).iter().enumerate() {
+            let output = match command.run(&self.shell()?) {
+                // Removing a list that is not there is nothing to remove.
+                Err(err) if index == 0 && is_missing_manifest(&err) => String::new(),
+                result => result.map_err(with_help)?,
+            };
+            digest = match publish.method {
+                PublishMethod::Manifest => parse_digest(&output).or(digest),
+                // `imagetools inspect --format '{{json .Manifest}}'` names the tag's digest.
+                PublishMethod::Imagetools => serde_json::from_str::<serde_json::Value>(&output)
+                    .ok()
+                    .and_then(|manifest| manifest["digest"].as_str().map(str::to_owned))
+                    .or(digest),
+            };
+        }
+        digest.with_context(|| {
+            format!(
+                "`docker manifest push` printed no digest for {}",
+                publish.list
+            )
+        })
+    }
+}
+
+fn is_missing_manifest(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<CommandFailed>().is_some_and(|failed| {
+        failed
+            .stderr
+            .to_ascii_lowercase()
+            .contains("no such manifest")
+    })
+}
+
+/// Adds the fix to a failed command: what its output says went wrong.
+fn with_help(mut err: anyhow::Error) -> anyhow::Error {
+    let Some(failed) = err.downcast_mut::<CommandFailed>() else {
+        return err;
+    };
+    let lower = format!("{}\n{}", failed.stdout, failed.stderr).to_ascii_lowercase();
+    let help = if lower.contains("linking with `") || lower.contains("linker `") {
+        "the platform needs a working linker: set `linker` in its [package.metadata.multiarch.platform.\"...\"] table (rust-lld for musl targets, or the cross gcc)".to_owned()
+    } else if lower.contains("can't find crate for `std`")
+        || lower.contains("target may not be installed")
+    {
+        "install the Rust target with `rustup target add <target>`".to_owned()
+    } else if lower.contains("no matching manifest")
+        || lower.contains("manifest unknown")
+        || lower.contains("pull access denied")
+    {
+        "the base image is not published for this platform: choose another base in `vars` for it"
+            .to_owned()
+    } else if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("denied")
+    {
+        let registry = failed
+            .command
+            .rsplit(' ')
+            .find_map(|word| ImageRef::parse(word).ok())
+            .map_or("docker.io".to_owned(), |image| {
+                image.registry_host().to_owned()
+            });
+        failed.refused = true;
+        format!("log in to {registry} first: `docker login {registry}` (credentials stay in Docker's own store)")
+    } else if lower.contains("network bridge not found") {
+        "this engine has no bridge network for RUN steps: set `network = \"none\"` (or \"host\") in [package.metadata.multiarch], or pass --network none".to_owned()
+    } else if lower.contains("cannot connect to the docker daemon") {
+        START_ENGINE.to_owned()
+    } else {
+        "read the command's output above, fix the cause, and run again; finished steps are cached"
+            .to_owned()
+    };
+    failed.help = Some(help);
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inspect_output() {
+        let facts = ImageFacts::parse(r#"[{"Id": "sha256:abc", "Size": 1234, "Os": "linux", "Architecture": "arm", "Variant": "v7", "Config": {}}]"#).unwrap();
+        assert_eq!(facts.variant.as_deref(), Some("v7"));
+        assert_eq!(facts.size, 1234);
+        let facts = ImageFacts::parse(
+            r#"[{"Id": "sha256:abc", "Size": 99, "Os": "linux", "Architecture": "amd64"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (facts.architecture.as_str(), facts.variant),
+            ("amd64", None)
+        );
+        assert_eq!(ImageFacts::parse("garbage"), None);
+    }
+
+    #[test]
+    fn parses_push_digests() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let push = format!("The push refers to repository [127.0.0.1:5000/hello]\n5f70bf18a086: Pushed\narm64v8-0.1.0: digest: {digest} size: 527\n");
+        assert_eq!(parse_digest(&push), Some(digest.clone()));
+        assert_eq!(parse_digest(&format!("{digest}\n")), Some(digest));
+        assert_eq!(parse_digest("sha256:short"), None);
+    }
+
+    #[test]
+    fn refused_pushes_name_the_registry_to_log_in_to() {
+        let failed = CommandFailed {
+            command: "docker push ghcr.io/acme/hello:arm64v8-1.0.0".into(),
+            status: "exit status: 1".into(),
+            stdout: String::new(),
+            stderr: "unauthorized: authentication required".into(),
+            help: None,
+            refused: false,
+        };
+        let message = crate::diagnostic::format_error(&with_help(failed.into()));
+        assert!(message.ends_with("help: log in to ghcr.io first: `docker login ghcr.io` (credentials stay in Docker's own store)"), "{message}");
+    }
+
+    #[test]
+    fn a_probe_that_times_out_ends_its_process() {
+        let started = Instant::now();
+        let probe = probe_program(Path::new("sleep"), &["30"], Duration::from_millis(200));
+        assert_eq!(probe, Probe::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            probe_program(Path::new("echo"), &["hi"], PROBE_TIMEOUT),
+            Probe::Answered("hi".into())
+        );
+    }
+}

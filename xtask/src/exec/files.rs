@@ -1,0 +1,126 @@
+//! File steps of a plan: contexts pruned to what was planned, files written atomically and
+//! only when they change, so Docker's cache stays warm.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Creates `dir` and removes every file below it that `keep` does not list, then the
+/// directories left empty.
+pub fn prune(dir: &Path, keep: &[PathBuf]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let keep: std::collections::HashSet<&Path> = keep.iter().map(PathBuf::as_path).collect();
+    prune_below(dir, Path::new(""), &keep)?;
+    Ok(())
+}
+
+/// Returns whether `dir/relative` is empty afterwards.
+fn prune_below(
+    dir: &Path,
+    relative: &Path,
+    keep: &std::collections::HashSet<&Path>,
+) -> Result<bool> {
+    let mut empty = true;
+    for entry in std::fs::read_dir(dir.join(relative))? {
+        let entry = entry?;
+        let path = relative.join(entry.file_name());
+        let full = dir.join(&path);
+        if entry.file_type()?.is_dir() {
+            if prune_below(dir, &path, keep)? {
+                std::fs::remove_dir(&full)
+                    .with_context(|| format!("cannot remove {}", full.display()))?;
+            } else {
+                empty = false;
+            }
+        } else if keep.contains(path.as_path()) {
+            empty = false;
+        } else {
+            std::fs::remove_file(&full)
+                .with_context(|| format!("cannot remove stale {}", full.display()))?;
+        }
+    }
+    Ok(empty)
+}
+
+/// Writes atomically (temporary file, then rename) and only when the content differs, so
+/// unchanged files keep their timestamps and Docker's cache stays warm.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension("multiarch-tmp");
+    std::fs::write(&temporary, contents)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+pub fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let contents =
+        std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    write_if_changed(to, &contents)?;
+    let mode = std::fs::metadata(from)?.permissions();
+    std::fs::set_permissions(to, mode)?;
+    Ok(())
+}
+
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn contexts_are_written_atomically_and_pruned() {
+        let dir = std::env::temp_dir().join(format!("multiarch-runner-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("stale-dir")).unwrap();
+        std::fs::write(dir.join("stale"), "x").unwrap();
+        std::fs::write(dir.join("hello"), "bin").unwrap();
+        std::fs::create_dir_all(dir.join("keep-dir/empty-dir")).unwrap();
+        std::fs::write(dir.join("keep-dir/kept"), "k").unwrap();
+        prune(
+            &dir,
+            &["Dockerfile".into(), "hello".into(), "keep-dir/kept".into()],
+        )
+        .unwrap();
+        write_if_changed(&dir.join("Dockerfile"), b"FROM scratch\n").unwrap();
+        assert!(!dir.join("keep-dir/empty-dir").exists() && dir.join("keep-dir/kept").exists());
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Dockerfile", "hello", "keep-dir"]);
+        let modified = std::fs::metadata(dir.join("Dockerfile"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        prune(&dir, &["Dockerfile".into()]).unwrap();
+        write_if_changed(&dir.join("Dockerfile"), b"FROM scratch\n").unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("Dockerfile"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            modified
+        );
+        assert_eq!(dir_size(&dir), "FROM scratch\n".len() as u64);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

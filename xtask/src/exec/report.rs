@@ -1,0 +1,277 @@
+//! Output: progress goes to stderr; results (image refs, digests) and `--json` to stdout.
+
+use serde::Serialize;
+
+use crate::exec::{Executor, Work};
+use crate::plan::{ImageBuild, Plan, Step};
+
+/// What one platform produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformResult {
+    pub platform: String,
+    pub image: String,
+    pub tags: Vec<String>,
+    pub id: String,
+    pub size: u64,
+    /// Bytes sent to docker as the build context.
+    pub context_bytes: u64,
+    /// The registry digest, after a push.
+    pub digest: Option<String>,
+    pub seconds: f64,
+}
+
+/// One published tag.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListResult {
+    pub list: String,
+    pub digest: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub package: String,
+    pub platforms: Vec<PlatformResult>,
+    pub manifests: Vec<ListResult>,
+    pub seconds: f64,
+}
+
+/// Prints the results on stdout and the summary table on stderr.
+pub fn print(report: &Report, json: bool) {
+    eprintln!("{}", summary_table(report));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("the report serialises")
+        );
+        return;
+    }
+    for platform in &report.platforms {
+        match &platform.digest {
+            Some(digest) => println!("{}@{digest}", platform.image),
+            None => println!("{}", platform.image),
+        }
+    }
+    for list in &report.manifests {
+        println!("{}@{}", list.list, list.digest);
+    }
+}
+
+/// Prints every step of the plan on stdout, in the order a run with one job takes them.
+pub fn print_dry_run(plan: &Plan, executor: &dyn Executor, json: bool) {
+    let steps = dry_run_lines(plan, executor);
+    if json {
+        #[derive(Serialize)]
+        struct DryRun<'a> {
+            dry_run: bool,
+            steps: &'a [String],
+        }
+        let dry_run = DryRun {
+            dry_run: true,
+            steps: &steps,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&dry_run).expect("the plan serialises")
+        );
+    } else {
+        for step in steps {
+            println!("{step}");
+        }
+    }
+}
+
+/// Every step as `[scope] what it does` lines: checks, contexts, builds, pushes, publishes.
+pub fn dry_run_lines(plan: &Plan, executor: &dyn Executor) -> Vec<String> {
+    let mut lines = Vec::new();
+    for base in &plan.base_images {
+        let (platform, image) = (base.platform, &base.image);
+        lines.push(format!("[{platform}] check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)"));
+    }
+    for platform_plan in &plan.platforms {
+        for step in &platform_plan.context {
+            lines.push(format!(
+                "[{}] {}",
+                platform_plan.platform,
+                describe_file_step(step)
+            ));
+        }
+    }
+    for platform_plan in &plan.platforms {
+        for step in &platform_plan.build {
+            let described = match step {
+                Step::Cargo(build) => executor.describe(Work::Cargo(build)),
+                Step::Image(_) => continue,
+                other => vec![describe_file_step(other)],
+            };
+            let platform = platform_plan.platform;
+            lines.extend(described.into_iter().map(|d| format!("[{platform}] {d}")));
+        }
+    }
+    // Image builds start once every platform's binaries are staged; an executor may join
+    // them into one invocation, which is shown under every platform it builds.
+    let builds: Vec<&ImageBuild> = plan.platforms.iter().map(|p| p.image_build()).collect();
+    for (scope, line) in executor.describe_images(&builds) {
+        lines.push(format!("[{scope}] {line}"));
+    }
+    for (_, push) in plan.pushes() {
+        let described = executor.describe(Work::Push(push));
+        lines.extend(
+            described
+                .into_iter()
+                .map(|d| format!("[{}] {d}", push.platform)),
+        );
+    }
+    for publish in &plan.publishes {
+        let sources: Vec<String> = publish
+            .entries
+            .iter()
+            .map(|e| format!("{}@<digest pushed as {}>", e.pushed_as.name(), e.pushed_as))
+            .collect();
+        // Placeholders are not words a shell would read, so they are shown unquoted.
+        let described = executor
+            .describe(Work::Publish(publish, &sources))
+            .into_iter()
+            .map(|line| {
+                sources.iter().fold(line, |line, source| {
+                    line.replace(&crate::process::shell_quote(source), source)
+                })
+            });
+        lines.extend(described.map(|d| format!("[{}] {d}", publish.list)));
+    }
+    lines
+}
+
+/// What a file step does, as one line.
+fn describe_file_step(step: &Step) -> String {
+    use crate::process::shell_quote;
+    let path = |p: &std::path::Path| shell_quote(&p.display().to_string());
+    match step {
+        Step::Prepare { dir, keep } => format!(
+            "prepare {} (the {} planned files stay, all else goes)",
+            path(dir),
+            keep.len()
+        ),
+        Step::Render { path: file, .. } => format!("render {}", path(file)),
+        Step::Stage { from, to, .. } => format!("cp {} {}", path(from), path(to)),
+        Step::Mirror { from, to, files } => {
+            let from = if from.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                from
+            };
+            format!(
+                "copy {} files from {} to {}",
+                files.len(),
+                path(from),
+                path(to)
+            )
+        }
+        Step::StageQemu { qemu_arch, to } => {
+            format!(
+                "stage {} at {}",
+                crate::emulation::qemu::binary_name(qemu_arch),
+                path(to)
+            )
+        }
+        Step::Cargo(_) | Step::Image(_) => unreachable!("processes are described by the executor"),
+    }
+}
+
+/// The end-of-run table: platform, image, id or digest, size, context bytes, seconds.
+pub fn summary_table(report: &Report) -> String {
+    let mut rows = vec![[
+        "platform", "image", "image id", "digest", "size", "context", "seconds",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for p in &report.platforms {
+        rows.push(vec![
+            p.platform.clone(),
+            p.image.clone(),
+            short_id(&p.id),
+            p.digest.as_deref().map_or("-".to_owned(), short_id),
+            human_bytes(p.size),
+            human_bytes(p.context_bytes),
+            format!("{:.1}", p.seconds),
+        ]);
+    }
+    for list in &report.manifests {
+        rows.push(vec![
+            "(list)".into(),
+            list.list.clone(),
+            "-".into(),
+            short_id(&list.digest),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut table = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        table.push_str(cells.join("  ").trim_end());
+        table.push('\n');
+    }
+    table.push_str(&format!(
+        "{} platform(s) in {:.1}s",
+        report.platforms.len(),
+        report.seconds
+    ));
+    table
+}
+
+fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0..=9_999 => format!("{bytes} B"),
+        10_000..=9_999_999 => format!("{:.1} kB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_a_row_per_platform_and_list() {
+        let report = Report {
+            package: "hello".into(),
+            platforms: vec![PlatformResult {
+                platform: "linux/arm64".into(),
+                image: "hello:arm64v8-0.1.0".into(),
+                tags: vec![],
+                id: format!("sha256:{}", "1".repeat(64)),
+                size: 412_000,
+                context_bytes: 411_900,
+                digest: None,
+                seconds: 3.25,
+            }],
+            manifests: vec![ListResult {
+                list: "r/hello:0.1.0".into(),
+                digest: format!("sha256:{}", "2".repeat(64)),
+            }],
+            seconds: 4.0,
+        };
+        let table = summary_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "platform     image                image id             digest               size      context   seconds");
+        assert_eq!(lines[1], "linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  3.2");
+        assert!(lines[2].starts_with(
+            "(list)       r/hello:0.1.0        -                    sha256:222222222222"
+        ));
+        assert_eq!(lines[3], "1 platform(s) in 4.0s");
+    }
+}

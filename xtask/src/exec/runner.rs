@@ -1,0 +1,499 @@
+//! The one runner that executes a plan: contexts, parallel builds, parallel pushes, then
+//! publishes, each piece of work through an [`Executor`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::config::image_ref::ImageRef;
+use crate::config::platform::Platform;
+use crate::diagnostic::{diagnostic, Diagnostic};
+use crate::exec::files::{copy_if_changed, dir_size, prune, write_if_changed};
+use crate::exec::report::{ListResult, PlatformResult, Report};
+use crate::exec::{BuiltImage, Executor};
+use crate::plan::{ImageBuild, Plan, PlatformPlan, PushId, Step};
+
+/// How many times a transient registry failure is tried, and the first pause.
+const PUSH_ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Executes `plan` through `executor` with up to `jobs` platforms at a time.
+pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Report> {
+    let started = Instant::now();
+    write_contexts(plan)?;
+    let cargo_lock = Mutex::new(());
+    let compiled = run_parallel(&plan.platforms, jobs, |platform_plan| {
+        compile_and_stage(plan, executor, platform_plan, &cargo_lock)
+    })?;
+    let builds: Vec<&ImageBuild> = plan
+        .platforms
+        .iter()
+        .map(PlatformPlan::image_build)
+        .collect();
+    let started_images = Instant::now();
+    eprintln!("[{}] image build ...", names(&builds));
+    let built = executor.build_images(&builds, jobs);
+    let image_seconds = started_images.elapsed().as_secs_f64();
+    let built: Vec<Result<BuiltImage>> = builds
+        .iter()
+        .zip(built)
+        .map(|(build, result)| {
+            result
+                .with_context(|| format!("image build failed for {}", build.platform))
+                .and_then(|image| check_platform(build.platform, &image).map(|()| image))
+        })
+        .collect();
+    let built = all_or_failures(built)?;
+    eprintln!(
+        "[{}] image build done ({image_seconds:.1}s)",
+        names(&builds)
+    );
+    let mut platforms: Vec<PlatformResult> = plan
+        .platforms
+        .iter()
+        .zip(builds.iter().zip(built).zip(compiled))
+        .map(
+            |(platform_plan, ((build, image), seconds))| PlatformResult {
+                platform: platform_plan.platform.name(),
+                image: build.tags[0].to_string(),
+                tags: build.tags.iter().map(ImageRef::to_string).collect(),
+                id: image.id,
+                size: image.size,
+                context_bytes: dir_size(&plan.root.join(&platform_plan.context_dir)),
+                digest: None,
+                seconds: seconds + image_seconds,
+            },
+        )
+        .collect();
+
+    let pushes: Vec<(PushId, &crate::plan::Push)> = plan.pushes().collect();
+    let pushed = run_parallel(&pushes, jobs, |(_, push)| {
+        let started = Instant::now();
+        progress(push.platform, "push", || {
+            retrying(|| executor.push(push))
+                .with_context(|| format!("push failed for {}", push.platform))
+        })
+        .map(|digest| (digest, started.elapsed().as_secs_f64()))
+    })?;
+    let mut digests: BTreeMap<PushId, String> = BTreeMap::new();
+    for ((id, _), (digest, seconds)) in pushes.iter().zip(pushed) {
+        let result = &mut platforms[id.0];
+        result.seconds += seconds;
+        result.digest = Some(digest.clone());
+        digests.insert(*id, digest);
+    }
+
+    let mut manifests = Vec::new();
+    for publish in &plan.publishes {
+        // Entries name the digests this run pushed, not tags someone could move.
+        let sources: Vec<ImageRef> = publish
+            .entries
+            .iter()
+            .map(|entry| plan.push(entry.push).images[0].with_digest(&digests[&entry.push]))
+            .collect();
+        eprintln!("[{}] publish ...", publish.list);
+        let digest = retrying(|| executor.publish(publish, &sources))
+            .with_context(|| format!("publishing {} failed", publish.list))?;
+        eprintln!("[{}] published", publish.list);
+        manifests.push(ListResult {
+            list: publish.list.to_string(),
+            digest,
+        });
+    }
+
+    Ok(Report {
+        package: plan.package.clone(),
+        platforms,
+        manifests,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes every platform's context (directory, Dockerfile, mirrored files) before anything
+/// compiles, so a bad template or file stops the run before any work.
+pub fn write_contexts(plan: &Plan) -> Result<()> {
+    for platform_plan in &plan.platforms {
+        for step in &platform_plan.context {
+            run_file_step(plan, step)
+                .with_context(|| format!("preparing the context for {}", platform_plan.platform))?;
+        }
+    }
+    Ok(())
+}
+
+/// The platforms of `builds`, for progress lines.
+fn names(builds: &[&ImageBuild]) -> String {
+    builds
+        .iter()
+        .map(|b| b.platform.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Compiles and stages one platform's binaries (and QEMU); returns the seconds it took.
+fn compile_and_stage(
+    plan: &Plan,
+    executor: &dyn Executor,
+    platform_plan: &PlatformPlan,
+    cargo_lock: &Mutex<()>,
+) -> Result<f64> {
+    let started = Instant::now();
+    let platform = platform_plan.platform;
+    for step in &platform_plan.build {
+        match step {
+            Step::Cargo(build) => {
+                // Cargo serialises builds on its own lock; taking ours keeps its output whole.
+                let _turn = cargo_lock.lock().unwrap_or_else(|e| e.into_inner());
+                progress(platform, "cargo build", || executor.cargo(build))
+                    .with_context(|| format!("cargo build failed for {platform}"))?;
+            }
+            Step::Image(_) => {}
+            other => run_file_step(plan, other)
+                .with_context(|| format!("staging failed for {platform}"))?,
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Shows a piece of work's start and end: processes can take minutes (rustc under QEMU).
+fn progress<T>(platform: &Platform, label: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("[{platform}] {label} ...");
+    let started = Instant::now();
+    let result = work()?;
+    eprintln!(
+        "[{platform}] {label} done ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(result)
+}
+
+/// Executes a step that only touches files.
+fn run_file_step(plan: &Plan, step: &Step) -> Result<()> {
+    let root = &plan.root;
+    match step {
+        Step::Prepare { dir, keep } => prune(&root.join(dir), keep),
+        Step::Render { path, contents } => write_if_changed(&root.join(path), contents.as_bytes()),
+        Step::Stage { from, to, mtime } => {
+            copy_if_changed(&root.join(from), &root.join(to))?;
+            // The commit time, so a rebuild elsewhere stages the same file.
+            match mtime {
+                Some(epoch) => set_mtime(&root.join(to), *epoch),
+                None => Ok(()),
+            }
+        }
+        Step::Mirror { from, to, files } => files.iter().try_for_each(|file| {
+            copy_if_changed(&root.join(from).join(file), &root.join(to).join(file))
+        }),
+        Step::StageQemu { qemu_arch, to } => {
+            let sh = xshell::Shell::new()?;
+            let binary = crate::emulation::qemu::locate(&sh, &plan.qemu, qemu_arch)?;
+            copy_if_changed(&binary, &root.join(to))
+        }
+        Step::Cargo(_) | Step::Image(_) => unreachable!("the executor runs processes"),
+    }
+}
+
+/// The built image must carry exactly the platform it was built for.
+fn check_platform(platform: &Platform, built: &BuiltImage) -> Result<()> {
+    if platform.matches(&built.os, &built.architecture, built.variant.as_deref()) {
+        return Ok(());
+    }
+    let actual = [built.os.as_str(), built.architecture.as_str()]
+        .into_iter()
+        .chain(built.variant.as_deref())
+        .collect::<Vec<_>>()
+        .join("/");
+    Err(diagnostic(
+        format!("the image built for {platform} is {actual}: its base image is probably not published for {platform}"),
+        format!("pick a base with a {platform} variant (set it per platform in `vars`), or drop {platform} from `platforms`"),
+    ))
+}
+
+/// Runs `work`, retrying failures the program reported as transient, with backoff.
+fn retrying<T>(mut work: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1.. {
+        match work() {
+            Err(err) if attempt < PUSH_ATTEMPTS && crate::process::is_transient(&err) => {
+                let cause = crate::diagnostic::Diagnostic::of(&err).cause;
+                let last = cause.lines().last().unwrap_or_default().trim().to_owned();
+                eprintln!(
+                    "  transient failure ({last}), retrying in {:.1}s",
+                    backoff.as_secs_f64()
+                );
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            result => return result,
+        }
+    }
+    unreachable!("the retry loop returns")
+}
+
+/// Runs `work` on every item, `jobs` at a time; once all have ended, fails naming each
+/// failed platform, or returns the results in item order.
+fn run_parallel<I: Sync, T: Send>(
+    items: &[I],
+    jobs: usize,
+    work: impl Fn(&I) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    all_or_failures(each_in_parallel(items, jobs, work))
+}
+
+/// Runs `work` on every item, `jobs` at a time; one result per item, in item order.
+pub fn each_in_parallel<I: Sync, T: Send>(
+    items: &[I],
+    jobs: usize,
+    work: impl Fn(&I) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<Result<T>>>> = Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = {
+                    let mut next = next.lock().unwrap();
+                    *next += 1;
+                    *next - 1
+                };
+                let Some(item) = items.get(index) else { break };
+                let outcome = work(item);
+                results.lock().unwrap()[index] = Some(outcome);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    results
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}
+
+/// Every value, or one error naming every failure (each already names its platform).
+fn all_or_failures<T>(results: Vec<Result<T>>) -> Result<Vec<T>> {
+    let mut values = Vec::new();
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => values.push(value),
+            Err(err) => failures.push(err),
+        }
+    }
+    match failures.len() {
+        0 => Ok(values),
+        1 => Err(failures.pop().expect("one failure")),
+        n => {
+            let diagnostics: Vec<Diagnostic> = failures.iter().map(Diagnostic::of).collect();
+            let causes: Vec<&str> = diagnostics.iter().map(|d| d.cause.as_str()).collect();
+            let mut helps: Vec<&str> = diagnostics
+                .iter()
+                .map(|d| d.help.as_str())
+                .filter(|h| !h.is_empty())
+                .collect();
+            helps.dedup();
+            Err(diagnostic(
+                format!("{n} platforms failed:\n{}", causes.join("\n")),
+                helps.join("; "),
+            ))
+        }
+    }
+}
+
+/// Sets a file's modification time to `epoch` seconds.
+fn set_mtime(path: &std::path::Path, epoch: u64) -> Result<()> {
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(epoch);
+    let file = std::fs::File::options().write(true).open(path)?;
+    file.set_modified(time)
+        .with_context(|| format!("cannot set the time of {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Work;
+    use crate::plan::{CargoBuild, ImageBuild, Publish, Push};
+
+    /// Records the order of the work it is given, and fails where told to.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<String>>,
+        fail_build_of: Option<&'static str>,
+        transient_push_failures: Mutex<u32>,
+    }
+
+    impl Executor for Recorder {
+        fn describe(&self, _: Work<'_>) -> Vec<String> {
+            Vec::new()
+        }
+        fn cargo(&self, build: &CargoBuild) -> Result<()> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("cargo {}", build.platform));
+            Ok(())
+        }
+        fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("build {}", build.platform));
+            if self.fail_build_of == Some(build.platform.arch) {
+                anyhow::bail!("build broke");
+            }
+            Ok(BuiltImage {
+                id: format!("sha256:{}", "1".repeat(64)),
+                size: 1,
+                os: "linux".into(),
+                architecture: build.platform.arch.into(),
+                variant: build.platform.variant.map(str::to_owned),
+            })
+        }
+        fn push(&self, push: &Push) -> Result<String> {
+            let mut transient = self.transient_push_failures.lock().unwrap();
+            if *transient > 0 {
+                *transient -= 1;
+                return Err(crate::process::CommandFailed {
+                    command: "docker push".into(),
+                    status: "exit status: 1".into(),
+                    stdout: String::new(),
+                    stderr: "received unexpected HTTP status: 503 Service Unavailable".into(),
+                    help: None,
+                    refused: false,
+                }
+                .into());
+            }
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("push {}", push.platform));
+            Ok(format!("sha256:{:0>64}", push.platform.arch.len()))
+        }
+        fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String> {
+            let sources: Vec<String> = sources.iter().map(|s| s.digest.clone().unwrap()).collect();
+            self.calls.lock().unwrap().push(format!(
+                "publish {} from {}",
+                publish.list,
+                sources.join(",")
+            ));
+            Ok(format!("sha256:{}", "f".repeat(64)))
+        }
+    }
+
+    fn plan_in_temp_root(name: &str) -> Plan {
+        let mut plan = crate::plan::tests::push_plan();
+        plan.root =
+            std::env::temp_dir().join(format!("multiarch-runner-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&plan.root);
+        for platform_plan in &plan.platforms {
+            for step in &platform_plan.build {
+                if let Step::Stage { from, .. } = step {
+                    std::fs::create_dir_all(plan.root.join(from).parent().unwrap()).unwrap();
+                    std::fs::write(plan.root.join(from), "binary").unwrap();
+                }
+            }
+        }
+        plan
+    }
+
+    #[test]
+    fn pushes_start_after_every_build_and_publishes_after_every_push() {
+        let plan = plan_in_temp_root("order");
+        let recorder = Recorder::default();
+        let report = execute(&plan, &recorder, 2).unwrap();
+        let calls = recorder.calls.into_inner().unwrap();
+        let last_build = calls.iter().rposition(|c| c.starts_with("build ")).unwrap();
+        let first_push = calls.iter().position(|c| c.starts_with("push ")).unwrap();
+        let last_push = calls.iter().rposition(|c| c.starts_with("push ")).unwrap();
+        let first_publish = calls
+            .iter()
+            .position(|c| c.starts_with("publish "))
+            .unwrap();
+        assert!(
+            last_build < first_push && last_push < first_publish,
+            "{calls:#?}"
+        );
+        assert_eq!(calls.iter().filter(|c| c.starts_with("push ")).count(), 3);
+        // Each publish names each platform's own digest, in entry order.
+        let publish = calls
+            .iter()
+            .find(|c| c.starts_with("publish 127.0.0.1:5000/hello:0.1.0"))
+            .unwrap();
+        let expected: Vec<String> = ["amd64", "arm64", "arm"]
+            .iter()
+            .map(|a| format!("sha256:{:0>64}", a.len()))
+            .collect();
+        assert!(publish.ends_with(&expected.join(",")), "{publish}");
+        assert_eq!(report.manifests.len(), 2);
+        assert_eq!(
+            report.platforms[1].digest.as_deref(),
+            Some(expected[1].as_str())
+        );
+        std::fs::remove_dir_all(&plan.root).unwrap();
+    }
+
+    #[test]
+    fn a_failed_build_pushes_and_publishes_nothing() {
+        let plan = plan_in_temp_root("failed");
+        let recorder = Recorder {
+            fail_build_of: Some("arm64"),
+            ..Recorder::default()
+        };
+        let err = execute(&plan, &recorder, 2).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("image build failed for linux/arm64"),
+            "{err:#}"
+        );
+        let calls = recorder.calls.into_inner().unwrap();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("push ") || c.starts_with("publish ")),
+            "{calls:#?}"
+        );
+        std::fs::remove_dir_all(&plan.root).unwrap();
+    }
+
+    #[test]
+    fn transient_push_failures_are_retried() {
+        let plan = plan_in_temp_root("retry");
+        let recorder = Recorder {
+            transient_push_failures: Mutex::new(1),
+            ..Recorder::default()
+        };
+        execute(&plan, &recorder, 1).unwrap();
+        let calls = recorder.calls.into_inner().unwrap();
+        assert_eq!(
+            calls.iter().filter(|c| c.starts_with("push ")).count(),
+            3,
+            "{calls:#?}"
+        );
+        std::fs::remove_dir_all(&plan.root).unwrap();
+    }
+
+    #[test]
+    fn image_platform_is_checked() {
+        let arm = Platform::parse("arm/v7").unwrap();
+        let built = |arch: &str, variant: Option<&str>| BuiltImage {
+            id: "sha256:1".into(),
+            size: 10,
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant: variant.map(str::to_owned),
+        };
+        assert!(check_platform(arm, &built("arm", Some("v7"))).is_ok());
+        let message = format!(
+            "{:#}",
+            check_platform(arm, &built("amd64", None)).unwrap_err()
+        );
+        assert!(
+            message.starts_with("the image built for linux/arm/v7 is linux/amd64"),
+            "{message}"
+        );
+        assert!(check_platform(arm, &built("arm", Some("v6"))).is_err());
+        let arm64 = Platform::parse("arm64").unwrap();
+        assert!(check_platform(arm64, &built("arm64", None)).is_ok());
+        assert!(check_platform(arm64, &built("arm64", Some("v8"))).is_ok());
+    }
+}

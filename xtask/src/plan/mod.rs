@@ -1,0 +1,805 @@
+//! The plan: every step of a run (contexts, cargo builds, image builds, pushes, publishes)
+//! as typed data, computed before anything runs.
+
+pub mod context;
+pub mod dockerfile;
+mod render;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+pub use self::render::{render_platform, Rendered};
+use crate::config::image_ref::ImageRef;
+use crate::config::platform::Platform;
+use crate::config::template::{self, TagContext, Template};
+use crate::config::{BuildMode, Config, Network, PlatformConfig, Provenance, QemuConfig};
+use crate::emulation::binfmt::{Emulation, Handler};
+use crate::fail;
+
+/// Which `docker build` front end the engine offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    /// The classic builder behind `docker build` (no buildx plugin).
+    Legacy,
+    /// `docker buildx build --load`.
+    Buildx,
+}
+
+/// How the per-platform images are joined under one tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishMethod {
+    /// `docker manifest create/annotate/push`: sources must be plain image manifests.
+    Manifest,
+    /// `docker buildx imagetools create`: sources may be indexes, whose attestation
+    /// manifests it keeps.
+    Imagetools,
+}
+
+/// Facts about the run that are not in the config.
+#[derive(Debug, Clone)]
+pub struct PlanInputs {
+    pub push: bool,
+    pub builder: Builder,
+    /// Full commit hash of the workspace checkout, when it is one.
+    pub git_revision: Option<String>,
+    /// Commit time (RFC 3339), used as a reproducible `created` label.
+    pub git_time: Option<String>,
+    /// The same time in seconds since the epoch: `SOURCE_DATE_EPOCH` and staged mtimes.
+    pub git_epoch: Option<u64>,
+    /// The host's binfmt handlers, which decide how foreign `RUN` steps run.
+    pub handlers: Vec<Handler>,
+}
+
+/// Names one platform's push in [`Plan::platforms`], so a publish can say whose digest it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PushId(pub usize);
+
+/// Every step of a run, in order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub package: String,
+    pub root: PathBuf,
+    /// Where staged QEMU binaries come from.
+    pub qemu: QemuConfig,
+    /// The base image of every `FROM`, per platform, for the pre-flight checks.
+    pub base_images: Vec<BaseImage>,
+    pub platforms: Vec<PlatformPlan>,
+    /// One per tag, run only after every platform pushed.
+    pub publishes: Vec<Publish>,
+    /// What the plan chose for the user, said before anything runs.
+    pub notes: Vec<String>,
+}
+
+/// A base image a platform's Dockerfile starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImage {
+    pub platform: &'static Platform,
+    pub image: String,
+}
+
+/// Everything one platform needs, from its context to its push.
+#[derive(Debug, Clone)]
+pub struct PlatformPlan {
+    pub platform: &'static Platform,
+    /// The build context directory, relative to the workspace root.
+    pub context_dir: PathBuf,
+    /// Whether the rendered Dockerfile has `RUN` steps, which a foreign platform emulates.
+    pub runs_commands: bool,
+    /// How this host runs the platform's binaries.
+    pub emulation: Emulation,
+    /// Written before anything compiles: a template error leaves no context half-built.
+    pub context: Vec<Step>,
+    /// Compile, stage, build the image (and check it).
+    pub build: Vec<Step>,
+    pub push: Option<Push>,
+}
+
+/// One unit of work. Paths are relative to the workspace root unless absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create a build context directory and remove every file in it not listed in `keep`.
+    Prepare {
+        dir: PathBuf,
+        keep: Vec<PathBuf>,
+    },
+    /// Write a rendered Dockerfile atomically, skipping the write when it is identical.
+    Render {
+        path: PathBuf,
+        contents: String,
+    },
+    /// Copy `files` (relative paths) from the directory `from` into `to`, each when changed.
+    Mirror {
+        from: PathBuf,
+        to: PathBuf,
+        files: Vec<PathBuf>,
+    },
+    Cargo(CargoBuild),
+    /// Copy a compiled binary into the context, skipping the write when it is identical,
+    /// and give it the commit time (seconds since the epoch) when there is one.
+    Stage {
+        from: PathBuf,
+        to: PathBuf,
+        mtime: Option<u64>,
+    },
+    /// Put the static QEMU for `qemu_arch` at `to`, from the cache (fetched when missing)
+    /// or PATH, as the config's `qemu.source` says.
+    StageQemu {
+        qemu_arch: &'static str,
+        to: PathBuf,
+    },
+    Image(ImageBuild),
+}
+
+/// `cargo build` of one package's binaries for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CargoBuild {
+    pub platform: &'static Platform,
+    pub package: String,
+    pub target: String,
+    pub bins: Vec<String>,
+    pub linker: Option<String>,
+    pub rustflags: Vec<String>,
+}
+
+/// Building one platform's image from its context, then checking what was built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageBuild {
+    pub platform: &'static Platform,
+    pub builder: Builder,
+    /// Per-platform tags, `<repo>:<docker_arch>-<tag>`, one per list tag.
+    pub tags: Vec<ImageRef>,
+    pub labels: Vec<(String, String)>,
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub network: Network,
+    /// BuildKit attestations; always off on the legacy builder.
+    pub provenance: Provenance,
+    pub sbom: bool,
+    /// `SOURCE_DATE_EPOCH` for BuildKit: the commit time, so timestamps repeat.
+    pub source_date_epoch: Option<u64>,
+}
+
+/// Pushing one platform's tags; every tag names the same image, so one digest results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub platform: &'static Platform,
+    pub images: Vec<ImageRef>,
+}
+
+/// Publishing one multi-arch tag from the digests the named pushes produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub list: ImageRef,
+    pub method: PublishMethod,
+    /// Talk plain HTTP to the registry (loopback, or `insecure_registry`).
+    pub insecure: bool,
+    pub entries: Vec<PublishEntry>,
+}
+
+/// One platform of a published tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishEntry {
+    pub push: PushId,
+    pub platform: &'static Platform,
+    /// The per-platform tag this entry's push wrote, shown where the digest goes in a dry run.
+    pub pushed_as: ImageRef,
+}
+
+impl PlatformPlan {
+    /// The platform's image build, its last build step.
+    pub fn image_build(&self) -> &ImageBuild {
+        self.build
+            .iter()
+            .find_map(|step| match step {
+                Step::Image(build) => Some(build),
+                _ => None,
+            })
+            .expect("every platform plan builds an image")
+    }
+}
+
+impl Plan {
+    /// Computes the plan; templates are rendered here, so a template error writes nothing.
+    pub fn new(config: &Config, inputs: &PlanInputs) -> Result<Plan> {
+        let repository = config.repository();
+        if inputs.push && config.image.is_none() {
+            fail!(
+                help = format!(
+                    "set `image = \"registry.example.com/team/{}\"` in [package.metadata.multiarch] of {}, or pass --image REPO",
+                    config.package.name,
+                    config.package.manifest_path.display()
+                ),
+                "--push needs an image repository, and package `{}` configures none",
+                config.package.name
+            );
+        }
+        let tags = list_tags(config, inputs)?;
+        let (method, attestations, notes) = publishing(config, inputs)?;
+        let template = Template::load(&config.dockerfile, &config.workspace_root)?;
+        let labels = labels(config, inputs);
+        // Container builds see the workspace sources; they are listed once for all platforms.
+        let sources = match config.build {
+            BuildMode::Cross => Vec::new(),
+            BuildMode::Container => {
+                context::source_files(&config.workspace_root, &config.target_dir)?
+            }
+        };
+        let mut plan = Plan {
+            package: config.package.name.clone(),
+            root: config.workspace_root.clone(),
+            qemu: config.qemu.clone(),
+            base_images: Vec::new(),
+            platforms: Vec::new(),
+            publishes: Vec::new(),
+            notes,
+        };
+        for &platform in &config.platforms {
+            let platform_config = config.platform(platform);
+            let rendered = render_platform(config, &platform_config, &template, &inputs.handlers)?;
+            let images: Vec<ImageRef> = tags
+                .iter()
+                .map(|tag| repository.with_tag(&format!("{}-{tag}", platform.docker_arch)))
+                .collect();
+            plan.base_images.extend(
+                dockerfile::from_images(&rendered.dockerfile)
+                    .into_iter()
+                    .map(|image| BaseImage { platform, image }),
+            );
+            let platform_plan = PlatformSteps {
+                config,
+                platform: &platform_config,
+                sources: &sources,
+                labels: &labels,
+                builder: inputs.builder,
+                attestations,
+                source_date_epoch: inputs.git_epoch,
+            }
+            .plan(rendered, images, inputs.push);
+            plan.platforms.push(platform_plan);
+        }
+        if inputs.push {
+            let insecure = config.insecure_registry || repository.is_loopback();
+            plan.publishes = publishes(&plan.platforms, &repository, &tags, insecure, method);
+        }
+        Ok(plan)
+    }
+
+    /// The platforms whose pushes this plan runs, with the id a publish names them by.
+    pub fn pushes(&self) -> impl Iterator<Item = (PushId, &Push)> {
+        self.platforms
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| Some((PushId(index), p.push.as_ref()?)))
+    }
+
+    /// The push a publish entry names.
+    pub fn push(&self, id: PushId) -> &Push {
+        self.platforms[id.0]
+            .push
+            .as_ref()
+            .expect("publish entries name planned pushes")
+    }
+}
+
+/// How tags are published and which attestations the builds attach, with what was chosen
+/// for the user. BuildKit engines publish through imagetools, which keeps attestations;
+/// a plain-HTTP registry off loopback is out of its reach, so there it falls back to
+/// `docker manifest` and builds without attestations.
+fn publishing(
+    config: &Config,
+    inputs: &PlanInputs,
+) -> Result<(PublishMethod, (Provenance, bool), Vec<String>)> {
+    let wanted = (config.provenance, config.sbom);
+    let key = |name: &str| {
+        format!(
+            "`{name}` in [package.metadata.multiarch] of {}",
+            config.package.manifest_path.display()
+        )
+    };
+    if inputs.builder == Builder::Legacy {
+        if config.sbom {
+            fail!(
+                help = format!(
+                    "set up the buildx plugin (BuildKit), or remove {}",
+                    key("sbom")
+                ),
+                "sbom = true needs BuildKit, and this engine has only the legacy builder"
+            );
+        }
+        if config.provenance != Provenance::Off {
+            fail!(
+                help = format!(
+                    "set up the buildx plugin (BuildKit), or remove {}",
+                    key("provenance")
+                ),
+                "provenance needs BuildKit, and this engine has only the legacy builder"
+            );
+        }
+        return Ok((PublishMethod::Manifest, wanted, Vec::new()));
+    }
+    let repository = config.repository();
+    if inputs.push && config.insecure_registry && !repository.is_loopback() {
+        let note = format!(
+            "note: {} is a plain-HTTP registry off loopback, which `docker buildx imagetools` cannot reach; publishing with `docker manifest` and building without attestations",
+            repository.registry_host()
+        );
+        return Ok((
+            PublishMethod::Manifest,
+            (Provenance::Off, false),
+            vec![note],
+        ));
+    }
+    Ok((PublishMethod::Imagetools, wanted, Vec::new()))
+}
+
+/// The list tags: the config's templates rendered, plus the semver family when asked.
+fn list_tags(config: &Config, inputs: &PlanInputs) -> Result<Vec<String>> {
+    let short_sha = inputs
+        .git_revision
+        .as_ref()
+        .map(|rev| rev.chars().take(7).collect());
+    template::render_tags(
+        &config.tags,
+        &TagContext::new(&config.package.version, short_sha),
+        config.semver,
+    )
+}
+
+/// What one platform's steps are planned from.
+struct PlatformSteps<'a> {
+    config: &'a Config,
+    platform: &'a PlatformConfig,
+    sources: &'a [PathBuf],
+    labels: &'a [(String, String)],
+    builder: Builder,
+    attestations: (Provenance, bool),
+    source_date_epoch: Option<u64>,
+}
+
+impl PlatformSteps<'_> {
+    fn plan(&self, rendered: Rendered, images: Vec<ImageRef>, push: bool) -> PlatformPlan {
+        let config = self.config;
+        let platform = self.platform.platform;
+        let root = &config.workspace_root;
+        let dir = shown(
+            root,
+            &template::context_dir(&config.target_dir, &config.package.name, platform),
+        );
+        // Container builds keep the Dockerfile beside the context, so a workspace
+        // `Dockerfile` and `COPY . .` are unaffected.
+        let dockerfile = match config.build {
+            BuildMode::Cross => dir.join("Dockerfile"),
+            BuildMode::Container => dir.with_extension("Dockerfile"),
+        };
+        let runs_commands = dockerfile::has_run_steps(&rendered.dockerfile);
+        let mut context = vec![
+            Step::Prepare {
+                dir: dir.clone(),
+                keep: self.kept_files(rendered.qemu.as_deref()),
+            },
+            Step::Render {
+                path: dockerfile.clone(),
+                contents: rendered.dockerfile,
+            },
+        ];
+        let mut build = Vec::new();
+        match config.build {
+            BuildMode::Cross => {
+                build.push(Step::Cargo(self.cargo_build()));
+                let release_dir = shown(root, &config.target_dir)
+                    .join(&self.platform.target)
+                    .join("release");
+                build.extend(config.bins.iter().map(|bin| Step::Stage {
+                    from: release_dir.join(bin),
+                    to: dir.join(bin),
+                    mtime: self.source_date_epoch,
+                }));
+            }
+            BuildMode::Container => context.push(Step::Mirror {
+                from: PathBuf::new(),
+                to: dir.clone(),
+                files: self.sources.to_vec(),
+            }),
+        }
+        if !config.files.is_empty() {
+            context.push(Step::Mirror {
+                from: PathBuf::new(),
+                to: dir.clone(),
+                files: config.files.clone(),
+            });
+        }
+        if let Some(qemu) = &rendered.qemu {
+            build.push(Step::StageQemu {
+                qemu_arch: platform.qemu_arch,
+                to: dir.join(qemu),
+            });
+        }
+        build.push(Step::Image(ImageBuild {
+            platform,
+            builder: self.builder,
+            tags: images.clone(),
+            labels: self.labels.to_vec(),
+            dockerfile,
+            context: dir.clone(),
+            network: config.network,
+            provenance: self.attestations.0,
+            sbom: self.attestations.1,
+            source_date_epoch: self.source_date_epoch,
+        }));
+        PlatformPlan {
+            platform,
+            context_dir: dir,
+            runs_commands,
+            emulation: rendered.emulation,
+            context,
+            build,
+            push: push.then_some(Push { platform, images }),
+        }
+    }
+
+    /// The files a context holds; anything else in it is stale and removed.
+    fn kept_files(&self, qemu: Option<&str>) -> Vec<PathBuf> {
+        let config = self.config;
+        let mut keep: Vec<PathBuf> = match config.build {
+            BuildMode::Cross => std::iter::once(PathBuf::from("Dockerfile"))
+                .chain(config.bins.iter().map(PathBuf::from))
+                .collect(),
+            BuildMode::Container => self.sources.to_vec(),
+        };
+        keep.extend(config.files.iter().cloned());
+        keep.extend(qemu.map(PathBuf::from));
+        keep
+    }
+
+    fn cargo_build(&self) -> CargoBuild {
+        CargoBuild {
+            platform: self.platform.platform,
+            package: self.config.package.name.clone(),
+            target: self.platform.target.clone(),
+            bins: self.config.bins.clone(),
+            linker: self.platform.linker.clone(),
+            rustflags: self.platform.rustflags.clone(),
+        }
+    }
+}
+
+/// A path relative to the workspace root when it is inside it.
+fn shown(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+}
+
+/// One publish per tag, each naming the push of every platform.
+fn publishes(
+    platforms: &[PlatformPlan],
+    repository: &ImageRef,
+    tags: &[String],
+    insecure: bool,
+    method: PublishMethod,
+) -> Vec<Publish> {
+    tags.iter()
+        .enumerate()
+        .map(|(tag_index, tag)| Publish {
+            list: repository.with_tag(tag),
+            method,
+            insecure,
+            entries: platforms
+                .iter()
+                .enumerate()
+                .filter_map(|(index, p)| {
+                    let push = p.push.as_ref()?;
+                    Some(PublishEntry {
+                        push: PushId(index),
+                        platform: p.platform,
+                        pushed_as: push.images[tag_index].clone(),
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// OCI labels from Cargo metadata and git, then the config's own labels.
+fn labels(config: &Config, inputs: &PlanInputs) -> Vec<(String, String)> {
+    let package = &config.package;
+    let oci = |key: &str| format!("org.opencontainers.image.{key}");
+    let mut labels = BTreeMap::new();
+    labels.insert(oci("title"), Some(package.name.clone()));
+    labels.insert(oci("version"), Some(package.version.clone()));
+    labels.insert(oci("description"), package.description.clone());
+    labels.insert(oci("licenses"), package.license.clone());
+    labels.insert(oci("source"), package.repository.clone());
+    labels.insert(oci("revision"), inputs.git_revision.clone());
+    labels.insert(oci("created"), inputs.git_time.clone());
+    let mut labels: BTreeMap<String, String> = labels
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    labels.extend(config.labels.clone());
+    labels.into_iter().collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::workspace::{Package, Workspace};
+    use crate::config::{parse_manifest, CliLayer, Config, QemuCopy};
+    use crate::exec::docker::{Docker, DockerExecutor};
+    use crate::exec::report::dry_run_lines;
+
+    pub(crate) fn sample_config(extra: &str) -> Config {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let manifest = root.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap() + extra;
+        let tables = parse_manifest(&manifest, &text).unwrap();
+        let package = Package {
+            name: "hello".into(),
+            version: "0.1.0".into(),
+            manifest_path: manifest.clone(),
+            description: Some("Reports the CPU architecture it runs on".into()),
+            license: Some("MIT OR Apache-2.0".into()),
+            repository: None,
+            bins: vec!["hello".into()],
+        };
+        let workspace = Workspace {
+            root: root.to_path_buf(),
+            target_dir: root.join("target"),
+            packages: vec![package.clone()],
+        };
+        let cli = CliLayer {
+            image: Some("127.0.0.1:5000/hello".into()),
+            ..CliLayer::default()
+        };
+        Config::resolve(
+            &workspace,
+            &package,
+            tables.workspace.unwrap(),
+            tables.package.unwrap(),
+            &cli,
+        )
+        .unwrap()
+    }
+
+    pub(crate) fn inputs(push: bool) -> PlanInputs {
+        PlanInputs {
+            push,
+            builder: Builder::Legacy,
+            git_revision: Some("0123456789abcdef".into()),
+            git_time: Some("2026-11-28T01:00:00+00:00".into()),
+            git_epoch: Some(1_795_827_600),
+            handlers: Vec::new(),
+        }
+    }
+
+    /// The demo's plan for a push of its three platforms.
+    pub(crate) fn push_plan() -> Plan {
+        Plan::new(&sample_config(""), &inputs(true)).unwrap()
+    }
+
+    /// The dry-run lines of `plan`, as the Docker executor describes them.
+    pub(crate) fn lines(plan: &Plan) -> Vec<String> {
+        let executor = DockerExecutor {
+            docker: Docker {
+                program: "docker".into(),
+            },
+            root: plan.root.clone(),
+        };
+        let cargo = crate::config::workspace::cargo_program()
+            .display()
+            .to_string();
+        dry_run_lines(plan, &executor)
+            .into_iter()
+            .map(|l| l.replace(&cargo, "cargo"))
+            .collect()
+    }
+
+    #[test]
+    fn push_plan_snapshot() {
+        crate::assert_snapshot("plan-push.txt", &(lines(&push_plan()).join("\n") + "\n"));
+    }
+
+    #[test]
+    fn publishes_name_the_push_of_every_platform_for_their_tag() {
+        let plan = push_plan();
+        assert_eq!(plan.publishes.len(), 2);
+        assert_eq!(plan.pushes().count(), 3);
+        let latest = &plan.publishes[1];
+        assert_eq!(latest.list.to_string(), "127.0.0.1:5000/hello:latest");
+        assert!(latest.insecure);
+        for entry in &latest.entries {
+            let push = plan.push(entry.push);
+            assert_eq!(push.platform, entry.platform);
+            assert!(push.images.contains(&entry.pushed_as));
+            assert!(entry.pushed_as.tag.as_deref().unwrap().ends_with("-latest"));
+        }
+    }
+
+    #[test]
+    fn buildkit_builds_every_platform_in_one_bake_unless_a_network_is_set() {
+        let mut inputs = inputs(false);
+        inputs.builder = Builder::Buildx;
+        let plan = Plan::new(&sample_config(""), &inputs).unwrap();
+        assert!(plan.pushes().next().is_none() && plan.publishes.is_empty());
+        let lines = lines(&plan);
+        assert!(lines.contains(&"[linux/amd64, linux/arm64, linux/arm/v7] docker buildx bake --load --file target/multiarch/hello/bake.json --provenance=false --sbom=false".to_owned()), "{lines:#?}");
+        assert!(!lines.iter().any(|l| l.contains("docker push")));
+        let mut config = sample_config("");
+        config.network = Network::None;
+        config.provenance = Provenance::Max;
+        let lines = super::tests::lines(&Plan::new(&config, &inputs).unwrap());
+        assert!(
+            lines.iter().any(|l| l.starts_with("[linux/arm64] docker buildx build --load --platform linux/arm64 --network none --provenance=mode=max --sbom=false ")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn attestations_need_buildkit_and_a_registry_imagetools_reaches() {
+        let mut config = sample_config("");
+        config.sbom = true;
+        let message =
+            crate::diagnostic::format_error(&Plan::new(&config, &inputs(true)).unwrap_err());
+        assert!(
+            message.starts_with("error: sbom = true needs BuildKit"),
+            "{message}"
+        );
+        let mut buildkit = inputs(true);
+        buildkit.builder = Builder::Buildx;
+        let plan = Plan::new(&config, &buildkit).unwrap();
+        assert_eq!(plan.publishes[0].method, PublishMethod::Imagetools);
+        assert!(plan.platforms[0].image_build().sbom);
+        config.image =
+            Some(crate::config::image_ref::ImageRef::parse("registry.lan:5000/hello").unwrap());
+        config.insecure_registry = true;
+        let plan = Plan::new(&config, &buildkit).unwrap();
+        assert_eq!(plan.publishes[0].method, PublishMethod::Manifest);
+        assert!(!plan.platforms[0].image_build().sbom);
+        assert!(
+            plan.notes[0].contains("registry.lan:5000 is a plain-HTTP registry off loopback"),
+            "{:?}",
+            plan.notes
+        );
+    }
+
+    #[test]
+    fn push_without_image_is_an_error() {
+        let mut config = sample_config("");
+        config.image = None;
+        let message = format!("{:#}", Plan::new(&config, &inputs(true)).unwrap_err());
+        assert!(
+            message.starts_with("--push needs an image repository"),
+            "{message}"
+        );
+        assert!(Plan::new(&config, &inputs(false)).is_ok());
+    }
+
+    /// A config whose template has foreign `RUN` steps and uses `qemu`.
+    pub(crate) fn emulated_config(copy: QemuCopy) -> Config {
+        let dir =
+            std::env::temp_dir().join(format!("multiarch-plan-{}-{copy:?}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let template = dir.join("Dockerfile.j2");
+        std::fs::write(&template, "FROM {{ base }}\n{% if qemu %}COPY {{ qemu }} {{ qemu_interpreter }}\n{% endif %}RUN echo {{ uname_m }}\n").unwrap();
+        let mut config = sample_config("");
+        config.dockerfile = template;
+        config.qemu.copy = copy;
+        config
+    }
+
+    pub(crate) fn handler(arch: &str, flags: &str) -> Handler {
+        let (magic, machine) = match arch {
+            "aarch64" => ("7f454c460201010000000000000000000200b700", "aarch64"),
+            _ => ("7f454c4601010100000000000000000002002800", "arm"),
+        };
+        let text = format!("enabled\ninterpreter /usr/libexec/qemu-binfmt/{machine}-binfmt-P\nflags: {flags}\noffset 0\nmagic {magic}\nmask ffffffffffffff00fffffffffffffffffeffffff\n");
+        Handler::parse(&format!("qemu-{arch}"), &text).unwrap()
+    }
+
+    fn platform<'a>(plan: &'a Plan, name: &str) -> &'a PlatformPlan {
+        plan.platforms
+            .iter()
+            .find(|p| p.platform.name() == name)
+            .unwrap()
+    }
+
+    fn rendered(plan: &Plan, name: &str) -> String {
+        platform(plan, name)
+            .context
+            .iter()
+            .find_map(|s| match s {
+                Step::Render { contents, .. } => Some(contents.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn stages_qemu(plan: &Plan, name: &str) -> bool {
+        platform(plan, name)
+            .build
+            .iter()
+            .any(|s| matches!(s, Step::StageQemu { .. }))
+    }
+
+    #[test]
+    fn qemu_is_copied_only_where_the_handler_lacks_the_fix_binary_flag() {
+        let mut inputs = inputs(false);
+        inputs.handlers = vec![handler("aarch64", "POF"), handler("arm", "PO")];
+        let plan = Plan::new(&emulated_config(QemuCopy::Auto), &inputs).unwrap();
+        assert!(!stages_qemu(&plan, "linux/arm64") && !stages_qemu(&plan, "linux/amd64"));
+        assert!(stages_qemu(&plan, "linux/arm/v7"));
+        assert_eq!(
+            rendered(&plan, "linux/arm64"),
+            "FROM scratch\nRUN echo aarch64\n"
+        );
+        assert_eq!(rendered(&plan, "linux/arm/v7"), "FROM scratch\nCOPY qemu-arm-static /usr/libexec/qemu-binfmt/arm-binfmt-P\nRUN echo armv7l\n");
+        assert!(platform(&plan, "linux/arm64").runs_commands);
+
+        let plan = Plan::new(&emulated_config(QemuCopy::Never), &inputs).unwrap();
+        assert!(!stages_qemu(&plan, "linux/arm/v7"));
+        let plan = Plan::new(&emulated_config(QemuCopy::Always), &inputs).unwrap();
+        assert!(
+            stages_qemu(&plan, "linux/arm64")
+                && stages_qemu(&plan, "linux/arm/v7")
+                && !stages_qemu(&plan, "linux/amd64")
+        );
+    }
+
+    #[test]
+    fn container_builds_compile_in_the_image_from_the_workspace_sources() {
+        let mut config = sample_config("");
+        config.build = BuildMode::Container;
+        let plan = Plan::new(&config, &inputs(false)).unwrap();
+        let lines = lines(&plan);
+        assert!(
+            !lines.iter().any(|l| l.contains("cargo build")),
+            "{lines:#?}"
+        );
+        let copy = lines
+            .iter()
+            .find(|l| l.starts_with("[linux/arm64] copy "))
+            .unwrap();
+        assert!(
+            copy.ends_with(" files from . to target/multiarch/hello/linux-arm64"),
+            "{copy}"
+        );
+        assert!(lines.iter().any(|l| l.starts_with("[linux/arm64] docker build ") && l.ends_with("--file target/multiarch/hello/linux-arm64.Dockerfile target/multiarch/hello/linux-arm64")), "{lines:#?}");
+        let Step::Mirror { files, .. } = &plan.platforms[0].context[2] else {
+            panic!("{:?}", plan.platforms[0].context)
+        };
+        assert!(
+            files.contains(&PathBuf::from("src/main.rs"))
+                && files.contains(&PathBuf::from("Cargo.toml"))
+        );
+        assert!(!files
+            .iter()
+            .any(|f| f.starts_with("target") || f.starts_with(".git")));
+    }
+
+    #[test]
+    fn base_images_are_checked_first_for_every_platform() {
+        let mut config = sample_config("");
+        config.platforms.truncate(2);
+        let template =
+            std::env::temp_dir().join(format!("multiarch-plan-bases-{}.j2", std::process::id()));
+        std::fs::write(
+            &template,
+            "FROM alpine:3.20 AS certs\nFROM {{ base }}\nCOPY --from=certs /etc/ssl /etc/ssl\n",
+        )
+        .unwrap();
+        config.dockerfile = template;
+        let plan = Plan::new(&config, &inputs(false)).unwrap();
+        let lines = lines(&plan);
+        assert_eq!(lines[0], "[linux/amd64] check that alpine:3.20 exists for linux/amd64 (docker image inspect, then docker manifest inspect)");
+        assert!(
+            lines[1].starts_with("[linux/arm64] check that alpine:3.20 exists for linux/arm64"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            !lines[2].contains("check that"),
+            "scratch needs no check: {}",
+            lines[2]
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! Pre-flight: every check that runs before a build (engine, builder, base images, Rust
+//! targets, linkers, binfmt handlers, QEMU, credentials) as typed findings. `image` stops
+//! on the first that fails; `doctor` shows them all.
+
+pub mod base_images;
+pub mod credentials;
+pub mod toolchain;
+
+use crate::config::{BuildMode, Config, QemuSource};
+use crate::diagnostic::{diagnostic, Diagnostic};
+use crate::emulation::binfmt::Emulation;
+use crate::exec::docker::{docker_host, Docker, Probe, START_ENGINE};
+use crate::plan::{Builder, Plan, PlatformPlan, Step};
+use base_images::BaseImages;
+use toolchain::Toolchain;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// Something the configured platforms need is missing: a build would fail.
+    Missing,
+    /// Worth knowing, not needed for a build.
+    Note,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What was checked, such as `rust target linux/arm64`.
+    pub check: String,
+    pub status: Status,
+    /// What was found, short enough for a table cell.
+    pub detail: String,
+    /// How to fix it; empty when there is nothing to do.
+    pub fix: String,
+    /// The sentence a build stops with, when it says more than `check: detail`.
+    pub cause: Option<String>,
+}
+
+impl Finding {
+    pub fn new(
+        check: impl Into<String>,
+        status: Status,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check: check.into(),
+            status,
+            detail: detail.into(),
+            fix: fix.into(),
+            cause: None,
+        }
+    }
+
+    pub fn ok(check: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding::new(check, Status::Ok, detail, "")
+    }
+
+    /// A failure from a typed diagnostic: its cause is the detail, its help the fix.
+    pub fn failed(check: impl Into<String>, diagnostic: Diagnostic) -> Finding {
+        let cause = diagnostic.cause.clone();
+        Finding::new(check, Status::Missing, diagnostic.cause, diagnostic.help).with_cause(cause)
+    }
+
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Finding {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// The error a build stops with.
+    pub fn into_error(self) -> anyhow::Error {
+        let cause = self
+            .cause
+            .unwrap_or_else(|| format!("{}: {}", self.check, self.detail));
+        diagnostic(cause, self.fix)
+    }
+}
+
+/// Fails with the first finding that would break a build.
+pub fn first_failure(findings: impl IntoIterator<Item = Finding>) -> anyhow::Result<()> {
+    match findings.into_iter().find(|f| f.status == Status::Missing) {
+        Some(finding) => Err(finding.into_error()),
+        None => Ok(()),
+    }
+}
+
+/// The engine as the docker client sees it.
+pub struct Engine {
+    pub docker: Option<Docker>,
+    /// The daemon's version, when it answered.
+    pub version: Option<String>,
+    pub builder: Builder,
+    /// Why builds cannot run: the client's or the daemon's failing finding.
+    pub unusable: Option<Finding>,
+}
+
+impl Engine {
+    /// The client, once its daemon answered; else the finding that says why not.
+    pub fn require_daemon(&self) -> anyhow::Result<Docker> {
+        match (&self.docker, &self.unusable) {
+            (Some(docker), None) => Ok(docker.clone()),
+            (_, Some(finding)) => Err(finding.clone().into_error()),
+            (None, None) => Err(diagnostic("docker is not installed", "install Docker")),
+        }
+    }
+}
+
+/// Client, daemon, `docker manifest` and buildx rows; with them, what the engine offers.
+pub fn engine() -> (Engine, Vec<Finding>) {
+    let docker = match Docker::find() {
+        Ok(docker) => docker,
+        Err(err) => {
+            let missing = Finding::failed("docker client", Diagnostic::of(&err))
+                .with_cause(Diagnostic::of(&err).cause);
+            let engine = Engine {
+                docker: None,
+                version: None,
+                builder: Builder::Legacy,
+                unusable: Some(missing.clone()),
+            };
+            return (engine, vec![missing]);
+        }
+    };
+    let mut findings = Vec::new();
+    // `docker --version` never contacts the daemon.
+    findings.push(match docker.probe(&["--version"]) {
+        Probe::Answered(version) => {
+            let version = version
+                .trim_start_matches("Docker version ")
+                .split(',')
+                .next()
+                .unwrap_or_default();
+            Finding::ok(
+                "docker client",
+                format!("{version} ({})", docker.program.display()),
+            )
+        }
+        other => Finding::new(
+            "docker client",
+            Status::Missing,
+            other.describe(),
+            "reinstall the docker CLI",
+        ),
+    });
+    let mut unusable = findings
+        .iter()
+        .find(|f| f.status == Status::Missing)
+        .cloned();
+    let host = docker_host();
+    let version = match docker.probe(&["version", "--format", "{{.Server.Version}}"]) {
+        Probe::Answered(version) => {
+            findings.push(Finding::ok("docker daemon", format!("{version} at {host}")));
+            Some(version)
+        }
+        other => {
+            let detail = format!("{host}: {}", other.describe());
+            let cause = format!(
+                "the docker daemon at {host} does not answer: {}",
+                other.describe()
+            );
+            let finding = Finding::new("docker daemon", Status::Missing, detail, START_ENGINE)
+                .with_cause(cause);
+            unusable = unusable.or(Some(finding.clone()));
+            findings.push(finding);
+            None
+        }
+    };
+    findings.push(match docker.probe(&["manifest", "--help"]) {
+        Probe::Answered(_) => Finding::ok("docker manifest", "available"),
+        other => Finding::new(
+            "docker manifest",
+            Status::Missing,
+            other.describe(),
+            "update the docker CLI to 18.02 or newer",
+        ),
+    });
+    let builder = match docker.probe(&["buildx", "version"]) {
+        Probe::Answered(version) => {
+            findings.push(Finding::ok("buildx", version));
+            Builder::Buildx
+        }
+        _ => {
+            findings.push(Finding::new(
+                "buildx",
+                Status::Note,
+                "absent: the legacy builder is used",
+                "install the buildx plugin for BuildKit (optional)",
+            ));
+            Builder::Legacy
+        }
+    };
+    (
+        Engine {
+            docker: Some(docker),
+            version,
+            builder,
+            unusable,
+        },
+        findings,
+    )
+}
+
+/// What the platform checks may ask.
+pub struct PlatformChecks<'a> {
+    pub config: &'a Config,
+    pub plan: &'a Plan,
+    /// The engine to look base images up in; `None` skips those checks with a note.
+    pub engine: Option<&'a Docker>,
+}
+
+impl PlatformChecks<'_> {
+    /// What this host needs per platform: emulation, QEMU, Rust target and linker.
+    pub fn host(&self) -> Vec<Finding> {
+        let toolchain = Toolchain::locate();
+        let mut findings = Vec::new();
+        for platform_plan in &self.plan.platforms {
+            findings.push(binfmt(platform_plan));
+            if platform_plan.emulation != Emulation::Native {
+                findings.push(self.qemu(platform_plan));
+            }
+            if self.config.build == BuildMode::Cross {
+                findings.extend(toolchain::findings(
+                    &toolchain,
+                    &self.config.platform(platform_plan.platform),
+                ));
+            }
+        }
+        findings
+    }
+
+    /// Every base image of every platform, in the engine or its registry.
+    pub fn base_images(&self) -> Vec<Finding> {
+        let mut bases = BaseImages::default();
+        let mut findings = Vec::new();
+        for platform_plan in &self.plan.platforms {
+            findings.extend(self.platform_base_images(platform_plan, &mut bases));
+        }
+        findings
+    }
+
+    fn platform_base_images(
+        &self,
+        platform_plan: &PlatformPlan,
+        bases: &mut BaseImages,
+    ) -> Vec<Finding> {
+        let platform = platform_plan.platform;
+        let check = format!("base {platform}");
+        self.plan
+            .base_images
+            .iter()
+            .filter(|base| base.platform == platform)
+            .map(|base| match self.engine {
+                None => Finding::new(
+                    &check,
+                    Status::Note,
+                    format!("{}: not checked, the daemon does not answer", base.image),
+                    "",
+                ),
+                Some(docker) => match bases.check(docker, &base.image, platform) {
+                    Ok(()) => Finding::ok(&check, &base.image),
+                    Err(err) => Finding::failed(&check, Diagnostic::of(&err)),
+                },
+            })
+            .collect()
+    }
+
+    /// Where the QEMU binary comes from; missing counts only when it is copied into contexts.
+    fn qemu(&self, platform_plan: &PlatformPlan) -> Finding {
+        let qemu_arch = platform_plan.platform.qemu_arch;
+        let check = format!("qemu {qemu_arch}");
+        let name = crate::emulation::qemu::binary_name(qemu_arch);
+        let needed = platform_plan
+            .build
+            .iter()
+            .any(|s| matches!(s, Step::StageQemu { .. }));
+        let absent = if needed {
+            Status::Missing
+        } else {
+            Status::Note
+        };
+        let qemu = &self.config.qemu;
+        match qemu.source {
+            QemuSource::Path => match which::which(&name) {
+                Ok(path) => Finding::ok(check, path.display().to_string()),
+                Err(_) => Finding::new(
+                    check,
+                    absent,
+                    format!("`{name}` is not on PATH (qemu.source = \"path\")"),
+                    "apt-get install qemu-user-static",
+                ),
+            },
+            QemuSource::Download => {
+                match crate::emulation::qemu::cache_dir(&qemu.version).map(|dir| dir.join(&name)) {
+                    Ok(path) if path.is_file() => {
+                        Finding::ok(check, format!("cached: {}", path.display()))
+                    }
+                    Ok(path) => Finding::new(
+                        check,
+                        Status::Note,
+                        format!("not cached yet ({})", path.display()),
+                        "cargo xtask qemu fetch (or let `image` fetch it)",
+                    ),
+                    Err(err) => Finding::new(
+                        check,
+                        Status::Missing,
+                        Diagnostic::of(&err).cause,
+                        "set XDG_CACHE_HOME or HOME",
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// How this host runs a platform's `RUN` steps, and whether it can.
+fn binfmt(platform_plan: &PlatformPlan) -> Finding {
+    let platform = platform_plan.platform;
+    let check = format!("binfmt {platform}");
+    match &platform_plan.emulation {
+        Emulation::Native => Finding::ok(check, "native: no emulation needed"),
+        Emulation::Handler { fix_binary: true, interpreter } => {
+            Finding::ok(check, format!("handler with F: {}", interpreter.display()))
+        }
+        Emulation::Handler { fix_binary: false, interpreter } => Finding::new(
+            check,
+            Status::Ok,
+            format!("handler without F: {}; QEMU goes into the context (qemu.copy)", interpreter.display()),
+            "`sudo cargo xtask setup --reset` registers one with F (optional)",
+        ),
+        Emulation::Missing if platform_plan.runs_commands => Finding::new(
+            check,
+            Status::Missing,
+            "no handler, and the Dockerfile has RUN steps",
+            "register QEMU for the configured platforms with `sudo cargo xtask setup`",
+        )
+        .with_cause(format!(
+            "the Dockerfile for {platform} has RUN steps, and no binfmt handler on this host runs {} binaries",
+            platform.qemu_arch
+        )),
+        Emulation::Missing => Finding::new(
+            check,
+            Status::Note,
+            "no handler; not needed (no RUN steps)",
+            "sudo cargo xtask setup (to run the images here)",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::QemuCopy;
+    use crate::plan::tests::{emulated_config, handler, inputs};
+
+    #[test]
+    fn foreign_run_steps_without_a_handler_stop_the_build() {
+        let mut inputs = inputs(false);
+        inputs.handlers = vec![handler("aarch64", "F")];
+        let plan = Plan::new(&emulated_config(QemuCopy::Auto), &inputs).unwrap();
+        let findings: Vec<Finding> = plan.platforms.iter().map(binfmt).collect();
+        let message = crate::diagnostic::format_error(&first_failure(findings).unwrap_err());
+        assert!(message.starts_with("error: the Dockerfile for linux/arm/v7 has RUN steps, and no binfmt handler on this host runs arm binaries"), "{message}");
+        assert!(
+            message.ends_with(
+                "help: register QEMU for the configured platforms with `sudo cargo xtask setup`"
+            ),
+            "{message}"
+        );
+        // Without RUN steps nothing is emulated, so no handler is needed.
+        let plan = Plan::new(&crate::plan::tests::sample_config(""), &inputs).unwrap();
+        assert!(first_failure(plan.platforms.iter().map(binfmt)).is_ok());
+    }
+}
