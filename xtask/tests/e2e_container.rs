@@ -35,7 +35,7 @@ fn container_builds_compile_in_the_image_for_host_and_foreign_platforms() {
 
     let dir = fixture_workspace(
         "e2e-container",
-        &format!("build = \"container\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\ndockerfile = \"docker/Dockerfile.container.j2\"\nvars = {{ base = \"scratch\", builder = \"{repository}\" }}"),
+        &format!("build = \"container\"\nnetwork = \"none\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\ndockerfile = \"docker/Dockerfile.container.j2\"\nvars = {{ base = \"scratch\", builder = \"{repository}\" }}"),
     );
     std::fs::copy(
         repo_root().join("docker/Dockerfile.container.j2"),

@@ -26,7 +26,7 @@ CMD ["cat", "/built-on", "/hello-at-build"]
 "#;
 
 fn workspace(name: &str, platforms: &str) -> std::path::PathBuf {
-    let dir = fixture_workspace(name, &format!("platforms = {platforms}\n[package.metadata.multiarch.qemu]\nsource = \"path\"\n{STATIC_TARGETS}"));
+    let dir = fixture_workspace(name, &format!("platforms = {platforms}\n# RUN steps need no network, and engines here have no bridge.\nnetwork = \"none\"\n[package.metadata.multiarch.qemu]\nsource = \"path\"\n{STATIC_TARGETS}"));
     std::fs::write(dir.join("docker/Dockerfile.j2"), TEMPLATE).unwrap();
     dir
 }

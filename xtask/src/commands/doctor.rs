@@ -23,6 +23,7 @@ pub fn run(selection: &Selection) -> Result<Outcome> {
 /// Runs every pre-flight check; it never fails, it reports.
 pub fn diagnose(selection: &Selection) -> Vec<Finding> {
     let (engine, mut rows) = preflight::engine();
+    rows.extend(preflight::engine_details(&engine));
     let config = match super::load_config(selection.package.as_deref(), &selection.cli_layer()) {
         Ok(config) => config,
         Err(err) => {

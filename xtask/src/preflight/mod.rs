@@ -201,6 +201,75 @@ pub fn engine() -> (Engine, Vec<Finding>) {
     )
 }
 
+/// Doctor's rows about the engine: its image store, its builder, and how `--push` will
+/// assemble tags.
+pub fn engine_details(engine: &Engine) -> Vec<Finding> {
+    let Some(docker) = engine.docker.as_ref().filter(|_| engine.unusable.is_none()) else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    let store = match docker.probe(&["info", "--format", "{{json .DriverStatus}}"]) {
+        Probe::Answered(status) if status.contains("io.containerd.snapshotter") => {
+            "containerd image store"
+        }
+        Probe::Answered(_) => "classic image store",
+        other => {
+            return vec![Finding::new(
+                "image store",
+                Status::Missing,
+                other.describe(),
+                START_ENGINE,
+            )]
+        }
+    };
+    findings.push(Finding::ok("image store", store));
+    findings.push(match engine.builder {
+        Builder::Legacy => Finding::new(
+            "builder",
+            Status::Note,
+            "legacy builder: one `docker build` per platform, no attestations",
+            "install the buildx plugin for BuildKit (optional)",
+        ),
+        Builder::Buildx => match docker.probe(&["buildx", "inspect"]) {
+            Probe::Answered(_) | Probe::Failed(_) => {
+                let driver = buildx_driver(docker).unwrap_or_else(|| "unknown driver".into());
+                Finding::ok(
+                    "builder",
+                    format!("buildx ({driver}): one `docker buildx bake` for every platform"),
+                )
+            }
+            Probe::TimedOut => Finding::new(
+                "builder",
+                Status::Missing,
+                "`docker buildx inspect` does not answer",
+                START_ENGINE,
+            ),
+        },
+    });
+    findings.push(match engine.builder {
+        Builder::Legacy => Finding::ok(
+            "publish",
+            "`docker manifest create/annotate/push` from pushed digests",
+        ),
+        Builder::Buildx => Finding::ok(
+            "publish",
+            "`docker buildx imagetools create` from pushed digests (keeps attestations)",
+        ),
+    });
+    findings
+}
+
+/// The driver of the current buildx builder, from `docker buildx inspect`.
+fn buildx_driver(docker: &Docker) -> Option<String> {
+    let output = crate::process::Command::new(&docker.program, ["buildx", "inspect"])
+        .run(&xshell::Shell::new().ok()?)
+        .ok()?;
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("Driver:"))
+        .map(|driver| format!("{} driver", driver.trim()))
+}
+
 /// What the platform checks may ask.
 pub struct PlatformChecks<'a> {
     pub config: &'a Config,

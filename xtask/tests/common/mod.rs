@@ -113,12 +113,59 @@ pub fn require_docker() -> bool {
         eprintln!("SKIPPED: MULTIARCH_SKIP_E2E is set, so this end-to-end test does not run");
         return false;
     }
+    name_the_lane_in_failures();
     let answered = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(answered, "end-to-end tests need a running Docker engine (.ci/start-engine starts one); set MULTIARCH_SKIP_E2E=1 to skip them");
     true
+}
+
+/// The engine lane the tests run on (`MULTIARCH_LANE`, set by `.ci/run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Docker 20.10, classic store, legacy builder.
+    Docker20,
+    /// Docker 26.1 with buildx, classic store.
+    Docker26Classic,
+    /// Docker 26.1 with buildx and the containerd image store.
+    Docker26Containerd,
+}
+
+impl Lane {
+    pub fn current() -> Lane {
+        match std::env::var("MULTIARCH_LANE").as_deref() {
+            Ok("docker26-classic") => Lane::Docker26Classic,
+            Ok("docker26-containerd") => Lane::Docker26Containerd,
+            _ => Lane::Docker20,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Docker20 => "docker20",
+            Lane::Docker26Classic => "docker26-classic",
+            Lane::Docker26Containerd => "docker26-containerd",
+        }
+    }
+
+    /// Whether builds go through BuildKit (buildx) on this lane.
+    pub fn buildkit(self) -> bool {
+        self != Lane::Docker20
+    }
+}
+
+/// Prefixes every panic message of this test process with the engine lane.
+fn name_the_lane_in_failures() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            eprintln!("[lane {}] test failed:", Lane::current().name());
+            default(info);
+        }));
+    });
 }
 
 /// A real `docker-registry` on a free loopback port, stopped when dropped.
