@@ -128,40 +128,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
         positional_allowed: 0,
     };
     let task = match command.as_str() {
-        "image" => {
-            let mut image = ImageArgs::default();
-            while let Some(flag) = flags.next()? {
-                match flag.name.as_str() {
-                    "--push" => image.push = true,
-                    "--dry-run" => image.dry_run = true,
-                    "--json" => image.json = true,
-                    "--tag" => image.tags.push(flags.value(&flag)?),
-                    "--image" => image.image = Some(flags.value(&flag)?),
-                    "--jobs" => image.jobs = Some(parse_jobs(&flags.value(&flag)?)?),
-                    "--provenance" => {
-                        let value = flags.value(&flag)?;
-                        image.provenance = Some(Provenance::parse(&value).ok_or_else(|| {
-                            diagnostic(format!("`--provenance {value}` is not a provenance mode"), "pass false, true, min or max")
-                        })?);
-                    }
-                    "--sbom" => {
-                        image.sbom = Some(match flag.inline.as_deref() {
-                            None | Some("true") => true,
-                            Some("false") => false,
-                            Some(other) => return Err(diagnostic(format!("`--sbom={other}` is not true or false"), "pass --sbom or --sbom=false")),
-                        })
-                    }
-                    "--network" => {
-                        let value = flags.value(&flag)?;
-                        image.network = Some(Network::parse(&value).ok_or_else(|| {
-                            diagnostic(format!("`--network {value}` is not a build network"), "pass default, none or host")
-                        })?);
-                    }
-                    _ => flags.selection(&flag, &mut image.selection)?,
-                }
-            }
-            Task::Image(image)
-        }
+        "image" => Task::Image(parse_image(&mut flags)?),
         "render" | "qemu fetch" | "doctor" => {
             let mut selection = Selection::default();
             while let Some(flag) = flags.next()? {
@@ -205,6 +172,53 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
         }
     };
     Ok(task)
+}
+
+/// The options of `image`.
+fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<ImageArgs> {
+    let mut image = ImageArgs::default();
+    while let Some(flag) = flags.next()? {
+        match flag.name.as_str() {
+            "--push" => image.push = true,
+            "--dry-run" => image.dry_run = true,
+            "--json" => image.json = true,
+            "--tag" => image.tags.push(flags.value(&flag)?),
+            "--image" => image.image = Some(flags.value(&flag)?),
+            "--jobs" => image.jobs = Some(parse_jobs(&flags.value(&flag)?)?),
+            "--provenance" => {
+                let value = flags.value(&flag)?;
+                image.provenance = Some(Provenance::parse(&value).ok_or_else(|| {
+                    diagnostic(
+                        format!("`--provenance {value}` is not a provenance mode"),
+                        "pass false, true, min or max",
+                    )
+                })?);
+            }
+            "--sbom" => {
+                image.sbom = Some(match flag.inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(other) => {
+                        return Err(diagnostic(
+                            format!("`--sbom={other}` is not true or false"),
+                            "pass --sbom or --sbom=false",
+                        ))
+                    }
+                })
+            }
+            "--network" => {
+                let value = flags.value(&flag)?;
+                image.network = Some(Network::parse(&value).ok_or_else(|| {
+                    diagnostic(
+                        format!("`--network {value}` is not a build network"),
+                        "pass default, none or host",
+                    )
+                })?);
+            }
+            _ => flags.selection(&flag, &mut image.selection)?,
+        }
+    }
+    Ok(image)
 }
 
 /// One option as written, with an inline `--flag=value` split off.

@@ -35,11 +35,13 @@ impl Command {
         for (key, value) in env {
             command = command.env(key, value);
         }
-        let output = command.output().map_err(|err| {
-            crate::diagnostic::diagnostic(
-                format!("cannot start `{}`: {err}", program.display()),
-                format!("install `{}` or put it on PATH", program.display()),
-            )
+        let output = command.output().map_err(|err| CommandFailed {
+            command: self.to_string(),
+            status: "not started".into(),
+            stdout: String::new(),
+            stderr: err.to_string(),
+            help: Some(format!("install `{}` or put it on PATH", program.display())),
+            refused: false,
         })?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {

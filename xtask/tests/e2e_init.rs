@@ -56,7 +56,7 @@ fn builds_and_runs(dir: &Path, package: &str) {
     let plan = stdout(&dry_run);
     // BuildKit lanes build both platforms in one bake; the legacy builder one by one.
     let expected = if Lane::current().buildkit() {
-        format!("[linux/amd64, linux/arm64] docker buildx bake --load --file target/multiarch/{package}/bake.json")
+        format!("[linux/amd64, linux/arm64] docker buildx bake --load --file {}/multiarch/{package}/bake.json", std::env::temp_dir().join("multiarch-test-init-target").display())
     } else {
         format!("docker build --platform linux/arm64 --tag {package}:arm64v8-0.1.0")
     };
