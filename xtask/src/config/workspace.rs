@@ -104,8 +104,4 @@ impl Workspace {
     pub fn root_manifest(&self) -> PathBuf {
         self.root.join("Cargo.toml")
     }
-
-    pub fn package(&self, name: &str) -> Option<&Package> {
-        self.packages.iter().find(|p| p.name == name)
-    }
 }
