@@ -230,18 +230,15 @@ pub fn engine_details(engine: &Engine) -> Vec<Finding> {
             "legacy builder: one `docker build` per platform, no attestations",
             "install the buildx plugin for BuildKit (optional)",
         ),
-        Builder::Buildx => match docker.probe(&["buildx", "inspect"]) {
-            Probe::Answered(_) | Probe::Failed(_) => {
-                let driver = buildx_driver(docker).unwrap_or_else(|| "unknown driver".into());
-                Finding::ok(
-                    "builder",
-                    format!("buildx ({driver}): one `docker buildx bake` for every platform"),
-                )
-            }
-            Probe::TimedOut => Finding::new(
+        Builder::Buildx => match buildx_driver(docker) {
+            Some(driver) => Finding::ok(
+                "builder",
+                format!("buildx ({driver}): one `docker buildx bake` for every platform"),
+            ),
+            None => Finding::new(
                 "builder",
                 Status::Missing,
-                "`docker buildx inspect` does not answer",
+                "`docker buildx inspect` names no driver",
                 START_ENGINE,
             ),
         },
