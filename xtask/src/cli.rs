@@ -14,7 +14,7 @@ multiarch: multi-architecture container images of this workspace
 usage:
     cargo xtask image [--push] [-p PACKAGE] [--platform P]... [--tag T]... [--image REPO]
                       [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
-                      [--network NET]
+                      [--network NET] [--features F,...] [--profile NAME]
     cargo xtask render [-p PACKAGE] [--platform P]...
     cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
     cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
@@ -33,6 +33,8 @@ usage:
     --provenance    BuildKit provenance attestation: false (default), true, min or max
     --sbom          attach BuildKit's SBOM attestation (needs its scanner image)
     --network       network for RUN steps while building: default, none or host
+    --features      cargo features to enable, added to the configured `features`
+    --profile       cargo profile to build with (default: release; custom profiles too)
     --reset         (setup) replace binfmt handlers that are already registered";
 
 /// Which package and platforms a command works on.
@@ -54,6 +56,8 @@ pub struct ImageArgs {
     pub provenance: Option<Provenance>,
     pub sbom: Option<bool>,
     pub network: Option<Network>,
+    pub features: Vec<String>,
+    pub profile: Option<String>,
 }
 
 impl ImageArgs {
@@ -66,6 +70,8 @@ impl ImageArgs {
             provenance: self.provenance,
             sbom: self.sbom,
             network: self.network,
+            features: self.features.clone(),
+            profile: self.profile.clone(),
         }
     }
 }
@@ -185,6 +191,14 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
             "--tag" => image.tags.push(flags.value(&flag)?),
             "--image" => image.image = Some(flags.value(&flag)?),
             "--jobs" => image.jobs = Some(parse_jobs(&flags.value(&flag)?)?),
+            "--features" => image.features.extend(
+                flags
+                    .value(&flag)?
+                    .split([',', ' '])
+                    .filter(|f| !f.is_empty())
+                    .map(String::from),
+            ),
+            "--profile" => image.profile = Some(flags.value(&flag)?),
             "--provenance" => {
                 let value = flags.value(&flag)?;
                 image.provenance = Some(Provenance::parse(&value).ok_or_else(|| {

@@ -59,10 +59,62 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Runs the command, handing each line of its stderr to `on_line` as it arrives; a
+    /// non-zero exit is a [`CommandFailed`] carrying the whole stderr.
+    pub fn stream(&self, sh: &Shell, mut on_line: impl FnMut(&str)) -> Result<()> {
+        use std::io::BufRead;
+        let Command { program, args, env } = self;
+        let mut command = cmd!(sh, "{program} {args...}").quiet();
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        let mut command = std::process::Command::from(command);
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let not_started = |err: std::io::Error| CommandFailed {
+            command: self.to_string(),
+            status: "not started".into(),
+            stdout: String::new(),
+            stderr: err.to_string(),
+            help: Some(format!("install `{}` or put it on PATH", program.display())),
+            refused: false,
+        };
+        let mut child = command.spawn().map_err(not_started)?;
+        let mut stderr = String::new();
+        if let Some(pipe) = child.stderr.take() {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                on_line(&line);
+                stderr.push_str(&line);
+                stderr.push('\n');
+            }
+        }
+        let status = child.wait().map_err(not_started)?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(CommandFailed {
+            command: self.to_string(),
+            status: status.to_string(),
+            stdout: String::new(),
+            stderr,
+            help: None,
+            refused: false,
+        }
+        .into())
+    }
+}
+
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let program = self.program.display().to_string();
         let name = program.rsplit('/').next().unwrap_or(&program);
+        for (key, value) in &self.env {
+            write!(f, "{key}={} ", shell_quote(value))?;
+        }
         // Programs found on PATH are shown by name, as a user would type them.
         f.write_str(&shell_quote(name))?;
         for arg in &self.args {

@@ -7,8 +7,10 @@ use anyhow::Result;
 use xshell::Shell;
 
 use crate::cli::InitArgs;
-use crate::config::platform::Platform;
+use crate::config::compile::{CargoOptions, Toolchain};
+use crate::config::platform::{Platform, PLATFORMS};
 use crate::config::workspace::Workspace;
+use crate::preflight::native::BuildGraph;
 
 /// This xtask's own sources, embedded so that `init` needs no network but the crate registry.
 const SOURCES: &[(&str, &str)] = &[
@@ -23,6 +25,7 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("commands/render.rs", include_str!("../commands/render.rs")),
     ("commands/setup.rs", include_str!("../commands/setup.rs")),
+    ("config/compile.rs", include_str!("../config/compile.rs")),
     (
         "config/image_ref.rs",
         include_str!("../config/image_ref.rs"),
@@ -66,6 +69,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../preflight/credentials.rs"),
     ),
     ("preflight/mod.rs", include_str!("../preflight/mod.rs")),
+    (
+        "preflight/native.rs",
+        include_str!("../preflight/native.rs"),
+    ),
     (
         "preflight/toolchain.rs",
         include_str!("../preflight/toolchain.rs"),
@@ -191,9 +198,10 @@ fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
         add_workspace_member,
         "the xtask workspace member",
     )?);
+    let toolchain = suggested_toolchain(&root, &chosen.name);
     changes.push(edit(
         &chosen.manifest_path,
-        add_multiarch_table,
+        |text| add_multiarch_table(text, toolchain),
         "[package.metadata.multiarch]",
     )?);
     Ok(changes)
@@ -240,7 +248,7 @@ fn create(path: &Path, contents: &str) -> Result<(PathBuf, Change)> {
 /// Applies `change` to a text file (empty when missing); `None` means nothing to add.
 fn edit(
     path: &Path,
-    change: fn(&str) -> Option<String>,
+    change: impl Fn(&str) -> Option<String>,
     what: &'static str,
 ) -> Result<(PathBuf, Change)> {
     let existing = std::fs::read_to_string(path).ok();
@@ -307,8 +315,25 @@ fn add_workspace_member(text: &str) -> Option<String> {
     ))
 }
 
+/// Zig when the package's graph compiles C and zig and cargo-zigbuild are both installed.
+fn suggested_toolchain(root: &Path, package: &str) -> Toolchain {
+    let compiles_c = || {
+        BuildGraph::load(root, &CargoOptions::default()).is_ok_and(|graph| {
+            PLATFORMS
+                .iter()
+                .take(2)
+                .any(|p| !graph.native_crates(package, p.rust_target).is_empty())
+        })
+    };
+    if crate::preflight::toolchain::zig_available().is_ok() && compiles_c() {
+        Toolchain::Zig
+    } else {
+        Toolchain::Cargo
+    }
+}
+
 /// Adds a `[package.metadata.multiarch]` table with the host's platform and linux/arm64.
-fn add_multiarch_table(text: &str) -> Option<String> {
+fn add_multiarch_table(text: &str, toolchain: Toolchain) -> Option<String> {
     let manifest = parse(text);
     if manifest
         .get("package")
@@ -328,12 +353,26 @@ fn add_multiarch_table(text: &str) -> Option<String> {
         .map(|p| format!("\"{p}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let compile = match toolchain {
+        Toolchain::Zig => {
+            "# Crates of this package compile C: zig compiles it (and links) for every target.\n\
+             toolchain = \"zig\"\n"
+                .to_owned()
+        }
+        Toolchain::Cargo => String::new(),
+    };
+    let arm64 = match toolchain {
+        Toolchain::Zig => String::new(),
+        Toolchain::Cargo => "\n# Static musl binaries for `FROM scratch`; rust-lld ships with rustup. When a\n\
+             # dependency compiles C (cc, ring, zstd, openssl...), use `toolchain = \"zig\"` above\n\
+             # instead (pip install ziglang cargo-zigbuild).\n\
+             [package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"\n"
+            .to_owned(),
+    };
     Some(format!(
         "{}\n\n# Container images of this package: `cargo xtask image` (see the multiarch README).\n\
-         [package.metadata.multiarch]\nplatforms = [{list}]\ntags = [\"{{{{ version }}}}\", \"latest\"]\n\n\
-         [package.metadata.multiarch.vars]\nbase = \"scratch\"\n\n\
-         # Static musl binaries for `FROM scratch`; rust-lld ships with rustup.\n\
-         [package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"\n",
+         [package.metadata.multiarch]\nplatforms = [{list}]\ntags = [\"{{{{ version }}}}\", \"latest\"]\n{compile}\n\
+         [package.metadata.multiarch.vars]\nbase = \"scratch\"\n{arm64}",
         text.trim_end()
     ))
 }
@@ -453,10 +492,49 @@ mod tests {
 
     #[test]
     fn the_multiarch_table_parses_and_is_added_once() {
-        let edited =
-            add_multiarch_table("[package]\nname = \"app\"\nversion = \"0.1.0\"\n").unwrap();
+        let edited = add_multiarch_table(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\n",
+            Toolchain::Cargo,
+        )
+        .unwrap();
         let tables = crate::config::parse_manifest(Path::new("Cargo.toml"), &edited).unwrap();
         assert!(tables.package.is_some());
-        assert_eq!(add_multiarch_table(&edited), None);
+        assert_eq!(add_multiarch_table(&edited, Toolchain::Cargo), None);
+        assert!(edited.contains("use `toolchain = \"zig\"`"), "{edited}");
+    }
+
+    #[test]
+    fn a_package_that_compiles_c_gets_zig_and_no_linker() {
+        let edited = add_multiarch_table("[package]\nname = \"app\"\n", Toolchain::Zig).unwrap();
+        let tables = crate::config::parse_manifest(Path::new("Cargo.toml"), &edited).unwrap();
+        let (workspace, package) = (
+            crate::config::workspace::Workspace {
+                root: "/ws".into(),
+                target_dir: "/ws/target".into(),
+                packages: Vec::new(),
+            },
+            crate::config::workspace::Package {
+                name: "app".into(),
+                version: "0.1.0".into(),
+                manifest_path: "/ws/Cargo.toml".into(),
+                description: None,
+                license: None,
+                repository: None,
+                bins: vec!["app".into()],
+            },
+        );
+        let config = crate::config::Config::resolve(
+            &workspace,
+            &package,
+            Default::default(),
+            tables.package.unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(config.toolchain, Toolchain::Zig);
+        assert!(config
+            .platforms
+            .iter()
+            .all(|p| config.platform(p).linker.is_none()));
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration, the ground floor: `[package.metadata.multiarch]` parsed strictly and
 //! resolved over workspace defaults, plus the facts everything else stands on.
 
+pub mod compile;
 pub mod image_ref;
 pub mod platform;
 pub mod template;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::config::compile::{CargoOptions, RustTarget, Toolchain};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
 use crate::config::workspace::{Package, Workspace};
@@ -136,6 +138,13 @@ pub struct RawConfig {
     provenance: Option<Provenance>,
     sbom: Option<bool>,
     network: Option<Network>,
+    toolchain: Option<Toolchain>,
+    features: Option<Vec<String>>,
+    no_default_features: Option<bool>,
+    all_features: Option<bool>,
+    profile: Option<String>,
+    locked: Option<bool>,
+    frozen: Option<bool>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -161,8 +170,14 @@ struct RawQemu {
 #[serde(deny_unknown_fields)]
 struct RawPlatform {
     target: Option<String>,
+    toolchain: Option<Toolchain>,
     linker: Option<String>,
+    cc: Option<String>,
+    cxx: Option<String>,
+    ar: Option<String>,
     rustflags: Option<Vec<String>>,
+    /// Added to the package's features for this platform's build.
+    features: Option<Vec<String>>,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
 }
@@ -247,9 +262,19 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlatformConfig {
     pub platform: &'static Platform,
+    /// The plain Rust target triple.
     pub target: String,
+    /// The glibc version cargo-zigbuild links against, from `target = "<triple>.2.28"`.
+    pub glibc: Option<String>,
+    pub toolchain: Toolchain,
     pub linker: Option<String>,
+    /// The C compiler, C++ compiler and archiver for this target (`CC_<triple>`, ...).
+    pub cc: Option<String>,
+    pub cxx: Option<String>,
+    pub ar: Option<String>,
     pub rustflags: Vec<String>,
+    /// The package's features plus this platform's.
+    pub features: Vec<String>,
     /// `vars` with this platform's overrides applied.
     pub vars: BTreeMap<String, toml::Value>,
 }
@@ -288,6 +313,10 @@ pub struct Config {
     pub provenance: Provenance,
     pub sbom: bool,
     pub network: Network,
+    /// The toolchain of platforms that do not name their own.
+    pub toolchain: Toolchain,
+    /// Features, profile and lockfile options of every cargo build.
+    pub cargo: CargoOptions,
     pub qemu: QemuConfig,
     vars: BTreeMap<String, toml::Value>,
     overrides: BTreeMap<String, RawPlatform>,
@@ -390,6 +419,9 @@ impl Config {
         layers.check_names(&defaults, Origin::Workspace)?;
         layers.check_names(&own, Origin::Package)?;
         let overrides = layers.platform_overrides(&defaults, &own)?;
+        let cargo = layers.cargo_options(cli, &own, &defaults)?;
+        let toolchain = own.toolchain.or(defaults.toolchain).unwrap_or_default();
+        layers.check_platform_toolchains(&overrides, toolchain)?;
         let files = layers.files(&own, &defaults)?;
         let qemu = resolve_qemu(&defaults.qemu, &own.qemu);
         let mut labels = defaults.labels;
@@ -428,6 +460,8 @@ impl Config {
                 .insecure_registry
                 .or(defaults.insecure_registry)
                 .unwrap_or(false),
+            toolchain,
+            cargo,
             qemu,
             vars,
             overrides,
@@ -443,13 +477,31 @@ impl Config {
             .unwrap_or_default();
         let mut vars = self.vars.clone();
         vars.extend(overrides.vars);
+        // Targets were checked when the config was resolved.
+        let target = overrides
+            .target
+            .and_then(|t| RustTarget::parse(&t).ok())
+            .unwrap_or_else(|| RustTarget {
+                triple: platform.rust_target.to_owned(),
+                glibc: None,
+            });
+        let mut features = self.cargo.features.clone();
+        for feature in overrides.features.unwrap_or_default() {
+            if !features.contains(&feature) {
+                features.push(feature);
+            }
+        }
         PlatformConfig {
             platform,
-            target: overrides
-                .target
-                .unwrap_or_else(|| platform.rust_target.to_owned()),
+            target: target.triple,
+            glibc: target.glibc,
+            toolchain: overrides.toolchain.unwrap_or(self.toolchain),
             linker: overrides.linker,
+            cc: overrides.cc,
+            cxx: overrides.cxx,
+            ar: overrides.ar,
             rustflags: overrides.rustflags.unwrap_or_default(),
+            features,
             vars,
         }
     }
@@ -475,6 +527,9 @@ pub struct CliLayer {
     pub provenance: Option<Provenance>,
     pub sbom: Option<bool>,
     pub network: Option<Network>,
+    /// Added to the configured features.
+    pub features: Vec<String>,
+    pub profile: Option<String>,
 }
 
 /// Which layer a value came from, so that errors name the right key and manifest.
@@ -523,6 +578,8 @@ impl Layers<'_> {
                 let flag = match key.split(['[', '.']).next() {
                     Some("platforms") => "--platform",
                     Some("tags") => "--tag",
+                    Some("features") => "--features",
+                    Some("profile") => "--profile",
                     _ => "--image",
                 };
                 return crate::diagnostic::diagnostic(format!("in {flag}: {problem}"), help);
@@ -685,14 +742,150 @@ impl Layers<'_> {
                         "rename the variable",
                     )
                 })?;
+                self.check_platform_table(&raw, origin, &key)?;
                 let merged = overrides.entry(platform.name()).or_default();
                 merged.target = raw.target.or(merged.target.take());
+                merged.toolchain = raw.toolchain.or(merged.toolchain.take());
                 merged.linker = raw.linker.or(merged.linker.take());
+                merged.cc = raw.cc.or(merged.cc.take());
+                merged.cxx = raw.cxx.or(merged.cxx.take());
+                merged.ar = raw.ar.or(merged.ar.take());
                 merged.rustflags = raw.rustflags.or(merged.rustflags.take());
+                merged.features = raw.features.or(merged.features.take());
                 merged.vars.extend(raw.vars);
             }
         }
         Ok(overrides)
+    }
+
+    /// The values of one layer's platform table that can be checked on their own.
+    fn check_platform_table(&self, raw: &RawPlatform, origin: Origin, key: &str) -> Result<()> {
+        let key = |field: &str| format!("platform.\"{key}\".{field}");
+        if let Some(target) = &raw.target {
+            RustTarget::parse(target).map_err(|problem| {
+                self.error(
+                    origin,
+                    &key("target"),
+                    problem,
+                    "write a triple that `rustc --print target-list` lists, such as `aarch64-unknown-linux-musl`",
+                )
+            })?;
+        }
+        let programs = [
+            ("linker", &raw.linker),
+            ("cc", &raw.cc),
+            ("cxx", &raw.cxx),
+            ("ar", &raw.ar),
+        ];
+        for (field, program) in programs {
+            if let Some(program) = program.as_deref().filter(|p| !is_program_name(p)) {
+                return Err(self.error(
+                    origin,
+                    &key(field),
+                    format!("`{program}` is not a program name or path"),
+                    "name a program on PATH, such as `aarch64-linux-gnu-gcc`, or an absolute path",
+                ));
+            }
+        }
+        for feature in raw.features.iter().flatten() {
+            if !compile::is_feature_name(feature) {
+                return Err(self.error(
+                    origin,
+                    &key("features"),
+                    format!("`{feature}` is not a feature name"),
+                    "list feature names such as \"tls\" or \"serde/std\", one per string",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Features, profile and lockfile flags: the command line, then the package, then the
+    /// workspace.
+    fn cargo_options(
+        &self,
+        cli: &CliLayer,
+        own: &RawConfig,
+        defaults: &RawConfig,
+    ) -> Result<CargoOptions> {
+        let (features, origin) = pick(own.features.clone(), defaults.features.clone());
+        let mut features = features.unwrap_or_default();
+        for (feature, origin) in features
+            .iter()
+            .map(|f| (f, origin))
+            .chain(cli.features.iter().map(|f| (f, Origin::CommandLine)))
+        {
+            if !compile::is_feature_name(feature) {
+                return Err(self.error(
+                    origin,
+                    "features",
+                    format!("`{feature}` is not a feature name"),
+                    "list feature names such as \"tls\" or \"serde/std\", one per string",
+                ));
+            }
+        }
+        for feature in &cli.features {
+            if !features.contains(feature) {
+                features.push(feature.clone());
+            }
+        }
+        let (profile, origin) = pick3(
+            cli.profile.clone(),
+            own.profile.clone(),
+            defaults.profile.clone(),
+        );
+        let profile = profile.unwrap_or_else(|| "release".into());
+        if !compile::is_profile_name(&profile) {
+            return Err(self.error(
+                origin,
+                "profile",
+                format!("`{profile}` is not a profile name"),
+                "name `release`, `dev` or a `[profile.<name>]` of the workspace",
+            ));
+        }
+        let flag = |own: Option<bool>, default: Option<bool>| own.or(default).unwrap_or(false);
+        Ok(CargoOptions {
+            features,
+            no_default_features: flag(own.no_default_features, defaults.no_default_features),
+            all_features: flag(own.all_features, defaults.all_features),
+            profile,
+            locked: flag(own.locked, defaults.locked),
+            frozen: flag(own.frozen, defaults.frozen),
+        })
+    }
+
+    /// Settings that conflict with the toolchain a platform ends up with.
+    fn check_platform_toolchains(
+        &self,
+        overrides: &BTreeMap<String, RawPlatform>,
+        default: Toolchain,
+    ) -> Result<()> {
+        for (name, raw) in overrides {
+            let toolchain = raw.toolchain.unwrap_or(default);
+            let key = |field: &str| format!("platform.\"{name}\".{field}");
+            let glibc = raw
+                .target
+                .as_deref()
+                .and_then(|t| RustTarget::parse(t).ok())
+                .and_then(|t| t.glibc);
+            if let (Some(glibc), Toolchain::Cargo) = (glibc, toolchain) {
+                return Err(self.error(
+                    Origin::Package,
+                    &key("target"),
+                    format!("a glibc version (`.{glibc}`) needs toolchain = \"zig\""),
+                    format!("set `toolchain = \"zig\"` for {name}, or drop the `.{glibc}` suffix"),
+                ));
+            }
+            if toolchain == Toolchain::Zig && raw.linker.is_some() {
+                return Err(self.error(
+                    Origin::Package,
+                    &key("linker"),
+                    "zig links for every target, so `linker` would be ignored",
+                    format!("remove `linker` for {name}, or set `toolchain = \"cargo\"` there"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn files(&self, own: &RawConfig, defaults: &RawConfig) -> Result<Vec<PathBuf>> {
@@ -758,6 +951,11 @@ fn check_var_names<'a>(
         Some(name) => Err(name.clone()),
         None => Ok(()),
     }
+}
+
+/// Whether `text` can name a program: not empty, not a flag, no whitespace.
+fn is_program_name(text: &str) -> bool {
+    !text.is_empty() && !text.starts_with('-') && !text.chars().any(char::is_whitespace)
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {

@@ -248,6 +248,22 @@ fn known_list() -> String {
         .join(", ")
 }
 
+/// The prefix of the GNU cross tools for a Linux Rust target, as cc-rs derives the C
+/// compiler's name from it (`aarch64-linux-musl` for `aarch64-linux-musl-gcc`).
+pub fn gnu_tool_prefix(rust_target: &str) -> Option<String> {
+    let mut parts = rust_target.split('-');
+    let (arch, _vendor, os, env) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if os != OS {
+        return None;
+    }
+    let arch = match arch {
+        "arm" | "armv5te" | "armv6" | "armv7" => "arm",
+        "riscv64gc" => "riscv64",
+        arch => arch,
+    };
+    Some(format!("{arch}-linux-{env}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +435,37 @@ mod tests {
             host.uname_m == std::env::consts::ARCH,
             cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
         );
+    }
+
+    #[test]
+    fn every_default_target_has_the_gnu_tool_prefix_cc_rs_looks_for() {
+        let expected = [
+            ("linux/amd64", "x86_64-linux-musl"),
+            ("linux/arm64", "aarch64-linux-musl"),
+            ("linux/arm/v7", "arm-linux-musleabihf"),
+            ("linux/arm/v6", "arm-linux-musleabihf"),
+            ("linux/386", "i686-linux-musl"),
+            ("linux/ppc64le", "powerpc64le-linux-musl"),
+            ("linux/s390x", "s390x-linux-gnu"),
+            ("linux/riscv64", "riscv64-linux-musl"),
+        ];
+        assert_eq!(expected.len(), PLATFORMS.len());
+        for (name, prefix) in expected {
+            let platform = Platform::parse(name).unwrap();
+            assert_eq!(
+                gnu_tool_prefix(platform.rust_target).as_deref(),
+                Some(prefix),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            gnu_tool_prefix("armv7-unknown-linux-gnueabihf").as_deref(),
+            Some("arm-linux-gnueabihf")
+        );
+        assert_eq!(
+            gnu_tool_prefix("riscv64gc-unknown-linux-gnu").as_deref(),
+            Some("riscv64-linux-gnu")
+        );
+        assert_eq!(gnu_tool_prefix("x86_64-pc-windows-msvc"), None);
     }
 }

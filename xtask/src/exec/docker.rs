@@ -465,8 +465,7 @@ impl Executor for DockerExecutor {
     }
 
     fn cargo(&self, build: &CargoBuild) -> Result<()> {
-        self.run(&crate::exec::cargo::build_command(build))
-            .map(drop)
+        crate::exec::cargo::run(build, &self.shell()?).map(drop)
     }
 
     fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage> {

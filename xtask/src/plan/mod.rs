@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 pub use self::render::{render_platform, Rendered};
+use crate::config::compile::{CargoOptions, RustTarget, Toolchain};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
 use crate::config::template::{self, TagContext, Template};
@@ -137,10 +138,23 @@ pub enum Step {
 pub struct CargoBuild {
     pub platform: &'static Platform,
     pub package: String,
-    pub target: String,
+    /// `cargo build`, or `cargo zigbuild` with zig as the C toolchain and linker.
+    pub toolchain: Toolchain,
+    pub target: RustTarget,
     pub bins: Vec<String>,
     pub linker: Option<String>,
     pub rustflags: Vec<String>,
+    /// `CC_<triple>`, `CXX_<triple>` and `AR_<triple>`, for this one invocation.
+    pub compilers: Vec<(String, String)>,
+    /// Features, profile and lockfile flags, with this platform's features merged in.
+    pub options: CargoOptions,
+}
+
+impl CargoBuild {
+    /// Where cargo puts the binaries, relative to the target directory.
+    pub fn output_dir(&self) -> PathBuf {
+        Path::new(&self.target.triple).join(self.options.profile_dir())
+    }
 }
 
 /// Building one platform's image from its context, then checking what was built.
@@ -387,12 +401,11 @@ impl PlatformSteps<'_> {
         let mut build = Vec::new();
         match config.build {
             BuildMode::Cross => {
-                build.push(Step::Cargo(self.cargo_build()));
-                let release_dir = shown(root, &config.target_dir)
-                    .join(&self.platform.target)
-                    .join("release");
+                let cargo = self.cargo_build();
+                let output_dir = shown(root, &config.target_dir).join(cargo.output_dir());
+                build.push(Step::Cargo(cargo));
                 build.extend(config.bins.iter().map(|bin| Step::Stage {
-                    from: release_dir.join(bin),
+                    from: output_dir.join(bin),
                     to: dir.join(bin),
                     mtime: self.source_date_epoch,
                 }));
@@ -454,15 +467,47 @@ impl PlatformSteps<'_> {
     }
 
     fn cargo_build(&self) -> CargoBuild {
+        let platform = self.platform;
         CargoBuild {
-            platform: self.platform.platform,
+            platform: platform.platform,
             package: self.config.package.name.clone(),
-            target: self.platform.target.clone(),
+            toolchain: platform.toolchain,
+            target: RustTarget {
+                triple: platform.target.clone(),
+                glibc: platform.glibc.clone(),
+            },
             bins: self.config.bins.clone(),
-            linker: self.platform.linker.clone(),
-            rustflags: self.platform.rustflags.clone(),
+            linker: platform.linker.clone(),
+            rustflags: platform.rustflags.clone(),
+            compilers: compiler_env(platform),
+            options: CargoOptions {
+                features: platform.features.clone(),
+                ..self.config.cargo.clone()
+            },
         }
     }
+}
+
+/// The C toolchain variables cc-rs reads for this platform's target only. With cargo's
+/// toolchain, a `*-gcc` linker is also the C compiler unless `cc` names another; zig
+/// supplies its own.
+fn compiler_env(platform: &PlatformConfig) -> Vec<(String, String)> {
+    if platform.toolchain == Toolchain::Zig {
+        return Vec::new();
+    }
+    let suffix = platform.target.replace(['-', '.'], "_");
+    let gcc_linker = platform
+        .linker
+        .clone()
+        .filter(|linker| linker.ends_with("-gcc"));
+    [
+        ("CC", platform.cc.clone().or(gcc_linker)),
+        ("CXX", platform.cxx.clone()),
+        ("AR", platform.ar.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((format!("{name}_{suffix}"), value?)))
+    .collect()
 }
 
 /// A path relative to the workspace root when it is inside it.
@@ -622,14 +667,14 @@ pub(crate) mod tests {
         let plan = Plan::new(&sample_config(""), &inputs).unwrap();
         assert!(plan.pushes().next().is_none() && plan.publishes.is_empty());
         let lines = lines(&plan);
-        assert!(lines.contains(&"[linux/amd64, linux/arm64, linux/arm/v7] docker buildx bake --load --file target/multiarch/hello/bake.json --provenance=false --sbom=false".to_owned()), "{lines:#?}");
+        assert!(lines.contains(&"[linux/amd64, linux/arm64, linux/arm/v7] BUILDX_GIT_INFO=0 SOURCE_DATE_EPOCH=1795827600 docker buildx bake --load --file target/multiarch/hello/bake.json --provenance=false --sbom=false".to_owned()), "{lines:#?}");
         assert!(!lines.iter().any(|l| l.contains("docker push")));
         let mut config = sample_config("");
         config.network = Network::None;
         config.provenance = Provenance::Max;
         let lines = super::tests::lines(&Plan::new(&config, &inputs).unwrap());
         assert!(
-            lines.iter().any(|l| l.starts_with("[linux/arm64] docker buildx build --load --platform linux/arm64 --network none --provenance=mode=max --sbom=false ")),
+            lines.iter().any(|l| l.starts_with("[linux/arm64] BUILDX_GIT_INFO=0 SOURCE_DATE_EPOCH=1795827600 docker buildx build --load --platform linux/arm64 --network none --provenance=mode=max --sbom=false ")),
             "{lines:#?}"
         );
     }

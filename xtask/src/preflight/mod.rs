@@ -4,15 +4,18 @@
 
 pub mod base_images;
 pub mod credentials;
+pub mod native;
 pub mod toolchain;
 
+use crate::config::compile::Toolchain;
 use crate::config::{BuildMode, Config, QemuSource};
 use crate::diagnostic::{diagnostic, Diagnostic};
 use crate::emulation::binfmt::Emulation;
 use crate::exec::docker::{docker_host, Docker, Probe, START_ENGINE};
 use crate::plan::{Builder, Plan, PlatformPlan, Step};
 use base_images::BaseImages;
-use toolchain::Toolchain;
+use native::BuildGraph;
+use toolchain::RustToolchain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -278,7 +281,7 @@ pub struct PlatformChecks<'a> {
 impl PlatformChecks<'_> {
     /// What this host needs per platform: emulation, QEMU, Rust target and linker.
     pub fn host(&self) -> Vec<Finding> {
-        let toolchain = Toolchain::locate();
+        let toolchain = RustToolchain::locate();
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
             findings.push(binfmt(platform_plan));
@@ -291,6 +294,55 @@ impl PlatformChecks<'_> {
                     &self.config.platform(platform_plan.platform),
                 ));
             }
+        }
+        if self.config.build == BuildMode::Cross {
+            let host = toolchain.as_ref().map_or("", |t| t.host.as_str());
+            findings.extend(self.c_compilers(host));
+        }
+        findings
+    }
+
+    /// One C compiler finding per platform. The dependency graph is read only when a
+    /// platform on cargo's toolchain lacks its compiler, to learn whether anything needs it.
+    fn c_compilers(&self, host: &str) -> Vec<Finding> {
+        let config = self.config;
+        let platforms: Vec<_> = self
+            .plan
+            .platforms
+            .iter()
+            .map(|p| config.platform(p.platform))
+            .collect();
+        let zig = if platforms.iter().any(|p| p.toolchain == Toolchain::Zig) {
+            toolchain::zig_available()
+        } else {
+            Ok(())
+        };
+        let lacking = platforms
+            .iter()
+            .any(|p| p.toolchain == Toolchain::Cargo && !toolchain::c_compiler(p, host).1);
+        let graph = lacking.then(|| BuildGraph::load(&config.workspace_root, &config.cargo));
+        let mut findings = Vec::new();
+        if let Some(Err(err)) = &graph {
+            findings.push(Finding::new(
+                "dependency graph",
+                Status::Note,
+                Diagnostic::of(err).cause,
+                "C compilers were not checked against the crates that need them",
+            ));
+        }
+        for platform in &platforms {
+            let native = match &graph {
+                Some(Ok(graph)) => {
+                    Some(graph.native_crates(&config.package.name, &platform.target))
+                }
+                _ => None,
+            };
+            findings.push(toolchain::c_compiler_finding(
+                platform,
+                host,
+                native.as_deref(),
+                &zig,
+            ));
         }
         findings
     }

@@ -1,21 +1,26 @@
-//! Rust targets and linkers: each platform's must exist before anything is compiled.
+//! Rust targets, linkers and C compilers: each platform's must exist before anything is
+//! compiled.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use xshell::{cmd, Shell};
 
+use crate::config::compile::Toolchain;
+use crate::config::platform::gnu_tool_prefix;
 use crate::config::PlatformConfig;
 use crate::diagnostic::Diagnostic;
 use crate::preflight::{Finding, Status};
 
 /// The installed Rust toolchain, as `rustc --print sysroot` locates it.
-pub struct Toolchain {
+pub struct RustToolchain {
     sysroot: PathBuf,
+    /// The host's target triple, which cc-rs compiles for with plain `cc`.
+    pub host: String,
 }
 
-impl Toolchain {
-    pub fn locate() -> Result<Toolchain> {
+impl RustToolchain {
+    pub fn locate() -> Result<RustToolchain> {
         let sh = Shell::new()?;
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
         let sysroot = cmd!(sh, "{rustc} --print sysroot")
@@ -27,8 +32,15 @@ impl Toolchain {
                     "install Rust with rustup (https://rustup.rs)",
                 )
             })?;
-        Ok(Toolchain {
+        let version = cmd!(sh, "{rustc} -vV").quiet().read().unwrap_or_default();
+        let host = version
+            .lines()
+            .find_map(|line| line.strip_prefix("host: "))
+            .unwrap_or_default()
+            .to_owned();
+        Ok(RustToolchain {
             sysroot: PathBuf::from(sysroot),
+            host,
         })
     }
 
@@ -56,7 +68,7 @@ impl Toolchain {
 }
 
 /// The Rust target and linker findings of one platform.
-pub fn findings(toolchain: &Result<Toolchain>, platform: &PlatformConfig) -> [Finding; 2] {
+pub fn findings(toolchain: &Result<RustToolchain>, platform: &PlatformConfig) -> [Finding; 2] {
     let name = platform.platform;
     let target = &platform.target;
     let target_check = format!("rust target {name}");
@@ -85,6 +97,9 @@ pub fn findings(toolchain: &Result<Toolchain>, platform: &PlatformConfig) -> [Fi
         ))
     };
     let linker_finding = match &platform.linker {
+        None if platform.toolchain == Toolchain::Zig => {
+            Finding::ok(linker_check, "zig (cargo-zigbuild)")
+        }
         None => Finding::new(linker_check, Status::Note, "cargo's default (none configured)", ""),
         Some(linker) if toolchain.has_linker(linker) => Finding::ok(linker_check, linker),
         Some(linker) => Finding::new(
@@ -96,4 +111,117 @@ pub fn findings(toolchain: &Result<Toolchain>, platform: &PlatformConfig) -> [Fi
         .with_cause(format!("linker `{linker}` for {name} ({target}) is not on PATH")),
     };
     [target_finding, linker_finding]
+}
+
+/// Whether `cargo zigbuild` can run: cargo-zigbuild on PATH, and zig on PATH, in `ZIG`, or
+/// as Python's `ziglang` package (where cargo-zigbuild also looks).
+pub fn zig_available() -> Result<(), String> {
+    if which::which("cargo-zigbuild").is_err() {
+        return Err("`cargo-zigbuild` is not on PATH".into());
+    }
+    if std::env::var_os("ZIG").is_some() || which::which("zig").is_ok() {
+        return Ok(());
+    }
+    let sh = Shell::new().map_err(|err| err.to_string())?;
+    match cmd!(sh, "python3 -c 'import ziglang'")
+        .quiet()
+        .ignore_stderr()
+        .run()
+    {
+        Ok(()) => Ok(()),
+        Err(_) => Err("zig is neither on PATH nor installed as Python's `ziglang`".into()),
+    }
+}
+
+/// How to get zig and cargo-zigbuild.
+pub const INSTALL_ZIG: &str =
+    "pip install ziglang cargo-zigbuild (or zig from your package manager and `cargo install cargo-zigbuild`)";
+
+/// The C compiler cc-rs will use for `platform`'s target with cargo's toolchain, and
+/// whether it exists: the configured `cc` (or a `*-gcc` linker), then `CC_<triple>`,
+/// `TARGET_CC` and `CC`, then cc-rs's default name for the triple.
+pub fn c_compiler(platform: &PlatformConfig, host: &str) -> (String, bool) {
+    let target = &platform.target;
+    let configured = platform.cc.clone().or_else(|| {
+        platform
+            .linker
+            .clone()
+            .filter(|linker| linker.ends_with("-gcc"))
+    });
+    let from_env = [
+        format!("CC_{target}"),
+        format!("CC_{}", target.replace('-', "_")),
+        "TARGET_CC".to_owned(),
+        "CC".to_owned(),
+    ]
+    .into_iter()
+    .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
+    let compiler = configured.or(from_env).unwrap_or_else(|| {
+        match gnu_tool_prefix(target).filter(|_| target != host) {
+            Some(prefix) => format!("{prefix}-gcc"),
+            None => "cc".to_owned(),
+        }
+    });
+    // A compiler variable may carry a wrapper and flags (`ccache gcc -m32`).
+    let program = compiler.split_whitespace().next().unwrap_or_default();
+    let found = which::which(program).is_ok();
+    (compiler, found)
+}
+
+/// The C compiler finding of one platform: needed only when crates of its graph compile C.
+pub fn c_compiler_finding(
+    platform: &PlatformConfig,
+    host: &str,
+    native_crates: Option<&[String]>,
+    zig: &Result<(), String>,
+) -> Finding {
+    let name = platform.platform;
+    let check = format!("C compiler {name}");
+    let crates = native_crates.map(|crates| {
+        let mut shown: Vec<String> = crates.iter().take(4).map(|c| format!("`{c}`")).collect();
+        if crates.len() > 4 {
+            shown.push(format!("{} more", crates.len() - 4));
+        }
+        shown.join(", ")
+    });
+    if platform.toolchain == Toolchain::Zig {
+        return match zig {
+            Ok(()) => Finding::ok(check, "zig (cargo zigbuild)"),
+            Err(problem) => Finding::new(check, Status::Missing, problem.clone(), INSTALL_ZIG)
+                .with_cause(format!(
+                    "{name} builds with toolchain = \"zig\", but {problem}"
+                )),
+        };
+    }
+    let (compiler, found) = c_compiler(platform, host);
+    match (crates, found) {
+        (Some(crates), _) if crates.is_empty() => {
+            Finding::ok(check, "not needed: no crate compiles C")
+        }
+        (Some(crates), true) => Finding::ok(check, format!("{compiler} (C in {crates})")),
+        (None, true) => Finding::ok(check, compiler),
+        (None, false) => Finding::new(
+            check,
+            Status::Note,
+            format!("`{compiler}` is not installed (needed only by crates that compile C)"),
+            "",
+        ),
+        (Some(crates), false) => {
+            let target = &platform.target;
+            let gnu = target.contains("-gnu");
+            let alternative = match gnu_tool_prefix(target).filter(|_| gnu) {
+                Some(prefix) => format!("; or install Debian's `gcc-{prefix}` and set `linker = \"{prefix}-gcc\"` for {name}"),
+                None => String::new(),
+            };
+            Finding::new(
+                check,
+                Status::Missing,
+                format!("`{compiler}` is not installed; C in {crates}"),
+                format!("set `toolchain = \"zig\"` in [package.metadata.multiarch] or platform.\"{name}\" (zig: {INSTALL_ZIG}){alternative}"),
+            )
+            .with_cause(format!(
+                "{name} ({target}) compiles C in {crates}, and its C compiler `{compiler}` is not installed"
+            ))
+        }
+    }
 }

@@ -1,0 +1,312 @@
+//! Native code in the build graph: which crates of a platform's dependency graph compile C
+//! (or C++), read from one full `cargo metadata` with `cfg(...)` dependencies evaluated
+//! for that platform's target.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use xshell::{cmd, Shell};
+
+use crate::config::compile::CargoOptions;
+use crate::config::workspace::cargo_program;
+
+/// Build dependencies that mean a crate's build script compiles native code for the target.
+/// A `links` key alone does not count: `rayon-core` has one and compiles no C.
+pub const NATIVE_BUILDERS: &[&str] = &[
+    "cc",
+    "cmake",
+    "bindgen",
+    "pkg-config",
+    "autotools",
+    "vcpkg",
+    "cxx-build",
+    "nasm-rs",
+    "system-deps",
+];
+
+/// The resolved dependency graph of the workspace.
+pub struct BuildGraph {
+    names: HashMap<String, String>,
+    edges: HashMap<String, Vec<Edge>>,
+    members: HashMap<String, String>,
+}
+
+/// One resolved dependency of a package.
+struct Edge {
+    to: String,
+    /// The platform conditions it is a normal dependency under; `None` means always.
+    normal: Vec<Option<String>>,
+    build: bool,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<MetadataPackage>,
+    workspace_members: Vec<String>,
+    resolve: Option<Resolve>,
+}
+
+#[derive(Deserialize)]
+struct MetadataPackage {
+    id: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Resolve {
+    nodes: Vec<Node>,
+}
+
+#[derive(Deserialize)]
+struct Node {
+    id: String,
+    deps: Vec<NodeDep>,
+}
+
+#[derive(Deserialize)]
+struct NodeDep {
+    pkg: String,
+    dep_kinds: Vec<DepKind>,
+}
+
+#[derive(Deserialize)]
+struct DepKind {
+    kind: Option<String>,
+    target: Option<String>,
+}
+
+impl BuildGraph {
+    /// Resolves the workspace with the features the images are built with.
+    pub fn load(root: &Path, options: &CargoOptions) -> Result<BuildGraph> {
+        let sh = Shell::new()?;
+        sh.change_dir(root);
+        let cargo = cargo_program();
+        let features = (!options.features.is_empty())
+            .then(|| format!("--features={}", options.features.join(",")));
+        let no_default = options
+            .no_default_features
+            .then_some("--no-default-features");
+        let all = options.all_features.then_some("--all-features");
+        let locked = options.locked.then_some("--locked");
+        let frozen = options.frozen.then_some("--frozen");
+        let json = cmd!(
+            sh,
+            "{cargo} metadata --format-version 1 {features...} {no_default...} {all...} {locked...} {frozen...}"
+        )
+        .quiet()
+        .read()
+        .map_err(|err| {
+            crate::diagnostic::diagnostic(
+                format!("cannot resolve the dependency graph with `cargo metadata`: {err}"),
+                "run `cargo metadata --format-version 1` in the workspace and fix what it reports",
+            )
+        })?;
+        BuildGraph::from_json(&json)
+    }
+
+    pub fn from_json(json: &str) -> Result<BuildGraph> {
+        let metadata: Metadata =
+            serde_json::from_str(json).context("cannot parse the output of `cargo metadata`")?;
+        let names: HashMap<String, String> = metadata
+            .packages
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect();
+        let members = metadata
+            .workspace_members
+            .iter()
+            .filter_map(|id| Some((names.get(id)?.clone(), id.clone())))
+            .collect();
+        let edges = metadata
+            .resolve
+            .map(|r| r.nodes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|node| {
+                let edges = node
+                    .deps
+                    .into_iter()
+                    .map(|dep| Edge {
+                        normal: dep
+                            .dep_kinds
+                            .iter()
+                            .filter(|k| k.kind.is_none())
+                            .map(|k| k.target.clone())
+                            .collect(),
+                        build: dep
+                            .dep_kinds
+                            .iter()
+                            .any(|k| k.kind.as_deref() == Some("build")),
+                        to: dep.pkg,
+                    })
+                    .collect();
+                (node.id, edges)
+            })
+            .collect();
+        Ok(BuildGraph {
+            names,
+            edges,
+            members,
+        })
+    }
+
+    /// The crates compiled for `target` in `package`'s graph whose build scripts compile
+    /// native code, nearest first.
+    pub fn native_crates(&self, package: &str, target: &str) -> Vec<String> {
+        let Some(root) = self.members.get(package) else {
+            return Vec::new();
+        };
+        let target_info = cfg_expr::targets::get_builtin_target_by_triple(target);
+        let applies = |condition: &Option<String>| match (condition, target_info) {
+            (None, _) => true,
+            (Some(condition), Some(info)) => applies_to(condition, target, info),
+            // An unknown target: keep the dependency rather than miss a C compile.
+            (Some(_), None) => true,
+        };
+        let mut seen = BTreeSet::from([root.as_str()]);
+        let mut queue = VecDeque::from([root.as_str()]);
+        let mut native = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            let edges = self.edges.get(id).map_or(&[][..], Vec::as_slice);
+            let compiles_c = edges.iter().any(|edge| {
+                edge.build
+                    && self
+                        .names
+                        .get(&edge.to)
+                        .is_some_and(|name| NATIVE_BUILDERS.contains(&name.as_str()))
+            });
+            if compiles_c {
+                native.extend(self.names.get(id).cloned());
+            }
+            for edge in edges {
+                if edge.normal.iter().any(applies) && seen.insert(&edge.to) {
+                    queue.push_back(&edge.to);
+                }
+            }
+        }
+        native
+    }
+}
+
+/// Whether a dependency's `target` condition (`cfg(...)` or a plain triple) holds.
+fn applies_to(condition: &str, target: &str, info: &cfg_expr::targets::TargetInfo) -> bool {
+    if !condition.starts_with("cfg(") {
+        return condition == target;
+    }
+    match cfg_expr::Expression::parse(condition) {
+        Ok(expression) => expression.eval(|predicate| match predicate {
+            cfg_expr::Predicate::Target(target_predicate) => target_predicate.matches(info),
+            _ => false,
+        }),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(id: &str) -> String {
+        format!(
+            r#"{{"id": "{id}", "name": "{}"}}"#,
+            id.split('@').next().unwrap()
+        )
+    }
+
+    fn dep(pkg: &str, kind: &str, target: &str) -> String {
+        format!(r#"{{"pkg": "{pkg}", "dep_kinds": [{{"kind": {kind}, "target": {target}}}]}}"#)
+    }
+
+    fn graph() -> BuildGraph {
+        let ids = [
+            "app@1",
+            "ring@0.17",
+            "cc@1",
+            "jemalloc-sys@0.5",
+            "winapi-sys@0.3",
+            "rayon-core@1",
+            "bindgen@0.70",
+            "host-only@1",
+        ];
+        let packages: Vec<String> = ids.iter().map(|id| package(id)).collect();
+        let nodes = [
+            (
+                "app@1",
+                vec![
+                    dep("ring@0.17", "null", "null"),
+                    dep(
+                        "jemalloc-sys@0.5",
+                        "null",
+                        r#""cfg(target_env = \"musl\")""#,
+                    ),
+                    dep("winapi-sys@0.3", "null", r#""cfg(windows)""#),
+                    dep("rayon-core@1", "null", "null"),
+                    dep("host-only@1", r#""build""#, "null"),
+                ],
+            ),
+            ("ring@0.17", vec![dep("cc@1", r#""build""#, "null")]),
+            ("jemalloc-sys@0.5", vec![dep("cc@1", r#""build""#, "null")]),
+            ("winapi-sys@0.3", vec![dep("cc@1", r#""build""#, "null")]),
+            (
+                "host-only@1",
+                vec![dep("bindgen@0.70", r#""build""#, "null")],
+            ),
+            ("rayon-core@1", vec![]),
+            ("cc@1", vec![]),
+            ("bindgen@0.70", vec![]),
+        ];
+        let nodes: Vec<String> = nodes
+            .iter()
+            .map(|(id, deps)| format!(r#"{{"id": "{id}", "deps": [{}]}}"#, deps.join(",")))
+            .collect();
+        let json = format!(
+            r#"{{"packages": [{}], "workspace_members": ["app@1"], "resolve": {{"nodes": [{}]}}}}"#,
+            packages.join(","),
+            nodes.join(",")
+        );
+        BuildGraph::from_json(&json).unwrap()
+    }
+
+    #[test]
+    fn native_crates_follow_the_target_and_skip_host_only_build_dependencies() {
+        let graph = graph();
+        assert_eq!(
+            graph.native_crates("app", "aarch64-unknown-linux-musl"),
+            ["ring", "jemalloc-sys"]
+        );
+        assert_eq!(
+            graph.native_crates("app", "aarch64-unknown-linux-gnu"),
+            ["ring"]
+        );
+        assert_eq!(
+            graph.native_crates("app", "x86_64-pc-windows-msvc"),
+            ["ring", "winapi-sys"]
+        );
+        assert!(graph
+            .native_crates("other", "aarch64-unknown-linux-gnu")
+            .is_empty());
+    }
+
+    #[test]
+    fn conditions_are_cfg_expressions_or_triples() {
+        let info =
+            cfg_expr::targets::get_builtin_target_by_triple("armv7-unknown-linux-musleabihf")
+                .unwrap();
+        let target = "armv7-unknown-linux-musleabihf";
+        assert!(applies_to(
+            "cfg(all(unix, target_arch = \"arm\"))",
+            target,
+            info
+        ));
+        assert!(applies_to(
+            "cfg(target_pointer_width = \"32\")",
+            target,
+            info
+        ));
+        assert!(!applies_to("cfg(target_os = \"macos\")", target, info));
+        assert!(applies_to(target, target, info));
+        assert!(!applies_to("x86_64-pc-windows-gnu", target, info));
+    }
+}
