@@ -56,12 +56,24 @@ fn builds_and_runs(dir: &Path, package: &str) {
     let plan = stdout(&dry_run);
     // BuildKit lanes build both platforms in one bake; the legacy builder one by one.
     let (prefix, expected) = if Lane::current().buildkit() {
-        ("[linux/amd64, linux/arm64] ", format!("docker buildx bake --load --file {}/multiarch/{package}/bake.json", std::env::temp_dir().join("multiarch-test-init-target").display()))
+        (
+            "[linux/amd64, linux/arm64] ",
+            format!(
+                "docker buildx bake --load --file {}/multiarch/{package}/bake.json",
+                std::env::temp_dir()
+                    .join("multiarch-test-init-target")
+                    .display()
+            ),
+        )
     } else {
-        ("[linux/arm64] ", format!("docker build --platform linux/arm64 --tag {package}:arm64v8-0.1.0"))
+        (
+            "[linux/arm64] ",
+            format!("docker build --platform linux/arm64 --tag {package}:arm64v8-0.1.0"),
+        )
     };
     assert!(
-        plan.lines().any(|l| l.starts_with(prefix) && l.contains(&expected)),
+        plan.lines()
+            .any(|l| l.starts_with(prefix) && l.contains(&expected)),
         "{plan}"
     );
     let output = cargo_xtask(
@@ -214,4 +226,53 @@ fn init_refuses_a_directory_that_is_not_a_cargo_project() {
         0,
         "nothing written"
     );
+}
+
+#[test]
+fn init_into_a_package_that_compiles_c_chooses_zig_and_the_first_image_works() {
+    if !require_docker() {
+        return;
+    }
+    let dir = scratch_dir("init-c").join("c-app");
+    cargo_new(&dir);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("{}\n{C_DEPENDENCIES}\n", manifest.trim_end()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("build.rs"), C_BUILD_SCRIPT).unwrap();
+    std::fs::write(dir.join("src/value.c"), C_SOURCE).unwrap();
+    std::fs::write(dir.join("src/main.rs"), C_MAIN).unwrap();
+
+    let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    assert!(output.status.success());
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("\ntoolchain = \"zig\"\n") && !manifest.contains("linker ="),
+        "{manifest}"
+    );
+    let output = cargo_xtask(
+        &dir,
+        &[
+            "image",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+        ],
+    );
+    assert!(output.status.success());
+    for (platform, arch, c_arch) in [
+        ("linux/amd64", "amd64", "x86_64"),
+        ("linux/arm64", "arm64v8", "aarch64"),
+    ] {
+        let image = format!("c-app:{arch}-0.1.0");
+        let printed = run("docker", &["run", "--rm", "--platform", platform, &image]);
+        assert_eq!(
+            printed.trim(),
+            format!("c says 42 on {c_arch} (rust {c_arch}) debug_assertions=false"),
+            "{platform}"
+        );
+    }
 }

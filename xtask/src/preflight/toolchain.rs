@@ -135,7 +135,7 @@ pub fn zig_available() -> Result<(), String> {
 
 /// How to get zig and cargo-zigbuild.
 pub const INSTALL_ZIG: &str =
-    "pip install ziglang cargo-zigbuild (or zig from your package manager and `cargo install cargo-zigbuild`)";
+    "`pip install ziglang cargo-zigbuild`, or zig from a package manager plus `cargo install cargo-zigbuild`";
 
 /// The C compiler cc-rs will use for `platform`'s target with cargo's toolchain, and
 /// whether it exists: the configured `cc` (or a `*-gcc` linker), then `CC_<triple>`,
@@ -217,7 +217,7 @@ pub fn c_compiler_finding(
                 check,
                 Status::Missing,
                 format!("`{compiler}` is not installed; C in {crates}"),
-                format!("set `toolchain = \"zig\"` in [package.metadata.multiarch] or platform.\"{name}\" (zig: {INSTALL_ZIG}){alternative}"),
+                format!("set `toolchain = \"zig\"` in [package.metadata.multiarch] or platform.\"{name}\"; for zig: {INSTALL_ZIG}{alternative}"),
             )
             .with_cause(format!(
                 "{name} ({target}) compiles C in {crates}, and its C compiler `{compiler}` is not installed"

@@ -64,6 +64,52 @@ linker = "riscv64-linux-gnu-gcc"
 rustflags = ["-C", "target-feature=+crt-static"]
 "#;
 
+/// A C file for packages whose build script compiles C with `cc`.
+pub const C_SOURCE: &str = r#"
+int c_value(void) { return 6 * 7; }
+
+const char *c_arch(void) {
+#if defined(__x86_64__)
+    return "x86_64";
+#elif defined(__aarch64__)
+    return "aarch64";
+#elif defined(__arm__)
+    return "arm";
+#elif defined(__riscv)
+    return "riscv64";
+#else
+    return "unknown";
+#endif
+}
+"#;
+
+/// A `main.rs` printing a value computed in C, the arch C was compiled for and Rust's.
+pub const C_MAIN: &str = r#"
+use std::ffi::CStr;
+use std::os::raw::c_char;
+
+unsafe extern "C" {
+    fn c_value() -> i32;
+    fn c_arch() -> *const c_char;
+}
+
+fn main() {
+    let (value, arch) = unsafe { (c_value(), CStr::from_ptr(c_arch())) };
+    let greeting = if cfg!(feature = "loud") { "C SAYS" } else { "c says" };
+    println!(
+        "{greeting} {value} on {} (rust {}) debug_assertions={}",
+        arch.to_str().unwrap(),
+        std::env::consts::ARCH,
+        cfg!(debug_assertions)
+    );
+}
+"#;
+
+pub const C_DEPENDENCIES: &str = "[build-dependencies]\ncc = \"1\"";
+
+pub const C_BUILD_SCRIPT: &str =
+    "fn main() {\n    cc::Build::new().file(\"src/value.c\").compile(\"value\");\n}\n";
+
 /// Runs the xtask binary in `dir`.
 pub fn xtask(dir: &Path, args: &[&str]) -> Output {
     xtask_with_env(dir, args, &[])
