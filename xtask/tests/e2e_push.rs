@@ -341,3 +341,114 @@ fn a_refused_push_is_not_retried_and_says_to_log_in() {
         .unwrap();
     assert_eq!(list.status, 404);
 }
+
+#[test]
+fn provenance_on_request_keeps_attestations_that_name_their_images() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("provenance");
+    let dir = fixture_workspace("e2e-push-provenance", STATIC_TARGETS);
+    let image = format!("{}/hello", registry.host());
+    let output = xtask(
+        &dir,
+        &[
+            "image",
+            "--push",
+            "--image",
+            &image,
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            "--tag",
+            "attested",
+            "--provenance",
+            "true",
+        ],
+    );
+    let message = stderr(&output);
+    let lane = Lane::current();
+    if lane == Lane::Docker26Classic {
+        assert_eq!(output.status.code(), Some(1));
+        assert!(
+            message.contains("error: provenance attestations need the containerd image store, and this engine uses the classic one")
+                && message.contains("help: turn on the containerd image store"),
+            "{message}"
+        );
+        return;
+    }
+    if !lane.buildkit() {
+        assert_eq!(output.status.code(), Some(1), "{lane:?}");
+        assert!(
+            message.contains("error: provenance needs BuildKit")
+                && message.contains("help: set up the buildx plugin"),
+            "{message}"
+        );
+        return;
+    }
+    assert!(output.status.success(), "{message}");
+    let list = registry
+        .get("/v2/hello/manifests/attested", &[("Accept", LIST_TYPES)])
+        .unwrap()
+        .json();
+    let all = list["manifests"].as_array().unwrap();
+    let (attestations, images): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = all
+        .iter()
+        .partition(|e| e["platform"]["architecture"] == "unknown");
+    assert_eq!(images.len(), 2, "{list}");
+    assert_eq!(attestations.len(), 2, "one attestation per image: {list}");
+    for image in &images {
+        let attestation = attestations
+            .iter()
+            .find(|a| a["annotations"]["vnd.docker.reference.digest"] == image["digest"])
+            .unwrap_or_else(|| panic!("no attestation names {image}"));
+        let digest = attestation["digest"].as_str().unwrap();
+        let manifest = registry
+            .get(
+                &format!("/v2/hello/manifests/{digest}"),
+                &[("Accept", MANIFEST_TYPES)],
+            )
+            .unwrap()
+            .json();
+        let predicate = manifest["layers"][0]["annotations"]["in-toto.io/predicate-type"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            predicate.starts_with("https://slsa.dev/provenance/"),
+            "{lane:?}: {manifest}"
+        );
+    }
+}
+
+#[test]
+fn sbom_names_what_it_needs() {
+    if !require_docker() {
+        return;
+    }
+    let dir = fixture_workspace("e2e-sbom", STATIC_TARGETS);
+    let output = xtask(&dir, &["image", "--platform", "linux/amd64", "--sbom"]);
+    let message = stderr(&output);
+    if !Lane::current().buildkit() {
+        assert!(
+            message.contains("error: sbom = true needs BuildKit"),
+            "{message}"
+        );
+        return;
+    }
+    if Lane::current() == Lane::Docker26Classic {
+        assert!(
+            message.contains("error: sbom attestations need the containerd image store"),
+            "{message}"
+        );
+        return;
+    }
+    // BuildKit runs its scanner image; without a registry to fetch it from, the error
+    // names the image to pull.
+    if !output.status.success() {
+        assert!(
+            message.contains("help: BuildKit's SBOM scanner `docker.io/docker/buildkit-syft-scanner:stable-1` could not be fetched"),
+            "{message}"
+        );
+    }
+}

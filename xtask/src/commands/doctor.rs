@@ -47,6 +47,9 @@ pub fn diagnose(selection: &Selection) -> Vec<Finding> {
     match plan {
         Ok(plan) => {
             let daemon = engine.require_daemon().ok();
+            if let Some(docker) = &daemon {
+                rows.extend(preflight::attestations(&config, &engine, docker));
+            }
             let checks = PlatformChecks {
                 config: &config,
                 plan: &plan,

@@ -40,6 +40,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
     };
     preflight::first_failure(checks.host())?;
     let docker = engine.require_daemon()?;
+    preflight::first_failure(preflight::attestations(&config, &engine, &docker))?;
     let checks = PlatformChecks {
         engine: Some(&docker),
         ..checks

@@ -547,6 +547,15 @@ fn is_missing_manifest(err: &anyhow::Error) -> bool {
 }
 
 /// Adds the fix to a failed command: what its output says went wrong.
+/// The SBOM scanner image a failed BuildKit build could not resolve.
+fn sbom_scanner(stderr: &str) -> Option<&str> {
+    stderr
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("docker-image://"))
+        .find(|image| image.contains("buildkit-syft-scanner"))
+        .map(|image| image.trim_end_matches(':'))
+}
+
 fn with_help(mut err: anyhow::Error) -> anyhow::Error {
     let Some(failed) = err.downcast_mut::<CommandFailed>() else {
         return err;
@@ -577,6 +586,8 @@ fn with_help(mut err: anyhow::Error) -> anyhow::Error {
             });
         failed.refused = true;
         format!("log in to {registry} first: `docker login {registry}` (credentials stay in Docker's own store)")
+    } else if let Some(scanner) = sbom_scanner(&failed.stderr) {
+        format!("BuildKit's SBOM scanner `{scanner}` could not be fetched: `docker pull {scanner}` where its registry is reachable (or mirror it), or set `sbom = false`")
     } else if lower.contains("network bridge not found") {
         "this engine has no bridge network for RUN steps: set `network = \"none\"` (or \"host\") in [package.metadata.multiarch], or pass --network none".to_owned()
     } else if lower.contains("cannot connect to the docker daemon") {

@@ -8,7 +8,7 @@ pub mod native;
 pub mod toolchain;
 
 use crate::config::compile::Toolchain;
-use crate::config::{BuildMode, Config, QemuSource};
+use crate::config::{BuildMode, Config, Provenance, QemuSource};
 use crate::diagnostic::{diagnostic, Diagnostic};
 use crate::emulation::binfmt::Emulation;
 use crate::exec::docker::{docker_host, Docker, Probe, START_ENGINE};
@@ -211,19 +211,21 @@ pub fn engine_details(engine: &Engine) -> Vec<Finding> {
         return Vec::new();
     };
     let mut findings = Vec::new();
-    let store = match docker.probe(&["info", "--format", "{{json .DriverStatus}}"]) {
-        Probe::Answered(status) if status.contains("io.containerd.snapshotter") => {
-            "containerd image store"
-        }
-        Probe::Answered(_) => "classic image store",
-        other => {
+    let containerd = match containerd_store(docker) {
+        Ok(containerd) => containerd,
+        Err(problem) => {
             return vec![Finding::new(
                 "image store",
                 Status::Missing,
-                other.describe(),
+                problem,
                 START_ENGINE,
             )]
         }
+    };
+    let store = if containerd {
+        "containerd image store"
+    } else {
+        "classic image store"
     };
     findings.push(Finding::ok("image store", store));
     findings.push(match engine.builder {
@@ -257,6 +259,35 @@ pub fn engine_details(engine: &Engine) -> Vec<Finding> {
         ),
     });
     findings
+}
+
+/// Whether the engine keeps images in the containerd image store (else the classic one).
+fn containerd_store(docker: &Docker) -> Result<bool, String> {
+    match docker.probe(&["info", "--format", "{{json .DriverStatus}}"]) {
+        Probe::Answered(status) => Ok(status.contains("io.containerd.snapshotter")),
+        other => Err(other.describe()),
+    }
+}
+
+/// Attestations need BuildKit to keep them in the engine: the containerd image store. On
+/// the classic store buildx refuses them ("not supported for the docker driver").
+pub fn attestations(config: &Config, engine: &Engine, docker: &Docker) -> Option<Finding> {
+    let wanted = config.provenance != Provenance::Off || config.sbom;
+    if !wanted || engine.builder != Builder::Buildx || containerd_store(docker) != Ok(false) {
+        return None;
+    }
+    let key = if config.sbom { "sbom" } else { "provenance" };
+    Some(
+        Finding::new(
+            "attestations",
+            Status::Missing,
+            "the classic image store cannot keep attestations",
+            format!("turn on the containerd image store (\"features\": {{\"containerd-snapshotter\": true}} in daemon.json), or remove `{key}` from [package.metadata.multiarch]"),
+        )
+        .with_cause(format!(
+            "{key} attestations need the containerd image store, and this engine uses the classic one"
+        )),
+    )
 }
 
 /// The driver of the current buildx builder, from `docker buildx inspect`.

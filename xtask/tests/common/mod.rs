@@ -704,6 +704,20 @@ impl FlakyProxy {
                     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                         return;
                     };
+                    // One request per connection, so that every request passes the check
+                    // above: clients such as imagetools otherwise reuse the connection.
+                    let head = if head.ends_with(b"\r\n\r\n") {
+                        let text = String::from_utf8_lossy(&head).into_owned();
+                        let mut lines: Vec<&str> = text
+                            .trim_end()
+                            .lines()
+                            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                            .collect();
+                        lines.push("Connection: close");
+                        format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
+                    } else {
+                        head
+                    };
                     let _ = server.write_all(&head);
                     let (mut client_reader, mut server_writer) =
                         (client.try_clone().unwrap(), server.try_clone().unwrap());
