@@ -312,24 +312,44 @@ impl DockerExecutor {
                 .all(|b| b.builder == Builder::Buildx && b.network == Network::Default)
     }
 
+    /// One `docker image inspect` of the first tag of every build.
+    fn inspect_command(&self, builds: &[&ImageBuild]) -> Command {
+        let tags = builds.iter().map(|b| b.tags[0].to_string());
+        self.docker.command(
+            ["image".to_owned(), "inspect".to_owned()]
+                .into_iter()
+                .chain(tags),
+        )
+    }
+
     fn inspect(&self, build: &ImageBuild) -> Result<BuiltImage> {
-        let inspect =
-            self.docker
-                .command(["image".into(), "inspect".into(), build.tags[0].to_string()]);
-        let output = self.run(&inspect)?;
-        let facts = ImageFacts::parse(&output).ok_or_else(|| {
-            anyhow!(
-                "cannot read `docker image inspect` output for {}: {output}",
-                build.tags[0]
-            )
-        })?;
-        Ok(BuiltImage {
-            id: facts.id,
-            size: facts.size,
-            os: facts.os,
-            architecture: facts.architecture,
-            variant: facts.variant,
-        })
+        self.inspect_all(&[build]).remove(0)
+    }
+
+    /// What each build produced, read with one `docker image inspect`.
+    fn inspect_all(&self, builds: &[&ImageBuild]) -> Vec<Result<BuiltImage>> {
+        let inspected = self.run(&self.inspect_command(builds)).and_then(|output| {
+            let images: Vec<ImageFacts> = serde_json::from_str(&output)
+                .ok()
+                .filter(|images: &Vec<ImageFacts>| images.len() == builds.len())
+                .ok_or_else(|| anyhow!("cannot read `docker image inspect` output: {output}"))?;
+            Ok(images)
+        });
+        match inspected {
+            Ok(images) => images
+                .into_iter()
+                .map(|facts| {
+                    Ok(BuiltImage {
+                        id: facts.id,
+                        size: facts.size,
+                        os: facts.os,
+                        architecture: facts.architecture,
+                        variant: facts.variant,
+                    })
+                })
+                .collect(),
+            Err(err) => one_failure_for_each(builds.len(), &err),
+        }
     }
 
     fn push_commands(&self, push: &Push) -> Vec<Command> {
@@ -408,6 +428,19 @@ impl DockerExecutor {
     }
 }
 
+/// The same failure for each of `count` builds that one command served.
+fn one_failure_for_each(count: usize, err: &anyhow::Error) -> Vec<Result<BuiltImage>> {
+    let failed = crate::diagnostic::Diagnostic::of(err);
+    (0..count)
+        .map(|_| {
+            Err(crate::diagnostic::diagnostic(
+                failed.cause.clone(),
+                failed.help.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// BuildKit's attestation flags: both are always given, so a default of the builder never
 /// adds what the config did not ask for.
 fn attestation_flags(build: &ImageBuild) -> [String; 2] {
@@ -454,14 +487,11 @@ impl Executor for DockerExecutor {
             return builds.iter().flat_map(separately).collect();
         }
         let all: Vec<String> = builds.iter().map(|b| b.platform.name()).collect();
-        let mut lines = vec![(all.join(", "), self.bake_command(builds).0.to_string())];
-        lines.extend(builds.iter().map(|b| {
-            (
-                b.platform.name(),
-                self.build_commands(b).swap_remove(1).to_string(),
-            )
-        }));
-        lines
+        let all = all.join(", ");
+        vec![
+            (all.clone(), self.bake_command(builds).0.to_string()),
+            (all, self.inspect_command(builds).to_string()),
+        ]
     }
 
     fn cargo(&self, build: &CargoBuild) -> Result<()> {
@@ -485,19 +515,8 @@ impl Executor for DockerExecutor {
         let baked = crate::exec::files::write_if_changed(&bake_file, file.as_bytes())
             .and_then(|()| self.run(&command));
         match baked {
-            Ok(_) => builds.iter().map(|build| self.inspect(build)).collect(),
-            Err(err) => {
-                let failed = crate::diagnostic::Diagnostic::of(&err);
-                builds
-                    .iter()
-                    .map(|_| {
-                        Err(crate::diagnostic::diagnostic(
-                            failed.cause.clone(),
-                            failed.help.clone(),
-                        ))
-                    })
-                    .collect()
-            }
+            Ok(_) => self.inspect_all(builds),
+            Err(err) => one_failure_for_each(builds.len(), &err),
         }
     }
 

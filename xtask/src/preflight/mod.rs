@@ -14,7 +14,6 @@ use crate::emulation::binfmt::Emulation;
 use crate::exec::docker::{docker_host, Docker, Probe, START_ENGINE};
 use crate::plan::{Builder, Plan, PlatformPlan, Step};
 use base_images::BaseImages;
-use native::BuildGraph;
 use toolchain::RustToolchain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +124,21 @@ pub fn engine() -> (Engine, Vec<Finding>) {
             return (engine, vec![missing]);
         }
     };
+    // The four probes are independent; asked at once, they cost one round trip.
+    let [client, daemon, manifest, buildx] = std::thread::scope(|scope| {
+        let probes: [&[&str]; 4] = [
+            &["--version"],
+            &["version", "--format", "{{.Server.Version}}"],
+            &["manifest", "--help"],
+            &["buildx", "version"],
+        ];
+        probes
+            .map(|args| scope.spawn(|| docker.probe(args)))
+            .map(|probe| probe.join().expect("a probe does not panic"))
+    });
     let mut findings = Vec::new();
     // `docker --version` never contacts the daemon.
-    findings.push(match docker.probe(&["--version"]) {
+    findings.push(match client {
         Probe::Answered(version) => {
             let version = version
                 .trim_start_matches("Docker version ")
@@ -151,7 +162,7 @@ pub fn engine() -> (Engine, Vec<Finding>) {
         .find(|f| f.status == Status::Missing)
         .cloned();
     let host = docker_host();
-    let version = match docker.probe(&["version", "--format", "{{.Server.Version}}"]) {
+    let version = match daemon {
         Probe::Answered(version) => {
             findings.push(Finding::ok("docker daemon", format!("{version} at {host}")));
             Some(version)
@@ -169,7 +180,7 @@ pub fn engine() -> (Engine, Vec<Finding>) {
             None
         }
     };
-    findings.push(match docker.probe(&["manifest", "--help"]) {
+    findings.push(match manifest {
         Probe::Answered(_) => Finding::ok("docker manifest", "available"),
         other => Finding::new(
             "docker manifest",
@@ -178,7 +189,7 @@ pub fn engine() -> (Engine, Vec<Finding>) {
             "update the docker CLI to 18.02 or newer",
         ),
     });
-    let builder = match docker.probe(&["buildx", "version"]) {
+    let builder = match buildx {
         Probe::Answered(version) => {
             findings.push(Finding::ok("buildx", version));
             Builder::Buildx
@@ -351,9 +362,10 @@ impl PlatformChecks<'_> {
         let lacking = platforms
             .iter()
             .any(|p| p.toolchain == Toolchain::Cargo && !toolchain::c_compiler(p, host).1);
-        let graph = lacking.then(|| BuildGraph::load(&config.workspace_root, &config.cargo));
+        let targets: Vec<String> = platforms.iter().map(|p| p.target.clone()).collect();
+        let native = lacking.then(|| native::native_crates_by_target(config, &targets));
         let mut findings = Vec::new();
-        if let Some(Err(err)) = &graph {
+        if let Some(Err(err)) = &native {
             findings.push(Finding::new(
                 "dependency graph",
                 Status::Note,
@@ -362,18 +374,11 @@ impl PlatformChecks<'_> {
             ));
         }
         for platform in &platforms {
-            let native = match &graph {
-                Some(Ok(graph)) => {
-                    Some(graph.native_crates(&config.package.name, &platform.target))
-                }
+            let crates = match &native {
+                Some(Ok(native)) => native.get(&platform.target).map(Vec::as_slice),
                 _ => None,
             };
-            findings.push(toolchain::c_compiler_finding(
-                platform,
-                host,
-                native.as_deref(),
-                &zig,
-            ));
+            findings.push(toolchain::c_compiler_finding(platform, host, crates, &zig));
         }
         findings
     }

@@ -2,7 +2,7 @@
 //! (or C++), read from one full `cargo metadata` with `cfg(...)` dependencies evaluated
 //! for that platform's target.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -11,6 +11,7 @@ use xshell::{cmd, Shell};
 
 use crate::config::compile::CargoOptions;
 use crate::config::workspace::cargo_program;
+use crate::config::Config;
 
 /// Build dependencies that mean a crate's build script compiles native code for the target.
 /// A `links` key alone does not count: `rayon-core` has one and compiles no C.
@@ -188,6 +189,59 @@ impl BuildGraph {
         }
         native
     }
+}
+
+/// The native crates of the package's graph for each target, remembered in
+/// `target/multiarch/<package>/native-code.json` under a digest of what decides them (the
+/// lockfile, the root and package manifests, the cargo options, the targets), so that
+/// `cargo metadata` runs again only when one of those changes.
+pub fn native_crates_by_target(
+    config: &Config,
+    targets: &[String],
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut key_material = format!("{:?}\n{targets:?}\n", config.cargo).into_bytes();
+    for path in [
+        config.workspace_root.join("Cargo.lock"),
+        config.workspace_root.join("Cargo.toml"),
+        config.package.manifest_path.clone(),
+    ] {
+        key_material.extend(std::fs::read(&path).unwrap_or_default());
+        key_material.push(0);
+    }
+    let key = crate::emulation::sha256::hex_digest(&key_material);
+    let cache = config
+        .target_dir
+        .join("multiarch")
+        .join(&config.package.name)
+        .join("native-code.json");
+    #[derive(serde::Serialize, Deserialize)]
+    struct Cached {
+        key: String,
+        crates: BTreeMap<String, Vec<String>>,
+    }
+    let cached = std::fs::read(&cache)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Cached>(&bytes).ok());
+    if let Some(cached) = cached.filter(|c| c.key == key) {
+        return Ok(cached.crates);
+    }
+    let graph = BuildGraph::load(&config.workspace_root, &config.cargo)?;
+    let crates: BTreeMap<String, Vec<String>> = targets
+        .iter()
+        .map(|target| {
+            (
+                target.clone(),
+                graph.native_crates(&config.package.name, target),
+            )
+        })
+        .collect();
+    let json = serde_json::to_vec(&Cached {
+        key,
+        crates: crates.clone(),
+    })?;
+    // A cache that cannot be written only costs the next run a `cargo metadata`.
+    let _ = crate::exec::files::write_if_changed(&cache, &json);
+    Ok(crates)
 }
 
 /// Whether a dependency's `target` condition (`cfg(...)` or a plain triple) holds.

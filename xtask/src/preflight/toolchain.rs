@@ -23,16 +23,22 @@ impl RustToolchain {
     pub fn locate() -> Result<RustToolchain> {
         let sh = Shell::new()?;
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let sysroot = cmd!(sh, "{rustc} --print sysroot")
-            .quiet()
-            .read()
-            .map_err(|err| {
-                crate::diagnostic::diagnostic(
-                    format!("cannot run `rustc --print sysroot`: {err}"),
-                    "install Rust with rustup (https://rustup.rs)",
-                )
-            })?;
-        let version = cmd!(sh, "{rustc} -vV").quiet().read().unwrap_or_default();
+        // Both questions at once: each rustup-proxied rustc takes a few tens of ms.
+        let (sysroot, version) = std::thread::scope(|scope| {
+            let version = scope.spawn(|| {
+                let sh = Shell::new()?;
+                cmd!(sh, "{rustc} -vV").quiet().read()
+            });
+            let sysroot = cmd!(sh, "{rustc} --print sysroot").quiet().read();
+            (sysroot, version.join().expect("rustc -vV does not panic"))
+        });
+        let sysroot = sysroot.map_err(|err| {
+            crate::diagnostic::diagnostic(
+                format!("cannot run `rustc --print sysroot`: {err}"),
+                "install Rust with rustup (https://rustup.rs)",
+            )
+        })?;
+        let version = version.unwrap_or_default();
         let host = version
             .lines()
             .find_map(|line| line.strip_prefix("host: "))
