@@ -58,6 +58,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("main.rs", include_str!("../main.rs")),
     ("plan/context.rs", include_str!("../plan/context.rs")),
     ("plan/dockerfile.rs", include_str!("../plan/dockerfile.rs")),
+    (
+        "plan/dockerignore.rs",
+        include_str!("../plan/dockerignore.rs"),
+    ),
     ("plan/mod.rs", include_str!("../plan/mod.rs")),
     ("plan/render.rs", include_str!("../plan/render.rs")),
     (

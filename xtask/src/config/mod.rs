@@ -890,11 +890,26 @@ impl Layers<'_> {
 
     fn files(&self, own: &RawConfig, defaults: &RawConfig) -> Result<Vec<PathBuf>> {
         let (files, origin) = pick(own.files.clone(), defaults.files.clone());
-        let files: Vec<PathBuf> = files
-            .unwrap_or_default()
-            .into_iter()
-            .map(PathBuf::from)
+        let files = files.unwrap_or_default();
+        if files.iter().any(|f| f.trim().is_empty()) {
+            return Err(self.error(
+                origin,
+                "files",
+                "an entry is empty",
+                "list paths relative to the workspace root",
+            ));
+        }
+        // `./Cargo.toml` and `Cargo.toml` are one file, kept under one name.
+        let mut files: Vec<PathBuf> = files
+            .iter()
+            .map(|f| {
+                Path::new(f)
+                    .components()
+                    .filter(|c| *c != std::path::Component::CurDir)
+                    .collect()
+            })
             .collect();
+        files.dedup();
         if let Some(file) = files.iter().find(|f| {
             f.is_absolute() || f.components().any(|c| c == std::path::Component::ParentDir)
         }) {

@@ -98,23 +98,77 @@ impl Template {
 
     /// Renders with strict undefined behaviour; errors name the file, line and expression.
     pub fn render(&self, context: &impl Serialize) -> Result<String> {
-        render_str(&self.shown, &self.source, context)
+        render_str(&self.shown, &self.source, context, Variables::Dockerfile)
     }
 }
 
-fn render_str(name: &str, source: &str, context: &impl Serialize) -> Result<String> {
+/// The most instructions one rendering may run: far more than a Dockerfile needs, far
+/// fewer than a runaway loop takes.
+const FUEL: u64 = 2_000_000;
+
+/// The most bytes one rendering may produce.
+const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// What the undefined-variable help lists: the Dockerfile's variables or the tags'.
+#[derive(Debug, Clone, Copy)]
+enum Variables {
+    Dockerfile,
+    Tags,
+}
+
+fn render_str(
+    name: &str,
+    source: &str,
+    context: &impl Serialize,
+    variables: Variables,
+) -> Result<String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    env.set_fuel(Some(FUEL));
+    let mut output = CappedOutput(Vec::new());
     let rendered = env
         .template_from_named_str(name, source)
-        .and_then(|template| template.render(context));
-    rendered.map_err(|err| describe(&err, name, source))
+        .and_then(|template| template.render_captured_to(context, &mut output).map(drop));
+    match rendered {
+        Ok(_) => Ok(String::from_utf8_lossy(&output.0).into_owned()),
+        Err(_) if output.0.len() > OUTPUT_LIMIT => Err(crate::diagnostic::diagnostic(
+            format!(
+                "template {name}: its output passes {} MiB",
+                OUTPUT_LIMIT >> 20
+            ),
+            "a loop in the template produces too much; a Dockerfile needs a few kB",
+        )),
+        Err(err) => Err(describe(&err, name, source, variables)),
+    }
 }
 
-fn describe(err: &minijinja::Error, name: &str, source: &str) -> anyhow::Error {
+/// A buffer that refuses to grow past [`OUTPUT_LIMIT`].
+struct CappedOutput(Vec<u8>);
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + bytes.len() > OUTPUT_LIMIT {
+            self.0.resize(OUTPUT_LIMIT + 1, 0);
+            return Err(std::io::Error::other("template output limit"));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn describe(
+    err: &minijinja::Error,
+    name: &str,
+    source: &str,
+    variables: Variables,
+) -> anyhow::Error {
     let line = err
         .line()
         .map(|line| format!(":{line}"))
@@ -126,7 +180,14 @@ fn describe(err: &minijinja::Error, name: &str, source: &str) -> anyhow::Error {
     let (problem, help) = match (err.kind(), expression) {
         (ErrorKind::UndefinedError, Some(expression)) => (
             format!("undefined variable `{expression}`"),
-            format!("define it in `[package.metadata.multiarch.vars]` or a platform's `vars`, or use a built-in variable: {}", BUILTIN_VARIABLES.join(", ")),
+            match variables {
+                Variables::Dockerfile => format!("define it in `[package.metadata.multiarch.vars]` or a platform's `vars`, or use a built-in variable: {}", BUILTIN_VARIABLES.join(", ")),
+                Variables::Tags => "tag templates see only version, major, minor, patch and git_sha (in a git checkout with commits)".to_owned(),
+            },
+        ),
+        (ErrorKind::OutOfFuel, _) => (
+            format!("the template ran more than {FUEL} steps"),
+            "a loop in the template runs away; a Dockerfile needs a few hundred steps".to_owned(),
         ),
         (kind, _) => {
             let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
@@ -179,7 +240,7 @@ pub fn render_tags(
 ) -> Result<Vec<String>> {
     let mut tags = Vec::new();
     for template in templates {
-        let tag = render_str("tags", template, context)
+        let tag = render_str("tags", template, context, Variables::Tags)
             .with_context(|| format!("in `package.metadata.multiarch.tags` entry `{template}`"))?;
         tags.push(tag.trim().to_owned());
     }
@@ -197,10 +258,11 @@ pub fn render_tags(
         };
         tags.extend(expansion);
     }
+    let mut seen = std::collections::HashSet::new();
     let mut unique = Vec::new();
     for tag in tags {
         check_tag(&tag)?;
-        if !unique.contains(&tag) {
+        if seen.insert(tag.clone()) {
             unique.push(tag);
         }
     }
@@ -367,6 +429,66 @@ mod tests {
         assert!(
             message.contains("undefined variable `git_sha`"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn runaway_templates_stop_with_an_error_naming_the_template() {
+        let context = TagContext::new("1.0.0", None);
+        let spin =
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+        let started = std::time::Instant::now();
+        let message = crate::diagnostic::format_error(
+            &Template::from_source("docker/Dockerfile.j2", spin)
+                .render(&context)
+                .unwrap_err(),
+        );
+        assert!(
+            message
+                .starts_with("error: template docker/Dockerfile.j2:1: the template ran more than"),
+            "{message}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let huge = "{% for a in range(100000) %}{{ version * 100 }}{% endfor %}";
+        let message = crate::diagnostic::format_error(
+            &Template::from_source("docker/Dockerfile.j2", huge)
+                .render(&context)
+                .unwrap_err(),
+        );
+        assert!(
+            message.starts_with("error: template docker/Dockerfile.j2: its output passes 1 MiB"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_undefined_tag_variable_lists_what_tags_see() {
+        let message = crate::diagnostic::format_error(
+            &render_tags(
+                &["{{ arch }}".to_owned()],
+                &TagContext::new("1.0.0", None),
+                false,
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            message
+                .contains("help: tag templates see only version, major, minor, patch and git_sha"),
+            "{message}"
+        );
+        assert!(!message.contains("vars"), "{message}");
+    }
+
+    #[test]
+    fn many_tags_are_deduplicated_in_linear_time() {
+        let templates: Vec<String> = (0..30_000).map(|i| format!("t{}", i % 20_000)).collect();
+        let started = std::time::Instant::now();
+        let tags = render_tags(&templates, &TagContext::new("1.0.0", None), false).unwrap();
+        assert_eq!(tags.len(), 20_000);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
         );
     }
 }

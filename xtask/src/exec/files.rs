@@ -51,11 +51,33 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let temporary = path.with_extension("multiarch-tmp");
+    let temporary = temporary_path(path);
     std::fs::write(&temporary, contents)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     std::fs::rename(&temporary, path)
         .with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+/// Copies a file like [`copy_if_changed`], or reproduces a symlink as the same link
+/// without ever reading what it points at, as Docker sends links in a context.
+pub fn mirror_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let metadata = std::fs::symlink_metadata(from)
+        .with_context(|| format!("cannot read {}", from.display()))?;
+    if !metadata.file_type().is_symlink() {
+        return copy_if_changed(from, to);
+    }
+    let target = std::fs::read_link(from)?;
+    if std::fs::read_link(to).is_ok_and(|existing| existing == target) {
+        return Ok(());
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = temporary_path(to);
+    std::os::unix::fs::symlink(&target, &temporary)
+        .with_context(|| format!("cannot create the link {}", temporary.display()))?;
+    std::fs::rename(&temporary, to)
+        .with_context(|| format!("cannot move {} into place", to.display()))
 }
 
 pub fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
@@ -65,6 +87,19 @@ pub fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
     let mode = std::fs::metadata(from)?.permissions();
     std::fs::set_permissions(to, mode)?;
     Ok(())
+}
+
+/// A temporary name beside `path`, unique to this process and call, so that concurrent
+/// writers never share one.
+fn temporary_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(
+        ".{name}.{}.{unique}.multiarch-tmp",
+        std::process::id()
+    ))
 }
 
 pub fn dir_size(dir: &Path) -> u64 {

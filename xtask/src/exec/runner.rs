@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
 use crate::diagnostic::{diagnostic, Diagnostic};
-use crate::exec::files::{copy_if_changed, dir_size, prune, write_if_changed};
+use crate::exec::files::{copy_if_changed, dir_size, mirror_if_changed, prune, write_if_changed};
 use crate::exec::report::{ListResult, PlatformResult, Report};
 use crate::exec::{BuiltImage, Executor};
 use crate::plan::{ImageBuild, Plan, PlatformPlan, PushId, Step};
@@ -184,7 +184,7 @@ fn run_file_step(plan: &Plan, step: &Step) -> Result<()> {
             }
         }
         Step::Mirror { from, to, files } => files.iter().try_for_each(|file| {
-            copy_if_changed(&root.join(from).join(file), &root.join(to).join(file))
+            mirror_if_changed(&root.join(from).join(file), &root.join(to).join(file))
         }),
         Step::StageQemu { qemu_arch, to } => {
             let sh = xshell::Shell::new()?;

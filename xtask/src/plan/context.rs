@@ -1,122 +1,24 @@
-//! Which workspace files a `build = "container"` context holds: the sources, without the
-//! target dir and `.git`, filtered by `.dockerignore` as Docker reads it.
+//! Which workspace files a context holds: for `build = "container"` the sources, without
+//! the target dir and `.git`, filtered by `.dockerignore` as Docker reads it; and the
+//! `files` every context gets, checked before anything is built.
 
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// One `.dockerignore` line: a glob over `/`-separated components; `!` re-includes.
-#[derive(Debug, Clone)]
-struct Pattern {
-    components: Vec<String>,
-    include: bool,
-}
-
-/// The parsed `.dockerignore`; the last matching pattern decides.
-#[derive(Debug, Clone, Default)]
-pub struct DockerIgnore {
-    patterns: Vec<Pattern>,
-}
-
-impl DockerIgnore {
-    pub fn parse(text: &str) -> DockerIgnore {
-        let patterns = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .map(|line| {
-                let (include, glob) = match line.strip_prefix('!') {
-                    Some(rest) => (true, rest.trim()),
-                    None => (false, line),
-                };
-                let components = glob
-                    .split('/')
-                    .filter(|c| !c.is_empty() && *c != ".")
-                    .map(str::to_owned)
-                    .collect();
-                Pattern {
-                    components,
-                    include,
-                }
-            })
-            .filter(|p| !p.components.is_empty())
-            .collect();
-        DockerIgnore { patterns }
-    }
-
-    /// Whether `path` (relative, `/`-separated) is left out of the context. A pattern that
-    /// matches a parent directory matches everything below it, as in Docker.
-    pub fn excludes(&self, path: &str) -> bool {
-        let parts: Vec<&str> = path.split('/').collect();
-        let mut excluded = false;
-        for pattern in &self.patterns {
-            let matched =
-                (1..=parts.len()).any(|n| glob_components(&pattern.components, &parts[..n]));
-            if matched {
-                excluded = !pattern.include;
-            }
-        }
-        excluded
-    }
-
-    fn has_exceptions(&self) -> bool {
-        self.patterns.iter().any(|p| p.include)
-    }
-}
-
-fn glob_components(pattern: &[String], path: &[&str]) -> bool {
-    match (pattern.first(), path.first()) {
-        (None, None) => true,
-        (Some(p), _) if p == "**" => {
-            (0..=path.len()).any(|skip| glob_components(&pattern[1..], &path[skip..]))
-        }
-        (Some(p), Some(c)) => {
-            glob(p.as_bytes(), c.as_bytes()) && glob_components(&pattern[1..], &path[1..])
-        }
-        _ => false,
-    }
-}
-
-/// Go's `filepath.Match` for one component: `*`, `?`, `[...]` classes and `\` escapes.
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|skip| glob(rest, &name[skip..])),
-        Some((b'?', rest)) => !name.is_empty() && glob(rest, &name[1..]),
-        Some((b'[', rest)) => {
-            let Some(end) = rest.iter().position(|&b| b == b']') else {
-                return false;
-            };
-            let (class, after) = (&rest[..end], &rest[end + 1..]);
-            let (negated, class) = match class.split_first() {
-                Some((b'^' | b'!', class)) => (true, class),
-                _ => (false, class),
-            };
-            let Some(&c) = name.first() else { return false };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
-                }
-            }
-            hit != negated && glob(after, &name[1..])
-        }
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            name.first() == Some(&rest[0]) && glob(&rest[1..], &name[1..])
-        }
-        Some((&p, rest)) => name.first() == Some(&p) && glob(rest, &name[1..]),
-    }
-}
+use crate::diagnostic::diagnostic;
+use crate::plan::dockerignore::DockerIgnore;
 
 /// Every file of the workspace a container build sees, relative to `root`, sorted.
 pub fn source_files(root: &Path, target_dir: &Path) -> Result<Vec<PathBuf>> {
-    let ignore = match std::fs::read_to_string(root.join(".dockerignore")) {
-        Ok(text) => DockerIgnore::parse(&text),
+    let path = root.join(".dockerignore");
+    let ignore = match std::fs::read_to_string(&path) {
+        Ok(text) => DockerIgnore::parse(&text).map_err(|err| {
+            diagnostic(
+                format!("{}:{}: {}", path.display(), err.line, err.problem),
+                "fix the pattern; Docker rejects this file too",
+            )
+        })?,
         Err(_) => DockerIgnore::default(),
     };
     let target = target_dir.strip_prefix(root).ok().map(Path::to_path_buf);
@@ -153,11 +55,66 @@ fn walk(
             if ignore.has_exceptions() || !ignore.excludes(&slashed) {
                 walk(root, &path, ignore, target, files)?;
             }
-        } else if (kind.is_file() || kind.is_symlink() && root.join(&path).is_file())
-            && !ignore.excludes(&slashed)
-        {
+        } else if (kind.is_file() || kind.is_symlink()) && !ignore.excludes(&slashed) {
+            // A symlink is sent as the link, as Docker does; its target is never read.
             debug_assert!(path.components().all(|c| matches!(c, Component::Normal(_))));
             files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Checks the config's `files` before anything is built: each must be a regular file (or
+/// a symlink, sent as the link) of the workspace, reached through no symlinked directory,
+/// not a glob, and not the context's own `Dockerfile`.
+pub fn check_files(root: &Path, files: &[PathBuf], dockerfile_in_context: bool) -> Result<()> {
+    for file in files {
+        let shown = file.display();
+        let help_list =
+            "list each file of the workspace by its path, such as `config/default.toml`";
+        if shown.to_string().contains(['*', '?', '[']) {
+            return Err(diagnostic(
+                format!("`files` entry `{shown}` is a glob, and `files` takes paths"),
+                help_list,
+            ));
+        }
+        if dockerfile_in_context && file == Path::new("Dockerfile") {
+            return Err(diagnostic(
+                format!(
+                    "`files` entry `{shown}` would replace the rendered Dockerfile in the context"
+                ),
+                "remove it from `files`; the template in `dockerfile` is what the build uses",
+            ));
+        }
+        let mut reached = root.to_path_buf();
+        let components: Vec<_> = file.components().collect();
+        for (index, component) in components.iter().enumerate() {
+            reached.push(component);
+            let last = index + 1 == components.len();
+            let metadata = std::fs::symlink_metadata(&reached).map_err(|_| {
+                diagnostic(
+                    format!(
+                        "`files` entry `{shown}` does not exist in {}",
+                        root.display()
+                    ),
+                    help_list,
+                )
+            })?;
+            if !last && metadata.file_type().is_symlink() {
+                return Err(diagnostic(
+                    format!(
+                        "`files` entry `{shown}` is reached through the symlink `{}`, which Docker would send as a link",
+                        reached.strip_prefix(root).unwrap_or(&reached).display()
+                    ),
+                    "list the file by its real path inside the workspace",
+                ));
+            }
+            if last && metadata.is_dir() {
+                return Err(diagnostic(
+                    format!("`files` entry `{shown}` is a directory"),
+                    help_list,
+                ));
+            }
         }
     }
     Ok(())
@@ -166,39 +123,6 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dockerignore_semantics() {
-        let ignore = DockerIgnore::parse(
-            "# comment\n*.md\n!README.md\n/docs\n**/*.tmp\nbuild?\n[ab].txt\nsecrets/\n",
-        );
-        for (path, excluded) in [
-            ("notes.md", true),
-            ("README.md", false),
-            ("sub/notes.md", false),
-            ("docs/index.html", true),
-            ("a/b/c.tmp", true),
-            ("x.tmp", true),
-            ("build1", true),
-            ("build12", false),
-            ("a.txt", true),
-            ("c.txt", false),
-            ("secrets/key", true),
-            ("src/main.rs", false),
-        ] {
-            assert_eq!(ignore.excludes(path), excluded, "{path}");
-        }
-    }
-
-    #[test]
-    fn globs_like_go() {
-        assert!(glob(b"*.rs", b"main.rs"));
-        assert!(!glob(b"*.rs", b"main.rsx"));
-        assert!(glob(b"[a-c]?", b"bz"));
-        assert!(!glob(b"[^a-c]?", b"bz"));
-        assert!(glob(b"\\*", b"*"));
-        assert!(!glob(b"\\*", b"x"));
-    }
 
     #[test]
     fn sources_leave_out_target_git_and_ignored_files() {
@@ -232,6 +156,59 @@ mod tests {
         let files = source_files(&root, &root.join("target")).unwrap();
         assert!(!files.iter().any(|f| f.starts_with("target")));
         assert!(files.iter().any(|f| f.starts_with("custom-target")));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn symlinks_are_listed_as_links_and_bad_files_entries_are_refused() {
+        let root = std::env::temp_dir().join(format!("multiarch-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("conf")).unwrap();
+        std::fs::write(root.join("conf/app.toml"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("host")).unwrap();
+        let sources = source_files(&root, &root.join("target")).unwrap();
+        assert!(sources.contains(&PathBuf::from("host")), "{sources:?}");
+        assert!(sources.contains(&PathBuf::from("etc")), "{sources:?}");
+        assert!(
+            !sources
+                .iter()
+                .any(|s| s.starts_with("etc") && s != Path::new("etc")),
+            "{sources:?}"
+        );
+
+        assert!(check_files(&root, &[PathBuf::from("conf/app.toml")], true).is_ok());
+        assert!(check_files(&root, &[PathBuf::from("host")], true).is_ok());
+        for (entry, expected) in [
+            ("etc/passwd", "is reached through the symlink `etc`"),
+            ("conf/*.toml", "is a glob"),
+            ("conf", "is a directory"),
+            ("missing.toml", "does not exist"),
+            ("Dockerfile", "would replace the rendered Dockerfile"),
+        ] {
+            let err = check_files(&root, &[PathBuf::from(entry)], true).unwrap_err();
+            let diagnostic = crate::diagnostic::Diagnostic::of(&err);
+            assert!(
+                diagnostic.cause.contains(expected),
+                "{entry}: {diagnostic:?}"
+            );
+            assert!(!diagnostic.help.is_empty(), "{entry}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_bad_dockerignore_names_its_file_and_line() {
+        let root = std::env::temp_dir().join(format!("multiarch-ignore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join(".dockerignore"), "*.md\n!\n").unwrap();
+        let err = source_files(&root, &root.join("target")).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(".dockerignore:2: illegal exclusion pattern: \"!\""),
+            "{err}"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

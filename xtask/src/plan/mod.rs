@@ -3,12 +3,13 @@
 
 pub mod context;
 pub mod dockerfile;
+pub mod dockerignore;
 mod render;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 pub use self::render::{render_platform, Rendered};
 use crate::config::compile::{CargoOptions, RustTarget, Toolchain};
@@ -240,6 +241,12 @@ impl Plan {
                 context::source_files(&config.workspace_root, &config.target_dir)?
             }
         };
+        context::check_files(
+            &config.workspace_root,
+            &config.files,
+            config.build == BuildMode::Cross,
+        )
+        .with_context(|| format!("in `files` of {}", config.package.manifest_path.display()))?;
         let mut plan = Plan {
             package: config.package.name.clone(),
             root: config.workspace_root.clone(),
