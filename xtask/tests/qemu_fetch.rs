@@ -73,6 +73,28 @@ fn cache_files(cache: &Path) -> Vec<String> {
     names
 }
 
+/// A gzip tarball holding `name` with `contents`, padded with zeros to `size` bytes.
+fn gzip_tar(name: &str, contents: &[u8], size: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name.as_bytes());
+    header[100..107].copy_from_slice(b"0000755");
+    header[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&header).unwrap();
+    encoder.write_all(contents).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size - contents.len() + (512 - size % 512) % 512 + 1024;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        encoder.write_all(&zeros[..n]).unwrap();
+        left -= n;
+    }
+    encoder.finish().unwrap()
+}
+
 const URL_PATH: &str = "/v7.2.0-1/x86_64_qemu-aarch64-static.tar.gz";
 
 #[test]
@@ -134,7 +156,19 @@ fn bad_downloads_fail_clearly_and_leave_nothing_in_the_cache() {
             "checksum mismatch for",
         ),
         ("missing", Vec::new(), None, "answered: HTTP 404"),
-        ("truncated", truncated, None, "is not a gzip tarball"),
+        ("truncated", truncated, None, "is not a usable gzip tarball"),
+        (
+            "not-elf",
+            gzip_tar("qemu-aarch64-static", b"not qemu at 14", 14),
+            None,
+            "`qemu-aarch64-static` is not an ELF executable (14 bytes)",
+        ),
+        (
+            "bomb",
+            gzip_tar("qemu-aarch64-static", &[], 200 << 20),
+            None,
+            "it inflates past 128 MiB",
+        ),
         (
             "escape",
             tarball("aarch64", &scratch, &["--transform=s,^,../,"]),
@@ -205,4 +239,47 @@ fn bad_downloads_fail_clearly_and_leave_nothing_in_the_cache() {
             "{name}: the cache holds nothing"
         );
     }
+}
+
+#[test]
+fn a_server_that_never_answers_fails_after_the_timeout_and_leaves_nothing() {
+    let scratch = scratch_dir("fetch-stall");
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for client in listener.incoming().flatten() {
+            held.push(client);
+        }
+    });
+    let dir = fixture_workspace(
+        "fetch-stall",
+        &format!(
+            "platforms = [\"linux/arm64\"]\n[package.metadata.multiarch.qemu]\nversion = \"7.2.0-1\"\ntimeout = 2\nurl = \"http://127.0.0.1:{port}/q-{{{{ qemu_arch }}}}.tar.gz\"\n"
+        ),
+    );
+    let cache = scratch.join("cache");
+    // What a killed earlier run left behind: a download of a process that is gone.
+    let abandoned = cache.join("multiarch/qemu/7.2.0-1/.qemu-aarch64-static.999999999.download");
+    std::fs::create_dir_all(abandoned.parent().unwrap()).unwrap();
+    std::fs::write(&abandoned, b"half").unwrap();
+    let started = std::time::Instant::now();
+    let output = fetch(&dir, &cache);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "http://127.0.0.1:{port}/q-aarch64.tar.gz sent nothing for 2 s (0 bytes so far)"
+        )) && message.contains("raise qemu.timeout"),
+        "{message}"
+    );
+    // curl tries three times (--retry 2), each bounded by the timeout.
+    assert!(seconds < 20.0, "took {seconds:.1}s");
+    assert!(
+        cache_files(&cache).is_empty(),
+        "nothing is left: {:?}",
+        cache_files(&cache)
+    );
 }

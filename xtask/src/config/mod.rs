@@ -160,6 +160,8 @@ pub struct RawConfig {
 struct RawQemu {
     version: Option<String>,
     url: Option<String>,
+    /// Seconds a download may go without receiving a byte.
+    timeout: Option<u64>,
     copy: Option<QemuCopy>,
     source: Option<QemuSource>,
     #[serde(default)]
@@ -284,6 +286,8 @@ pub struct PlatformConfig {
 pub struct QemuConfig {
     pub version: String,
     pub url: String,
+    /// Seconds a download may go without receiving a byte before it fails.
+    pub timeout: u64,
     pub copy: QemuCopy,
     pub source: QemuSource,
     /// Pinned digests by QEMU arch name.
@@ -682,6 +686,24 @@ impl Layers<'_> {
                 "rename the variable",
             )
         })?;
+        if let Some(version) = raw.qemu.version.as_deref().filter(|v| !is_plain_version(v)) {
+            return Err(self.error(
+                origin,
+                "qemu.version",
+                format!("`{version}` is not a plain version (it names the cache directory)"),
+                "write a release such as \"7.2.0-1\": letters, digits, `.`, `-`, `_` and `+`",
+            ));
+        }
+        if let Some(url) = raw.qemu.url.as_deref() {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(self.error(
+                    origin,
+                    "qemu.url",
+                    format!("`{url}` is not an http or https URL"),
+                    "write an https:// URL template over `version` and `qemu_arch`, or use qemu.source = \"path\"",
+                ));
+            }
+        }
         for (arch, digest) in &raw.qemu.sha256 {
             let key = format!("qemu.sha256.{arch}");
             if !crate::config::platform::PLATFORMS
@@ -939,6 +961,7 @@ fn resolve_qemu(defaults: &RawQemu, own: &RawQemu) -> QemuConfig {
             .clone()
             .or(defaults.url.clone())
             .unwrap_or_else(|| DEFAULT_QEMU_URL.into()),
+        timeout: own.timeout.or(defaults.timeout).unwrap_or(30).max(1),
         copy: own.copy.or(defaults.copy).unwrap_or_default(),
         source: own.source.or(defaults.source).unwrap_or_default(),
         sha256,
@@ -966,6 +989,18 @@ fn check_var_names<'a>(
         Some(name) => Err(name.clone()),
         None => Ok(()),
     }
+}
+
+/// Whether `version` is a release name that is safe as one path component.
+fn is_plain_version(version: &str) -> bool {
+    version
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+        && !version.contains("..")
 }
 
 /// Whether `text` can name a program: not empty, not a flag, no whitespace.
@@ -1129,6 +1164,17 @@ copy = "always"
             ("platform.arm64 = {}\nplatform.aarch64 = {}", "the table names linux/arm64 twice"),
             ("qemu.sha256 = { aarch64 = \"abc\" }", "a SHA-256 digest is 64 hex digits"),
             ("qemu.sha256 = { arm64 = \"abc\" }", "`arm64` is not a QEMU architecture"),
+            ("qemu.version = \"/tmp/x\"", "`/tmp/x` is not a plain version"),
+            ("qemu.version = \"../../x\"", "`../../x` is not a plain version"),
+            ("qemu.url = \"-K/some/file\"", "`-K/some/file` is not an http or https URL"),
+            ("qemu.url = \"file:///etc/passwd\"", "is not an http or https URL"),
+            ("files = [\"\"]", "an entry is empty"),
+            ("platform.arm64 = { target = \"--help\" }", "`--help` is not a Rust target triple"),
+            ("platform.arm64 = { target = \"aarch64-unknown-linux-gnu.2.28\" }", "a glibc version (`.2.28`) needs toolchain = \"zig\""),
+            ("toolchain = \"zig\"\nplatform.arm64 = { linker = \"rust-lld\" }", "zig links for every target"),
+            ("features = [\"--all\"]", "`--all` is not a feature name"),
+            ("profile = \"a/b\"", "`a/b` is not a profile name"),
+            ("platform.arm64 = { cc = \"-x\" }", "`-x` is not a program name or path"),
         ];
         for (table, expected) in cases {
             let message = error(&format!("[package.metadata.multiarch]\n{table}\n"));

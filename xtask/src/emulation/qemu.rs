@@ -72,8 +72,9 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
         .context("in `package.metadata.multiarch.qemu.url`")?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the QEMU cache {}", dir.display()))?;
+    remove_abandoned(&dir);
     let download = dir.join(format!(".{name}.{}.download", std::process::id()));
-    let tarball = download_to(sh, &url, &download);
+    let tarball = download_to(sh, &url, &download, qemu.timeout);
     let _ = std::fs::remove_file(&download);
     let tarball = tarball.with_context(|| format!("cannot download QEMU for {qemu_arch}"))?;
 
@@ -88,9 +89,10 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
             "the download is damaged or is not a qemu-user-static release tarball; check qemu.url, or use qemu.source = \"path\"",
         )
     };
-    let archive = gunzip(sh, &tarball)
-        .map_err(|err| damaged(format!("{url} is not a gzip tarball: {err:#}")))?;
+    let archive = gunzip(&tarball, MAX_BYTES)
+        .map_err(|err| damaged(format!("{url} is not a usable gzip tarball: {err:#}")))?;
     let contents = extract_only(&archive, &name)
+        .and_then(|contents| check_elf(&contents, qemu_arch).map(|()| contents))
         .map_err(|err| damaged(format!("refusing the tarball from {url}: {err:#}")))?;
     if pin.is_none() {
         eprintln!(
@@ -111,8 +113,20 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
     Ok(binary)
 }
 
-/// Downloads `url` with curl, showing its progress bar; returns the body.
-fn download_to(sh: &Shell, url: &str, path: &Path) -> Result<Vec<u8>> {
+/// The largest tarball, and the largest unpacked archive, a QEMU download may be. Static
+/// QEMU binaries are 5 to 20 MB.
+const MAX_BYTES: u64 = 128 << 20;
+
+/// Downloads `url` with curl, showing its progress bar; returns the body. The URL is
+/// passed with `--url`, so it can never be read as an option; a server that sends nothing
+/// for `timeout` seconds ends the download.
+fn download_to(sh: &Shell, url: &str, path: &Path, timeout: u64) -> Result<Vec<u8>> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(crate::diagnostic::diagnostic(
+            format!("`{url}` is not an http or https URL"),
+            "set qemu.url to an https:// URL template, or use qemu.source = \"path\"",
+        ));
+    }
     let curl = which::which("curl").map_err(|_| {
         crate::diagnostic::diagnostic(
             "curl is not on PATH",
@@ -120,33 +134,118 @@ fn download_to(sh: &Shell, url: &str, path: &Path) -> Result<Vec<u8>> {
         )
     })?;
     eprintln!("downloading {url}");
-    let status = "%{http_code} %{errormsg}";
-    let output = cmd!(sh, "{curl} --fail --location --progress-bar --retry 2 --output {path} --write-out {status} {url}")
+    let status = "%{http_code} %{size_download} %{exitcode} %{errormsg}";
+    let (timeout, max) = (timeout.to_string(), MAX_BYTES.to_string());
+    let output = cmd!(sh, "{curl} --fail --location --progress-bar --retry 2 --proto =http,https --proto-redir =http,https --connect-timeout {timeout} --speed-limit 1 --speed-time {timeout} --max-filesize {max} --output {path} --write-out {status} --url {url}")
         .quiet()
         .ignore_status()
         .read()?;
-    let (code, message) = output.trim().split_once(' ').unwrap_or((output.trim(), ""));
-    if code != "200" {
-        let cause = if code == "000" {
-            message.to_owned()
-        } else {
-            format!("HTTP {code}")
-        };
-        return Err(crate::diagnostic::diagnostic(format!("{url} answered: {cause}"), "check qemu.url and qemu.version, or use qemu.source = \"path\" with Debian's qemu-user-static"));
+    let mut fields = output.trim().splitn(4, ' ');
+    let (code, bytes, exit, message) = (
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or("0"),
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+    );
+    let help = "check qemu.url and qemu.version, or use qemu.source = \"path\" with Debian's qemu-user-static";
+    match (code, exit) {
+        ("200", "0") => {}
+        (_, "28") => {
+            return Err(crate::diagnostic::diagnostic(
+                format!("{url} sent nothing for {timeout} s ({bytes} bytes so far)"),
+                format!("{help}; raise qemu.timeout (seconds) for a slow mirror"),
+            ))
+        }
+        (_, "63") => {
+            return Err(crate::diagnostic::diagnostic(
+                format!("{url} is larger than {} MiB", MAX_BYTES >> 20),
+                help,
+            ))
+        }
+        ("000", _) => {
+            return Err(crate::diagnostic::diagnostic(
+                format!("{url} answered: {message}"),
+                help,
+            ))
+        }
+        _ => {
+            return Err(crate::diagnostic::diagnostic(
+                format!("{url} answered: HTTP {code}"),
+                help,
+            ))
+        }
     }
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn gunzip(sh: &Shell, data: &[u8]) -> Result<Vec<u8>> {
-    let output = cmd!(sh, "gzip -dc")
-        .stdin(data)
-        .quiet()
-        .ignore_status()
-        .output()?;
-    if !output.status.success() {
-        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
+/// Removes downloads and partial binaries that an interrupted run (killed, power lost)
+/// left in the cache: those whose process no longer runs.
+fn remove_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_suffix(".download")
+            .or_else(|| name.strip_suffix(".partial"))
+        else {
+            continue;
+        };
+        let pid = rest.rsplit('.').next().unwrap_or_default();
+        let running = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        if name.starts_with('.') && !running {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
-    Ok(output.stdout)
+}
+
+/// Inflates a gzip stream, refusing one that inflates past `limit` bytes.
+fn gunzip(data: &[u8], limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .take(limit + 1)
+        .read_to_end(&mut inflated)?;
+    if inflated.len() as u64 > limit {
+        bail!("it inflates past {} MiB", limit >> 20);
+    }
+    Ok(inflated)
+}
+
+/// A QEMU binary must be an ELF executable for the host that runs it. The host here is
+/// the machine running this tool.
+fn check_elf(binary: &[u8], qemu_arch: &str) -> Result<()> {
+    let Some(host) = crate::config::platform::Platform::host() else {
+        return Ok(());
+    };
+    if binary.len() < 64 || &binary[..4] != b"\x7fELF" {
+        bail!(
+            "`qemu-{qemu_arch}-static` is not an ELF executable ({} bytes)",
+            binary.len()
+        );
+    }
+    let big_endian = binary[5] == 2;
+    let half = |at: usize| {
+        let bytes = [binary[at], binary[at + 1]];
+        if big_endian {
+            u16::from_be_bytes(bytes)
+        } else {
+            u16::from_le_bytes(bytes)
+        }
+    };
+    let (elf_type, machine) = (half(16), half(18));
+    let elf_64 = binary[4] == 2;
+    if !matches!(elf_type, 2 | 3) {
+        bail!("`qemu-{qemu_arch}-static` is an ELF file but not an executable");
+    }
+    if machine != host.elf_machine || elf_64 != host.elf_64 || big_endian != host.big_endian {
+        bail!(
+            "`qemu-{qemu_arch}-static` is built for ELF machine {machine}, not for this {} host",
+            host.arch
+        );
+    }
+    Ok(())
 }
 
 /// Returns the one regular file `name` (optionally `./name`) of a tar archive. Any other
@@ -282,5 +381,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("truncated"), "{message}");
+    }
+
+    fn elf(machine: u16, elf_type: u16) -> Vec<u8> {
+        let mut binary = vec![0u8; 128];
+        binary[..4].copy_from_slice(b"\x7fELF");
+        binary[4] = 2;
+        binary[5] = 1;
+        binary[16..18].copy_from_slice(&elf_type.to_le_bytes());
+        binary[18..20].copy_from_slice(&machine.to_le_bytes());
+        binary
+    }
+
+    #[test]
+    fn only_an_elf_executable_for_this_host_is_accepted() {
+        let host = crate::config::platform::Platform::host().unwrap();
+        assert!(check_elf(&elf(host.elf_machine, 2), "aarch64").is_ok());
+        for (binary, expected) in [
+            (
+                b"not qemu at 14".to_vec(),
+                "is not an ELF executable (14 bytes)",
+            ),
+            (elf(host.elf_machine, 1), "not an executable"),
+            (elf(host.elf_machine + 1, 2), "is built for ELF machine"),
+        ] {
+            let message = check_elf(&binary, "aarch64").unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+
+    #[test]
+    fn inflation_is_bounded() {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&vec![0u8; 3 << 20]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert_eq!(gunzip(&bomb, 4 << 20).unwrap().len(), 3 << 20);
+        let message = gunzip(&bomb, 1 << 20).unwrap_err().to_string();
+        assert_eq!(message, "it inflates past 1 MiB");
     }
 }
