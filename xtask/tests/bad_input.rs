@@ -153,3 +153,81 @@ fn dry_run_needs_no_docker_and_runs_nothing() {
     }
     assert!(!dir.join("target").exists(), "a dry run writes nothing");
 }
+
+/// Every path below `dir`, sorted, to show that a failed run wrote nothing.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().flatten() {
+            if entry.file_name() == "target" {
+                continue;
+            }
+            paths.push(entry.path().display().to_string());
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    paths.sort();
+    paths
+}
+
+#[test]
+fn init_refuses_a_workspace_with_its_own_xtask_and_writes_nothing() {
+    let dir = scratch_dir("init-foreign-xtask");
+    std::fs::create_dir_all(dir.join("app/src")).unwrap();
+    std::fs::create_dir_all(dir.join("xtask/src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"app\", \"xtask\"]\nresolver = \"2\"\n",
+    )
+    .unwrap();
+    for package in ["app", "xtask"] {
+        std::fs::write(
+            dir.join(package).join("Cargo.toml"),
+            format!("[package]\nname = \"{package}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join(package).join("src/main.rs"), "fn main() {}\n").unwrap();
+    }
+    let before = tree(&dir);
+    let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    assert_error(
+        &output,
+        "the workspace already has its own xtask: ",
+        "rename yours",
+    );
+    assert!(
+        stderr(&output).contains("xtask holding Cargo.toml, src"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(tree(&dir), before);
+}
+
+#[test]
+fn init_into_a_manifest_it_cannot_extend_changes_nothing() {
+    let dir = scratch_dir("init-inline-metadata");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\nmetadata = { docs = 1 }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let before = tree(&dir);
+    let original = std::fs::read(dir.join("Cargo.toml")).unwrap();
+    let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    assert_error(
+        &output,
+        "would make it invalid (TOML parse error at line",
+        "add the table by hand",
+    );
+    assert_eq!(
+        tree(&dir),
+        before,
+        "no xtask/, docker/ or .cargo/ left behind"
+    );
+    assert_eq!(std::fs::read(dir.join("Cargo.toml")).unwrap(), original);
+}

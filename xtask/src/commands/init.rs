@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::cli::InitArgs;
@@ -96,8 +96,6 @@ COPY {{ bin }} /usr/local/bin/{{ bin }}
 ENTRYPOINT ["/usr/local/bin/{{ bins[0] }}"]
 "#;
 
-const ALIAS: &str = "xtask = \"run --package xtask --\"";
-
 /// What `init` did to one file.
 #[derive(Debug, PartialEq, Eq)]
 enum Change {
@@ -121,12 +119,27 @@ pub fn run(args: &InitArgs) -> Result<()> {
     if changes.iter().all(|(_, c)| matches!(c, Change::Skipped(_))) {
         eprintln!("nothing to do: {} already has the xtask", dir.display());
     } else {
-        eprintln!("next: cd {} && cargo xtask image --dry-run", dir.display());
+        eprintln!(
+            "next: cd {} && cargo xtask image --dry-run",
+            crate::process::shell_quote(&dir.display().to_string())
+        );
     }
     Ok(())
 }
 
+/// Embeds the xtask; a failure leaves the directory as it was, down to the `Cargo.lock`
+/// that reading the workspace with `cargo metadata` creates.
 fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
+    let lock = dir.join("Cargo.lock");
+    let lock_existed = lock.exists();
+    let result = init_workspace(dir, package);
+    if result.is_err() && !lock_existed {
+        let _ = std::fs::remove_file(&lock);
+    }
+    result
+}
+
+fn init_workspace(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
     let root_manifest = dir.join("Cargo.toml");
     if !root_manifest.is_file() {
         return Err(crate::diagnostic::diagnostic(format!("{} is not a Cargo project (no Cargo.toml)", dir.display()), "run `cargo new` there first, or pass the directory of an existing package or workspace"));
@@ -185,30 +198,191 @@ fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
         }
     };
 
-    let mut changes = Vec::new();
+    refuse_a_foreign_xtask(&root, &workspace)?;
     let xtask = root.join("xtask");
-    changes.push(create(&xtask.join("Cargo.toml"), &embedded_manifest())?);
+    let mut writes = Writes::default();
+    writes.create(&xtask.join("Cargo.toml"), &embedded_manifest());
     for (name, source) in SOURCES {
-        changes.push(create(&xtask.join("src").join(name), &strip_tests(source))?);
+        writes.create(&xtask.join("src").join(name), &strip_tests(source));
     }
-    changes.push(create(&root.join("docker/Dockerfile.j2"), DOCKERFILE)?);
-    changes.push(edit(
+    writes.create(&root.join("docker/Dockerfile.j2"), DOCKERFILE);
+    writes.edit(
         &root.join(".cargo/config.toml"),
         add_alias,
         "the xtask alias",
-    )?);
-    changes.push(edit(
+    )?;
+    writes.edit(
         &root.join("Cargo.toml"),
         add_workspace_member,
         "the xtask workspace member",
-    )?);
+    )?;
     let toolchain = suggested_toolchain(&root, &chosen.name);
-    changes.push(edit(
+    writes.edit(
         &chosen.manifest_path,
         |text| add_multiarch_table(text, toolchain),
         "[package.metadata.multiarch]",
-    )?);
-    Ok(changes)
+    )?;
+    writes.apply()
+}
+
+/// A workspace's own `xtask/` (or a package named `xtask` elsewhere) is never touched.
+fn refuse_a_foreign_xtask(root: &Path, workspace: &Workspace) -> Result<()> {
+    let xtask = root.join("xtask");
+    let manifest = xtask.join("Cargo.toml");
+    let ours = std::fs::read_to_string(&manifest)
+        .is_ok_and(|text| text.contains("\ndescription = \"multiarch: "));
+    let other_package = workspace
+        .packages
+        .iter()
+        .find(|p| p.name == "xtask" && p.manifest_path != manifest);
+    let found = if let Some(package) = other_package {
+        Some(format!(
+            "a package `xtask` at {}",
+            package.manifest_path.display()
+        ))
+    } else if xtask.exists() && !ours {
+        let mut entries: Vec<String> = std::fs::read_dir(&xtask)
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort();
+        Some(format!(
+            "{} holding {}",
+            xtask.display(),
+            entries.join(", ")
+        ))
+    } else {
+        None
+    };
+    match found {
+        Some(found) => Err(crate::diagnostic::diagnostic(
+            format!("the workspace already has its own xtask: {found}"),
+            "init embeds multiarch as the workspace's `xtask`; rename yours, or copy multiarch's sources into it by hand",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Everything `init` writes, decided before anything is written, then applied all or
+/// nothing: on any error the files created are removed and the files edited restored.
+#[derive(Default)]
+struct Writes {
+    /// In order: path, new contents (`None`: unchanged), the original when edited, and
+    /// what is reported.
+    files: Vec<(PathBuf, Option<String>, Option<String>, Change)>,
+}
+
+impl Writes {
+    fn create(&mut self, path: &Path, contents: &str) {
+        let (contents, change) = if path.exists() {
+            (None, Change::Skipped("the file"))
+        } else {
+            (Some(contents.to_owned()), Change::Created)
+        };
+        self.files
+            .push((path.to_path_buf(), contents, None, change));
+    }
+
+    /// Applies `change` to the file as this run will have left it (a manifest can be both
+    /// the workspace root and the package).
+    fn edit(
+        &mut self,
+        path: &Path,
+        change: impl Fn(&str) -> Result<Option<String>>,
+        what: &'static str,
+    ) -> Result<()> {
+        let earlier = self.files.iter().rposition(|(p, ..)| p == path);
+        let original = match earlier {
+            Some(index) => self.files[index].2.clone(),
+            None => std::fs::read_to_string(path).ok(),
+        };
+        let current = earlier
+            .and_then(|index| self.files[index].1.clone())
+            .or_else(|| original.clone());
+        let edited = change(current.as_deref().unwrap_or(""))
+            .with_context(|| format!("cannot edit {}", path.display()))?;
+        let report = match (&edited, &original) {
+            (None, _) => Change::Skipped(what),
+            (Some(_), Some(_)) => Change::Updated(what),
+            (Some(_), None) => Change::Created,
+        };
+        if let (Some(index), Some(edited)) = (earlier, &edited) {
+            self.files[index].1 = Some(edited.clone());
+        }
+        let contents = if earlier.is_some() { None } else { edited };
+        self.files
+            .push((path.to_path_buf(), contents, original, report));
+        Ok(())
+    }
+
+    fn apply(self) -> Result<Vec<(PathBuf, Change)>> {
+        let mut done: Vec<(&Path, Option<&str>)> = Vec::new();
+        let mut created_dirs: Vec<PathBuf> = Vec::new();
+        for (path, contents, original, _) in &self.files {
+            let Some(contents) = contents else { continue };
+            let result = missing_dirs(path, &mut created_dirs)
+                .and_then(|()| write_keeping_link_and_mode(path, contents));
+            if let Err(err) = result {
+                for (path, original) in done.iter().rev() {
+                    let _ = match original {
+                        Some(original) => write_keeping_link_and_mode(path, original),
+                        None => std::fs::remove_file(path).map_err(Into::into),
+                    };
+                }
+                for dir in created_dirs.iter().rev() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                return Err(err.context("init changed nothing"));
+            }
+            done.push((path, original.as_deref()));
+        }
+        Ok(self
+            .files
+            .into_iter()
+            .map(|(path, _, _, change)| (path, change))
+            .collect())
+    }
+}
+
+/// Creates the missing parents of `path`, recording them so a failed run can remove them.
+fn missing_dirs(path: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut parent = path.parent();
+    while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(dir.to_path_buf());
+        parent = dir.parent();
+    }
+    for dir in missing.into_iter().rev() {
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        created.push(dir);
+    }
+    Ok(())
+}
+
+/// Replaces a file's contents atomically; a symlink stays a link (its target is written)
+/// and the file keeps its permissions.
+fn write_keeping_link_and_mode(path: &Path, contents: &str) -> Result<()> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let permissions = std::fs::metadata(&real).ok().map(|m| m.permissions());
+    let temporary = real.with_file_name(format!(
+        ".{}.{}.multiarch-init",
+        real.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::write(&temporary, contents)
+        .and_then(|()| match &permissions {
+            Some(permissions) => std::fs::set_permissions(&temporary, permissions.clone()),
+            None => Ok(()),
+        })
+        .and_then(|()| std::fs::rename(&temporary, &real));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
 }
 
 fn names(packages: &[&crate::config::workspace::Package]) -> String {
@@ -241,82 +415,47 @@ fn strip_tests(source: &str) -> String {
     format!("{}\n", lines[..end].join("\n").trim_end())
 }
 
-fn create(path: &Path, contents: &str) -> Result<(PathBuf, Change)> {
-    if path.exists() {
-        return Ok((path.to_path_buf(), Change::Skipped("the file")));
+/// Adds `xtask = "run --package xtask --"` to `[alias]`, keeping everything else as written.
+fn add_alias(text: &str) -> Result<Option<String>> {
+    let mut doc = parse(text)?;
+    let alias = doc
+        .entry("alias")
+        .or_insert(toml_edit::table())
+        .as_table_like_mut()
+        .context("`alias` is not a table")?;
+    if alias.contains_key("xtask") {
+        return Ok(None);
     }
-    crate::exec::files::write_if_changed(path, contents.as_bytes())?;
-    Ok((path.to_path_buf(), Change::Created))
-}
-
-/// Applies `change` to a text file (empty when missing); `None` means nothing to add.
-fn edit(
-    path: &Path,
-    change: impl Fn(&str) -> Option<String>,
-    what: &'static str,
-) -> Result<(PathBuf, Change)> {
-    let existing = std::fs::read_to_string(path).ok();
-    match change(existing.as_deref().unwrap_or("")) {
-        None => Ok((path.to_path_buf(), Change::Skipped(what))),
-        Some(text) => {
-            crate::exec::files::write_if_changed(path, text.as_bytes())?;
-            Ok((
-                path.to_path_buf(),
-                if existing.is_some() {
-                    Change::Updated(what)
-                } else {
-                    Change::Created
-                },
-            ))
-        }
-    }
-}
-
-fn parse(text: &str) -> toml::Table {
-    text.parse().unwrap_or_default()
-}
-
-/// Adds `xtask = "run --package xtask --"` under `[alias]`.
-fn add_alias(text: &str) -> Option<String> {
-    if parse(text)
-        .get("alias")
-        .and_then(|a| a.get("xtask"))
-        .is_some()
-    {
-        return None;
-    }
-    Some(insert_under_header(text, "[alias]", ALIAS))
+    alias.insert("xtask", toml_edit::value("run --package xtask --"));
+    Ok(Some(doc.to_string()))
 }
 
 /// Makes `xtask` a workspace member, creating `[workspace]` when the package has none.
-fn add_workspace_member(text: &str) -> Option<String> {
-    let manifest = parse(text);
-    let members = manifest
-        .get("workspace")
-        .and_then(|w| w.get("members"))
-        .and_then(|m| m.as_array());
-    if members.is_some_and(|m| {
-        m.iter()
-            .any(|v| matches!(v.as_str(), Some("xtask" | "*" | "./xtask")))
-    }) {
-        return None;
+fn add_workspace_member(text: &str) -> Result<Option<String>> {
+    let mut doc = parse(text)?;
+    let workspace = doc
+        .entry("workspace")
+        .or_insert(toml_edit::table())
+        .as_table_like_mut()
+        .context("`workspace` is not a table")?;
+    let members = workspace
+        .entry("members")
+        .or_insert(toml_edit::value(toml_edit::Array::new()))
+        .as_array_mut()
+        .context("`workspace.members` is not an array")?;
+    if members
+        .iter()
+        .any(|m| matches!(m.as_str(), Some("xtask" | "*" | "./xtask")))
+    {
+        return Ok(None);
     }
-    if members.is_none() {
-        return Some(insert_under_header(
-            text,
-            "[workspace]",
-            "members = [\"xtask\"]",
-        ));
-    }
-    // Insert as the first entry of the existing `members = [` array.
-    let section = text.find("[workspace]")?;
-    let key = section + text[section..].find("members")?;
-    let bracket = key + text[key..].find('[')? + 1;
-    Some(format!(
-        "{}\"xtask\", {}",
-        &text[..bracket],
-        text[bracket..].trim_start_matches(' ')
-    ))
+    members.push("xtask");
+    Ok(Some(doc.to_string()))
+}
+
+fn parse(text: &str) -> Result<toml_edit::DocumentMut> {
+    text.parse::<toml_edit::DocumentMut>()
+        .map_err(|err| anyhow::anyhow!("{}", err.to_string().trim()))
 }
 
 /// Zig when the package's graph compiles C and zig and cargo-zigbuild are both installed.
@@ -337,15 +476,15 @@ fn suggested_toolchain(root: &Path, package: &str) -> Toolchain {
 }
 
 /// Adds a `[package.metadata.multiarch]` table with the host's platform and linux/arm64.
-fn add_multiarch_table(text: &str, toolchain: Toolchain) -> Option<String> {
-    let manifest = parse(text);
+fn add_multiarch_table(text: &str, toolchain: Toolchain) -> Result<Option<String>> {
+    let manifest = parse(text)?;
     if manifest
         .get("package")
         .and_then(|p| p.get("metadata"))
         .and_then(|m| m.get("multiarch"))
         .is_some()
     {
-        return None;
+        return Ok(None);
     }
     let host = Platform::host().map_or("linux/amd64".to_owned(), |p| p.name());
     let mut platforms = vec![host];
@@ -373,25 +512,25 @@ fn add_multiarch_table(text: &str, toolchain: Toolchain) -> Option<String> {
              [package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"\n"
             .to_owned(),
     };
-    Some(format!(
+    let edited = format!(
         "{}\n\n# Container images of this package: `cargo xtask image` (see the multiarch README).\n\
          [package.metadata.multiarch]\nplatforms = [{list}]\ntags = [\"{{{{ version }}}}\", \"latest\"]\n{compile}\n\
          [package.metadata.multiarch.vars]\nbase = \"scratch\"\n{arm64}",
         text.trim_end()
-    ))
-}
-
-/// Inserts `line` right after `header`, appending the header at the end when it is absent.
-fn insert_under_header(text: &str, header: &str, line: &str) -> String {
-    match text.lines().position(|l| l.trim() == header) {
-        Some(index) => {
-            let mut lines: Vec<&str> = text.lines().collect();
-            lines.insert(index + 1, line);
-            lines.join("\n") + "\n"
-        }
-        None if text.trim().is_empty() => format!("{header}\n{line}\n"),
-        None => format!("{}\n\n{header}\n{line}\n", text.trim_end()),
+    );
+    // Appending a table is not valid after every shape of `[package]` (an inline
+    // `metadata = { ... }`, say): the result must still parse.
+    if let Err(err) = parse(&edited) {
+        let problem = err.to_string();
+        return Err(crate::diagnostic::diagnostic(
+            format!(
+                "adding [package.metadata.multiarch] would make it invalid ({})",
+                problem.lines().next().unwrap_or_default()
+            ),
+            "add the table by hand; the README's \"Configuration\" section shows it",
+        ));
     }
+    Ok(Some(edited))
 }
 
 #[cfg(test)]
@@ -441,57 +580,127 @@ mod tests {
         assert_eq!(demo, DOCKERFILE);
     }
 
+    fn member(text: &str) -> Option<String> {
+        add_workspace_member(text).unwrap()
+    }
+
     #[test]
-    fn workspace_membership() {
+    fn workspace_membership_keeps_the_manifest_as_written() {
         assert_eq!(
-            add_workspace_member("[package]\nname = \"a\"\n").unwrap(),
+            member("[package]\nname = \"a\"\n").unwrap(),
             "[package]\nname = \"a\"\n\n[workspace]\nmembers = [\"xtask\"]\n"
         );
         assert_eq!(
-            add_workspace_member("[workspace]\nmembers = [\"a\", \"b\"]\n").unwrap(),
-            "[workspace]\nmembers = [\"xtask\", \"a\", \"b\"]\n"
+            member("[workspace]\nmembers = [\"a\", \"b\"]\n").unwrap(),
+            "[workspace]\nmembers = [\"a\", \"b\", \"xtask\"]\n"
         );
         assert_eq!(
-            add_workspace_member("[workspace]\nmembers = [\n  \"a\",\n]\n").unwrap(),
-            "[workspace]\nmembers = [\"xtask\", \n  \"a\",\n]\n"
+            member("[workspace] # c\nresolver = \"2\"\n").unwrap(),
+            "[workspace] # c\nresolver = \"2\"\nmembers = [\"xtask\"]\n"
         );
         assert_eq!(
-            add_workspace_member("[workspace]\nresolver = \"2\"\n").unwrap(),
-            "[workspace]\nmembers = [\"xtask\"]\nresolver = \"2\"\n"
+            member("[workspace]\ndefault-members = [\"a\"]\nmembers = [\"a\"]\n").unwrap(),
+            "[workspace]\ndefault-members = [\"a\"]\nmembers = [\"a\", \"xtask\"]\n"
         );
+        let commented = "[workspace]\n# see [docs] and members = [old]\nmembers = [\"a\"]\n";
         assert_eq!(
-            add_workspace_member("[workspace]\nmembers = [\"xtask\", \"a\"]\n"),
-            None
+            member(commented).unwrap(),
+            "[workspace]\n# see [docs] and members = [old]\nmembers = [\"a\", \"xtask\"]\n"
         );
-        assert_eq!(
-            add_workspace_member("[workspace]\nmembers = [\"*\"]\n"),
-            None
-        );
+        assert_eq!(member("[workspace]\nmembers = [\"xtask\", \"a\"]\n"), None);
+        assert_eq!(member("[workspace]\nmembers = [\"*\"]\n"), None);
         for text in [
             "[package]\nname = \"a\"\n",
             "[workspace]\nmembers = [\n  \"a\",\n]\n",
+            "[workspace] # c\n",
         ] {
-            let edited = add_workspace_member(text).unwrap();
+            let edited = member(text).unwrap();
             assert!(edited.parse::<toml::Table>().is_ok(), "{edited}");
-            assert_eq!(add_workspace_member(&edited), None, "idempotent: {edited}");
+            assert_eq!(member(&edited), None, "idempotent: {edited}");
         }
+        assert!(add_workspace_member("workspace = 3\n").is_err());
     }
 
     #[test]
     fn aliases_merge_into_an_existing_config() {
+        let alias = |text: &str| add_alias(text).unwrap();
         assert_eq!(
-            add_alias("").unwrap(),
+            alias("").unwrap(),
             "[alias]\nxtask = \"run --package xtask --\"\n"
         );
         assert_eq!(
-            add_alias("[build]\njobs = 2\n").unwrap(),
+            alias("[build]\njobs = 2\n").unwrap(),
             "[build]\njobs = 2\n\n[alias]\nxtask = \"run --package xtask --\"\n"
         );
         assert_eq!(
-            add_alias("[alias]\nb = \"build\"\n").unwrap(),
-            "[alias]\nxtask = \"run --package xtask --\"\nb = \"build\"\n"
+            alias("[alias] # mine\nb = \"build\"\n").unwrap(),
+            "[alias] # mine\nb = \"build\"\nxtask = \"run --package xtask --\"\n"
         );
-        assert_eq!(add_alias("[alias]\nxtask = \"run -p xtask --\"\n"), None);
+        let dotted = alias("alias.b = \"build\"\n").unwrap();
+        assert_eq!(dotted.matches("alias").count(), 2, "{dotted}");
+        let parsed: toml::Table = dotted.parse().unwrap();
+        assert_eq!(
+            parsed["alias"]["xtask"].as_str(),
+            Some("run --package xtask --")
+        );
+        assert_eq!(parsed["alias"]["b"].as_str(), Some("build"));
+        assert_eq!(alias("[alias]\nxtask = \"run -p xtask --\"\n"), None);
+    }
+
+    #[test]
+    fn a_failed_write_removes_what_was_created_and_restores_what_was_edited() {
+        let dir =
+            std::env::temp_dir().join(format!("multiarch-init-writes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"a\"\n").unwrap();
+        std::fs::write(dir.join("blocker"), "a file, not a directory").unwrap();
+        let mut writes = Writes::default();
+        writes.create(&dir.join("new/dir/created.rs"), "x");
+        writes
+            .edit(&dir.join("Cargo.toml"), add_workspace_member, "member")
+            .unwrap();
+        writes.create(&dir.join("blocker/child.rs"), "y");
+        let message = format!("{:#}", writes.apply().unwrap_err());
+        assert!(
+            message.starts_with("init changed nothing: cannot write "),
+            "{message}"
+        );
+        assert!(message.contains("blocker/child.rs"), "{message}");
+        assert!(!dir.join("new").exists(), "created directories are gone");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("Cargo.toml")).unwrap(),
+            "[package]\nname = \"a\"\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn edits_keep_a_symlinked_manifest_a_link_and_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("multiarch-init-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        std::fs::write(dir.join("real/Cargo.toml"), "[package]\nname = \"a\"\n").unwrap();
+        std::fs::set_permissions(
+            dir.join("real/Cargo.toml"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("real/Cargo.toml", dir.join("Cargo.toml")).unwrap();
+        let mut writes = Writes::default();
+        writes
+            .edit(&dir.join("Cargo.toml"), add_workspace_member, "member")
+            .unwrap();
+        writes.apply().unwrap();
+        let link = std::fs::symlink_metadata(dir.join("Cargo.toml")).unwrap();
+        assert!(link.file_type().is_symlink());
+        let real = std::fs::metadata(dir.join("real/Cargo.toml")).unwrap();
+        assert_eq!(real.permissions().mode() & 0o777, 0o600);
+        assert!(std::fs::read_to_string(dir.join("real/Cargo.toml"))
+            .unwrap()
+            .contains("members = [\"xtask\"]"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -500,16 +709,24 @@ mod tests {
             "[package]\nname = \"app\"\nversion = \"0.1.0\"\n",
             Toolchain::Cargo,
         )
+        .unwrap()
         .unwrap();
         let tables = crate::config::parse_manifest(Path::new("Cargo.toml"), &edited).unwrap();
         assert!(tables.package.is_some());
-        assert_eq!(add_multiarch_table(&edited, Toolchain::Cargo), None);
+        assert_eq!(
+            add_multiarch_table(&edited, Toolchain::Cargo).unwrap(),
+            None
+        );
+        let inline = "[package]\nname = \"app\"\nmetadata = { docs = 1 }\n";
+        assert!(add_multiarch_table(inline, Toolchain::Cargo).is_err());
         assert!(edited.contains("use `toolchain = \"zig\"`"), "{edited}");
     }
 
     #[test]
     fn a_package_that_compiles_c_gets_zig_and_no_linker() {
-        let edited = add_multiarch_table("[package]\nname = \"app\"\n", Toolchain::Zig).unwrap();
+        let edited = add_multiarch_table("[package]\nname = \"app\"\n", Toolchain::Zig)
+            .unwrap()
+            .unwrap();
         let tables = crate::config::parse_manifest(Path::new("Cargo.toml"), &edited).unwrap();
         let (workspace, package) = (
             crate::config::workspace::Workspace {
