@@ -231,3 +231,39 @@ fn init_into_a_manifest_it_cannot_extend_changes_nothing() {
     );
     assert_eq!(std::fs::read(dir.join("Cargo.toml")).unwrap(), original);
 }
+
+#[test]
+fn runs_on_one_workspace_take_turns_and_say_they_wait() {
+    let dir = fixture_workspace(
+        "run-lock",
+        &format!("platforms = [\"linux/amd64\"]\n{STATIC_TARGETS}"),
+    );
+    let lock_path = dir.join("target/multiarch/.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = std::fs::File::create(&lock_path).unwrap();
+    held.lock().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("render")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !dir.join("target/multiarch/hello/linux-amd64/Dockerfile")
+            .exists(),
+        "nothing is written while another run holds the lock"
+    );
+    held.unlock().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("waiting for another multiarch run on this workspace to finish"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(dir
+        .join("target/multiarch/hello/linux-amd64/Dockerfile")
+        .is_file());
+}

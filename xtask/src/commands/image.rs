@@ -54,6 +54,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
         docker,
         root: plan.root.clone(),
     };
+    let _lock = crate::exec::files::lock_workspace(&config.target_dir)?;
     let report = runner::execute(&plan, &executor, jobs)?;
     report::print(&report, args.json);
     Ok(())

@@ -12,6 +12,7 @@ pub fn run(selection: &Selection) -> Result<()> {
         &config,
         &super::plan_inputs(&config, false, Builder::Legacy)?,
     )?;
+    let _lock = crate::exec::files::lock_workspace(&config.target_dir)?;
     crate::exec::runner::write_contexts(&plan)?;
     for platform_plan in &plan.platforms {
         for step in &platform_plan.context {

@@ -428,8 +428,11 @@ impl Config {
         layers.check_platform_toolchains(&overrides, toolchain)?;
         let files = layers.files(&own, &defaults)?;
         let qemu = resolve_qemu(&defaults.qemu, &own.qemu);
-        let mut labels = defaults.labels;
-        labels.extend(own.labels);
+        let dockerfile = layers.dockerfile(&own, &defaults)?;
+        layers.check_labels(&defaults, Origin::Workspace)?;
+        layers.check_labels(&own, Origin::Package)?;
+        let mut labels = defaults.labels.clone();
+        labels.extend(own.labels.clone());
         let mut vars = defaults.vars;
         vars.extend(own.vars);
         Ok(Config {
@@ -440,11 +443,7 @@ impl Config {
             platforms,
             tags,
             semver,
-            dockerfile: workspace.root.join(
-                own.dockerfile
-                    .or(defaults.dockerfile)
-                    .unwrap_or_else(|| DEFAULT_DOCKERFILE.into()),
-            ),
+            dockerfile,
             build: own.build.or(defaults.build).unwrap_or_default(),
             bins,
             files,
@@ -910,6 +909,44 @@ impl Layers<'_> {
         Ok(())
     }
 
+    /// The template's path: inside the workspace, like every input of a build.
+    fn dockerfile(&self, own: &RawConfig, defaults: &RawConfig) -> Result<PathBuf> {
+        let (dockerfile, origin) = pick(own.dockerfile.clone(), defaults.dockerfile.clone());
+        let dockerfile = dockerfile.unwrap_or_else(|| DEFAULT_DOCKERFILE.into());
+        let path = Path::new(&dockerfile);
+        if dockerfile.trim().is_empty()
+            || path.is_absolute()
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(self.error(
+                origin,
+                "dockerfile",
+                format!("`{dockerfile}` is not a path inside the workspace"),
+                "put the template in the workspace and give its path from the root, such as `docker/Dockerfile.j2`",
+            ));
+        }
+        Ok(self.workspace.root.join(path))
+    }
+
+    /// Label keys Docker can take: no `=` (it would split the key), no whitespace.
+    fn check_labels(&self, raw: &RawConfig, origin: Origin) -> Result<()> {
+        match raw
+            .labels
+            .keys()
+            .find(|k| k.is_empty() || k.contains('=') || k.chars().any(char::is_whitespace))
+        {
+            Some(key) => Err(self.error(
+                origin,
+                &format!("labels.\"{key}\""),
+                format!("`{key}` is not a label key"),
+                "use keys such as `org.example.team`: no `=`, no spaces",
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn files(&self, own: &RawConfig, defaults: &RawConfig) -> Result<Vec<PathBuf>> {
         let (files, origin) = pick(own.files.clone(), defaults.files.clone());
         let files = files.unwrap_or_default();
@@ -1169,6 +1206,9 @@ copy = "always"
             ("qemu.url = \"-K/some/file\"", "`-K/some/file` is not an http or https URL"),
             ("qemu.url = \"file:///etc/passwd\"", "is not an http or https URL"),
             ("files = [\"\"]", "an entry is empty"),
+            ("dockerfile = \"../../etc/passwd\"", "`../../etc/passwd` is not a path inside the workspace"),
+            ("dockerfile = \"/etc/hostname\"", "`/etc/hostname` is not a path inside the workspace"),
+            ("labels = { \"k=v\" = \"x\" }", "`k=v` is not a label key"),
             ("platform.arm64 = { target = \"--help\" }", "`--help` is not a Rust target triple"),
             ("platform.arm64 = { target = \"aarch64-unknown-linux-gnu.2.28\" }", "a glibc version (`.2.28`) needs toolchain = \"zig\""),
             ("toolchain = \"zig\"\nplatform.arm64 = { linker = \"rust-lld\" }", "zig links for every target"),

@@ -102,6 +102,31 @@ fn temporary_path(path: &Path) -> PathBuf {
     ))
 }
 
+/// Takes the workspace's run lock (`target/multiarch/.lock`), waiting for another run on
+/// the same workspace to finish first and saying so. The lock ends with the returned file.
+pub fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
+    let path = target_dir.join("multiarch/.lock");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the run lock {}", path.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!(
+            "waiting for another multiarch run on this workspace to finish (lock: {})",
+            path.display()
+        );
+        file.lock()
+            .with_context(|| format!("cannot take the run lock {}", path.display()))?;
+    }
+    Ok(file)
+}
+
 pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
