@@ -190,13 +190,13 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
     assert!(output.status.success());
     let root = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
-        root.contains("members = [\"xtask\", \"api\", \"worker\"]"),
+        root.contains("members = [\"api\", \"worker\", \"xtask\"]"),
         "{root}"
     );
     let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
     assert_eq!(
         config,
-        "[alias]\nxtask = \"run --package xtask --\"\nb = \"build\"\n"
+        "[alias]\nb = \"build\"\nxtask = \"run --package xtask --\"\n"
     );
     assert!(std::fs::read_to_string(dir.join("api/Cargo.toml"))
         .unwrap()
