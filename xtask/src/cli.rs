@@ -12,10 +12,11 @@ pub const USAGE: &str = "\
 multiarch: multi-architecture container images of this workspace
 
 usage:
-    cargo xtask image [--push] [-p PACKAGE] [--platform P]... [--tag T]... [--image REPO]
+    cargo xtask image [--push] [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]... [--tag T]... [--image REPO]
                       [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
                       [--network NET] [--features F,...] [--profile NAME]
-    cargo xtask render [-p PACKAGE] [--platform P]...
+                      [--metadata-file PATH]
+    cargo xtask render [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]...
     cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
     cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
     cargo xtask doctor [-p PACKAGE] [--platform P]...
@@ -23,7 +24,9 @@ usage:
     cargo xtask help
 
     --push          push every platform's image, then publish one manifest list per tag
-    -p, --package   the package to build (default: the one with [package.metadata.multiarch])
+    -p, --package   a package to build, repeatable (default: every package with a
+                    [package.metadata.multiarch] table)
+    --exclude       leave this package out, repeatable
     --platform      only these platforms (any spelling: arm64, aarch64, linux/arm/v7...)
     --tag           publish exactly these tags (replaces `tags` and the semver family)
     --image         use this repository instead of the configured one
@@ -35,12 +38,16 @@ usage:
     --network       network for RUN steps while building: default, none or host
     --features      cargo features to enable, added to the configured `features`
     --profile       cargo profile to build with (default: release; custom profiles too)
+    --metadata-file write the refs and digests of every package, platform and tag as JSON
     --reset         (setup) replace binfmt handlers that are already registered";
 
 /// Which package and platforms a command works on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Selection {
-    pub package: Option<String>,
+    /// `-p`, repeatable; empty means every package with a multiarch table.
+    pub packages: Vec<String>,
+    /// `--exclude`, repeatable.
+    pub exclude: Vec<String>,
     pub platforms: Vec<String>,
 }
 
@@ -58,6 +65,8 @@ pub struct ImageArgs {
     pub network: Option<Network>,
     pub features: Vec<String>,
     pub profile: Option<String>,
+    /// Where to write the JSON of refs and digests, for the steps after a CI build.
+    pub metadata_file: Option<PathBuf>,
 }
 
 impl ImageArgs {
@@ -199,6 +208,7 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
                     .map(String::from),
             ),
             "--profile" => image.profile = Some(flags.value(&flag)?),
+            "--metadata-file" => image.metadata_file = Some(flags.value(&flag)?.into()),
             "--provenance" => {
                 let value = flags.value(&flag)?;
                 image.provenance = Some(Provenance::parse(&value).ok_or_else(|| {
@@ -293,7 +303,8 @@ impl<I: Iterator<Item = String>> Flags<'_, I> {
     /// `--package` and `--platform`, which every build command takes.
     fn selection(&mut self, flag: &Flag, selection: &mut Selection) -> Result<()> {
         match flag.name.as_str() {
-            "--package" => selection.package = Some(self.value(flag)?),
+            "--package" => selection.packages.push(self.value(flag)?),
+            "--exclude" => selection.exclude.push(self.value(flag)?),
             "--platform" => selection.platforms.push(self.value(flag)?),
             _ => return Err(self.unknown(flag)),
         }
@@ -328,14 +339,16 @@ mod tests {
 
     #[test]
     fn parses_every_option() {
-        let task = parse_words("image --push -p hello --platform arm64 --platform=armhf --tag a --tag=b --image r/x --dry-run --jobs 3 --json").unwrap();
+        let task = parse_words("image --push -p hello -p api --exclude worker --platform arm64 --platform=armhf --tag a --tag=b --image r/x --dry-run --jobs 3 --json --metadata-file out.json").unwrap();
         assert_eq!(
             task,
             Task::Image(ImageArgs {
                 selection: Selection {
-                    package: Some("hello".into()),
+                    packages: vec!["hello".into(), "api".into()],
+                    exclude: vec!["worker".into()],
                     platforms: vec!["arm64".into(), "armhf".into()],
                 },
+                metadata_file: Some("out.json".into()),
                 push: true,
                 tags: vec!["a".into(), "b".into()],
                 image: Some("r/x".into()),
@@ -354,7 +367,7 @@ mod tests {
             Task::Render(riscv)
         );
         let package_x = Selection {
-            package: Some("x".into()),
+            packages: vec!["x".into()],
             ..Default::default()
         };
         assert_eq!(

@@ -24,7 +24,7 @@ pub fn run(selection: &Selection) -> Result<Outcome> {
 pub fn diagnose(selection: &Selection) -> Vec<Finding> {
     let (engine, mut rows) = preflight::engine();
     rows.extend(preflight::engine_details(&engine));
-    let config = match super::load_config(selection.package.as_deref(), &selection.cli_layer()) {
+    let config = match super::load_config(selection, &selection.cli_layer()) {
         Ok(config) => config,
         Err(err) => {
             rows.push(Finding::failed("config", Diagnostic::of(&err)));

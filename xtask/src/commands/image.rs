@@ -1,23 +1,33 @@
-//! `cargo xtask image`: plan the run, check everything it needs, then build (and with
-//! `--push`, publish) every platform.
+//! `cargo xtask image`: plan the run for every selected package, check everything it
+//! needs, then build (and with `--push`, publish) every platform of every package.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
 use crate::cli::ImageArgs;
+use crate::config::Config;
 use crate::exec::docker::{Docker, DockerExecutor};
 use crate::exec::{report, runner};
 use crate::plan::{Builder, Plan};
 use crate::preflight::{self, PlatformChecks};
 
 pub fn run(args: &ImageArgs) -> Result<()> {
-    let config = super::load_config(args.selection.package.as_deref(), &args.cli_layer())?;
+    let configs = super::load_configs(&args.selection, &args.cli_layer())?;
+    if configs.len() > 1 && args.image.is_some() {
+        return Err(crate::diagnostic::diagnostic(
+            format!(
+                "--image names one repository, and this run builds {} packages",
+                configs.len()
+            ),
+            "pick one package with `-p PACKAGE`, or set `image` in each package's [package.metadata.multiarch]",
+        ));
+    }
     if args.dry_run {
         // A dry run needs no engine: the builder is probed only when a client is there.
         let docker = Docker::find().ok();
         let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
-        let plan = Plan::new(&config, &super::plan_inputs(&config, args.push, builder)?)?;
+        let plan = Plan::merge(plans(&configs, args.push, builder)?);
         let docker = docker.unwrap_or(Docker {
             program: PathBuf::from("docker"),
         });
@@ -29,23 +39,26 @@ pub fn run(args: &ImageArgs) -> Result<()> {
         return Ok(());
     }
     let (engine, _) = preflight::engine();
-    let plan = Plan::new(
-        &config,
-        &super::plan_inputs(&config, args.push, engine.builder)?,
-    )?;
-    let checks = PlatformChecks {
-        config: &config,
-        plan: &plan,
-        engine: None,
-    };
-    preflight::first_failure(checks.host())?;
+    let plans = plans(&configs, args.push, engine.builder)?;
+    for (config, plan) in configs.iter().zip(&plans) {
+        let checks = PlatformChecks {
+            config,
+            plan,
+            engine: None,
+        };
+        preflight::first_failure(checks.host())?;
+    }
     let docker = engine.require_daemon()?;
-    preflight::first_failure(preflight::attestations(&config, &engine, &docker))?;
-    let checks = PlatformChecks {
-        engine: Some(&docker),
-        ..checks
-    };
-    preflight::first_failure(checks.base_images())?;
+    for (config, plan) in configs.iter().zip(&plans) {
+        preflight::first_failure(preflight::attestations(config, &engine, &docker))?;
+        let checks = PlatformChecks {
+            config,
+            plan,
+            engine: Some(&docker),
+        };
+        preflight::first_failure(checks.base_images())?;
+    }
+    let plan = Plan::merge(plans);
 
     let jobs = args
         .jobs
@@ -54,8 +67,17 @@ pub fn run(args: &ImageArgs) -> Result<()> {
         docker,
         root: plan.root.clone(),
     };
-    let _lock = crate::exec::files::lock_workspace(&config.target_dir)?;
+    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
     let report = runner::execute(&plan, &executor, jobs)?;
     report::print(&report, args.json);
-    Ok(())
+    report::write_outputs(&report, args.metadata_file.as_deref())
+}
+
+/// One plan per package, all from the same facts about the workspace and the engine.
+fn plans(configs: &[Config], push: bool, builder: Builder) -> Result<Vec<Plan>> {
+    let inputs = super::plan_inputs(&configs[0], push, builder)?;
+    configs
+        .iter()
+        .map(|config| Plan::new(config, &inputs))
+        .collect()
 }

@@ -12,17 +12,25 @@ use std::path::Path;
 use anyhow::Result;
 use xshell::{cmd, Shell};
 
+use crate::cli::Selection;
 use crate::config::workspace::Workspace;
 use crate::config::{CliLayer, Config};
 use crate::emulation::binfmt;
 use crate::plan::{Builder, PlanInputs};
 
-/// Loads the workspace of the current directory and one package's config, with the
-/// command line as its last layer.
-pub fn load_config(package: Option<&str>, cli: &CliLayer) -> Result<Config> {
+/// Loads the workspace of the current directory and the config of the one package the
+/// command works on, with the command line as its last layer.
+pub fn load_config(selection: &Selection, cli: &CliLayer) -> Result<Config> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, &sh.current_dir())?;
-    Config::load(&workspace, package, cli)
+    Config::load(&workspace, &selection.packages, &selection.exclude, cli)
+}
+
+/// Like [`load_config`], for every package the selection names (or that has a table).
+pub fn load_configs(selection: &Selection, cli: &CliLayer) -> Result<Vec<Config>> {
+    let sh = Shell::new()?;
+    let workspace = Workspace::load(&sh, &sh.current_dir())?;
+    Config::load_all(&workspace, &selection.packages, &selection.exclude, cli)
 }
 
 /// The facts a plan needs beyond the config: git, and the host's binfmt handlers.

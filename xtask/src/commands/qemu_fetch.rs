@@ -8,7 +8,7 @@ use crate::commands::setup::foreign_platforms;
 
 pub fn run(selection: &Selection) -> Result<()> {
     let sh = Shell::new()?;
-    let config = super::load_config(selection.package.as_deref(), &selection.cli_layer())?;
+    let config = super::load_config(selection, &selection.cli_layer())?;
     let platforms = foreign_platforms(&config.platforms);
     if platforms.is_empty() {
         eprintln!("every configured platform is native here; no QEMU is needed");

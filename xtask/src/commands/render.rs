@@ -7,17 +7,20 @@ use crate::cli::Selection;
 use crate::plan::{Builder, Plan, Step};
 
 pub fn run(selection: &Selection) -> Result<()> {
-    let config = super::load_config(selection.package.as_deref(), &selection.cli_layer())?;
-    let plan = Plan::new(
-        &config,
-        &super::plan_inputs(&config, false, Builder::Legacy)?,
-    )?;
-    let _lock = crate::exec::files::lock_workspace(&config.target_dir)?;
+    let configs = super::load_configs(selection, &selection.cli_layer())?;
+    let inputs = super::plan_inputs(&configs[0], false, Builder::Legacy)?;
+    let plans: Vec<Plan> = configs
+        .iter()
+        .map(|config| Plan::new(config, &inputs))
+        .collect::<Result<_>>()?;
+    let plan = Plan::merge(plans);
+    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
     crate::exec::runner::write_contexts(&plan)?;
     for platform_plan in &plan.platforms {
         for step in &platform_plan.context {
             if let Step::Render { path, .. } = step {
-                eprintln!("[{}] rendered", platform_plan.platform);
+                let scope = plan.scope(&platform_plan.package, platform_plan.platform);
+                eprintln!("[{scope}] rendered");
                 println!("{}", plan.root.join(path).display());
             }
         }

@@ -25,10 +25,7 @@ pub fn run(args: &SetupArgs) -> Result<()> {
         ));
     }
     let sh = Shell::new()?;
-    let config = super::load_config(
-        args.selection.package.as_deref(),
-        &args.selection.cli_layer(),
-    )?;
+    let config = super::load_config(&args.selection, &args.selection.cli_layer())?;
     let dir = Path::new(BINFMT_DIR);
     if !dir.join("register").exists() {
         cmd!(sh, "mount -t binfmt_misc binfmt_misc {dir}")

@@ -327,17 +327,39 @@ pub struct Config {
 }
 
 impl Config {
-    /// Loads the config of `package` (or the one configured package) of the workspace.
-    pub fn load(workspace: &Workspace, package: Option<&str>, cli: &CliLayer) -> Result<Config> {
+    /// Loads the configs of the packages a run builds: those named with `-p` (each must be
+    /// a member), else every member with a `[package.metadata.multiarch]` table; minus
+    /// `exclude`.
+    pub fn load_all(
+        workspace: &Workspace,
+        packages: &[String],
+        exclude: &[String],
+        cli: &CliLayer,
+    ) -> Result<Vec<Config>> {
+        let member_names = || names(workspace.packages.iter().map(|p| &p.name));
+        if let Some(name) = packages
+            .iter()
+            .chain(exclude)
+            .find(|name| !workspace.packages.iter().any(|p| &p.name == *name))
+        {
+            return Err(crate::diagnostic::diagnostic(
+                format!(
+                    "package `{name}` is not a member of the workspace at {}",
+                    workspace.root.display()
+                ),
+                format!("pick one of: {}", member_names()),
+            ));
+        }
         let root_manifest = workspace.root_manifest();
         let read = |path: &Path| {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
         };
         let root_text = read(&root_manifest)?;
         let root_tables = parse_manifest(&root_manifest, &root_text)?;
-        let mut tables = Vec::new();
+        let mut configs = Vec::new();
         for candidate in &workspace.packages {
-            if package.is_some_and(|name| name != candidate.name) {
+            let named = packages.contains(&candidate.name);
+            if (!packages.is_empty() && !named) || exclude.contains(&candidate.name) {
                 continue;
             }
             let own = if candidate.manifest_path == root_manifest {
@@ -345,53 +367,53 @@ impl Config {
             } else {
                 parse_manifest(&candidate.manifest_path, &read(&candidate.manifest_path)?)?.package
             };
-            tables.push((candidate, own));
+            // Without `-p`, a package takes part by having a table.
+            if own.is_none() && !named {
+                continue;
+            }
+            configs.push(Config::resolve(
+                workspace,
+                candidate,
+                root_tables.workspace.clone().unwrap_or_default(),
+                own.unwrap_or_default(),
+                cli,
+            )?);
         }
-        let (package, own) =
-            match (package, tables.as_slice()) {
-                (Some(name), []) => {
-                    return Err(crate::diagnostic::diagnostic(
-                        format!(
-                            "package `{name}` is not a member of the workspace at {}",
-                            workspace.root.display()
-                        ),
-                        format!(
-                            "pick one of: {}",
-                            names(workspace.packages.iter().map(|p| &p.name))
-                        ),
-                    ))
-                }
-                (Some(_), [one]) => one.clone(),
-                _ => {
-                    let configured: Vec<_> = tables.iter().filter(|(_, t)| t.is_some()).collect();
-                    match configured.as_slice() {
-                        [one] => (*one).clone(),
-                        [] => return Err(crate::diagnostic::diagnostic(
-                            format!(
-                                "no package in {} has a `[package.metadata.multiarch]` table",
-                                workspace.root.display()
-                            ),
-                            "add one to the package that ships as an image, or pass `-p PACKAGE`",
-                        )),
-                        several => {
-                            return Err(crate::diagnostic::diagnostic(
-                                format!(
-                                "several packages have a `[package.metadata.multiarch]` table: {}",
-                                names(several.iter().map(|(p, _)| &p.name))
-                            ),
-                                "pick one with `-p PACKAGE`",
-                            ))
-                        }
+        if configs.is_empty() {
+            return Err(crate::diagnostic::diagnostic(
+                format!(
+                    "no package in {} has a `[package.metadata.multiarch]` table{}",
+                    workspace.root.display(),
+                    if exclude.is_empty() {
+                        ""
+                    } else {
+                        " that is not excluded"
                     }
-                }
-            };
-        Config::resolve(
-            workspace,
-            package,
-            root_tables.workspace.unwrap_or_default(),
-            own.unwrap_or_default(),
-            cli,
-        )
+                ),
+                "add one to the package that ships as an image, or pass `-p PACKAGE`",
+            ));
+        }
+        Ok(configs)
+    }
+
+    /// Loads the config of the one package a command works on.
+    pub fn load(
+        workspace: &Workspace,
+        packages: &[String],
+        exclude: &[String],
+        cli: &CliLayer,
+    ) -> Result<Config> {
+        let mut configs = Config::load_all(workspace, packages, exclude, cli)?;
+        if configs.len() > 1 {
+            return Err(crate::diagnostic::diagnostic(
+                format!(
+                    "several packages have a `[package.metadata.multiarch]` table: {}",
+                    names(configs.iter().map(|c| &c.package.name))
+                ),
+                "this command works on one package: pick it with `-p PACKAGE`",
+            ));
+        }
+        Ok(configs.remove(0))
     }
 
     /// Merges the command line over `own` over `defaults`, once, and checks every value.

@@ -18,13 +18,11 @@ pub fn build_command(build: &CargoBuild) -> Command {
         Toolchain::Cargo => "build",
         Toolchain::Zig => "zigbuild",
     };
-    let mut args: Vec<String> = vec![
-        subcommand.into(),
-        "--package".into(),
-        build.package.clone(),
-        "--target".into(),
-        build.target.for_cargo(),
-    ];
+    let mut args: Vec<String> = vec![subcommand.into()];
+    for package in &build.packages {
+        args.extend(["--package".to_owned(), package.clone()]);
+    }
+    args.extend(["--target".to_owned(), build.target.for_cargo()]);
     args.extend(build.options.args());
     for bin in &build.bins {
         args.extend(["--bin".to_owned(), bin.clone()]);
@@ -116,7 +114,7 @@ pub fn explain(build: &CargoBuild, stderr: &str) -> anyhow::Error {
     {
         (
             "cargo does not know a requested feature".to_owned(),
-            format!("check `features` in [package.metadata.multiarch] and `--features` against the [features] of `{}`", build.package),
+            format!("check `features` in [package.metadata.multiarch] and `--features` against the [features] of `{}`", build.packages.join("`, `")),
         )
     } else if stderr.contains("profile `") && stderr.contains("is not defined") {
         (
@@ -128,9 +126,12 @@ pub fn explain(build: &CargoBuild, stderr: &str) -> anyhow::Error {
             format!("a build script failed{in_crate}"),
             "read its error above; a build script that compiles C often needs `toolchain = \"zig\"` or a C compiler for the target".to_owned(),
         )
-    } else if failing_crate.as_deref() == Some(build.package.as_str()) {
+    } else if let Some(package) = failing_crate
+        .as_ref()
+        .filter(|name| build.packages.contains(name))
+    {
         (
-            format!("a compile error in `{}`", build.package),
+            format!("a compile error in `{package}`"),
             format!("fix the error shown; `cargo build --target {target}` reproduces it"),
         )
     } else {
@@ -210,7 +211,7 @@ mod tests {
     fn build(toolchain: Toolchain, target: &str) -> CargoBuild {
         CargoBuild {
             platform: Platform::parse("linux/arm64").unwrap(),
-            package: "hello".into(),
+            packages: vec!["hello".into()],
             toolchain,
             target: RustTarget::parse(target).unwrap(),
             bins: vec!["hello".into()],

@@ -261,6 +261,12 @@ impl DockerExecutor {
     /// One `docker buildx bake` for every build: one BuildKit session, one target per
     /// platform, each with its own Dockerfile, context, tags and labels.
     fn bake_command(&self, builds: &[&ImageBuild]) -> (Command, String) {
+        let several_packages = builds.iter().any(|b| b.package != builds[0].package);
+        // Target names must be unique across the packages a bake builds.
+        let name = |build: &ImageBuild| match several_packages {
+            true => format!("{}-{}", build.package, build.platform.slug()),
+            false => build.platform.slug(),
+        };
         let mut targets = serde_json::Map::new();
         for build in builds {
             let labels: serde_json::Map<String, serde_json::Value> = build
@@ -269,7 +275,7 @@ impl DockerExecutor {
                 .map(|(k, v)| (k.clone(), v.clone().into()))
                 .collect();
             targets.insert(
-                build.platform.slug(),
+                name(build),
                 serde_json::json!({
                     "context": self.root.join(&build.context),
                     "dockerfile": self.root.join(&build.dockerfile),
@@ -279,14 +285,16 @@ impl DockerExecutor {
                 }),
             );
         }
-        let names: Vec<String> = builds.iter().map(|b| b.platform.slug()).collect();
+        let names: Vec<String> = builds.iter().map(|b| name(b)).collect();
         let file =
             serde_json::json!({ "group": { "default": { "targets": names } }, "target": targets });
-        let bake_file = builds[0]
-            .context
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join("bake.json");
+        // `target/multiarch/<package>/bake.json`, or `target/multiarch/bake.json` for several.
+        let package_dir = builds[0].context.parent().unwrap_or(Path::new(""));
+        let bake_dir = match several_packages {
+            true => package_dir.parent().unwrap_or(Path::new("")),
+            false => package_dir,
+        };
+        let bake_file = bake_dir.join("bake.json");
         let mut args = vec![
             "buildx".to_owned(),
             "bake".into(),
@@ -304,12 +312,17 @@ impl DockerExecutor {
     }
 
     /// Whether `builds` go through one bake: BuildKit builds that share the run-wide
-    /// options (bake 0.13 has no per-target network, so builds with one go one by one).
+    /// options (bake 0.13 has no per-target network, and attestation flags and
+    /// `SOURCE_DATE_EPOCH` apply to the whole bake, so builds that differ go one by one).
     fn bakes(&self, builds: &[&ImageBuild]) -> bool {
+        let first = builds[0];
         builds.len() > 1
-            && builds
-                .iter()
-                .all(|b| b.builder == Builder::Buildx && b.network == Network::Default)
+            && builds.iter().all(|b| {
+                b.builder == Builder::Buildx
+                    && b.network == Network::Default
+                    && (b.provenance, b.sbom, b.source_date_epoch)
+                        == (first.provenance, first.sbom, first.source_date_epoch)
+            })
     }
 
     /// One `docker image inspect` of the first tag of every build.

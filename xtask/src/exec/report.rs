@@ -8,6 +8,7 @@ use crate::plan::{ImageBuild, Plan, Step};
 /// What one platform produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlatformResult {
+    pub package: String,
     pub platform: String,
     pub image: String,
     pub tags: Vec<String>,
@@ -23,6 +24,7 @@ pub struct PlatformResult {
 /// One published tag.
 #[derive(Debug, Clone, Serialize)]
 pub struct ListResult {
+    pub package: String,
     pub list: String,
     pub digest: String,
 }
@@ -30,10 +32,148 @@ pub struct ListResult {
 /// Everything a run produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub package: String,
+    pub packages: Vec<String>,
     pub platforms: Vec<PlatformResult>,
     pub manifests: Vec<ListResult>,
     pub seconds: f64,
+}
+
+/// Whether this runs as a GitHub Actions step.
+pub fn on_github_actions() -> bool {
+    std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true")
+}
+
+/// The refs and digests a run produced, per package, platform and tag: what signing and
+/// provenance steps after a CI build take as input (`--metadata-file`).
+#[derive(Debug, Serialize)]
+pub struct Metadata<'a> {
+    pub packages: Vec<PackageMetadata<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PackageMetadata<'a> {
+    pub package: &'a str,
+    pub platforms: Vec<PlatformMetadata<'a>>,
+    pub tags: Vec<TagMetadata<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlatformMetadata<'a> {
+    pub platform: &'a str,
+    pub image: &'a str,
+    pub image_id: &'a str,
+    /// The registry digest, after a push.
+    pub digest: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TagMetadata<'a> {
+    pub tag: &'a str,
+    pub digest: &'a str,
+}
+
+impl Report {
+    pub fn metadata(&self) -> Metadata<'_> {
+        let packages = self
+            .packages
+            .iter()
+            .map(|package| PackageMetadata {
+                package,
+                platforms: self
+                    .platforms
+                    .iter()
+                    .filter(|p| &p.package == package)
+                    .map(|p| PlatformMetadata {
+                        platform: &p.platform,
+                        image: &p.image,
+                        image_id: &p.id,
+                        digest: p.digest.as_deref(),
+                    })
+                    .collect(),
+                tags: self
+                    .manifests
+                    .iter()
+                    .filter(|m| &m.package == package)
+                    .map(|m| TagMetadata {
+                        tag: &m.list,
+                        digest: &m.digest,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Metadata { packages }
+    }
+}
+
+/// Writes `--metadata-file`, and on GitHub Actions the step summary and outputs.
+pub fn write_outputs(
+    report: &Report,
+    metadata_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let metadata = serde_json::to_string_pretty(&report.metadata()).expect("metadata serialises");
+    if let Some(path) = metadata_file {
+        crate::exec::files::write_if_changed(path, format!("{metadata}\n").as_bytes())
+            .with_context(|| format!("cannot write the metadata file {}", path.display()))?;
+    }
+    if !on_github_actions() {
+        return Ok(());
+    }
+    let append = |variable: &str, text: &str| -> anyhow::Result<()> {
+        let Some(path) = std::env::var_os(variable) else {
+            return Ok(());
+        };
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot append to ${variable} ({})", path.to_string_lossy()))
+    };
+    append("GITHUB_STEP_SUMMARY", &markdown_summary(report))?;
+    let compact = serde_json::to_string(&report.metadata()).expect("metadata serialises");
+    let digests: Vec<String> = report
+        .platforms
+        .iter()
+        .filter_map(|p| Some(format!("{}@{}", p.image, p.digest.as_ref()?)))
+        .chain(
+            report
+                .manifests
+                .iter()
+                .map(|m| format!("{}@{}", m.list, m.digest)),
+        )
+        .collect();
+    // A multi-line output needs a delimiter that no line can hold.
+    let delimiter = format!("multiarch-{}", std::process::id());
+    append(
+        "GITHUB_OUTPUT",
+        &format!(
+            "metadata={compact}\ndigests<<{delimiter}\n{}\n{delimiter}\n",
+            digests.join("\n")
+        ),
+    )
+}
+
+/// The summary as a Markdown table, for `$GITHUB_STEP_SUMMARY`.
+pub fn markdown_summary(report: &Report) -> String {
+    let mut text =
+        String::from("### Images\n\n| package | platform | image | digest |\n|---|---|---|---|\n");
+    for p in &report.platforms {
+        let digest = p.digest.as_deref().unwrap_or("(not pushed)");
+        text.push_str(&format!(
+            "| {} | {} | `{}` | `{digest}` |\n",
+            p.package, p.platform, p.image
+        ));
+    }
+    for m in &report.manifests {
+        text.push_str(&format!(
+            "| {} | (tag) | `{}` | `{}` |\n",
+            m.package, m.list, m.digest
+        ));
+    }
+    text.push('\n');
+    text
 }
 
 /// Prints the results on stdout and the summary table on stderr.
@@ -89,23 +229,23 @@ pub fn dry_run_lines(plan: &Plan, executor: &dyn Executor) -> Vec<String> {
         lines.push(format!("[{platform}] check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)"));
     }
     for platform_plan in &plan.platforms {
+        let scope = plan.scope(&platform_plan.package, platform_plan.platform);
         for step in &platform_plan.context {
-            lines.push(format!(
-                "[{}] {}",
-                platform_plan.platform,
-                describe_file_step(step)
-            ));
+            lines.push(format!("[{scope}] {}", describe_file_step(step)));
         }
     }
+    // One cargo invocation per shared target builds every package that needs it.
+    for (build, _) in plan.cargo_builds() {
+        let platform = build.platform;
+        let described = executor.describe(Work::Cargo(&build));
+        lines.extend(described.into_iter().map(|d| format!("[{platform}] {d}")));
+    }
     for platform_plan in &plan.platforms {
+        let scope = plan.scope(&platform_plan.package, platform_plan.platform);
         for step in &platform_plan.build {
-            let described = match step {
-                Step::Cargo(build) => executor.describe(Work::Cargo(build)),
-                Step::Image(_) => continue,
-                other => vec![describe_file_step(other)],
-            };
-            let platform = platform_plan.platform;
-            lines.extend(described.into_iter().map(|d| format!("[{platform}] {d}")));
+            if !matches!(step, Step::Cargo(_) | Step::Image(_)) {
+                lines.push(format!("[{scope}] {}", describe_file_step(step)));
+            }
         }
     }
     // Image builds start once every platform's binaries are staged; an executor may join
@@ -115,12 +255,9 @@ pub fn dry_run_lines(plan: &Plan, executor: &dyn Executor) -> Vec<String> {
         lines.push(format!("[{scope}] {line}"));
     }
     for (_, push) in plan.pushes() {
+        let scope = plan.scope(&push.package, push.platform);
         let described = executor.describe(Work::Push(push));
-        lines.extend(
-            described
-                .into_iter()
-                .map(|d| format!("[{}] {d}", push.platform)),
-        );
+        lines.extend(described.into_iter().map(|d| format!("[{scope}] {d}")));
     }
     for publish in &plan.publishes {
         let sources: Vec<String> = publish
@@ -181,12 +318,13 @@ fn describe_file_step(step: &Step) -> String {
 /// The end-of-run table: platform, image, id or digest, size, context bytes, seconds.
 pub fn summary_table(report: &Report) -> String {
     let mut rows = vec![[
-        "platform", "image", "image id", "digest", "size", "context", "seconds",
+        "package", "platform", "image", "image id", "digest", "size", "context", "seconds",
     ]
     .map(String::from)
     .to_vec()];
     for p in &report.platforms {
         rows.push(vec![
+            p.package.clone(),
             p.platform.clone(),
             p.image.clone(),
             short_id(&p.id),
@@ -198,6 +336,7 @@ pub fn summary_table(report: &Report) -> String {
     }
     for list in &report.manifests {
         rows.push(vec![
+            list.package.clone(),
             "(list)".into(),
             list.list.clone(),
             "-".into(),
@@ -221,7 +360,8 @@ pub fn summary_table(report: &Report) -> String {
         table.push('\n');
     }
     table.push_str(&format!(
-        "{} platform(s) in {:.1}s",
+        "{} package(s), {} image(s) in {:.1}s",
+        report.packages.len(),
         report.platforms.len(),
         report.seconds
     ));
@@ -248,8 +388,9 @@ mod tests {
     #[test]
     fn table_has_a_row_per_platform_and_list() {
         let report = Report {
-            package: "hello".into(),
+            packages: vec!["hello".into()],
             platforms: vec![PlatformResult {
+                package: "hello".into(),
                 platform: "linux/arm64".into(),
                 image: "hello:arm64v8-0.1.0".into(),
                 tags: vec![],
@@ -260,6 +401,7 @@ mod tests {
                 seconds: 3.25,
             }],
             manifests: vec![ListResult {
+                package: "hello".into(),
                 list: "r/hello:0.1.0".into(),
                 digest: format!("sha256:{}", "2".repeat(64)),
             }],
@@ -267,11 +409,22 @@ mod tests {
         };
         let table = summary_table(&report);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0], "platform     image                image id             digest               size      context   seconds");
-        assert_eq!(lines[1], "linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  3.2");
+        assert_eq!(lines[0], "package  platform     image                image id             digest               size      context   seconds");
+        assert_eq!(lines[1], "hello    linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  3.2");
         assert!(lines[2].starts_with(
-            "(list)       r/hello:0.1.0        -                    sha256:222222222222"
+            "hello    (list)       r/hello:0.1.0        -                    sha256:222222222222"
         ));
-        assert_eq!(lines[3], "1 platform(s) in 4.0s");
+        assert_eq!(lines[3], "1 package(s), 1 image(s) in 4.0s");
+        let metadata = serde_json::to_value(report.metadata()).unwrap();
+        assert_eq!(
+            metadata,
+            serde_json::json!({"packages": [{
+                "package": "hello",
+                "platforms": [{"platform": "linux/arm64", "image": "hello:arm64v8-0.1.0", "image_id": format!("sha256:{}", "1".repeat(64)), "digest": null}],
+                "tags": [{"tag": "r/hello:0.1.0", "digest": format!("sha256:{}", "2".repeat(64))}],
+            }]})
+        );
+        assert!(markdown_summary(&report)
+            .contains("| hello | linux/arm64 | `hello:arm64v8-0.1.0` | `(not pushed)` |"));
     }
 }

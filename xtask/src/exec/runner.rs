@@ -23,10 +23,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Report> {
     let started = Instant::now();
     write_contexts(plan)?;
-    let cargo_lock = Mutex::new(());
-    let compiled = run_parallel(&plan.platforms, jobs, |platform_plan| {
-        compile_and_stage(plan, executor, platform_plan, &cargo_lock)
-    })?;
+    let compiled = compile_and_stage(plan, executor, jobs)?;
     let builds: Vec<&ImageBuild> = plan
         .platforms
         .iter()
@@ -56,6 +53,7 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
         .zip(builds.iter().zip(built).zip(compiled))
         .map(
             |(platform_plan, ((build, image), seconds))| PlatformResult {
+                package: platform_plan.package.clone(),
                 platform: platform_plan.platform.name(),
                 image: build.tags[0].to_string(),
                 tags: build.tags.iter().map(ImageRef::to_string).collect(),
@@ -71,9 +69,9 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
     let pushes: Vec<(PushId, &crate::plan::Push)> = plan.pushes().collect();
     let pushed = run_parallel(&pushes, jobs, |(_, push)| {
         let started = Instant::now();
-        progress(push.platform, "push", || {
-            retrying(|| executor.push(push))
-                .with_context(|| format!("push failed for {}", push.platform))
+        let scope = plan.scope(&push.package, push.platform);
+        progress(&scope, "push", || {
+            retrying(|| executor.push(push)).with_context(|| format!("push failed for {scope}"))
         })
         .map(|digest| (digest, started.elapsed().as_secs_f64()))
     })?;
@@ -98,13 +96,14 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
             .with_context(|| format!("publishing {} failed", publish.list))?;
         eprintln!("[{}] published", publish.list);
         manifests.push(ListResult {
+            package: plan.push(publish.entries[0].push).package.clone(),
             list: publish.list.to_string(),
             digest,
         });
     }
 
     Ok(Report {
-        package: plan.package.clone(),
+        packages: plan.packages.clone(),
         platforms,
         manifests,
         seconds: started.elapsed().as_secs_f64(),
@@ -116,7 +115,7 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
 pub fn write_contexts(plan: &Plan) -> Result<()> {
     for platform_plan in &plan.platforms {
         for step in &platform_plan.context {
-            run_file_step(plan, step)
+            run_file_step(plan, platform_plan, step)
                 .with_context(|| format!("preparing the context for {}", platform_plan.platform))?;
         }
     }
@@ -132,45 +131,71 @@ fn names(builds: &[&ImageBuild]) -> String {
         .join(", ")
 }
 
-/// Compiles and stages one platform's binaries (and QEMU); returns the seconds it took.
-fn compile_and_stage(
-    plan: &Plan,
-    executor: &dyn Executor,
-    platform_plan: &PlatformPlan,
-    cargo_lock: &Mutex<()>,
-) -> Result<f64> {
-    let started = Instant::now();
-    let platform = platform_plan.platform;
-    for step in &platform_plan.build {
-        match step {
-            Step::Cargo(build) => {
-                // Cargo serialises builds on its own lock; taking ours keeps its output whole.
-                let _turn = cargo_lock.lock().unwrap_or_else(|e| e.into_inner());
-                progress(platform, "cargo build", || executor.cargo(build))
-                    .with_context(|| format!("cargo build failed for {platform}"))?;
-            }
-            Step::Image(_) => {}
-            other => run_file_step(plan, other)
-                .with_context(|| format!("staging failed for {platform}"))?,
+/// Compiles every package for every platform, one cargo invocation per shared target
+/// (cargo serialises builds on its target dir anyway), then stages each platform's
+/// binaries (and QEMU), `jobs` platforms at a time. Returns each platform's seconds.
+fn compile_and_stage(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Vec<f64>> {
+    let groups = plan.cargo_builds();
+    let cargo_seconds = run_parallel(&groups, 1, |(build, _)| {
+        let started = Instant::now();
+        let label = match build.packages.as_slice() {
+            [_] => "cargo build".to_owned(),
+            several => format!("cargo build ({})", several.join(", ")),
+        };
+        progress(build.platform, &label, || executor.cargo(build))
+            .with_context(|| format!("cargo build failed for {}", build.platform))?;
+        Ok(started.elapsed().as_secs_f64())
+    })?;
+    let mut seconds = vec![0.0; plan.platforms.len()];
+    for ((_, members), spent) in groups.iter().zip(cargo_seconds) {
+        for member in members {
+            seconds[*member] += spent;
         }
     }
-    Ok(started.elapsed().as_secs_f64())
+    let staged = run_parallel(&plan.platforms, jobs, |platform_plan| {
+        let started = Instant::now();
+        for step in &platform_plan.build {
+            if !matches!(step, Step::Cargo(_) | Step::Image(_)) {
+                run_file_step(plan, platform_plan, step).with_context(|| {
+                    format!(
+                        "staging failed for {}",
+                        plan.scope(&platform_plan.package, platform_plan.platform)
+                    )
+                })?;
+            }
+        }
+        Ok(started.elapsed().as_secs_f64())
+    })?;
+    Ok(seconds.iter().zip(staged).map(|(a, b)| a + b).collect())
 }
 
 /// Shows a piece of work's start and end: processes can take minutes (rustc under QEMU).
-fn progress<T>(platform: &Platform, label: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
-    eprintln!("[{platform}] {label} ...");
+/// On GitHub Actions, the work's own output is folded into a log group.
+fn progress<T>(
+    scope: impl std::fmt::Display,
+    label: &str,
+    work: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let grouped = label.starts_with("cargo build") && crate::exec::report::on_github_actions();
+    if grouped {
+        eprintln!("::group::[{scope}] {label}");
+    }
+    eprintln!("[{scope}] {label} ...");
     let started = Instant::now();
-    let result = work()?;
+    let result = work();
+    if grouped {
+        eprintln!("::endgroup::");
+    }
+    let result = result?;
     eprintln!(
-        "[{platform}] {label} done ({:.1}s)",
+        "[{scope}] {label} done ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     Ok(result)
 }
 
 /// Executes a step that only touches files.
-fn run_file_step(plan: &Plan, step: &Step) -> Result<()> {
+fn run_file_step(plan: &Plan, platform_plan: &PlatformPlan, step: &Step) -> Result<()> {
     let root = &plan.root;
     match step {
         Step::Prepare { dir, keep } => prune(&root.join(dir), keep),
@@ -188,7 +213,7 @@ fn run_file_step(plan: &Plan, step: &Step) -> Result<()> {
         }),
         Step::StageQemu { qemu_arch, to } => {
             let sh = xshell::Shell::new()?;
-            let binary = crate::emulation::qemu::locate(&sh, &plan.qemu, qemu_arch)?;
+            let binary = crate::emulation::qemu::locate(&sh, &platform_plan.qemu, qemu_arch)?;
             copy_if_changed(&binary, &root.join(to))
         }
         Step::Cargo(_) | Step::Image(_) => unreachable!("the executor runs processes"),

@@ -61,10 +61,9 @@ pub struct PushId(pub usize);
 /// Every step of a run, in order.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub package: String,
+    /// The packages the run builds, in order.
+    pub packages: Vec<String>,
     pub root: PathBuf,
-    /// Where staged QEMU binaries come from.
-    pub qemu: QemuConfig,
     /// The base image of every `FROM`, per platform, for the pre-flight checks.
     pub base_images: Vec<BaseImage>,
     pub platforms: Vec<PlatformPlan>,
@@ -84,7 +83,10 @@ pub struct BaseImage {
 /// Everything one platform needs, from its context to its push.
 #[derive(Debug, Clone)]
 pub struct PlatformPlan {
+    pub package: String,
     pub platform: &'static Platform,
+    /// Where staged QEMU binaries come from.
+    pub qemu: QemuConfig,
     /// The build context directory, relative to the workspace root.
     pub context_dir: PathBuf,
     /// Whether the rendered Dockerfile has `RUN` steps, which a foreign platform emulates.
@@ -138,7 +140,8 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CargoBuild {
     pub platform: &'static Platform,
-    pub package: String,
+    /// The packages built together (one, or several that share everything else).
+    pub packages: Vec<String>,
     /// `cargo build`, or `cargo zigbuild` with zig as the C toolchain and linker.
     pub toolchain: Toolchain,
     pub target: RustTarget,
@@ -161,6 +164,7 @@ impl CargoBuild {
 /// Building one platform's image from its context, then checking what was built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageBuild {
+    pub package: String,
     pub platform: &'static Platform,
     pub builder: Builder,
     /// Per-platform tags, `<repo>:<docker_arch>-<tag>`, one per list tag.
@@ -179,6 +183,7 @@ pub struct ImageBuild {
 /// Pushing one platform's tags; every tag names the same image, so one digest results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
+    pub package: String,
     pub platform: &'static Platform,
     pub images: Vec<ImageRef>,
 }
@@ -248,9 +253,8 @@ impl Plan {
         )
         .with_context(|| format!("in `files` of {}", config.package.manifest_path.display()))?;
         let mut plan = Plan {
-            package: config.package.name.clone(),
+            packages: vec![config.package.name.clone()],
             root: config.workspace_root.clone(),
-            qemu: config.qemu.clone(),
             base_images: Vec::new(),
             platforms: Vec::new(),
             publishes: Vec::new(),
@@ -293,6 +297,75 @@ impl Plan {
             .iter()
             .enumerate()
             .filter_map(|(index, p)| Some((PushId(index), p.push.as_ref()?)))
+    }
+
+    /// Joins the plans of several packages of one workspace into one run: their platforms
+    /// in order and their publishes renumbered, so that every image is built before any is
+    /// pushed and every push happens before any tag is published, across packages.
+    pub fn merge(plans: Vec<Plan>) -> Plan {
+        let mut plans = plans.into_iter();
+        let mut merged = plans.next().expect("a run plans at least one package");
+        for plan in plans {
+            let offset = merged.platforms.len();
+            merged.packages.extend(plan.packages);
+            merged.base_images.extend(plan.base_images);
+            merged.platforms.extend(plan.platforms);
+            merged
+                .publishes
+                .extend(plan.publishes.into_iter().map(|mut publish| {
+                    for entry in &mut publish.entries {
+                        entry.push = PushId(entry.push.0 + offset);
+                    }
+                    publish
+                }));
+            merged.notes.extend(plan.notes);
+        }
+        merged.notes.dedup();
+        merged
+    }
+
+    /// The cargo builds of the run, joined where only the packages and binaries differ:
+    /// one cargo invocation per target (and toolchain and options) builds every package
+    /// that needs it. Each comes with the indexes of the platform plans it serves.
+    pub fn cargo_builds(&self) -> Vec<(CargoBuild, Vec<usize>)> {
+        let mut groups: Vec<(CargoBuild, Vec<usize>)> = Vec::new();
+        for (index, platform_plan) in self.platforms.iter().enumerate() {
+            for step in &platform_plan.build {
+                let Step::Cargo(build) = step else { continue };
+                let shared = |b: &CargoBuild| CargoBuild {
+                    packages: Vec::new(),
+                    bins: Vec::new(),
+                    ..b.clone()
+                };
+                match groups.iter_mut().find(|(g, _)| shared(g) == shared(build)) {
+                    Some((group, members)) => {
+                        for package in &build.packages {
+                            if !group.packages.contains(package) {
+                                group.packages.push(package.clone());
+                            }
+                        }
+                        for bin in &build.bins {
+                            if !group.bins.contains(bin) {
+                                group.bins.push(bin.clone());
+                            }
+                        }
+                        members.push(index);
+                    }
+                    None => groups.push((build.clone(), vec![index])),
+                }
+            }
+        }
+        groups
+    }
+
+    /// How progress and dry-run lines name a platform: with its package when the run
+    /// builds several.
+    pub fn scope(&self, package: &str, platform: &Platform) -> String {
+        if self.packages.len() > 1 {
+            format!("{package} {platform}")
+        } else {
+            platform.name()
+        }
     }
 
     /// The push a publish entry names.
@@ -437,6 +510,7 @@ impl PlatformSteps<'_> {
             });
         }
         build.push(Step::Image(ImageBuild {
+            package: config.package.name.clone(),
             platform,
             builder: self.builder,
             tags: images.clone(),
@@ -449,13 +523,19 @@ impl PlatformSteps<'_> {
             source_date_epoch: self.source_date_epoch,
         }));
         PlatformPlan {
+            package: config.package.name.clone(),
             platform,
+            qemu: config.qemu.clone(),
             context_dir: dir,
             runs_commands,
             emulation: rendered.emulation,
             context,
             build,
-            push: push.then_some(Push { platform, images }),
+            push: push.then_some(Push {
+                package: config.package.name.clone(),
+                platform,
+                images,
+            }),
         }
     }
 
@@ -477,7 +557,7 @@ impl PlatformSteps<'_> {
         let platform = self.platform;
         CargoBuild {
             platform: platform.platform,
-            package: self.config.package.name.clone(),
+            packages: vec![self.config.package.name.clone()],
             toolchain: platform.toolchain,
             target: RustTarget {
                 triple: platform.target.clone(),
@@ -649,6 +729,51 @@ pub(crate) mod tests {
     #[test]
     fn push_plan_snapshot() {
         crate::assert_snapshot("plan-push.txt", &(lines(&push_plan()).join("\n") + "\n"));
+    }
+
+    #[test]
+    fn several_packages_share_a_cargo_build_per_target_and_publish_after_every_push() {
+        let hello = sample_config("");
+        let mut worker = sample_config("");
+        worker.package.name = "worker".into();
+        worker.package.bins = vec!["worker".into()];
+        worker.bins = vec!["worker".into()];
+        worker.image = Some(ImageRef::repository("127.0.0.1:5000/worker").unwrap());
+        worker.platforms = vec![Platform::parse("linux/amd64").unwrap()];
+        let plan = Plan::merge(vec![
+            Plan::new(&hello, &inputs(true)).unwrap(),
+            Plan::new(&worker, &inputs(true)).unwrap(),
+        ]);
+        assert_eq!(plan.packages, ["hello", "worker"]);
+        let cargo = plan.cargo_builds();
+        assert_eq!(cargo.len(), 3, "one invocation per target");
+        assert_eq!(cargo[0].0.packages, ["hello", "worker"]);
+        assert_eq!(cargo[0].0.bins, ["hello", "worker"]);
+        assert_eq!(cargo[0].1, [0, 3], "it serves hello's and worker's amd64");
+        for publish in &plan.publishes {
+            for entry in &publish.entries {
+                assert_eq!(plan.push(entry.push).images[0].name(), publish.list.name());
+            }
+        }
+        let lines = lines(&plan);
+        assert!(lines.contains(&"[linux/amd64] cargo build --package hello --package worker --target x86_64-unknown-linux-musl --profile=release --bin hello --bin worker".to_owned()), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l
+                .starts_with("[worker linux/amd64] docker push 127.0.0.1:5000/worker:amd64-0.1.0")),
+            "{lines:#?}"
+        );
+        let last_push = lines
+            .iter()
+            .rposition(|l| l.contains("] docker push "))
+            .unwrap();
+        let first_publish = lines
+            .iter()
+            .position(|l| l.contains("docker manifest"))
+            .unwrap();
+        assert!(
+            last_push < first_publish,
+            "every push of every package comes first"
+        );
     }
 
     #[test]
