@@ -28,21 +28,38 @@ impl Command {
         }
     }
 
-    /// Runs the command; a non-zero exit is a [`CommandFailed`] carrying its output.
-    pub fn run(&self, sh: &Shell) -> Result<String> {
+    /// The xshell command: program, arguments and environment, echo off.
+    fn cmd<'a>(&self, sh: &'a Shell) -> xshell::Cmd<'a> {
         let Command { program, args, env } = self;
-        let mut command = cmd!(sh, "{program} {args...}").quiet().ignore_status();
+        let mut command = cmd!(sh, "{program} {args...}").quiet();
         for (key, value) in env {
             command = command.env(key, value);
         }
-        let output = command.output().map_err(|err| CommandFailed {
+        command
+    }
+
+    /// The failure of a program that could not be started (or waited for).
+    fn not_started(&self, err: impl fmt::Display) -> CommandFailed {
+        CommandFailed {
             command: self.to_string(),
             status: "not started".into(),
             stdout: String::new(),
             stderr: err.to_string(),
-            help: Some(format!("install `{}` or put it on PATH", program.display())),
+            help: Some(format!(
+                "install `{}` or put it on PATH",
+                self.program.display()
+            )),
             refused: false,
-        })?;
+        }
+    }
+
+    /// Runs the command; a non-zero exit is a [`CommandFailed`] carrying its output.
+    pub fn run(&self, sh: &Shell) -> Result<String> {
+        let output = self
+            .cmd(sh)
+            .ignore_status()
+            .output()
+            .map_err(|err| self.not_started(err))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
             return Ok(stdout);
@@ -64,24 +81,12 @@ impl Command {
     /// non-zero exit is a [`CommandFailed`] carrying the whole stderr.
     pub fn stream(&self, sh: &Shell, mut on_line: impl FnMut(&str)) -> Result<()> {
         use std::io::BufRead;
-        let Command { program, args, env } = self;
-        let mut command = cmd!(sh, "{program} {args...}").quiet();
-        for (key, value) in env {
-            command = command.env(key, value);
-        }
-        let mut command = std::process::Command::from(command);
+        let mut command = std::process::Command::from(self.cmd(sh));
         command
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let not_started = |err: std::io::Error| CommandFailed {
-            command: self.to_string(),
-            status: "not started".into(),
-            stdout: String::new(),
-            stderr: err.to_string(),
-            help: Some(format!("install `{}` or put it on PATH", program.display())),
-            refused: false,
-        };
+        let not_started = |err| self.not_started(err);
         let mut child = command.spawn().map_err(not_started)?;
         let mut stderr = String::new();
         if let Some(pipe) = child.stderr.take() {
