@@ -174,18 +174,7 @@ fn one_run_builds_and_publishes_every_package_and_tells_ci_the_digests() {
         for (platform, recorded) in platforms.iter().zip(entry["platforms"].as_array().unwrap()) {
             assert_eq!(recorded["platform"], *platform);
             let list_ref = format!("{}/{package}:0.1.0", registry.host());
-            let printed = run(
-                "docker",
-                &[
-                    "run",
-                    "--rm",
-                    "--pull",
-                    "always",
-                    "--platform",
-                    platform,
-                    &list_ref,
-                ],
-            );
+            let printed = pull_and_run(platform, &list_ref);
             let arch = match *platform {
                 "linux/amd64" => "x86_64",
                 "linux/arm64" => "aarch64",

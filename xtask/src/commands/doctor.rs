@@ -56,6 +56,7 @@ pub fn diagnose(selection: &Selection) -> Vec<Finding> {
                 engine: daemon.as_ref(),
             };
             rows.extend(checks.host());
+            rows.extend(checks.engines());
             rows.extend(checks.base_images());
         }
         Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),

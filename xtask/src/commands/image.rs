@@ -30,6 +30,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
         let plan = Plan::merge(plans(&configs, args.push, builder)?);
         let docker = docker.unwrap_or(Docker {
             program: PathBuf::from("docker"),
+            context: None,
         });
         let executor = DockerExecutor {
             docker,
@@ -56,6 +57,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
             plan,
             engine: Some(&docker),
         };
+        preflight::first_failure(checks.engines())?;
         preflight::first_failure(checks.base_images())?;
     }
     let plan = Plan::merge(plans);

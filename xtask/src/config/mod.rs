@@ -138,6 +138,10 @@ pub struct RawConfig {
     provenance: Option<Provenance>,
     sbom: Option<bool>,
     network: Option<Network>,
+    /// The Docker context every platform builds on, unless its table names another.
+    context: Option<String>,
+    /// The buildx builder every platform builds with, unless its table names another.
+    builder: Option<String>,
     toolchain: Option<Toolchain>,
     features: Option<Vec<String>>,
     no_default_features: Option<bool>,
@@ -172,6 +176,9 @@ struct RawQemu {
 #[serde(deny_unknown_fields)]
 struct RawPlatform {
     target: Option<String>,
+    build: Option<BuildMode>,
+    context: Option<String>,
+    builder: Option<String>,
     toolchain: Option<Toolchain>,
     linker: Option<String>,
     cc: Option<String>,
@@ -264,6 +271,10 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlatformConfig {
     pub platform: &'static Platform,
+    /// Where this platform's binaries are compiled: the package's mode unless overridden.
+    pub build: BuildMode,
+    /// The engine this platform builds, inspects and pushes on.
+    pub engine: EngineTarget,
     /// The plain Rust target triple.
     pub target: String,
     /// The glibc version cargo-zigbuild links against, from `target = "<triple>.2.28"`.
@@ -279,6 +290,33 @@ pub struct PlatformConfig {
     pub features: Vec<String>,
     /// `vars` with this platform's overrides applied.
     pub vars: BTreeMap<String, toml::Value>,
+}
+
+/// The engine a platform's image is built on: the local one, a Docker context
+/// (`docker --context NAME`), and optionally a buildx builder (`--builder NAME`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EngineTarget {
+    pub context: Option<String>,
+    pub builder: Option<String>,
+}
+
+impl EngineTarget {
+    pub fn is_local(&self) -> bool {
+        self.context.is_none() && self.builder.is_none()
+    }
+}
+
+impl std::fmt::Display for EngineTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.context, &self.builder) {
+            (None, None) => f.write_str("the local engine"),
+            (Some(context), None) => write!(f, "context `{context}`"),
+            (None, Some(builder)) => write!(f, "builder `{builder}`"),
+            (Some(context), Some(builder)) => {
+                write!(f, "context `{context}`, builder `{builder}`")
+            }
+        }
+    }
 }
 
 /// QEMU settings after defaults.
@@ -319,6 +357,8 @@ pub struct Config {
     pub network: Network,
     /// The toolchain of platforms that do not name their own.
     pub toolchain: Toolchain,
+    /// The engine of platforms that do not name their own.
+    pub engine: EngineTarget,
     /// Features, profile and lockfile options of every cargo build.
     pub cargo: CargoOptions,
     pub qemu: QemuConfig,
@@ -447,6 +487,20 @@ impl Config {
         let overrides = layers.platform_overrides(&defaults, &own)?;
         let cargo = layers.cargo_options(cli, &own, &defaults)?;
         let toolchain = own.toolchain.or(defaults.toolchain).unwrap_or_default();
+        let engine = EngineTarget {
+            context: own.context.clone().or(defaults.context.clone()),
+            builder: own.builder.clone().or(defaults.builder.clone()),
+        };
+        for (key, name) in [("context", &engine.context), ("builder", &engine.builder)] {
+            if let Some(name) = name.as_deref().filter(|n| !is_engine_name(n)) {
+                return Err(layers.error(
+                    Origin::Package,
+                    key,
+                    format!("`{name}` is not a Docker {key} name"),
+                    format!("name one that `docker {key} ls` lists"),
+                ));
+            }
+        }
         layers.check_platform_toolchains(&overrides, toolchain)?;
         let files = layers.files(&own, &defaults)?;
         let qemu = resolve_qemu(&defaults.qemu, &own.qemu);
@@ -486,6 +540,7 @@ impl Config {
                 .or(defaults.insecure_registry)
                 .unwrap_or(false),
             toolchain,
+            engine,
             cargo,
             qemu,
             vars,
@@ -518,6 +573,11 @@ impl Config {
         }
         PlatformConfig {
             platform,
+            build: overrides.build.unwrap_or(self.build),
+            engine: EngineTarget {
+                context: overrides.context.or(self.engine.context.clone()),
+                builder: overrides.builder.or(self.engine.builder.clone()),
+            },
             target: target.triple,
             glibc: target.glibc,
             toolchain: overrides.toolchain.unwrap_or(self.toolchain),
@@ -788,6 +848,9 @@ impl Layers<'_> {
                 self.check_platform_table(&raw, origin, &key)?;
                 let merged = overrides.entry(platform.name()).or_default();
                 merged.target = raw.target.or(merged.target.take());
+                merged.build = raw.build.or(merged.build.take());
+                merged.context = raw.context.or(merged.context.take());
+                merged.builder = raw.builder.or(merged.builder.take());
                 merged.toolchain = raw.toolchain.or(merged.toolchain.take());
                 merged.linker = raw.linker.or(merged.linker.take());
                 merged.cc = raw.cc.or(merged.cc.take());
@@ -813,6 +876,16 @@ impl Layers<'_> {
                     "write a triple that `rustc --print target-list` lists, such as `aarch64-unknown-linux-musl`",
                 )
             })?;
+        }
+        for (field, name) in [("context", &raw.context), ("builder", &raw.builder)] {
+            if let Some(name) = name.as_deref().filter(|n| !is_engine_name(n)) {
+                return Err(self.error(
+                    origin,
+                    &key(field),
+                    format!("`{name}` is not a Docker {field} name"),
+                    format!("name one that `docker {field} ls` lists"),
+                ));
+            }
         }
         let programs = [
             ("linker", &raw.linker),
@@ -1050,6 +1123,16 @@ fn check_var_names<'a>(
     }
 }
 
+/// Whether `name` can name a Docker context or buildx builder (and never a flag).
+fn is_engine_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b))
+}
+
 /// Whether `version` is a release name that is safe as one path component.
 fn is_plain_version(version: &str) -> bool {
     version
@@ -1168,6 +1251,31 @@ copy = "always"
     }
 
     #[test]
+    fn engines_and_build_modes_resolve_per_platform() {
+        let config = resolve(
+            r#"
+[workspace.metadata.multiarch]
+context = "farm"
+[package.metadata.multiarch]
+platforms = ["amd64", "arm64"]
+builder = "fleet"
+[package.metadata.multiarch.platform.amd64]
+context = "laptop"
+build = "container"
+"#,
+        )
+        .unwrap();
+        let amd64 = config.platform(config.platforms[0]);
+        assert_eq!(amd64.build, BuildMode::Container);
+        assert_eq!(amd64.engine.context.as_deref(), Some("laptop"));
+        assert_eq!(amd64.engine.builder.as_deref(), Some("fleet"));
+        let arm64 = config.platform(config.platforms[1]);
+        assert_eq!(arm64.build, BuildMode::Cross);
+        assert_eq!(arm64.engine.context.as_deref(), Some("farm"));
+        assert_eq!(arm64.engine.to_string(), "context `farm`, builder `fleet`");
+    }
+
+    #[test]
     fn defaults_without_any_table() {
         let config = resolve("[package]\nname = \"hello\"\n").unwrap();
         assert_eq!(config.image, None);
@@ -1231,6 +1339,8 @@ copy = "always"
             ("dockerfile = \"../../etc/passwd\"", "`../../etc/passwd` is not a path inside the workspace"),
             ("dockerfile = \"/etc/hostname\"", "`/etc/hostname` is not a path inside the workspace"),
             ("labels = { \"k=v\" = \"x\" }", "`k=v` is not a label key"),
+            ("context = \"--host=x\"", "`--host=x` is not a Docker context name"),
+            ("platform.arm64 = { builder = \"a b\" }", "`a b` is not a Docker builder name"),
             ("platform.arm64 = { target = \"--help\" }", "`--help` is not a Rust target triple"),
             ("platform.arm64 = { target = \"aarch64-unknown-linux-gnu.2.28\" }", "a glibc version (`.2.28`) needs toolchain = \"zig\""),
             ("toolchain = \"zig\"\nplatform.arm64 = { linker = \"rust-lld\" }", "zig links for every target"),

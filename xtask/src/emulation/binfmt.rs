@@ -161,6 +161,9 @@ pub enum Emulation {
     },
     /// Nothing runs them.
     Missing,
+    /// Another engine (a Docker context) builds them; its own handlers apply, which this
+    /// host cannot see.
+    OtherEngine,
 }
 
 /// How `platform` runs here, given the registered handlers.

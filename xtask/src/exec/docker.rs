@@ -10,7 +10,7 @@ use serde::Deserialize;
 use xshell::{cmd, Shell};
 
 use crate::config::image_ref::ImageRef;
-use crate::config::{Network, Provenance};
+use crate::config::{EngineTarget, Network, Provenance};
 use crate::diagnostic::diagnostic;
 use crate::exec::{BuiltImage, Executor, Work};
 use crate::plan::{Builder, CargoBuild, ImageBuild, Publish, PublishMethod, Push};
@@ -27,6 +27,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Docker {
     pub program: PathBuf,
+    /// The Docker context every command names (`docker --context NAME ...`); `None` is
+    /// the client's current engine.
+    pub context: Option<String>,
 }
 
 impl Docker {
@@ -38,7 +41,10 @@ impl Docker {
                 "install Docker (https://docs.docker.com/engine/install/), or use --dry-run to see the plan",
             )
         })?;
-        Ok(Docker { program })
+        Ok(Docker {
+            program,
+            context: None,
+        })
     }
 
     /// The build front end the client offers: buildx when its plugin answers.
@@ -52,7 +58,20 @@ impl Docker {
     /// Runs `docker ARGS`, giving up after [`PROBE_TIMEOUT`]; a probe that times out ends
     /// the whole process group it started, so nothing is left running.
     pub fn probe(&self, args: &[&str]) -> Probe {
-        probe_program(&self.program, args, PROBE_TIMEOUT)
+        let mut all: Vec<&str> = Vec::new();
+        if let Some(context) = &self.context {
+            all.extend(["--context", context]);
+        }
+        all.extend(args);
+        probe_program(&self.program, &all, PROBE_TIMEOUT)
+    }
+
+    /// The same client, talking to `engine`'s context.
+    pub fn on(&self, engine: &EngineTarget) -> Docker {
+        Docker {
+            program: self.program.clone(),
+            context: engine.context.clone(),
+        }
     }
 
     /// Fails unless the daemon answers in time.
@@ -71,7 +90,14 @@ impl Docker {
     }
 
     pub fn command(&self, args: impl IntoIterator<Item = impl Into<String>>) -> Command {
-        Command::new(&self.program, args)
+        let context = self
+            .context
+            .iter()
+            .flat_map(|context| ["--context".to_owned(), context.clone()]);
+        Command::new(
+            &self.program,
+            context.chain(args.into_iter().map(Into::into)),
+        )
     }
 }
 
@@ -228,10 +254,14 @@ impl DockerExecutor {
     }
 
     fn build_commands(&self, build: &ImageBuild) -> Vec<Command> {
+        let docker = self.docker.on(&build.engine);
         let mut args: Vec<String> = match build.builder {
             Builder::Legacy => vec!["build".into()],
             Builder::Buildx => vec!["buildx".into(), "build".into(), "--load".into()],
         };
+        if let Some(builder) = &build.engine.builder {
+            args.extend(["--builder".into(), builder.clone()]);
+        }
         args.extend(["--platform".into(), build.platform.name()]);
         if build.network != Network::Default {
             args.extend(["--network".into(), build.network.name().into()]);
@@ -250,10 +280,8 @@ impl DockerExecutor {
             build.dockerfile.display().to_string(),
             build.context.display().to_string(),
         ]);
-        let inspect =
-            self.docker
-                .command(["image".into(), "inspect".into(), build.tags[0].to_string()]);
-        let mut build_command = self.docker.command(args);
+        let inspect = docker.command(["image".into(), "inspect".into(), build.tags[0].to_string()]);
+        let mut build_command = docker.command(args);
         build_command.env = buildkit_env(build);
         vec![build_command, inspect]
     }
@@ -302,8 +330,11 @@ impl DockerExecutor {
             "--file".into(),
             bake_file.display().to_string(),
         ];
+        if let Some(builder) = &builds[0].engine.builder {
+            args.extend(["--builder".into(), builder.clone()]);
+        }
         args.extend(attestation_flags(builds[0]));
-        let mut command = self.docker.command(args);
+        let mut command = self.docker.on(&builds[0].engine).command(args);
         command.env = buildkit_env(builds[0]);
         (
             command,
@@ -320,15 +351,39 @@ impl DockerExecutor {
             && builds.iter().all(|b| {
                 b.builder == Builder::Buildx
                     && b.network == Network::Default
+                    && b.engine == first.engine
                     && (b.provenance, b.sbom, b.source_date_epoch)
                         == (first.provenance, first.sbom, first.source_date_epoch)
             })
     }
 
+    /// The builds of one engine: one bake when they can share it, else one by one.
+    fn build_on_one_engine(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<BuiltImage>> {
+        if !self.bakes(builds) {
+            return crate::exec::runner::each_in_parallel(builds, jobs, |build| {
+                self.build_image(build)
+            });
+        }
+        let (command, file) = self.bake_command(builds);
+        let file_at = command
+            .args
+            .iter()
+            .position(|a| a == "--file")
+            .expect("bake has --file")
+            + 1;
+        let bake_file = self.root.join(command.args[file_at].as_str());
+        let baked = crate::exec::files::write_if_changed(&bake_file, file.as_bytes())
+            .and_then(|()| self.run(&command));
+        match baked {
+            Ok(_) => self.inspect_all(builds),
+            Err(err) => one_failure_for_each(builds.len(), &err),
+        }
+    }
+
     /// One `docker image inspect` of the first tag of every build.
     fn inspect_command(&self, builds: &[&ImageBuild]) -> Command {
         let tags = builds.iter().map(|b| b.tags[0].to_string());
-        self.docker.command(
+        self.docker.on(&builds[0].engine).command(
             ["image".to_owned(), "inspect".to_owned()]
                 .into_iter()
                 .chain(tags),
@@ -368,7 +423,11 @@ impl DockerExecutor {
     fn push_commands(&self, push: &Push) -> Vec<Command> {
         push.images
             .iter()
-            .map(|image| self.docker.command(["push".into(), image.to_string()]))
+            .map(|image| {
+                self.docker
+                    .on(&push.engine)
+                    .command(["push".into(), image.to_string()])
+            })
             .collect()
     }
 
@@ -441,6 +500,21 @@ impl DockerExecutor {
     }
 }
 
+/// The indexes of `builds` grouped by the engine they build on, in first-seen order.
+fn by_engine(builds: &[&ImageBuild]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(&EngineTarget, Vec<usize>)> = Vec::new();
+    for (index, build) in builds.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(engine, _)| *engine == &build.engine)
+        {
+            Some((_, members)) => members.push(index),
+            None => groups.push((&build.engine, vec![index])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
 /// The same failure for each of `count` builds that one command served.
 fn one_failure_for_each(count: usize, err: &anyhow::Error) -> Vec<Result<BuiltImage>> {
     let failed = crate::diagnostic::Diagnostic::of(err);
@@ -490,21 +564,26 @@ impl Executor for DockerExecutor {
     }
 
     fn describe_images(&self, builds: &[&ImageBuild]) -> Vec<(String, String)> {
-        let separately = |build: &&ImageBuild| {
-            let scope = build.platform.name();
-            self.build_commands(build)
-                .into_iter()
-                .map(move |c| (scope.clone(), c.to_string()))
-        };
-        if !self.bakes(builds) {
-            return builds.iter().flat_map(separately).collect();
+        let mut lines = Vec::new();
+        for group in by_engine(builds) {
+            let group: Vec<&ImageBuild> = group.iter().map(|&i| builds[i]).collect();
+            if !self.bakes(&group) {
+                for build in &group {
+                    let scope = build.platform.name();
+                    lines.extend(
+                        self.build_commands(build)
+                            .into_iter()
+                            .map(|c| (scope.clone(), c.to_string())),
+                    );
+                }
+                continue;
+            }
+            let all: Vec<String> = group.iter().map(|b| b.platform.name()).collect();
+            let all = all.join(", ");
+            lines.push((all.clone(), self.bake_command(&group).0.to_string()));
+            lines.push((all, self.inspect_command(&group).to_string()));
         }
-        let all: Vec<String> = builds.iter().map(|b| b.platform.name()).collect();
-        let all = all.join(", ");
-        vec![
-            (all.clone(), self.bake_command(builds).0.to_string()),
-            (all, self.inspect_command(builds).to_string()),
-        ]
+        lines
     }
 
     fn cargo(&self, build: &CargoBuild) -> Result<()> {
@@ -518,19 +597,23 @@ impl Executor for DockerExecutor {
     }
 
     fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<BuiltImage>> {
-        if !self.bakes(builds) {
-            return crate::exec::runner::each_in_parallel(builds, jobs, |build| {
-                self.build_image(build)
-            });
+        // Each engine builds its own platforms (one bake where it can); engines in parallel.
+        let groups = by_engine(builds);
+        let results = crate::exec::runner::each_in_parallel(&groups, jobs, |group| {
+            let group: Vec<&ImageBuild> = group.iter().map(|&i| builds[i]).collect();
+            Ok(self.build_on_one_engine(&group, jobs))
+        });
+        let mut ordered: Vec<Option<Result<BuiltImage>>> = builds.iter().map(|_| None).collect();
+        for (group, built) in groups.iter().zip(results) {
+            let built = built.expect("a group's builds report one by one");
+            for (&index, result) in group.iter().zip(built) {
+                ordered[index] = Some(result);
+            }
         }
-        let (command, file) = self.bake_command(builds);
-        let bake_file = self.root.join(command.args[4].as_str());
-        let baked = crate::exec::files::write_if_changed(&bake_file, file.as_bytes())
-            .and_then(|()| self.run(&command));
-        match baked {
-            Ok(_) => self.inspect_all(builds),
-            Err(err) => one_failure_for_each(builds.len(), &err),
-        }
+        ordered
+            .into_iter()
+            .map(|r| r.expect("every build belongs to a group"))
+            .collect()
     }
 
     fn push(&self, push: &Push) -> Result<String> {

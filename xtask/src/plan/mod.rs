@@ -16,7 +16,9 @@ use crate::config::compile::{CargoOptions, RustTarget, Toolchain};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
 use crate::config::template::{self, TagContext, Template};
-use crate::config::{BuildMode, Config, Network, PlatformConfig, Provenance, QemuConfig};
+use crate::config::{
+    BuildMode, Config, EngineTarget, Network, PlatformConfig, Provenance, QemuConfig,
+};
 use crate::emulation::binfmt::{Emulation, Handler};
 use crate::fail;
 
@@ -85,6 +87,8 @@ pub struct BaseImage {
 pub struct PlatformPlan {
     pub package: String,
     pub platform: &'static Platform,
+    /// The engine that builds, inspects and pushes this platform's image.
+    pub engine: EngineTarget,
     /// Where staged QEMU binaries come from.
     pub qemu: QemuConfig,
     /// The build context directory, relative to the workspace root.
@@ -166,6 +170,7 @@ impl CargoBuild {
 pub struct ImageBuild {
     pub package: String,
     pub platform: &'static Platform,
+    pub engine: EngineTarget,
     pub builder: Builder,
     /// Per-platform tags, `<repo>:<docker_arch>-<tag>`, one per list tag.
     pub tags: Vec<ImageRef>,
@@ -185,6 +190,7 @@ pub struct ImageBuild {
 pub struct Push {
     pub package: String,
     pub platform: &'static Platform,
+    pub engine: EngineTarget,
     pub images: Vec<ImageRef>,
 }
 
@@ -235,21 +241,37 @@ impl Plan {
                 config.package.name
             );
         }
+        if let Some(builder) = config
+            .platforms
+            .iter()
+            .find_map(|&p| config.platform(p).engine.builder)
+            .filter(|_| inputs.builder == Builder::Legacy)
+        {
+            fail!(
+                help = "install the buildx plugin, or remove `builder` from [package.metadata.multiarch]",
+                "the buildx builder `{builder}` is configured, and this docker client has no buildx"
+            );
+        }
         let tags = list_tags(config, inputs)?;
         let (method, attestations, notes) = publishing(config, inputs)?;
         let template = Template::load(&config.dockerfile, &config.workspace_root)?;
         let labels = labels(config, inputs);
         // Container builds see the workspace sources; they are listed once for all platforms.
-        let sources = match config.build {
-            BuildMode::Cross => Vec::new(),
-            BuildMode::Container => {
-                context::source_files(&config.workspace_root, &config.target_dir)?
-            }
+        let in_container = config
+            .platforms
+            .iter()
+            .any(|&p| config.platform(p).build == BuildMode::Container);
+        let sources = match in_container {
+            false => Vec::new(),
+            true => context::source_files(&config.workspace_root, &config.target_dir)?,
         };
         context::check_files(
             &config.workspace_root,
             &config.files,
-            config.build == BuildMode::Cross,
+            config
+                .platforms
+                .iter()
+                .any(|&p| config.platform(p).build == BuildMode::Cross),
         )
         .with_context(|| format!("in `files` of {}", config.package.manifest_path.display()))?;
         let mut plan = Plan {
@@ -463,7 +485,7 @@ impl PlatformSteps<'_> {
         );
         // Container builds keep the Dockerfile beside the context, so a workspace
         // `Dockerfile` and `COPY . .` are unaffected.
-        let dockerfile = match config.build {
+        let dockerfile = match self.platform.build {
             BuildMode::Cross => dir.join("Dockerfile"),
             BuildMode::Container => dir.with_extension("Dockerfile"),
         };
@@ -479,7 +501,7 @@ impl PlatformSteps<'_> {
             },
         ];
         let mut build = Vec::new();
-        match config.build {
+        match self.platform.build {
             BuildMode::Cross => {
                 let cargo = self.cargo_build();
                 let output_dir = shown(root, &config.target_dir).join(cargo.output_dir());
@@ -512,6 +534,7 @@ impl PlatformSteps<'_> {
         build.push(Step::Image(ImageBuild {
             package: config.package.name.clone(),
             platform,
+            engine: self.platform.engine.clone(),
             builder: self.builder,
             tags: images.clone(),
             labels: self.labels.to_vec(),
@@ -525,6 +548,7 @@ impl PlatformSteps<'_> {
         PlatformPlan {
             package: config.package.name.clone(),
             platform,
+            engine: self.platform.engine.clone(),
             qemu: config.qemu.clone(),
             context_dir: dir,
             runs_commands,
@@ -534,6 +558,7 @@ impl PlatformSteps<'_> {
             push: push.then_some(Push {
                 package: config.package.name.clone(),
                 platform,
+                engine: self.platform.engine.clone(),
                 images,
             }),
         }
@@ -542,7 +567,7 @@ impl PlatformSteps<'_> {
     /// The files a context holds; anything else in it is stale and removed.
     fn kept_files(&self, qemu: Option<&str>) -> Vec<PathBuf> {
         let config = self.config;
-        let mut keep: Vec<PathBuf> = match config.build {
+        let mut keep: Vec<PathBuf> = match self.platform.build {
             BuildMode::Cross => std::iter::once(PathBuf::from("Dockerfile"))
                 .chain(config.bins.iter().map(PathBuf::from))
                 .collect(),
@@ -714,6 +739,7 @@ pub(crate) mod tests {
         let executor = DockerExecutor {
             docker: Docker {
                 program: "docker".into(),
+                context: None,
             },
             root: plan.root.clone(),
         };
@@ -773,6 +799,50 @@ pub(crate) mod tests {
         assert!(
             last_push < first_publish,
             "every push of every package comes first"
+        );
+    }
+
+    #[test]
+    fn each_platform_builds_and_pushes_on_its_own_engine() {
+        let mut config = sample_config("");
+        config.engine.builder = Some("fleet".into());
+        let mut inputs = inputs(true);
+        inputs.builder = Builder::Buildx;
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let mut plan = Plan::new(&config, &inputs).unwrap();
+        // As if linux/arm64's table named a context: the plan carries it to every step.
+        let engine = EngineTarget {
+            context: Some("pi4".into()),
+            builder: Some("fleet".into()),
+        };
+        let index = plan
+            .platforms
+            .iter()
+            .position(|p| p.platform == arm64)
+            .unwrap();
+        plan.platforms[index].engine = engine.clone();
+        for step in &mut plan.platforms[index].build {
+            if let Step::Image(build) = step {
+                build.engine = engine.clone();
+            }
+        }
+        plan.platforms[index].push.as_mut().unwrap().engine = engine;
+        let lines = lines(&plan);
+        assert!(lines.iter().any(|l| l.starts_with("[linux/arm64] ") && l.contains("docker --context pi4 buildx build --load --builder fleet --platform linux/arm64")), "{lines:#?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("[linux/arm64] docker --context pi4 push ")),
+            "{lines:#?}"
+        );
+        assert!(lines.iter().any(|l| l.starts_with("[linux/amd64, linux/arm/v7] ") && l.contains("docker buildx bake --load --file target/multiarch/hello/bake.json --builder fleet")), "{lines:#?}");
+        inputs.builder = Builder::Legacy;
+        let message = crate::diagnostic::format_error(&Plan::new(&config, &inputs).unwrap_err());
+        assert!(
+            message.contains(
+                "the buildx builder `fleet` is configured, and this docker client has no buildx"
+            ),
+            "{message}"
         );
     }
 

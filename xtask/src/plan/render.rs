@@ -23,11 +23,14 @@ pub fn render_platform(
     handlers: &[Handler],
 ) -> Result<Rendered> {
     let platform = platform_config.platform;
-    let emulation = binfmt::emulation(handlers, platform);
+    let emulation = match platform_config.engine.context {
+        Some(_) => Emulation::OtherEngine,
+        None => binfmt::emulation(handlers, platform),
+    };
     let copy = match (config.qemu.copy, &emulation) {
-        (_, Emulation::Native) | (QemuCopy::Never, _) | (QemuCopy::Auto, Emulation::Missing) => {
-            false
-        }
+        (_, Emulation::Native)
+        | (QemuCopy::Never, _)
+        | (QemuCopy::Auto, Emulation::Missing | Emulation::OtherEngine) => false,
         (QemuCopy::Always, _) => true,
         (QemuCopy::Auto, Emulation::Handler { fix_binary, .. }) => !fix_binary,
     };

@@ -327,19 +327,45 @@ impl PlatformChecks<'_> {
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
             findings.push(binfmt(platform_plan));
-            if platform_plan.emulation != Emulation::Native {
+            if matches!(
+                platform_plan.emulation,
+                Emulation::Handler { .. } | Emulation::Missing
+            ) {
                 findings.push(self.qemu(platform_plan));
             }
-            if self.config.build == BuildMode::Cross {
-                findings.extend(toolchain::findings(
-                    &toolchain,
-                    &self.config.platform(platform_plan.platform),
-                ));
+            let platform = self.config.platform(platform_plan.platform);
+            if platform.build == BuildMode::Cross {
+                findings.extend(toolchain::findings(&toolchain, &platform));
             }
         }
-        if self.config.build == BuildMode::Cross {
-            let host = toolchain.as_ref().map_or("", |t| t.host.as_str());
-            findings.extend(self.c_compilers(host));
+        let host = toolchain.as_ref().map_or("", |t| t.host.as_str());
+        findings.extend(self.c_compilers(host));
+        findings
+    }
+
+    /// Each other engine the platforms build on (a Docker context, a buildx builder):
+    /// reachable within the probe's bound, its version, image store and architecture, and
+    /// whether it runs each of its platforms natively.
+    pub fn engines(&self) -> Vec<Finding> {
+        let local = self.engine.cloned().or_else(|| Docker::find().ok());
+        let Some(local) = local else {
+            return Vec::new();
+        };
+        let mut engines: Vec<&crate::config::EngineTarget> = Vec::new();
+        for platform_plan in &self.plan.platforms {
+            if !platform_plan.engine.is_local() && !engines.contains(&&platform_plan.engine) {
+                engines.push(&platform_plan.engine);
+            }
+        }
+        let mut findings = Vec::new();
+        for engine in engines {
+            let platforms: Vec<&PlatformPlan> = self
+                .plan
+                .platforms
+                .iter()
+                .filter(|p| &p.engine == engine)
+                .collect();
+            findings.extend(engine_findings(&local, engine, &platforms));
         }
         findings
     }
@@ -353,6 +379,7 @@ impl PlatformChecks<'_> {
             .platforms
             .iter()
             .map(|p| config.platform(p.platform))
+            .filter(|p| p.build == BuildMode::Cross)
             .collect();
         let zig = if platforms.iter().any(|p| p.toolchain == Toolchain::Zig) {
             toolchain::zig_available()
@@ -385,10 +412,12 @@ impl PlatformChecks<'_> {
 
     /// Every base image of every platform, in the engine or its registry.
     pub fn base_images(&self) -> Vec<Finding> {
-        let mut bases = BaseImages::default();
+        // Each engine has its own images; one lookup cache per engine.
+        let mut bases: std::collections::BTreeMap<_, BaseImages> = Default::default();
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
-            findings.extend(self.platform_base_images(platform_plan, &mut bases));
+            let bases = bases.entry(platform_plan.engine.clone()).or_default();
+            findings.extend(self.platform_base_images(platform_plan, bases));
         }
         findings
     }
@@ -411,10 +440,12 @@ impl PlatformChecks<'_> {
                     format!("{}: not checked, the daemon does not answer", base.image),
                     "",
                 ),
-                Some(docker) => match bases.check(docker, &base.image, platform) {
-                    Ok(()) => Finding::ok(&check, &base.image),
-                    Err(err) => Finding::failed(&check, Diagnostic::of(&err)),
-                },
+                Some(docker) => {
+                    match bases.check(&docker.on(&platform_plan.engine), &base.image, platform) {
+                        Ok(()) => Finding::ok(&check, &base.image),
+                        Err(err) => Finding::failed(&check, Diagnostic::of(&err)),
+                    }
+                }
             })
             .collect()
     }
@@ -498,7 +529,101 @@ fn binfmt(platform_plan: &PlatformPlan) -> Finding {
             "no handler; not needed (no RUN steps)",
             "sudo cargo xtask setup (to run the images here)",
         ),
+        Emulation::OtherEngine => Finding::ok(
+            check,
+            format!(
+                "built on {}: that engine's own emulation applies",
+                platform_plan.engine
+            ),
+        ),
     }
+}
+
+/// The rows of one other engine: whether it answers (bounded), what it is, and how it
+/// runs each of its platforms.
+fn engine_findings(
+    local: &Docker,
+    engine: &crate::config::EngineTarget,
+    platforms: &[&PlatformPlan],
+) -> Vec<Finding> {
+    let names: Vec<String> = platforms.iter().map(|p| p.platform.name()).collect();
+    let names = names.join(", ");
+    let check = format!("engine {}", engine.context.as_deref().unwrap_or("(local)"));
+    let mut findings = Vec::new();
+    if let Some(context) = &engine.context {
+        let endpoint = match local.probe(&[
+            "context",
+            "inspect",
+            context,
+            "--format",
+            "{{.Endpoints.docker.Host}}",
+        ]) {
+            Probe::Answered(endpoint) => endpoint,
+            other => {
+                return vec![Finding::new(
+                    &check,
+                    Status::Missing,
+                    format!("no Docker context `{context}`: {}", other.describe()),
+                    format!("create it: docker context create {context} --docker host=ssh://user@host (or tcp://, unix://)"),
+                )
+                .with_cause(format!(
+                    "{names} build on the Docker context `{context}`, which does not exist"
+                ))];
+            }
+        };
+        let remote = local.on(engine);
+        let facts = "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}";
+        match remote.probe(&["version", "--format", facts]) {
+            Probe::Answered(answer) => {
+                let (version, os_arch) = answer.split_once(' ').unwrap_or((&answer, ""));
+                let arch = os_arch.rsplit('/').next().unwrap_or_default();
+                findings.push(Finding::ok(
+                    &check,
+                    format!("{endpoint}: {version}, {os_arch}; builds {names}"),
+                ));
+                for platform_plan in platforms {
+                    let platform = platform_plan.platform;
+                    let native = platform.arch == arch;
+                    findings.push(Finding::ok(
+                        format!("{check} {platform}"),
+                        if native {
+                            "native: no emulation needed".to_owned()
+                        } else {
+                            format!("emulated by {endpoint}'s own binfmt handlers (not visible from here)")
+                        },
+                    ));
+                }
+            }
+            other => findings.push(
+                Finding::new(
+                    &check,
+                    Status::Missing,
+                    format!("{endpoint}: {}", other.describe()),
+                    format!("start that engine, or point `{context}` at one that runs (`docker context inspect {context}`)"),
+                )
+                .with_cause(format!(
+                    "the engine of Docker context `{context}` ({endpoint}) does not answer ({}); it builds {names}",
+                    other.describe()
+                )),
+            ),
+        }
+    }
+    if let Some(builder) = &engine.builder {
+        let check = format!("builder {builder}");
+        findings.push(match local.on(engine).probe(&["buildx", "inspect", builder]) {
+            Probe::Answered(_) => Finding::ok(check, format!("buildx builder; builds {names}")),
+            other => Finding::new(
+                check,
+                Status::Missing,
+                other.describe(),
+                format!("create it with `docker buildx create --name {builder}`, or remove `builder`"),
+            )
+            .with_cause(format!(
+                "{names} build with the buildx builder `{builder}`, which does not answer"
+            )),
+        });
+    }
+    findings
 }
 
 #[cfg(test)]

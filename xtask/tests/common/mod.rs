@@ -153,6 +153,23 @@ pub fn run(program: &str, args: &[&str]) -> String {
     stdout(&output)
 }
 
+/// Runs `reference` for `platform` as pulled from its registry now, and returns what it
+/// printed: the proof that a published tag serves that platform.
+pub fn pull_and_run(platform: &str, reference: &str) -> String {
+    run(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "always",
+            "--platform",
+            platform,
+            reference,
+        ],
+    )
+}
+
 /// End-to-end tests need a real engine; they never skip unless told to.
 pub fn require_docker() -> bool {
     if std::env::var_os("MULTIARCH_SKIP_E2E").is_some() {
