@@ -13,6 +13,20 @@ use crate::plan::{Builder, Plan};
 use crate::preflight::{self, PlatformChecks};
 
 pub fn run(args: &ImageArgs) -> Result<()> {
+    if args.dry_run {
+        return dry_run(args);
+    }
+    // The engine's probes take a tenth of a second; they run while the workspace is read.
+    std::thread::scope(|scope| {
+        let engine = scope.spawn(|| preflight::engine().0);
+        let configs = load(args)?;
+        let engine = engine.join().expect("the engine probe does not panic");
+        build(args, &configs, engine)
+    })
+}
+
+/// The configs of the packages the run builds.
+fn load(args: &ImageArgs) -> Result<Vec<Config>> {
     let configs = super::load_configs(&args.selection, &args.cli_layer())?;
     if configs.len() > 1 && args.image.is_some() {
         return Err(crate::diagnostic::diagnostic(
@@ -23,24 +37,30 @@ pub fn run(args: &ImageArgs) -> Result<()> {
             "pick one package with `-p PACKAGE`, or set `image` in each package's [package.metadata.multiarch]",
         ));
     }
-    if args.dry_run {
-        // A dry run needs no engine: the builder is probed only when a client is there.
-        let docker = Docker::find().ok();
-        let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
-        let plan = Plan::merge(plans(&configs, args.push, builder)?);
-        let docker = docker.unwrap_or(Docker {
-            program: PathBuf::from("docker"),
-            context: None,
-        });
-        let executor = DockerExecutor {
-            docker,
-            root: plan.root.clone(),
-        };
-        report::print_dry_run(&plan, &executor, args.json);
-        return Ok(());
-    }
-    let (engine, _) = preflight::engine();
-    let plans = plans(&configs, args.push, engine.builder)?;
+    Ok(configs)
+}
+
+/// Prints the plan; needs no engine (the builder is probed only when a client is there).
+fn dry_run(args: &ImageArgs) -> Result<()> {
+    let configs = load(args)?;
+    let docker = Docker::find().ok();
+    let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
+    let plan = Plan::merge(plans(&configs, args.push, builder)?);
+    let docker = docker.unwrap_or(Docker {
+        program: PathBuf::from("docker"),
+        context: None,
+    });
+    let executor = DockerExecutor {
+        docker,
+        root: plan.root.clone(),
+    };
+    report::print_dry_run(&plan, &executor, args.json);
+    Ok(())
+}
+
+/// Plans, checks everything the run needs, then builds, pushes and publishes.
+fn build(args: &ImageArgs, configs: &[Config], engine: preflight::Engine) -> Result<()> {
+    let plans = plans(configs, args.push, engine.builder)?;
     for (config, plan) in configs.iter().zip(&plans) {
         let checks = PlatformChecks {
             config,

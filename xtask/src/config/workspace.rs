@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 /// The workspace as `cargo metadata` describes it.
 #[derive(Debug, Clone)]
@@ -60,18 +60,22 @@ impl Workspace {
     pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
         let cargo = cargo_program();
         let _dir = sh.push_dir(dir);
-        let json = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps")
-            .quiet()
-            .read()
-            .map_err(|err| {
-                crate::diagnostic::diagnostic(
-                    format!(
-                        "cannot read the Cargo workspace at {}: {err}",
-                        dir.display()
-                    ),
-                    "run this inside a Cargo workspace; `cargo metadata` must succeed there",
-                )
-            })?;
+        // Cargo's stderr (lock waits, its own errors) is kept for the error message only.
+        let json = crate::process::Command::new(
+            cargo,
+            ["metadata", "--format-version", "1", "--no-deps"],
+        )
+        .run(sh)
+        .map_err(|err| {
+            crate::diagnostic::diagnostic(
+                format!(
+                    "cannot read the Cargo workspace at {}: {}",
+                    dir.display(),
+                    crate::diagnostic::Diagnostic::of(&err).cause
+                ),
+                "run this inside a Cargo workspace; `cargo metadata` must succeed there",
+            )
+        })?;
         Workspace::from_metadata_json(&json)
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::config::compile::CargoOptions;
 use crate::config::workspace::cargo_program;
@@ -86,24 +86,32 @@ impl BuildGraph {
         let cargo = cargo_program();
         let features = (!options.features.is_empty())
             .then(|| format!("--features={}", options.features.join(",")));
+        let features = features.as_deref();
         let no_default = options
             .no_default_features
             .then_some("--no-default-features");
         let all = options.all_features.then_some("--all-features");
         let locked = options.locked.then_some("--locked");
         let frozen = options.frozen.then_some("--frozen");
-        let json = cmd!(
-            sh,
-            "{cargo} metadata --format-version 1 {features...} {no_default...} {all...} {locked...} {frozen...}"
-        )
-        .quiet()
-        .read()
-        .map_err(|err| {
-            crate::diagnostic::diagnostic(
-                format!("cannot resolve the dependency graph with `cargo metadata`: {err}"),
-                "run `cargo metadata --format-version 1` in the workspace and fix what it reports",
-            )
-        })?;
+        let flags = [features, no_default, all, locked, frozen]
+            .into_iter()
+            .flatten()
+            .map(String::from);
+        let args = ["metadata".to_owned(), "--format-version".into(), "1".into()]
+            .into_iter()
+            .chain(flags);
+        // Cargo's stderr (lock waits, downloads) is kept for the error message only.
+        let json = crate::process::Command::new(cargo, args)
+            .run(&sh)
+            .map_err(|err| {
+                crate::diagnostic::diagnostic(
+                    format!(
+                        "cannot resolve the dependency graph with `cargo metadata`: {}",
+                        crate::diagnostic::Diagnostic::of(&err).cause
+                    ),
+                    "run `cargo metadata --format-version 1` in the workspace and fix what it reports",
+                )
+            })?;
         BuildGraph::from_json(&json)
     }
 
