@@ -310,3 +310,58 @@ fn one_platform_builds_in_container_mode_on_another_engine_while_one_cross_compi
     );
     assert!(printed.starts_with("hello 1.2.3 on aarch64 "), "{printed}");
 }
+
+#[test]
+fn an_engine_that_stops_answering_mid_run_fails_its_platform_and_publishes_nothing() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("engines-stop");
+    // The other engine's TCP endpoint behind a proxy that passes the pre-flight's questions
+    // and then drops every build request, as an engine that went away would.
+    let (_, tcp) = other_engine();
+    let port: u16 = tcp.rsplit(':').next().unwrap().parse().unwrap();
+    let build_request = if Lane::current().buildkit() {
+        "/grpc"
+    } else {
+        "/build"
+    };
+    let proxy = FlakyProxy::start(port, build_request, "", usize::MAX);
+    context(
+        "multiarch-test-stops",
+        &format!("tcp://127.0.0.1:{}", proxy.port),
+    );
+    let dir = fixture_workspace(
+        "engines-stop",
+        &format!(
+            "platforms = [\"linux/amd64\", \"linux/arm64\"]\nimage = \"{}/hello\"\n{}",
+            registry.host(),
+            static_targets_on(&[("linux/arm64", "multiarch-test-stops")])
+        ),
+    );
+    let output = xtask(&dir, &["image", "--push", "--tag", "halfway"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("[linux/arm64] cargo build done"),
+        "the pre-flight passed and the run started: {message}"
+    );
+    assert!(
+        message.contains("image build failed for linux/arm64")
+            && message.contains("docker --context multiarch-test-stops"),
+        "{message}"
+    );
+    assert!(
+        proxy.refused() >= 1,
+        "the build reached the engine's endpoint"
+    );
+    let list = registry
+        .get("/v2/hello/manifests/halfway", &[("Accept", LIST_TYPES)])
+        .unwrap();
+    assert_eq!(list.status, 404, "no tag over a failed platform");
+    let tags = registry.get("/v2/hello/tags/list", &[]).unwrap();
+    assert!(
+        tags.status == 404 || !String::from_utf8_lossy(&tags.body).contains("amd64"),
+        "nothing was pushed, not even the platform that built"
+    );
+}

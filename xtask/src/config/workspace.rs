@@ -61,21 +61,19 @@ impl Workspace {
         let cargo = cargo_program();
         let _dir = sh.push_dir(dir);
         // Cargo's stderr (lock waits, its own errors) is kept for the error message only.
-        let json = crate::process::Command::new(
-            cargo,
-            ["metadata", "--format-version", "1", "--no-deps"],
-        )
-        .run(sh)
-        .map_err(|err| {
-            crate::diagnostic::diagnostic(
-                format!(
-                    "cannot read the Cargo workspace at {}: {}",
-                    dir.display(),
-                    crate::diagnostic::Diagnostic::of(&err).cause
-                ),
-                "run this inside a Cargo workspace; `cargo metadata` must succeed there",
-            )
-        })?;
+        let json =
+            crate::process::Command::new(cargo, ["metadata", "--format-version", "1", "--no-deps"])
+                .run(sh)
+                .map_err(|err| {
+                    crate::diagnostic::diagnostic(
+                        format!(
+                            "cannot read the Cargo workspace at {}: {}",
+                            dir.display(),
+                            crate::diagnostic::Diagnostic::of(&err).cause
+                        ),
+                        "run this inside a Cargo workspace; `cargo metadata` must succeed there",
+                    )
+                })?;
         Workspace::from_metadata_json(&json)
     }
 

@@ -577,9 +577,14 @@ fn engine_findings(
             Probe::Answered(answer) => {
                 let (version, os_arch) = answer.split_once(' ').unwrap_or((&answer, ""));
                 let arch = os_arch.rsplit('/').next().unwrap_or_default();
+                let store = match containerd_store(&remote) {
+                    Ok(true) => "containerd image store",
+                    Ok(false) => "classic image store",
+                    Err(_) => "image store unknown",
+                };
                 findings.push(Finding::ok(
                     &check,
-                    format!("{endpoint}: {version}, {os_arch}; builds {names}"),
+                    format!("{endpoint}: {version}, {os_arch}, {store}; builds {names}"),
                 ));
                 for platform_plan in platforms {
                     let platform = platform_plan.platform;

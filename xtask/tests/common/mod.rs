@@ -712,6 +712,10 @@ impl FlakyProxy {
                     if request_line.contains(pattern)
                         && counter.fetch_add(1, Ordering::SeqCst) < failures
                     {
+                        // No status: the connection just ends, as when the server stops.
+                        if status.is_empty() {
+                            return;
+                        }
                         let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
                         let body = if status.starts_with("401") { body } else { "" };
                         let response = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
