@@ -136,9 +136,48 @@ pub fn engine() -> (Engine, Vec<Finding>) {
             .map(|args| scope.spawn(|| docker.probe(args)))
             .map(|probe| probe.join().expect("a probe does not panic"))
     });
-    let mut findings = Vec::new();
-    // `docker --version` never contacts the daemon.
-    findings.push(match client {
+    let client = client_finding(&docker, client);
+    let (version, daemon) = daemon_finding(daemon);
+    let manifest = match manifest {
+        Probe::Answered(_) => Finding::ok("docker manifest", "available"),
+        other => Finding::new(
+            "docker manifest",
+            Status::Missing,
+            other.describe(),
+            "update the docker CLI to 18.02 or newer",
+        ),
+    };
+    let (builder, buildx) = match buildx {
+        Probe::Answered(version) => (Builder::Buildx, Finding::ok("buildx", version)),
+        _ => (
+            Builder::Legacy,
+            Finding::new(
+                "buildx",
+                Status::Note,
+                "absent: the legacy builder is used",
+                "install the buildx plugin for BuildKit (optional)",
+            ),
+        ),
+    };
+    // Builds cannot run without a working client and a daemon that answers.
+    let unusable = [&client, &daemon]
+        .into_iter()
+        .find(|f| f.status == Status::Missing)
+        .cloned();
+    (
+        Engine {
+            docker: Some(docker),
+            version,
+            builder,
+            unusable,
+        },
+        vec![client, daemon, manifest, buildx],
+    )
+}
+
+/// The client's row; `docker --version` never contacts the daemon.
+fn client_finding(docker: &Docker, probe: Probe) -> Finding {
+    match probe {
         Probe::Answered(version) => {
             let version = version
                 .trim_start_matches("Docker version ")
@@ -156,63 +195,28 @@ pub fn engine() -> (Engine, Vec<Finding>) {
             other.describe(),
             "reinstall the docker CLI",
         ),
-    });
-    let mut unusable = findings
-        .iter()
-        .find(|f| f.status == Status::Missing)
-        .cloned();
+    }
+}
+
+/// The daemon's version, when it answered, and its row.
+fn daemon_finding(probe: Probe) -> (Option<String>, Finding) {
     let host = docker_host();
-    let version = match daemon {
+    match probe {
         Probe::Answered(version) => {
-            findings.push(Finding::ok("docker daemon", format!("{version} at {host}")));
-            Some(version)
+            let finding = Finding::ok("docker daemon", format!("{version} at {host}"));
+            (Some(version), finding)
         }
         other => {
-            let detail = format!("{host}: {}", other.describe());
             let cause = format!(
                 "the docker daemon at {host} does not answer: {}",
                 other.describe()
             );
+            let detail = format!("{host}: {}", other.describe());
             let finding = Finding::new("docker daemon", Status::Missing, detail, START_ENGINE)
                 .with_cause(cause);
-            unusable = unusable.or(Some(finding.clone()));
-            findings.push(finding);
-            None
+            (None, finding)
         }
-    };
-    findings.push(match manifest {
-        Probe::Answered(_) => Finding::ok("docker manifest", "available"),
-        other => Finding::new(
-            "docker manifest",
-            Status::Missing,
-            other.describe(),
-            "update the docker CLI to 18.02 or newer",
-        ),
-    });
-    let builder = match buildx {
-        Probe::Answered(version) => {
-            findings.push(Finding::ok("buildx", version));
-            Builder::Buildx
-        }
-        _ => {
-            findings.push(Finding::new(
-                "buildx",
-                Status::Note,
-                "absent: the legacy builder is used",
-                "install the buildx plugin for BuildKit (optional)",
-            ));
-            Builder::Legacy
-        }
-    };
-    (
-        Engine {
-            docker: Some(docker),
-            version,
-            builder,
-            unusable,
-        },
-        findings,
-    )
+    }
 }
 
 /// Doctor's rows about the engine: its image store, its builder, and how `--push` will
@@ -548,70 +552,9 @@ fn engine_findings(
 ) -> Vec<Finding> {
     let names: Vec<String> = platforms.iter().map(|p| p.platform.name()).collect();
     let names = names.join(", ");
-    let check = format!("engine {}", engine.context.as_deref().unwrap_or("(local)"));
     let mut findings = Vec::new();
     if let Some(context) = &engine.context {
-        let endpoint = match local.probe(&[
-            "context",
-            "inspect",
-            context,
-            "--format",
-            "{{.Endpoints.docker.Host}}",
-        ]) {
-            Probe::Answered(endpoint) => endpoint,
-            other => {
-                return vec![Finding::new(
-                    &check,
-                    Status::Missing,
-                    format!("no Docker context `{context}`: {}", other.describe()),
-                    format!("create it: docker context create {context} --docker host=ssh://user@host (or tcp://, unix://)"),
-                )
-                .with_cause(format!(
-                    "{names} build on the Docker context `{context}`, which does not exist"
-                ))];
-            }
-        };
-        let remote = local.on(engine);
-        let facts = "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}";
-        match remote.probe(&["version", "--format", facts]) {
-            Probe::Answered(answer) => {
-                let (version, os_arch) = answer.split_once(' ').unwrap_or((&answer, ""));
-                let arch = os_arch.rsplit('/').next().unwrap_or_default();
-                let store = match containerd_store(&remote) {
-                    Ok(true) => "containerd image store",
-                    Ok(false) => "classic image store",
-                    Err(_) => "image store unknown",
-                };
-                findings.push(Finding::ok(
-                    &check,
-                    format!("{endpoint}: {version}, {os_arch}, {store}; builds {names}"),
-                ));
-                for platform_plan in platforms {
-                    let platform = platform_plan.platform;
-                    let native = platform.arch == arch;
-                    findings.push(Finding::ok(
-                        format!("{check} {platform}"),
-                        if native {
-                            "native: no emulation needed".to_owned()
-                        } else {
-                            format!("emulated by {endpoint}'s own binfmt handlers (not visible from here)")
-                        },
-                    ));
-                }
-            }
-            other => findings.push(
-                Finding::new(
-                    &check,
-                    Status::Missing,
-                    format!("{endpoint}: {}", other.describe()),
-                    format!("start that engine, or point `{context}` at one that runs (`docker context inspect {context}`)"),
-                )
-                .with_cause(format!(
-                    "the engine of Docker context `{context}` ({endpoint}) does not answer ({}); it builds {names}",
-                    other.describe()
-                )),
-            ),
-        }
+        findings.extend(context_findings(local, engine, context, &names, platforms));
     }
     if let Some(builder) = &engine.builder {
         let check = format!("builder {builder}");
@@ -627,6 +570,81 @@ fn engine_findings(
                 "{names} build with the buildx builder `{builder}`, which does not answer"
             )),
         });
+    }
+    findings
+}
+
+/// The rows of one Docker context: its endpoint answering (bounded), what it runs, and
+/// whether it runs each of its platforms natively.
+fn context_findings(
+    local: &Docker,
+    engine: &crate::config::EngineTarget,
+    context: &str,
+    names: &str,
+    platforms: &[&PlatformPlan],
+) -> Vec<Finding> {
+    let check = format!("engine {context}");
+    let mut findings = Vec::new();
+    let endpoint = match local.probe(&[
+        "context",
+        "inspect",
+        context,
+        "--format",
+        "{{.Endpoints.docker.Host}}",
+    ]) {
+        Probe::Answered(endpoint) => endpoint,
+        other => {
+            return vec![Finding::new(
+                &check,
+                Status::Missing,
+                format!("no Docker context `{context}`: {}", other.describe()),
+                format!("create it: docker context create {context} --docker host=ssh://user@host (or tcp://, unix://)"),
+            )
+            .with_cause(format!(
+                "{names} build on the Docker context `{context}`, which does not exist"
+            ))];
+        }
+    };
+    let remote = local.on(engine);
+    let facts = "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}";
+    match remote.probe(&["version", "--format", facts]) {
+        Probe::Answered(answer) => {
+            let (version, os_arch) = answer.split_once(' ').unwrap_or((&answer, ""));
+            let arch = os_arch.rsplit('/').next().unwrap_or_default();
+            let store = match containerd_store(&remote) {
+                Ok(true) => "containerd image store",
+                Ok(false) => "classic image store",
+                Err(_) => "image store unknown",
+            };
+            findings.push(Finding::ok(
+                &check,
+                format!("{endpoint}: {version}, {os_arch}, {store}; builds {names}"),
+            ));
+            for platform_plan in platforms {
+                let platform = platform_plan.platform;
+                let native = platform.arch == arch;
+                findings.push(Finding::ok(
+                    format!("{check} {platform}"),
+                    if native {
+                        "native: no emulation needed".to_owned()
+                    } else {
+                        format!("emulated by {endpoint}'s own binfmt handlers (not visible from here)")
+                    },
+                ));
+            }
+        }
+        other => findings.push(
+            Finding::new(
+                &check,
+                Status::Missing,
+                format!("{endpoint}: {}", other.describe()),
+                format!("start that engine, or point `{context}` at one that runs (`docker context inspect {context}`)"),
+            )
+            .with_cause(format!(
+                "the engine of Docker context `{context}` ({endpoint}) does not answer ({}); it builds {names}",
+                other.describe()
+            )),
+        ),
     }
     findings
 }
