@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::{CliLayer, Network, Provenance};
+use crate::config::{Backend, CliLayer, Network, Provenance};
 use crate::diagnostic::diagnostic;
 
 pub const USAGE: &str = "\
@@ -15,7 +15,7 @@ usage:
     cargo xtask image [--push] [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]... [--tag T]... [--image REPO]
                       [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
                       [--network NET] [--features F,...] [--profile NAME]
-                      [--metadata-file PATH]
+                      [--metadata-file PATH] [--backend docker|oci]
     cargo xtask render [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]...
     cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
     cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
@@ -39,6 +39,7 @@ usage:
     --features      cargo features to enable, added to the configured `features`
     --profile       cargo profile to build with (default: release; custom profiles too)
     --metadata-file write the refs and digests of every package, platform and tag as JSON
+    --backend       docker (default) or oci: the tool writes and pushes the images itself
     --reset         (setup) replace binfmt handlers that are already registered";
 
 /// Which package and platforms a command works on.
@@ -63,6 +64,7 @@ pub struct ImageArgs {
     pub provenance: Option<Provenance>,
     pub sbom: Option<bool>,
     pub network: Option<Network>,
+    pub backend: Option<Backend>,
     pub features: Vec<String>,
     pub profile: Option<String>,
     /// Where to write the JSON of refs and digests, for the steps after a CI build.
@@ -79,6 +81,7 @@ impl ImageArgs {
             provenance: self.provenance,
             sbom: self.sbom,
             network: self.network,
+            backend: self.backend,
             features: self.features.clone(),
             profile: self.profile.clone(),
         }
@@ -209,6 +212,15 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
             ),
             "--profile" => image.profile = Some(flags.value(&flag)?),
             "--metadata-file" => image.metadata_file = Some(flags.value(&flag)?.into()),
+            "--backend" => {
+                let value = flags.value(&flag)?;
+                image.backend = Some(Backend::parse(&value).ok_or_else(|| {
+                    diagnostic(
+                        format!("`--backend {value}` is not a backend"),
+                        "pass docker or oci",
+                    )
+                })?);
+            }
             "--provenance" => {
                 let value = flags.value(&flag)?;
                 image.provenance = Some(Provenance::parse(&value).ok_or_else(|| {

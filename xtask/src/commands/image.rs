@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::cli::ImageArgs;
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::exec::docker::{Docker, DockerExecutor};
+use crate::exec::oci::OciExecutor;
 use crate::exec::{report, runner};
 use crate::plan::{Builder, Plan};
 use crate::preflight::{self, PlatformChecks};
@@ -16,13 +17,60 @@ pub fn run(args: &ImageArgs) -> Result<()> {
     if args.dry_run {
         return dry_run(args);
     }
-    // The engine's probes take a tenth of a second; they run while the workspace is read.
-    std::thread::scope(|scope| {
-        let engine = scope.spawn(|| preflight::engine().0);
-        let configs = load(args)?;
-        let engine = engine.join().expect("the engine probe does not panic");
-        build(args, &configs, engine)
-    })
+    let configs = load(args)?;
+    match backend(&configs)? {
+        // No engine is asked anything: the OCI backend runs no `docker` process at all.
+        Backend::Oci => build_oci(args, &configs),
+        Backend::Docker => build(args, &configs, preflight::engine().0),
+    }
+}
+
+/// The one backend of the run's packages.
+fn backend(configs: &[Config]) -> Result<Backend> {
+    let first = configs[0].backend;
+    match configs.iter().find(|c| c.backend != first) {
+        None => Ok(first),
+        Some(other) => Err(crate::diagnostic::diagnostic(
+            format!(
+                "packages `{}` and `{}` use different backends",
+                configs[0].package.name, other.package.name
+            ),
+            "set one `backend` for the run (or pass --backend), or build them with `-p` one at a time",
+        )),
+    }
+}
+
+/// The OCI backend: host checks, then the same runner, with images assembled and pushed
+/// by the tool itself.
+fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
+    let plans = plans(configs, args.push, Builder::Legacy)?;
+    // What needs an engine stops here, before anything compiles.
+    for plan in &plans {
+        for platform_plan in &plan.platforms {
+            for step in &platform_plan.context {
+                if let crate::plan::Step::Render { path, contents } = step {
+                    crate::exec::oci::spec::parse(contents, &path.display().to_string())?;
+                }
+            }
+        }
+    }
+    for (config, plan) in configs.iter().zip(&plans) {
+        let checks = PlatformChecks {
+            config,
+            plan,
+            engine: None,
+        };
+        preflight::first_failure(checks.host())?;
+    }
+    let plan = Plan::merge(plans);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let executor = OciExecutor::new(plan.root.clone());
+    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
+    let report = runner::execute(&plan, &executor, jobs)?;
+    report::print(&report, args.json);
+    report::write_outputs(&report, args.metadata_file.as_deref())
 }
 
 /// The configs of the packages the run builds.
@@ -43,6 +91,12 @@ fn load(args: &ImageArgs) -> Result<Vec<Config>> {
 /// Prints the plan; needs no engine (the builder is probed only when a client is there).
 fn dry_run(args: &ImageArgs) -> Result<()> {
     let configs = load(args)?;
+    if backend(&configs)? == Backend::Oci {
+        let plan = Plan::merge(plans(&configs, args.push, Builder::Legacy)?);
+        let executor = OciExecutor::new(plan.root.clone());
+        report::print_dry_run(&plan, &executor, args.json);
+        return Ok(());
+    }
     let docker = Docker::find().ok();
     let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
     let plan = Plan::merge(plans(&configs, args.push, builder)?);

@@ -52,6 +52,13 @@ const SOURCES: &[(&str, &str)] = &[
     ("exec/docker.rs", include_str!("../exec/docker.rs")),
     ("exec/files.rs", include_str!("../exec/files.rs")),
     ("exec/mod.rs", include_str!("../exec/mod.rs")),
+    ("exec/oci/layer.rs", include_str!("../exec/oci/layer.rs")),
+    ("exec/oci/mod.rs", include_str!("../exec/oci/mod.rs")),
+    (
+        "exec/oci/registry.rs",
+        include_str!("../exec/oci/registry.rs"),
+    ),
+    ("exec/oci/spec.rs", include_str!("../exec/oci/spec.rs")),
     ("exec/report.rs", include_str!("../exec/report.rs")),
     ("exec/runner.rs", include_str!("../exec/runner.rs")),
     ("lib.rs", include_str!("../lib.rs")),

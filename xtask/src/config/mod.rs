@@ -29,6 +29,27 @@ pub enum BuildMode {
     Container,
 }
 
+/// What assembles and publishes the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A Docker engine builds; `docker push`, then `docker manifest` or imagetools.
+    #[default]
+    Docker,
+    /// The tool writes OCI images itself and talks to the registry's HTTP API; no engine.
+    Oci,
+}
+
+impl Backend {
+    pub fn parse(text: &str) -> Option<Backend> {
+        match text {
+            "docker" => Some(Backend::Docker),
+            "oci" => Some(Backend::Oci),
+            _ => None,
+        }
+    }
+}
+
 /// BuildKit's provenance attestation: `false` (the default), `true` (= `"min"`), `"min"`, `"max"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +159,7 @@ pub struct RawConfig {
     provenance: Option<Provenance>,
     sbom: Option<bool>,
     network: Option<Network>,
+    backend: Option<Backend>,
     /// The Docker context every platform builds on, unless its table names another.
     context: Option<String>,
     /// The buildx builder every platform builds with, unless its table names another.
@@ -355,6 +377,7 @@ pub struct Config {
     pub provenance: Provenance,
     pub sbom: bool,
     pub network: Network,
+    pub backend: Backend,
     /// The toolchain of platforms that do not name their own.
     pub toolchain: Toolchain,
     /// The engine of platforms that do not name their own.
@@ -539,6 +562,11 @@ impl Config {
                 .insecure_registry
                 .or(defaults.insecure_registry)
                 .unwrap_or(false),
+            backend: cli
+                .backend
+                .or(own.backend)
+                .or(defaults.backend)
+                .unwrap_or_default(),
             toolchain,
             engine,
             cargo,
@@ -612,6 +640,7 @@ pub struct CliLayer {
     pub provenance: Option<Provenance>,
     pub sbom: Option<bool>,
     pub network: Option<Network>,
+    pub backend: Option<Backend>,
     /// Added to the configured features.
     pub features: Vec<String>,
     pub profile: Option<String>,

@@ -4,6 +4,7 @@
 pub mod cargo;
 pub mod docker;
 pub mod files;
+pub mod oci;
 pub mod report;
 pub mod runner;
 

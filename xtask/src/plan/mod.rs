@@ -17,7 +17,7 @@ use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
 use crate::config::template::{self, TagContext, Template};
 use crate::config::{
-    BuildMode, Config, EngineTarget, Network, PlatformConfig, Provenance, QemuConfig,
+    Backend, BuildMode, Config, EngineTarget, Network, PlatformConfig, Provenance, QemuConfig,
 };
 use crate::emulation::binfmt::{Emulation, Handler};
 use crate::fail;
@@ -578,6 +578,30 @@ impl PlatformSteps<'_> {
         keep
     }
 
+    /// The platform's flags; the OCI backend promises the same digest from another clone
+    /// or machine, so the paths of the workspace and of cargo's home are remapped.
+    fn rustflags(&self) -> Vec<String> {
+        let mut flags = self.platform.rustflags.clone();
+        if self.config.backend == Backend::Oci {
+            let cargo_home = std::env::var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo"))
+                });
+            flags.push(format!(
+                "--remap-path-prefix={}=/workspace",
+                self.config.workspace_root.display()
+            ));
+            if let Some(cargo_home) = cargo_home {
+                flags.push(format!(
+                    "--remap-path-prefix={}=/cargo",
+                    cargo_home.display()
+                ));
+            }
+        }
+        flags
+    }
+
     fn cargo_build(&self) -> CargoBuild {
         let platform = self.platform;
         CargoBuild {
@@ -590,7 +614,7 @@ impl PlatformSteps<'_> {
             },
             bins: self.config.bins.clone(),
             linker: platform.linker.clone(),
-            rustflags: platform.rustflags.clone(),
+            rustflags: self.rustflags(),
             compilers: compiler_env(platform),
             options: CargoOptions {
                 features: platform.features.clone(),

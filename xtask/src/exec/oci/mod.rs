@@ -1,0 +1,345 @@
+//! The OCI backend: images assembled by the tool itself (no engine) from the rendered
+//! Dockerfile and the context, written as an OCI image layout under
+//! `target/multiarch/<package>/oci/`, and pushed through the registry's HTTP API with the
+//! tag's index last, so a failed platform never leaves a tag.
+
+pub mod layer;
+pub mod registry;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::config::image_ref::ImageRef;
+use crate::config::platform::{Platform, OS};
+use crate::exec::{BuiltImage, Executor, Work};
+use crate::plan::{CargoBuild, ImageBuild, Publish, Push};
+use registry::Registry;
+
+pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// The default `PATH` Docker gives an image built `FROM scratch`.
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One image this run assembled: its manifest and what it points to.
+#[derive(Debug, Clone)]
+struct Assembled {
+    manifest: Vec<u8>,
+    blobs: Vec<(String, Vec<u8>)>,
+    platform: &'static Platform,
+    labels: BTreeMap<String, String>,
+}
+
+/// Carries out a plan with the host's cargo and no engine at all.
+pub struct OciExecutor {
+    pub root: PathBuf,
+    /// Manifest digest to image, filled by builds, read by pushes and publishes.
+    assembled: Mutex<BTreeMap<String, Assembled>>,
+    /// Per-platform image (its first tag) to manifest digest.
+    by_tag: Mutex<BTreeMap<String, String>>,
+}
+
+impl OciExecutor {
+    pub fn new(root: PathBuf) -> OciExecutor {
+        OciExecutor {
+            root,
+            assembled: Mutex::new(BTreeMap::new()),
+            by_tag: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The OCI image layout of a build: beside the platform contexts of its package.
+    fn layout(&self, build: &ImageBuild) -> PathBuf {
+        self.root
+            .join(&build.context)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("oci")
+    }
+
+    fn assemble(&self, build: &ImageBuild) -> Result<(String, Assembled)> {
+        let dockerfile = std::fs::read_to_string(self.root.join(&build.dockerfile))
+            .with_context(|| format!("cannot read {}", build.dockerfile.display()))?;
+        let spec = spec::parse(&dockerfile, &build.dockerfile.display().to_string())?;
+        let epoch = build.source_date_epoch.unwrap_or(0);
+        let layer = layer::build(&self.root.join(&build.context), &spec.copies, epoch)?;
+        let mut labels = spec.config.labels.clone();
+        labels.extend(build.labels.iter().cloned());
+        let created = rfc3339(epoch);
+        let platform = build.platform;
+        let mut config = json!({
+            "created": created,
+            "architecture": platform.arch,
+            "os": OS,
+            "config": run_config(&spec.config, &labels),
+            "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
+            "history": spec.copies.iter().map(|c| json!({
+                "created": created,
+                "created_by": format!("{} # multiarch", c.written),
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(variant) = platform.variant {
+            config["variant"] = json!(variant);
+        }
+        let config = serde_json::to_vec(&config)?;
+        let config_digest = digest(&config);
+        let layer_digest = digest(&layer.gzip);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": { "mediaType": CONFIG, "digest": config_digest, "size": config.len() },
+            "layers": [{ "mediaType": LAYER, "digest": layer_digest, "size": layer.gzip.len() }],
+        }))?;
+        let manifest_digest = digest(&manifest);
+        Ok((
+            manifest_digest,
+            Assembled {
+                manifest,
+                blobs: vec![(config_digest, config), (layer_digest, layer.gzip)],
+                platform,
+                labels,
+            },
+        ))
+    }
+
+    /// Writes the image's blobs into the layout and names it in `index.json` by its tags.
+    fn write_layout(&self, build: &ImageBuild, digest_: &str, image: &Assembled) -> Result<()> {
+        let layout = self.layout(build);
+        let blobs = layout.join("blobs/sha256");
+        for (blob_digest, bytes) in image
+            .blobs
+            .iter()
+            .chain([(digest_.to_owned(), image.manifest.clone())].iter())
+        {
+            let path = blobs.join(blob_digest.trim_start_matches("sha256:"));
+            crate::exec::files::write_if_changed(&path, bytes)?;
+        }
+        crate::exec::files::write_if_changed(
+            &layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        // Builds run in parallel; the index is read and written by one at a time.
+        static INDEX_LOCK: Mutex<()> = Mutex::new(());
+        let _turn = INDEX_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let index_path = layout.join("index.json");
+        let mut manifests: Vec<Value> = std::fs::read(&index_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|index| index["manifests"].as_array().cloned())
+            .unwrap_or_default();
+        for tag in &build.tags {
+            let name = tag.tag.clone().unwrap_or_default();
+            manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != name);
+            manifests.push(json!({
+                "mediaType": MANIFEST,
+                "digest": digest_,
+                "size": image.manifest.len(),
+                "platform": platform_json(image.platform),
+                "annotations": { "org.opencontainers.image.ref.name": name },
+            }));
+        }
+        manifests
+            .sort_by_key(|m| m["annotations"]["org.opencontainers.image.ref.name"].to_string());
+        let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": manifests });
+        crate::exec::files::write_if_changed(&index_path, &serde_json::to_vec_pretty(&index)?)
+    }
+
+    fn registry(&self, image: &ImageRef, insecure: bool) -> Registry {
+        Registry::of(image, insecure, &self.root.join("target/multiarch/.http"))
+    }
+}
+
+impl Executor for OciExecutor {
+    fn describe(&self, work: Work<'_>) -> Vec<String> {
+        match work {
+            Work::Cargo(build) => vec![crate::exec::cargo::build_command(build).to_string()],
+            Work::Image(build) => vec![format!(
+                "assemble an OCI image from {} and {} into {} (no engine)",
+                build.dockerfile.display(),
+                build.context.display(),
+                self.layout(build)
+                    .strip_prefix(&self.root)
+                    .unwrap_or(&self.layout(build))
+                    .display()
+            )],
+            Work::Push(push) => vec![format!(
+                "upload the blobs, then PUT the manifest as {} (registry API)",
+                push.images
+                    .iter()
+                    .map(ImageRef::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+            Work::Publish(publish, sources) => vec![format!(
+                "PUT the OCI index {} of {} (registry API)",
+                publish.list,
+                sources.join(" ")
+            )],
+        }
+    }
+
+    fn cargo(&self, build: &CargoBuild) -> Result<()> {
+        let sh = xshell::Shell::new()?;
+        sh.change_dir(&self.root);
+        crate::exec::cargo::run(build, &sh)
+    }
+
+    fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage> {
+        let (manifest_digest, image) = self.assemble(build)?;
+        self.write_layout(build, &manifest_digest, &image)?;
+        let size = image.blobs.iter().map(|(_, b)| b.len() as u64).sum();
+        let platform = image.platform;
+        self.by_tag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(build.tags[0].to_string(), manifest_digest.clone());
+        self.assembled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(manifest_digest.clone(), image);
+        Ok(BuiltImage {
+            id: manifest_digest,
+            size,
+            os: OS.to_owned(),
+            architecture: platform.arch.to_owned(),
+            variant: platform.variant.map(String::from),
+        })
+    }
+
+    fn push(&self, push: &Push) -> Result<String> {
+        let first = push.images[0].to_string();
+        let manifest_digest = self.by_tag.lock().unwrap_or_else(|e| e.into_inner())[&first].clone();
+        let image =
+            self.assembled.lock().unwrap_or_else(|e| e.into_inner())[&manifest_digest].clone();
+        let insecure = push.images[0].is_loopback();
+        let registry = self.registry(&push.images[0], insecure);
+        for (blob_digest, bytes) in &image.blobs {
+            registry.upload_blob(blob_digest, bytes)?;
+        }
+        let mut pushed = manifest_digest.clone();
+        for tag in &push.images {
+            let reference = tag.tag.clone().unwrap_or_else(|| manifest_digest.clone());
+            pushed = registry.put_manifest(&reference, MANIFEST, &image.manifest)?;
+        }
+        Ok(pushed)
+    }
+
+    fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String> {
+        let assembled = self
+            .assembled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut annotations = BTreeMap::new();
+        let mut manifests = Vec::new();
+        for source in sources {
+            let source_digest = source.digest.clone().unwrap_or_default();
+            let image = assembled
+                .get(&source_digest)
+                .with_context(|| format!("{source} was not assembled by this run"))?;
+            for (key, value) in &image.labels {
+                if key.starts_with("org.opencontainers.image.") {
+                    annotations.insert(key.clone(), value.clone());
+                }
+            }
+            manifests.push(json!({
+                "mediaType": MANIFEST,
+                "digest": source_digest,
+                "size": image.manifest.len(),
+                "platform": platform_json(image.platform),
+            }));
+        }
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": manifests,
+            "annotations": annotations,
+        }))?;
+        let registry = self.registry(&publish.list, publish.insecure);
+        let tag = publish.list.tag.clone().unwrap_or_else(|| "latest".into());
+        registry.put_manifest(&tag, INDEX, &index)
+    }
+}
+
+/// The config's `config` object: the Dockerfile's settings over Docker's scratch defaults.
+fn run_config(run: &spec::RunConfig, labels: &BTreeMap<String, String>) -> Value {
+    let mut env = vec![DEFAULT_PATH.to_owned()];
+    for (key, value) in &run.env {
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(format!("{key}={value}"));
+    }
+    let mut config = json!({ "Env": env });
+    let fields = [
+        ("Entrypoint", run.entrypoint.as_ref().map(|e| json!(e))),
+        ("Cmd", run.cmd.as_ref().map(|c| json!(c))),
+        ("User", run.user.as_ref().map(|u| json!(u))),
+        ("WorkingDir", run.working_dir.as_ref().map(|w| json!(w))),
+        ("StopSignal", run.stop_signal.as_ref().map(|s| json!(s))),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            config[key] = value;
+        }
+    }
+    if !labels.is_empty() {
+        config["Labels"] = json!(labels);
+    }
+    if !run.exposed_ports.is_empty() {
+        let ports: BTreeMap<&String, Value> =
+            run.exposed_ports.iter().map(|p| (p, json!({}))).collect();
+        config["ExposedPorts"] = json!(ports);
+    }
+    config
+}
+
+fn platform_json(platform: &Platform) -> Value {
+    let mut value = json!({ "architecture": platform.arch, "os": OS });
+    if let Some(variant) = platform.variant {
+        value["variant"] = json!(variant);
+    }
+    value
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", crate::emulation::sha256::hex_digest(bytes))
+}
+
+/// `epoch` seconds as RFC 3339 in UTC (the civil-from-days algorithm).
+pub fn rfc3339(epoch: u64) -> String {
+    let days = (epoch / 86_400) as i64;
+    let seconds = epoch % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_827_600), "2026-11-28T01:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

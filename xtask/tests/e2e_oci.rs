@@ -1,0 +1,233 @@
+//! End to end for `backend = "oci"`: images assembled and pushed by the tool itself, with
+//! no `docker` process, verified from the registry API, pulled and run by the engine of
+//! the lane; the same sources give the same digests from another clone.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A directory holding a `docker` that records its calls and fails, for PATH.
+fn recording_docker() -> (PathBuf, PathBuf) {
+    let dir = scratch_dir("oci-fake-docker");
+    let record = dir.join("calls");
+    let script = dir.join("docker");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\nexit 1\n", record.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, record)
+}
+
+fn oci_workspace(name: &str) -> PathBuf {
+    fixture_workspace(
+        name,
+        &format!("platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/arm/v7\"]\nbackend = \"oci\"\n{STATIC_TARGETS}"),
+    )
+}
+
+#[test]
+fn an_oci_build_publishes_without_any_engine_and_every_engine_runs_it() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("oci");
+    let dir = oci_workspace("oci-push");
+    let (fake, record) = recording_docker();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let image = format!("{}/hello", registry.host());
+    let output = xtask_with_env(
+        &dir,
+        &[
+            "image", "--push", "--image", &image, "--tag", "oci", "--json",
+        ],
+        &[("PATH", &path)],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !record.exists(),
+        "no docker process ran: {:?}",
+        std::fs::read_to_string(&record)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let printed = report["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let response = registry
+        .get("/v2/hello/manifests/oci", &[("Accept", INDEX)])
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some(INDEX));
+    assert_eq!(
+        response.header("docker-content-digest"),
+        Some(printed.as_str())
+    );
+    let index = response.json();
+    assert_eq!(index["mediaType"], INDEX);
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.version"],
+        "1.2.3"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    let platforms: Vec<&serde_json::Value> = entries.iter().map(|e| &e["platform"]).collect();
+    assert_eq!(
+        platforms,
+        [
+            &serde_json::json!({"os": "linux", "architecture": "amd64"}),
+            &serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"}),
+            &serde_json::json!({"os": "linux", "architecture": "arm", "variant": "v7"}),
+        ]
+    );
+    for entry in entries {
+        let digest = entry["digest"].as_str().unwrap();
+        let child = registry
+            .get(
+                &format!("/v2/hello/manifests/{digest}"),
+                &[("Accept", MANIFEST)],
+            )
+            .unwrap();
+        assert_eq!(child.status, 200);
+        assert_eq!(child.body.len() as u64, entry["size"].as_u64().unwrap());
+        let manifest = child.json();
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        let config = registry
+            .get(&format!("/v2/hello/blobs/{config_digest}"), &[])
+            .unwrap()
+            .json();
+        assert_eq!(config["os"], "linux");
+        assert_eq!(config["architecture"], entry["platform"]["architecture"]);
+        assert_eq!(config["config"]["Entrypoint"][0], "/usr/local/bin/hello");
+    }
+    let tag = format!("{image}:oci");
+    for (platform, uname_m) in [
+        ("linux/amd64", "x86_64"),
+        ("linux/arm64", "aarch64"),
+        ("linux/arm/v7", "armv7l"),
+    ] {
+        let printed = pull_and_run(platform, &tag);
+        assert!(
+            printed.starts_with(&format!("hello 1.2.3 on {uname_m} ")),
+            "{platform}: {printed}"
+        );
+    }
+}
+
+/// The manifest digest of each platform in a build's OCI layout, by platform.
+fn layout_digests(dir: &Path) -> Vec<(String, String)> {
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("target/multiarch/hello/oci/index.json")).unwrap(),
+    )
+    .unwrap();
+    let mut digests: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    digests.sort();
+    digests.dedup();
+    digests
+}
+
+#[test]
+fn another_clone_at_another_path_gives_the_same_images() {
+    let first = oci_workspace("oci-clone-a");
+    let second = scratch_dir("oci-clone-b-at-another-path").join("deeper");
+    run(
+        "cp",
+        &["-r", first.to_str().unwrap(), second.to_str().unwrap()],
+    );
+    // Other times and modes than the first clone's.
+    run(
+        "touch",
+        &[
+            "-d",
+            "2001-01-01",
+            second.join("src/main.rs").to_str().unwrap(),
+        ],
+    );
+    for dir in [&first, &second] {
+        let output = xtask(dir, &["image", "--tag", "same"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let (a, b) = (layout_digests(&first), layout_digests(&second));
+    assert_eq!(a.len(), 3, "{a:?}");
+    assert_eq!(a, b, "the same sources give the same image digests");
+
+    // A changed binary changes only its platform's image.
+    let manifest = second.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "[package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"",
+        "[package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"\nrustflags = [\"-C\", \"opt-level=1\"]",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let output = xtask(&second, &["image", "--tag", "same"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let changed = layout_digests(&second);
+    for ((arch, before), (_, after)) in a.iter().zip(&changed) {
+        assert_eq!(before == after, arch != "arm64", "{arch}: {before} {after}");
+    }
+}
+
+#[test]
+fn a_template_that_needs_an_engine_stops_with_its_line_before_anything_compiles() {
+    let dir = oci_workspace("oci-run");
+    std::fs::write(
+        dir.join("docker/Dockerfile.j2"),
+        "FROM scratch\nCOPY hello /hello\nRUN [\"/hello\"]\n",
+    )
+    .unwrap();
+    let output = xtask(&dir, &["image"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("target/multiarch/hello/linux-amd64/Dockerfile:3: `RUN`, which backend = \"oci\" cannot build without an engine")
+            && message.contains("help: use backend = \"docker\" for this template"),
+        "{message}"
+    );
+    assert!(
+        !dir.join("target/x86_64-unknown-linux-musl").exists(),
+        "nothing compiled"
+    );
+}
+
+#[test]
+fn a_registry_failing_on_the_index_leaves_no_tag() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("oci-fail");
+    let proxy = FlakyProxy::start(
+        registry.port,
+        "PUT /v2/hello/manifests/broken ",
+        "500 Internal Server Error",
+        usize::MAX,
+    );
+    let dir = oci_workspace("oci-fail");
+    let image = format!("127.0.0.1:{}/hello", proxy.port);
+    let output = xtask(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "broken"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("HTTP 500"), "{message}");
+    let list = registry
+        .get("/v2/hello/manifests/broken", &[("Accept", INDEX)])
+        .unwrap();
+    assert_eq!(list.status, 404, "no tag");
+}
