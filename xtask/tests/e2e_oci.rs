@@ -231,3 +231,70 @@ fn a_registry_failing_on_the_index_leaves_no_tag() {
         .unwrap();
     assert_eq!(list.status, 404, "no tag");
 }
+
+/// Pushes the demo's amd64 image with backend oci to `registry`, logged in through
+/// `config` (a Docker config directory).
+fn push_as(dir: &Path, registry: &Registry, config: &Path, tag: &str) -> std::process::Output {
+    let image = format!("{}/hello", registry.host());
+    xtask_with_env(
+        dir,
+        &[
+            "image",
+            "--push",
+            "--image",
+            &image,
+            "--tag",
+            tag,
+            "--platform",
+            "linux/amd64",
+        ],
+        &[("DOCKER_CONFIG", config.to_str().unwrap())],
+    )
+}
+
+fn logs_in_and_refuses_wrong_credentials(name: &str, registry: &Registry) {
+    let dir = oci_workspace(&format!("oci-{name}"));
+    let good = docker_config_for(&format!("{name}-good"), &registry.host(), "tester:s3cret");
+    let output = push_as(&dir, registry, &good, "logged-in");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let digest = stdout(&output)
+        .lines()
+        .last()
+        .and_then(|l| l.split_once('@'))
+        .map(|(_, d)| d.to_owned())
+        .unwrap();
+    assert!(digest.starts_with("sha256:"));
+
+    let wrong = docker_config_for(
+        &format!("{name}-wrong"),
+        &registry.host(),
+        "tester:not-the-password",
+    );
+    let output = push_as(&dir, registry, &wrong, "refused");
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("help: log in with `docker login 127.0.0.1:"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("not-the-password"),
+        "no secret is printed: {message}"
+    );
+    let none = scratch_dir(&format!("docker-config-{name}-none"));
+    let output = push_as(&dir, registry, &none, "anonymous");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn pushes_log_in_with_basic_auth_from_dockers_config() {
+    let registry = registry_with_basic_auth("oci-basic");
+    logs_in_and_refuses_wrong_credentials("basic", &registry);
+}
+
+#[test]
+fn pushes_log_in_with_bearer_tokens_from_a_token_server() {
+    let tokens = TokenServer::start("oci-bearer");
+    let registry = registry_with_tokens("oci-bearer", &tokens);
+    logs_in_and_refuses_wrong_credentials("bearer", &registry);
+}

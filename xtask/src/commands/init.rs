@@ -52,6 +52,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("exec/docker.rs", include_str!("../exec/docker.rs")),
     ("exec/files.rs", include_str!("../exec/files.rs")),
     ("exec/mod.rs", include_str!("../exec/mod.rs")),
+    ("exec/oci/auth.rs", include_str!("../exec/oci/auth.rs")),
     ("exec/oci/layer.rs", include_str!("../exec/oci/layer.rs")),
     ("exec/oci/mod.rs", include_str!("../exec/oci/mod.rs")),
     (

@@ -240,6 +240,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(name: &str) -> Registry {
+        Registry::start_with(name, "")
+    }
+
+    /// A registry with more configuration (an `auth:` section) appended.
+    pub fn start_with(name: &str, extra: &str) -> Registry {
         let dir = scratch_dir(&format!("registry-{name}"));
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -250,7 +255,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog: {{ level: warn }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n",
+                "version: 0.1\nlog: {{ level: warn }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n{extra}",
                 dir.join("data").display()
             ),
         )
@@ -264,7 +269,11 @@ impl Registry {
             .expect("docker-registry starts (apt-get install docker-registry)");
         let registry = Registry { port, child, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while registry.get("/v2/", &[]).map_or(true, |r| r.status != 200) {
+        // A registry that asks for a login answers 401 once it is up.
+        while registry
+            .get("/v2/", &[])
+            .map_or(true, |r| r.status != 200 && r.status != 401)
+        {
             assert!(Instant::now() < deadline, "registry did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -758,4 +767,210 @@ impl FlakyProxy {
     pub fn refused(&self) -> usize {
         self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// URL-safe base64 without padding (JWT), or standard base64 with padding.
+pub fn base64(bytes: &[u8], url_safe: bool) -> String {
+    let alphabet: &[u8] = if url_safe {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut text = String::new();
+    for chunk in bytes.chunks(3) {
+        let word = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |w, (i, &b)| w | (u32::from(b) << (16 - 8 * i)));
+        for index in 0..=chunk.len() {
+            text.push(alphabet[(word >> (18 - 6 * index) & 63) as usize] as char);
+        }
+        if !url_safe {
+            text.push_str(&"=".repeat(3 - chunk.len()));
+        }
+    }
+    text
+}
+
+/// A `docker-registry` with htpasswd Basic auth; `tester` / `s3cret` is the one account.
+pub fn registry_with_basic_auth(name: &str) -> Registry {
+    let dir = scratch_dir(&format!("htpasswd-{name}"));
+    let hash = run(
+        "python3",
+        &[
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+        ],
+    );
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(&htpasswd, format!("tester:{}\n", hash.trim())).unwrap();
+    Registry::start_with(
+        name,
+        &format!(
+            "auth: {{ htpasswd: {{ realm: multiarch-test, path: {} }} }}\n",
+            htpasswd.display()
+        ),
+    )
+}
+
+/// A `docker-registry` that takes Bearer tokens from `tokens`.
+pub fn registry_with_tokens(name: &str, tokens: &TokenServer) -> Registry {
+    Registry::start_with(
+        name,
+        &format!(
+            "auth: {{ token: {{ realm: \"http://127.0.0.1:{}/token\", service: multiarch-test-registry, issuer: multiarch-test, rootcertbundle: {} }} }}\n",
+            tokens.port,
+            tokens.certificate.display()
+        ),
+    )
+}
+
+/// A Docker config directory that logs in to `host` as `user:password`.
+pub fn docker_config_for(name: &str, host: &str, user_password: &str) -> PathBuf {
+    let dir = scratch_dir(&format!("docker-config-{name}"));
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{host}": {{"auth": "{}"}}}}}}"#,
+            base64(user_password.as_bytes(), false)
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// A token server for registries with `auth: token`: it signs RS256 JWTs with a fresh
+/// self-signed certificate, for `tester` / `s3cret` only.
+pub struct TokenServer {
+    pub port: u16,
+    pub certificate: PathBuf,
+}
+
+impl TokenServer {
+    pub fn start(name: &str) -> TokenServer {
+        let dir = scratch_dir(&format!("token-{name}"));
+        let (key, certificate) = (dir.join("key.pem"), dir.join("cert.pem"));
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=token",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                certificate.to_str().unwrap(),
+            ],
+        );
+        let der = Command::new("openssl")
+            .args([
+                "x509",
+                "-outform",
+                "der",
+                "-in",
+                certificate.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64(&der, false);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let _ = answer_token_request(client, &key, &x5c);
+            }
+        });
+        TokenServer { port, certificate }
+    }
+}
+
+/// `%3a` and `%3A` alike, as URLs encode either.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        match (bytes[index], bytes.get(index + 1..index + 3)) {
+            (b'%', Some(hex)) => {
+                let hex = std::str::from_utf8(hex).unwrap_or("");
+                decoded.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                index += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+fn answer_token_request(mut client: TcpStream, key: &Path, x5c: &str) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte)? == 1 {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let expected = format!("Basic {}", base64(b"tester:s3cret", false));
+    let authorized = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == expected
+    });
+    let query = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let repository = query
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("scope="))
+        .map(percent_decode)
+        .and_then(|s| s.split(':').nth(1).map(str::to_owned))
+        .unwrap_or_default();
+    if !authorized {
+        let body = r#"{"details":"wrong credentials"}"#;
+        return write!(
+            client,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = format!(r#"{{"alg":"RS256","typ":"JWT","x5c":["{x5c}"]}}"#);
+    let claims = format!(
+        r#"{{"iss":"multiarch-test","sub":"tester","aud":"multiarch-test-registry","exp":{},"nbf":{},"iat":{now},"jti":"{now}-{repository}","access":[{{"type":"repository","name":"{repository}","actions":["pull","push"]}}]}}"#,
+        now + 300,
+        now - 10
+    );
+    let signing_input = format!(
+        "{}.{}",
+        base64(header.as_bytes(), true),
+        base64(claims.as_bytes(), true)
+    );
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign", key.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    openssl
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())?;
+    let signature = openssl.wait_with_output()?.stdout;
+    let token = format!("{signing_input}.{}", base64(&signature, true));
+    let body = format!(r#"{{"token":"{token}"}}"#);
+    write!(
+        client,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }

@@ -3,6 +3,7 @@
 //! `target/multiarch/<package>/oci/`, and pushed through the registry's HTTP API with the
 //! tag's index last, so a failed platform never leaves a tag.
 
+pub mod auth;
 pub mod layer;
 pub mod registry;
 pub mod spec;

@@ -1,49 +1,75 @@
 //! The registry's HTTP API (distribution spec) for the OCI backend: blob existence checks,
-//! monolithic uploads, manifests by tag. Requests go through curl with every value as its
-//! own argument; bodies and responses pass through files, never the command line.
+//! monolithic uploads, manifests by tag, and the login a registry asks for (Basic, or a
+//! Bearer token from its token server). Requests go through curl with every value as its
+//! own argument; bodies pass through files and credentials through curl's standard input,
+//! never the command line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::config::image_ref::ImageRef;
 use crate::diagnostic::diagnostic;
+use crate::exec::oci::auth::{escape, Challenge, Credentials};
 
 /// One repository of one registry.
 pub struct Registry {
     /// `http://host` or `https://host`.
     base: String,
+    /// The registry's name in Docker's config (`127.0.0.1:5000`, `ghcr.io`).
+    host: String,
     repository: String,
     /// Where request and response bodies pass.
     scratch: PathBuf,
+    /// curl config lines that authenticate, once the registry asked.
+    login: Mutex<Option<String>>,
 }
 
 struct Response {
     status: u16,
     headers: String,
+    body: Vec<u8>,
+}
+
+/// One request, before it is sent.
+struct Request<'a> {
+    method: &'a str,
+    url: &'a str,
+    content_type: Option<&'a str>,
+    body: Option<&'a [u8]>,
+    /// `--get --data-urlencode` pairs, for the token server.
+    query: &'a [(&'a str, String)],
 }
 
 impl Registry {
     /// The registry of `image`; plain HTTP for loopback or `insecure_registry`.
     pub fn of(image: &ImageRef, insecure: bool, scratch: &Path) -> Registry {
-        let host = match image.registry_host() {
+        let host = image.registry_host().to_owned();
+        let api_host = match host.as_str() {
             "docker.io" => "registry-1.docker.io",
             host => host,
         };
         let scheme = if insecure { "http" } else { "https" };
         Registry {
-            base: format!("{scheme}://{host}"),
+            base: format!("{scheme}://{api_host}"),
+            host,
             repository: image.path.clone(),
             scratch: scratch.to_path_buf(),
+            login: Mutex::new(None),
         }
     }
 
     /// Whether the registry already has the blob, so it need not be sent again.
     pub fn has_blob(&self, digest: &str) -> Result<bool> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
-        let response = self.request("HEAD", &url, None, None)?;
-        Ok(response.status == 200)
+        let response = self.send("HEAD", &url, None, None)?;
+        match response.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => self.expect(response, 200, "check a blob").map(|_| true),
+        }
     }
 
     /// Uploads a blob in one request (POST for a session, then PUT with the digest).
@@ -52,11 +78,7 @@ impl Registry {
             return Ok(());
         }
         let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
-        let started = self.expect(
-            self.request("POST", &url, None, None)?,
-            202,
-            "start an upload",
-        )?;
+        let started = self.expect(self.send("POST", &url, None, None)?, 202, "start an upload")?;
         let location = header(&started.headers, "location")
             .context("the registry started an upload without a Location")?;
         let location = if location.starts_with('/') {
@@ -66,14 +88,14 @@ impl Registry {
         };
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
-        let response = self.request("PUT", &url, Some("application/octet-stream"), Some(bytes))?;
+        let response = self.send("PUT", &url, Some("application/octet-stream"), Some(bytes))?;
         self.expect(response, 201, "upload a blob").map(drop)
     }
 
     /// Puts a manifest or index under `reference`; returns the digest the registry gives.
     pub fn put_manifest(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<String> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
-        let response = self.request("PUT", &url, Some(media_type), Some(bytes))?;
+        let response = self.send("PUT", &url, Some(media_type), Some(bytes))?;
         let response = self.expect(response, 201, "put a manifest")?;
         Ok(header(&response.headers, "docker-content-digest")
             .unwrap_or_else(|| format!("sha256:{}", crate::emulation::sha256::hex_digest(bytes))))
@@ -83,8 +105,11 @@ impl Registry {
         match response.status {
             found if found == status => Ok(response),
             401 | 403 => Err(diagnostic(
-                format!("{} refused to {what} for `{}` (HTTP {})", self.base, self.repository, response.status),
-                "backend = \"oci\" pushes only to registries that need no login, for now; use backend = \"docker\" (credentials stay in Docker's store)",
+                format!(
+                    "{} refused to {what} for `{}` (HTTP {}): the credentials were not accepted",
+                    self.base, self.repository, response.status
+                ),
+                format!("log in with `docker login {}`; the OCI backend reads Docker's config and credential helpers", self.host),
             )),
             other => Err(diagnostic(
                 format!("{} could not {what} for `{}`: HTTP {other}", self.base, self.repository),
@@ -93,39 +118,136 @@ impl Registry {
         }
     }
 
-    /// One request; the body goes through a file, headers and status come back.
-    fn request(
+    /// Sends a request, logging in and sending it again once when the registry asks.
+    fn send(
         &self,
         method: &str,
         url: &str,
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Response> {
+        let request = Request {
+            method,
+            url,
+            content_type,
+            body,
+            query: &[],
+        };
+        let login = self.login.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let response = self.curl(&request, login.as_deref())?;
+        if response.status != 401 || login.is_some() {
+            return Ok(response);
+        }
+        let challenge = header(&response.headers, "www-authenticate")
+            .and_then(|h| Challenge::parse(&h))
+            .ok_or_else(|| {
+                diagnostic(
+                    format!(
+                        "{} answered 401 without a challenge it is possible to answer",
+                        self.base
+                    ),
+                    "use backend = \"docker\" for this registry",
+                )
+            })?;
+        let login = self.log_in(&challenge)?;
+        *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(login.clone());
+        self.curl(&request, Some(&login))
+    }
+
+    /// The curl config lines that answer `challenge`, from Docker's config.
+    fn log_in(&self, challenge: &Challenge) -> Result<String> {
+        let credentials = Credentials::for_registry(&self.host)?;
+        match challenge {
+            Challenge::Basic => credentials.map(|c| c.curl_user()).ok_or_else(|| {
+                diagnostic(
+                    format!(
+                        "{} asks for credentials, and Docker's config has none for {}",
+                        self.base, self.host
+                    ),
+                    format!(
+                        "log in with `docker login {}` (the OCI backend reads the same config)",
+                        self.host
+                    ),
+                )
+            }),
+            Challenge::Bearer { realm, service, .. } => {
+                let scope = format!("repository:{}:pull,push", self.repository);
+                let mut query = vec![("scope", scope)];
+                if let Some(service) = service {
+                    query.push(("service", service.clone()));
+                }
+                let request = Request {
+                    method: "GET",
+                    url: realm,
+                    content_type: None,
+                    body: None,
+                    query: &query,
+                };
+                let user = credentials.as_ref().map(Credentials::curl_user);
+                let response = self.curl(&request, user.as_deref())?;
+                let json: serde_json::Value =
+                    serde_json::from_slice(&response.body).unwrap_or_default();
+                let token = json["token"]
+                    .as_str()
+                    .or_else(|| json["access_token"].as_str())
+                    .filter(|_| response.status == 200)
+                    .ok_or_else(|| {
+                        diagnostic(
+                            format!(
+                                "the token server {realm} refused a token for `{}` (HTTP {})",
+                                self.repository, response.status
+                            ),
+                            format!("log in with `docker login {}`", self.host),
+                        )
+                    })?;
+                Ok(format!(
+                    "header = \"Authorization: Bearer {}\"\n",
+                    escape(token)
+                ))
+            }
+        }
+    }
+
+    /// One curl run; the body goes through a file, `login` through standard input.
+    fn curl(&self, request: &Request<'_>, login: Option<&str>) -> Result<Response> {
         let sh = Shell::new()?;
         std::fs::create_dir_all(&self.scratch)?;
         let unique = format!("{}-{:?}", std::process::id(), std::thread::current().id())
             .replace(['(', ')'], "");
         let headers_file = self.scratch.join(format!("headers-{unique}"));
         let body_file = self.scratch.join(format!("body-{unique}"));
-        let data = match body {
+        let response_file = self.scratch.join(format!("response-{unique}"));
+        let data = match request.body {
             Some(bytes) => {
                 std::fs::write(&body_file, bytes)?;
-                Some(format!("@{}", body_file.display()))
+                vec![
+                    "--data-binary".to_owned(),
+                    format!("@{}", body_file.display()),
+                ]
             }
-            None => None,
+            None => Vec::new(),
         };
-        let data_flag = data.as_ref().map(|_| "--data-binary");
-        let content_type = content_type.map(|t| format!("Content-Type: {t}"));
-        let header_flag = content_type.as_ref().map(|_| "--header");
-        let request: Vec<&str> = match method {
+        let method: Vec<&str> = match request.method {
             "HEAD" => vec!["--head"],
+            "GET" => vec!["--get"],
             other => vec!["--request", other],
         };
+        let content_type: Vec<String> = request
+            .content_type
+            .map(|t| vec!["--header".to_owned(), format!("Content-Type: {t}")])
+            .unwrap_or_default();
+        let query: Vec<String> = request
+            .query
+            .iter()
+            .flat_map(|(key, value)| ["--data-urlencode".to_owned(), format!("{key}={value}")])
+            .collect();
+        let url = request.url;
         let write_out = "%{http_code}";
         let status = cmd!(
             sh,
-            "curl --silent --show-error --proto =http,https --connect-timeout 30 --max-time 600 {request...} {header_flag...} {content_type...} {data_flag...} {data...} --dump-header {headers_file} --output /dev/null --write-out {write_out} --url {url}"
+            "curl --config - --silent --show-error --proto =http,https --connect-timeout 30 --max-time 600 {method...} {content_type...} {data...} {query...} --dump-header {headers_file} --output {response_file} --write-out {write_out} --url {url}"
         )
+        .stdin(login.unwrap_or_default())
         .quiet()
         .read()
         .map_err(|err| {
@@ -135,12 +257,14 @@ impl Registry {
             )
         });
         let headers = std::fs::read_to_string(&headers_file).unwrap_or_default();
-        let _ = std::fs::remove_file(&headers_file);
-        let _ = std::fs::remove_file(&body_file);
-        let status = status?;
+        let body = std::fs::read(&response_file).unwrap_or_default();
+        for file in [&headers_file, &body_file, &response_file] {
+            let _ = std::fs::remove_file(file);
+        }
         Ok(Response {
-            status: status.trim().parse().unwrap_or(0),
+            status: status?.trim().parse().unwrap_or(0),
             headers,
+            body,
         })
     }
 }
