@@ -298,3 +298,43 @@ fn pushes_log_in_with_bearer_tokens_from_a_token_server() {
     let registry = registry_with_tokens("oci-bearer", &tokens);
     logs_in_and_refuses_wrong_credentials("bearer", &registry);
 }
+
+#[test]
+fn a_registry_error_on_the_index_is_retried() {
+    let registry = Registry::start("oci-retry");
+    let proxy = FlakyProxy::start(
+        registry.port,
+        "PUT /v2/hello/manifests/retried ",
+        "503 Service Unavailable",
+        1,
+    );
+    let dir = oci_workspace("oci-retry");
+    let image = format!("127.0.0.1:{}/hello", proxy.port);
+    let output = xtask(
+        &dir,
+        &[
+            "image",
+            "--push",
+            "--image",
+            &image,
+            "--tag",
+            "retried",
+            "--platform",
+            "linux/amd64",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("transient failure (HTTP 503"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        proxy.refused() >= 1,
+        "the proxy refused the first index PUT"
+    );
+    let list = registry
+        .get("/v2/hello/manifests/retried", &[("Accept", INDEX)])
+        .unwrap();
+    assert_eq!(list.status, 200);
+}

@@ -134,7 +134,7 @@ impl Registry {
             query: &[],
         };
         let login = self.login.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let response = self.curl(&request, login.as_deref())?;
+        let response = self.curl_retrying(&request, login.as_deref())?;
         if response.status != 401 || login.is_some() {
             return Ok(response);
         }
@@ -151,7 +151,36 @@ impl Registry {
             })?;
         let login = self.log_in(&challenge)?;
         *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(login.clone());
-        self.curl(&request, Some(&login))
+        self.curl_retrying(&request, Some(&login))
+    }
+
+    /// Sends again after a server error (5xx) or a lost connection, up to four times with
+    /// backoff; an answer the registry meant (2xx, 4xx) is final. Every request here may be
+    /// repeated: existence checks, uploads by digest, and manifests by tag.
+    fn curl_retrying(&self, request: &Request<'_>, login: Option<&str>) -> Result<Response> {
+        let mut backoff = std::time::Duration::from_millis(500);
+        for attempt in 1..=4 {
+            let response = self.curl(request, login);
+            let transient = match &response {
+                Ok(response) => response.status >= 500 || response.status == 0,
+                Err(_) => true,
+            };
+            if !transient || attempt == 4 {
+                return response;
+            }
+            let what = match &response {
+                Ok(response) => format!("HTTP {}", response.status),
+                Err(err) => crate::diagnostic::Diagnostic::of(err).cause,
+            };
+            eprintln!(
+                "  transient failure ({what} from {}), retrying in {:.1}s",
+                self.base,
+                backoff.as_secs_f64()
+            );
+            std::thread::sleep(backoff);
+            backoff *= 2;
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// The curl config lines that answer `challenge`, from Docker's config.
