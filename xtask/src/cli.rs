@@ -15,7 +15,7 @@ usage:
     cargo xtask image [--push] [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]... [--tag T]... [--image REPO]
                       [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
                       [--network NET] [--features F,...] [--profile NAME]
-                      [--metadata-file PATH] [--backend docker|oci]
+                      [--metadata-file PATH] [--backend docker|oci] [--load]
     cargo xtask render [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]...
     cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
     cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
@@ -40,6 +40,7 @@ usage:
     --profile       cargo profile to build with (default: release; custom profiles too)
     --metadata-file write the refs and digests of every package, platform and tag as JSON
     --backend       docker (default) or oci: the tool writes and pushes the images itself
+    --load          (oci) load the images into the local engine too
     --reset         (setup) replace binfmt handlers that are already registered";
 
 /// Which package and platforms a command works on.
@@ -69,6 +70,8 @@ pub struct ImageArgs {
     pub profile: Option<String>,
     /// Where to write the JSON of refs and digests, for the steps after a CI build.
     pub metadata_file: Option<PathBuf>,
+    /// With backend oci: load the images into the local engine.
+    pub load: bool,
 }
 
 impl ImageArgs {
@@ -200,6 +203,7 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
             "--push" => image.push = true,
             "--dry-run" => image.dry_run = true,
             "--json" => image.json = true,
+            "--load" => image.load = true,
             "--tag" => image.tags.push(flags.value(&flag)?),
             "--image" => image.image = Some(flags.value(&flag)?),
             "--jobs" => image.jobs = Some(parse_jobs(&flags.value(&flag)?)?),

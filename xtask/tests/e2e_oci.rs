@@ -338,3 +338,37 @@ fn a_registry_error_on_the_index_is_retried() {
         .unwrap();
     assert_eq!(list.status, 200);
 }
+
+#[test]
+fn load_puts_the_images_into_the_lanes_engine() {
+    if !require_docker() {
+        return;
+    }
+    let dir = oci_workspace("oci-load");
+    let images = [
+        "hello:amd64-loaded",
+        "hello:arm64v8-loaded",
+        "hello:arm32v7-loaded",
+    ];
+    for image in images {
+        let _ = std::process::Command::new("docker")
+            .args(["image", "rm", "--force", image])
+            .output();
+    }
+    let output = xtask(&dir, &["image", "--load", "--tag", "loaded"]);
+    assert!(output.status.success(), "{}", Lane::current().name());
+    for ((platform, uname_m), image) in [
+        ("linux/amd64", "x86_64"),
+        ("linux/arm64", "aarch64"),
+        ("linux/arm/v7", "armv7l"),
+    ]
+    .into_iter()
+    .zip(images)
+    {
+        let printed = run("docker", &["run", "--rm", "--platform", platform, image]);
+        assert!(
+            printed.starts_with(&format!("hello 1.2.3 on {uname_m} ")),
+            "{platform}: {printed}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::ImageArgs;
 use crate::config::{Backend, Config};
@@ -21,6 +21,10 @@ pub fn run(args: &ImageArgs) -> Result<()> {
     match backend(&configs)? {
         // No engine is asked anything: the OCI backend runs no `docker` process at all.
         Backend::Oci => build_oci(args, &configs),
+        Backend::Docker if args.load => Err(crate::diagnostic::diagnostic(
+            "--load is for backend = \"oci\"; the docker backend builds in the engine already",
+            "drop --load, or pass --backend oci",
+        )),
         Backend::Docker => build(args, &configs, preflight::engine().0),
     }
 }
@@ -69,8 +73,40 @@ fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
     let executor = OciExecutor::new(plan.root.clone());
     let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
     let report = runner::execute(&plan, &executor, jobs)?;
+    if args.load {
+        load_into_engine(&executor, &report, &configs[0].target_dir)?;
+    }
     report::print(&report, args.json);
     report::write_outputs(&report, args.metadata_file.as_deref())
+}
+
+/// `--load`: the run's images into the local engine, through one `docker load`.
+fn load_into_engine(
+    executor: &OciExecutor,
+    report: &report::Report,
+    target_dir: &std::path::Path,
+) -> Result<()> {
+    let tags: Vec<(String, Vec<String>)> = report
+        .platforms
+        .iter()
+        .map(|p| (p.image.clone(), p.tags.clone()))
+        .collect();
+    let archive = executor.load_archive(&tags)?;
+    let path = target_dir.join("multiarch/load.tar");
+    crate::exec::files::write_if_changed(&path, &archive)?;
+    let docker = preflight::engine().0.require_daemon()?;
+    eprintln!("[load] docker load ...");
+    let sh = xshell::Shell::new()?;
+    docker
+        .command([
+            "load".to_owned(),
+            "--input".to_owned(),
+            path.display().to_string(),
+        ])
+        .run(&sh)
+        .context("loading the images into the local engine")?;
+    eprintln!("[load] done");
+    Ok(())
 }
 
 /// The configs of the packages the run builds.

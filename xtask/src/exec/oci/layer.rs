@@ -163,6 +163,21 @@ fn add_tree(
     Ok(())
 }
 
+/// A plain tar archive of `files` (path, contents), mode 0644, dated `epoch`.
+pub fn archive(files: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>> {
+    let mut tar = Vec::new();
+    for (path, contents) in files {
+        let entry = Entry {
+            content: Content::File(contents.clone()),
+            mode: 0o644,
+            owner: (0, 0),
+        };
+        write_entry(&mut tar, path, &entry, epoch)?;
+    }
+    tar.extend_from_slice(&[0; 1024]);
+    Ok(tar)
+}
+
 /// One ustar header (and the file's data, padded to 512 bytes).
 fn write_entry(tar: &mut Vec<u8>, path: &str, entry: &Entry, epoch: u64) -> Result<()> {
     let name = match entry.content {

@@ -269,6 +269,41 @@ impl Executor for OciExecutor {
     }
 }
 
+impl OciExecutor {
+    /// A `docker load` archive (Docker's own format, which 20.10 and 26 both read, with
+    /// the gzip layers as they are) of every image this run assembled, by its tags.
+    pub fn load_archive(&self, tags: &[(String, Vec<String>)]) -> Result<Vec<u8>> {
+        let by_tag = self
+            .by_tag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let assembled = self
+            .assembled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut images = Vec::new();
+        for (first, repo_tags) in tags {
+            let image = &assembled[&by_tag[first]];
+            let name =
+                |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+            let (config, layer) = (&image.blobs[0], &image.blobs[1]);
+            files.insert(name(&config.0), config.1.clone());
+            files.insert(name(&layer.0), layer.1.clone());
+            images.push(json!({
+                "Config": name(&config.0),
+                "RepoTags": repo_tags,
+                "Layers": [name(&layer.0)],
+            }));
+        }
+        files.insert("manifest.json".into(), serde_json::to_vec(&images)?);
+        let files: Vec<(String, Vec<u8>)> = files.into_iter().collect();
+        layer::archive(&files, 0)
+    }
+}
+
 /// The config's `config` object: the Dockerfile's settings over Docker's scratch defaults.
 fn run_config(run: &spec::RunConfig, labels: &BTreeMap<String, String>) -> Value {
     let mut env = vec![DEFAULT_PATH.to_owned()];
