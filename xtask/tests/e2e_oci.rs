@@ -160,10 +160,26 @@ fn another_clone_at_another_path_gives_the_same_images() {
             second.join("src/main.rs").to_str().unwrap(),
         ],
     );
-    for dir in [&first, &second] {
-        let output = xtask(dir, &["image", "--tag", "same"]);
-        assert!(output.status.success(), "{}", stderr(&output));
-    }
+    let output = xtask(&first, &["image", "--tag", "same"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The second clone builds under a strict umask, so its binaries get other modes.
+    let output = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "umask 077 && exec \"$0\" image --tag same",
+            env!("CARGO_BIN_EXE_xtask"),
+        ])
+        .current_dir(&second)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    use std::os::unix::fs::PermissionsExt;
+    let staged = second.join("target/multiarch/hello/linux-amd64/hello");
+    assert_eq!(
+        std::fs::metadata(&staged).unwrap().permissions().mode() & 0o077,
+        0,
+        "the umask reached the binary"
+    );
     let (a, b) = (layout_digests(&first), layout_digests(&second));
     assert_eq!(a.len(), 3, "{a:?}");
     assert_eq!(a, b, "the same sources give the same image digests");
@@ -371,4 +387,112 @@ fn load_puts_the_images_into_the_lanes_engine() {
             "{platform}: {printed}"
         );
     }
+}
+
+#[test]
+fn a_registry_base_is_resolved_per_platform_and_its_layers_reused() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("oci-base");
+    let host = registry.host();
+    // A two-platform base in the registry: busybox for amd64 and arm/v7, joined by a list.
+    let mut sources = Vec::new();
+    for (platform, docker_arch, debian_arch) in [
+        ("linux/amd64", "amd64", "amd64"),
+        ("linux/arm/v7", "arm32v7", "armhf"),
+    ] {
+        let local = busybox_image(platform, docker_arch, debian_arch);
+        let remote = format!("{host}/busybox:{docker_arch}");
+        run("docker", &["tag", &local, &remote]);
+        run("docker", &["push", &remote]);
+        sources.push(remote);
+    }
+    let base = format!("{host}/busybox:multi");
+    let _ = std::process::Command::new("docker")
+        .args(["manifest", "rm", &base])
+        .output();
+    let mut create = vec!["manifest", "create", "--insecure", &base];
+    create.extend(sources.iter().map(String::as_str));
+    run("docker", &create);
+    run(
+        "docker",
+        &["manifest", "push", "--insecure", "--purge", &base],
+    );
+
+    let dir = fixture_workspace(
+        "oci-base",
+        &format!(
+            "platforms = [\"linux/amd64\", \"linux/arm/v7\"]\nbackend = \"oci\"\n{STATIC_TARGETS}"
+        ),
+    );
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("base = \"scratch\"", &format!("base = \"{base}\""));
+    std::fs::write(&manifest, text).unwrap();
+    let image = format!("{host}/hello");
+    let output = xtask(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "on-busybox"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let tag = format!("{image}:on-busybox");
+    for (platform, uname_m) in [("linux/amd64", "x86_64"), ("linux/arm/v7", "armv7l")] {
+        let printed = pull_and_run(platform, &tag);
+        assert!(
+            printed.starts_with(&format!("hello 1.2.3 on {uname_m} ")),
+            "{printed}"
+        );
+        let from_base = run(
+            "docker",
+            &[
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                "--entrypoint",
+                "/bin/busybox",
+                &tag,
+                "echo",
+                "base",
+            ],
+        );
+        assert_eq!(
+            from_base.trim(),
+            "base",
+            "{platform}: the base's layers are in the image"
+        );
+    }
+
+    // arm64 is not in the base: the run stops before anything is uploaded.
+    let output = xtask(
+        &dir,
+        &[
+            "image",
+            "--push",
+            "--image",
+            &image,
+            "--tag",
+            "arm64",
+            "--platform",
+            "linux/arm64",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "the base image {base} is not published for linux/arm64"
+        )),
+        "{message}"
+    );
+    let tags = registry.get("/v2/hello/tags/list", &[]).unwrap().json();
+    let tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(!tags.iter().any(|t| t.contains("arm64")), "{tags:?}");
 }

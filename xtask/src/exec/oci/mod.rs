@@ -38,6 +38,12 @@ struct Assembled {
     labels: BTreeMap<String, String>,
 }
 
+/// A base image as the OCI backend builds on it.
+struct BaseImage {
+    config: Value,
+    layers: Vec<(String, Vec<u8>)>,
+}
+
 /// Carries out a plan with the host's cargo and no engine at all.
 pub struct OciExecutor {
     pub root: PathBuf,
@@ -69,45 +75,128 @@ impl OciExecutor {
         let dockerfile = std::fs::read_to_string(self.root.join(&build.dockerfile))
             .with_context(|| format!("cannot read {}", build.dockerfile.display()))?;
         let spec = spec::parse(&dockerfile, &build.dockerfile.display().to_string())?;
+        let platform = build.platform;
+        let base = match &spec.base {
+            Some(base) => Some(self.base_image(base, platform)?),
+            None => None,
+        };
+        let base_config = base.as_ref().map(|b| &b.config);
         let epoch = build.source_date_epoch.unwrap_or(0);
         let layer = layer::build(&self.root.join(&build.context), &spec.copies, epoch)?;
-        let mut labels = spec.config.labels.clone();
+        let mut labels: BTreeMap<String, String> = base_config
+            .and_then(|c| serde_json::from_value(c["config"]["Labels"].clone()).ok())
+            .unwrap_or_default();
+        labels.extend(spec.config.labels.clone());
         labels.extend(build.labels.iter().cloned());
         let created = rfc3339(epoch);
-        let platform = build.platform;
+        let inherited = |key: &str| -> Vec<Value> {
+            base_config
+                .and_then(|c| c["rootfs"][key].as_array().or(c[key].as_array()).cloned())
+                .unwrap_or_default()
+        };
+        let mut diff_ids = inherited("diff_ids");
+        diff_ids.push(json!(layer.diff_id));
+        let mut history = inherited("history");
+        history.extend(spec.copies.iter().map(
+            |c| json!({ "created": created, "created_by": format!("{} # multiarch", c.written) }),
+        ));
         let mut config = json!({
             "created": created,
             "architecture": platform.arch,
             "os": OS,
-            "config": run_config(&spec.config, &labels),
-            "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
-            "history": spec.copies.iter().map(|c| json!({
-                "created": created,
-                "created_by": format!("{} # multiarch", c.written),
-            })).collect::<Vec<_>>(),
+            "config": run_config(&spec.config, &labels, base_config.map(|c| &c["config"])),
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            "history": history,
         });
         if let Some(variant) = platform.variant {
             config["variant"] = json!(variant);
         }
         let config = serde_json::to_vec(&config)?;
-        let config_digest = digest(&config);
-        let layer_digest = digest(&layer.gzip);
+        let mut blobs = vec![(digest(&config), config)];
+        blobs.extend(base.map(|b| b.layers).unwrap_or_default());
+        blobs.push((digest(&layer.gzip), layer.gzip));
+        let layers: Vec<Value> = blobs[1..]
+            .iter()
+            .map(|(d, b)| json!({ "mediaType": LAYER, "digest": d, "size": b.len() }))
+            .collect();
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST,
-            "config": { "mediaType": CONFIG, "digest": config_digest, "size": config.len() },
-            "layers": [{ "mediaType": LAYER, "digest": layer_digest, "size": layer.gzip.len() }],
+            "config": { "mediaType": CONFIG, "digest": blobs[0].0, "size": blobs[0].1.len() },
+            "layers": layers,
         }))?;
         let manifest_digest = digest(&manifest);
         Ok((
             manifest_digest,
             Assembled {
                 manifest,
-                blobs: vec![(config_digest, config), (layer_digest, layer.gzip)],
+                blobs,
                 platform,
                 labels,
             },
         ))
+    }
+
+    /// The base image for `platform`: its config and its layers (gzip tars), fetched from
+    /// its registry by digest. A base not published for the platform is an error here,
+    /// before anything is uploaded.
+    fn base_image(&self, base: &ImageRef, platform: &'static Platform) -> Result<BaseImage> {
+        let registry = self.registry(base, base.is_loopback());
+        let reference = base
+            .digest
+            .clone()
+            .or_else(|| base.tag.clone())
+            .unwrap_or_else(|| "latest".into());
+        let (_, bytes) = registry.get_manifest(&reference)?;
+        let top: Value = serde_json::from_slice(&bytes)?;
+        let not_published = || {
+            crate::diagnostic::diagnostic(
+                format!("the base image {base} is not published for {platform}"),
+                format!("pick a base with a {platform} variant (set it per platform in `vars`), or drop {platform} from `platforms`"),
+            )
+        };
+        let manifest: Value = match top["manifests"].as_array() {
+            Some(entries) => {
+                let entry = entries
+                    .iter()
+                    .find(|e| {
+                        let p = &e["platform"];
+                        platform.matches(
+                            p["os"].as_str().unwrap_or_default(),
+                            p["architecture"].as_str().unwrap_or_default(),
+                            p["variant"].as_str(),
+                        )
+                    })
+                    .ok_or_else(not_published)?;
+                let digest = entry["digest"].as_str().unwrap_or_default();
+                serde_json::from_slice(&registry.get_manifest(digest)?.1)?
+            }
+            None => top,
+        };
+        let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default();
+        let config: Value = serde_json::from_slice(&registry.get_blob(config_digest)?)?;
+        let matches = platform.matches(
+            config["os"].as_str().unwrap_or_default(),
+            config["architecture"].as_str().unwrap_or_default(),
+            config["variant"].as_str(),
+        );
+        if !matches {
+            return Err(not_published());
+        }
+        let mut layers = Vec::new();
+        for layer in manifest["layers"].as_array().into_iter().flatten() {
+            let media_type = layer["mediaType"].as_str().unwrap_or_default();
+            if !media_type.ends_with("tar.gzip") && !media_type.ends_with("tar+gzip") {
+                return Err(crate::diagnostic::diagnostic(
+                    format!("the base image {base} has a `{media_type}` layer; the OCI backend reuses gzip layers only"),
+                    "use backend = \"docker\" for this base",
+                ));
+            }
+            let digest = layer["digest"].as_str().unwrap_or_default().to_owned();
+            let bytes = registry.get_blob(&digest)?;
+            layers.push((digest, bytes));
+        }
+        Ok(BaseImage { config, layers })
     }
 
     /// Writes the image's blobs into the layout and names it in `index.json` by its tags.
@@ -289,13 +378,14 @@ impl OciExecutor {
             let image = &assembled[&by_tag[first]];
             let name =
                 |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
-            let (config, layer) = (&image.blobs[0], &image.blobs[1]);
-            files.insert(name(&config.0), config.1.clone());
-            files.insert(name(&layer.0), layer.1.clone());
+            for (blob_digest, bytes) in &image.blobs {
+                files.insert(name(blob_digest), bytes.clone());
+            }
+            let layers: Vec<String> = image.blobs[1..].iter().map(|(d, _)| name(d)).collect();
             images.push(json!({
-                "Config": name(&config.0),
+                "Config": name(&image.blobs[0].0),
                 "RepoTags": repo_tags,
-                "Layers": [name(&layer.0)],
+                "Layers": layers,
             }));
         }
         files.insert("manifest.json".into(), serde_json::to_vec(&images)?);
@@ -304,14 +394,30 @@ impl OciExecutor {
     }
 }
 
-/// The config's `config` object: the Dockerfile's settings over Docker's scratch defaults.
-fn run_config(run: &spec::RunConfig, labels: &BTreeMap<String, String>) -> Value {
-    let mut env = vec![DEFAULT_PATH.to_owned()];
+/// The config's `config` object: the Dockerfile's settings over the base's (or Docker's
+/// scratch defaults). As in Docker, an `ENTRYPOINT` of its own drops the base's `CMD`.
+fn run_config(
+    run: &spec::RunConfig,
+    labels: &BTreeMap<String, String>,
+    base: Option<&Value>,
+) -> Value {
+    let mut env: Vec<String> = base
+        .and_then(|b| serde_json::from_value(b["Env"].clone()).ok())
+        .unwrap_or_else(|| vec![DEFAULT_PATH.to_owned()]);
     for (key, value) in &run.env {
         env.retain(|e| e.split('=').next() != Some(key.as_str()));
         env.push(format!("{key}={value}"));
     }
-    let mut config = json!({ "Env": env });
+    let mut config = base
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    config["Env"] = json!(env);
+    if run.entrypoint.is_some() && run.cmd.is_none() {
+        if let Some(object) = config.as_object_mut() {
+            object.remove("Cmd");
+        }
+    }
     let fields = [
         ("Entrypoint", run.entrypoint.as_ref().map(|e| json!(e))),
         ("Cmd", run.cmd.as_ref().map(|c| json!(c))),
@@ -328,8 +434,10 @@ fn run_config(run: &spec::RunConfig, labels: &BTreeMap<String, String>) -> Value
         config["Labels"] = json!(labels);
     }
     if !run.exposed_ports.is_empty() {
-        let ports: BTreeMap<&String, Value> =
-            run.exposed_ports.iter().map(|p| (p, json!({}))).collect();
+        let mut ports: BTreeMap<String, Value> = base
+            .and_then(|b| serde_json::from_value(b["ExposedPorts"].clone()).ok())
+            .unwrap_or_default();
+        ports.extend(run.exposed_ports.iter().map(|p| (p.clone(), json!({}))));
         config["ExposedPorts"] = json!(ports);
     }
     config

@@ -38,6 +38,7 @@ struct Request<'a> {
     method: &'a str,
     url: &'a str,
     content_type: Option<&'a str>,
+    accept: Option<&'a str>,
     body: Option<&'a [u8]>,
     /// `--get --data-urlencode` pairs, for the token server.
     query: &'a [(&'a str, String)],
@@ -52,10 +53,16 @@ impl Registry {
             host => host,
         };
         let scheme = if insecure { "http" } else { "https" };
+        // Docker Hub's official images live under `library/`.
+        let repository = if host == "docker.io" && !image.path.contains('/') {
+            format!("library/{}", image.path)
+        } else {
+            image.path.clone()
+        };
         Registry {
             base: format!("{scheme}://{api_host}"),
             host,
-            repository: image.path.clone(),
+            repository,
             scratch: scratch.to_path_buf(),
             login: Mutex::new(None),
         }
@@ -92,6 +99,37 @@ impl Registry {
         self.expect(response, 201, "upload a blob").map(drop)
     }
 
+    /// A manifest or index by tag or digest: its media type and bytes.
+    pub fn get_manifest(&self, reference: &str) -> Result<(String, Vec<u8>)> {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+        let response = self.send_accepting("GET", &url, accept)?;
+        let response = self.expect(response, 200, &format!("read the manifest `{reference}`"))?;
+        let media_type = header(&response.headers, "content-type").unwrap_or_default();
+        Ok((media_type, response.body))
+    }
+
+    /// A blob by digest, checked against it.
+    pub fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
+        let response = self.send_accepting("GET", &url, "*/*")?;
+        let response = self.expect(response, 200, &format!("read the blob {digest}"))?;
+        let actual = format!(
+            "sha256:{}",
+            crate::emulation::sha256::hex_digest(&response.body)
+        );
+        if actual != digest {
+            return Err(diagnostic(
+                format!(
+                    "{} sent a blob for {digest} whose digest is {actual}",
+                    self.base
+                ),
+                "check the registry; nothing was tagged",
+            ));
+        }
+        Ok(response.body)
+    }
+
     /// Puts a manifest or index under `reference`; returns the digest the registry gives.
     pub fn put_manifest(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<String> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
@@ -118,7 +156,6 @@ impl Registry {
         }
     }
 
-    /// Sends a request, logging in and sending it again once when the registry asks.
     fn send(
         &self,
         method: &str,
@@ -126,13 +163,29 @@ impl Registry {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Response> {
-        let request = Request {
+        self.send_request(Request {
             method,
             url,
             content_type,
+            accept: None,
             body,
             query: &[],
-        };
+        })
+    }
+
+    fn send_accepting(&self, method: &str, url: &str, accept: &str) -> Result<Response> {
+        self.send_request(Request {
+            method,
+            url,
+            content_type: None,
+            accept: Some(accept),
+            body: None,
+            query: &[],
+        })
+    }
+
+    /// Sends a request, logging in and sending it again once when the registry asks.
+    fn send_request(&self, request: Request<'_>) -> Result<Response> {
         let login = self.login.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let response = self.curl_retrying(&request, login.as_deref())?;
         if response.status != 401 || login.is_some() {
@@ -209,6 +262,7 @@ impl Registry {
                     method: "GET",
                     url: realm,
                     content_type: None,
+                    accept: None,
                     body: None,
                     query: &query,
                 };
@@ -261,10 +315,16 @@ impl Registry {
             "GET" => vec!["--get"],
             other => vec!["--request", other],
         };
-        let content_type: Vec<String> = request
-            .content_type
-            .map(|t| vec!["--header".to_owned(), format!("Content-Type: {t}")])
-            .unwrap_or_default();
+        let content_type: Vec<String> = [
+            request.content_type.map(|t| format!("Content-Type: {t}")),
+            request.accept.map(|a| format!("Accept: {a}")),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|header| ["--header".to_owned(), header])
+        .collect();
+        // Blobs may be served from elsewhere (a redirect to storage).
+        let follow = request.accept.map(|_| "--location");
         let query: Vec<String> = request
             .query
             .iter()
@@ -274,7 +334,7 @@ impl Registry {
         let write_out = "%{http_code}";
         let status = cmd!(
             sh,
-            "curl --config - --silent --show-error --proto =http,https --connect-timeout 30 --max-time 600 {method...} {content_type...} {data...} {query...} --dump-header {headers_file} --output {response_file} --write-out {write_out} --url {url}"
+            "curl --config - --silent --show-error --proto =http,https --connect-timeout 30 --max-time 600 {method...} {follow...} {content_type...} {data...} {query...} --dump-header {headers_file} --output {response_file} --write-out {write_out} --url {url}"
         )
         .stdin(login.unwrap_or_default())
         .quiet()

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
+use crate::config::image_ref::ImageRef;
 use crate::diagnostic::diagnostic;
 
 /// One `COPY`: context paths to a destination, with optional owner and mode.
@@ -34,6 +35,8 @@ pub struct RunConfig {
 /// A Dockerfile as the OCI backend builds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageSpec {
+    /// The base image; `None` is `scratch`.
+    pub base: Option<ImageRef>,
     pub copies: Vec<Copy>,
     pub config: RunConfig,
 }
@@ -68,13 +71,20 @@ pub fn parse(text: &str, name: &str) -> Result<ImageSpec> {
         match keyword.as_str() {
             "FROM" if seen_from => return Err(engine_needed("a second `FROM` (multi-stage)")),
             "FROM" if rest.eq_ignore_ascii_case("scratch") => seen_from = true,
+            "FROM" if rest.split_whitespace().count() > 1 || rest.starts_with("--") => {
+                return Err(engine_needed(&format!(
+                    "`FROM {rest}` (a named stage or a flag)"
+                )))
+            }
             "FROM" => {
-                return Err(diagnostic(
-                    format!(
-                        "{at}: `FROM {rest}`: backend = \"oci\" builds on `scratch` only, for now"
-                    ),
-                    "use backend = \"docker\" for images on a registry base",
-                ))
+                let base = ImageRef::parse(rest).map_err(|problem| {
+                    diagnostic(
+                        format!("{at}: `FROM {rest}`: {problem}"),
+                        "name the base as `registry/repository:tag`",
+                    )
+                })?;
+                spec.base = Some(base);
+                seen_from = true;
             }
             "ARG" => {}
             "COPY" => spec.copies.push(parse_copy(rest, &instruction, &at)?),
@@ -315,8 +325,8 @@ mod tests {
                 "`COPY --from=build` needs an engine",
             ),
             ("FROM scratch\n\nADD https://x/y /y\n", 3, "`ADD`"),
-            ("FROM scratch AS a\n", 1, "builds on `scratch` only"),
-            ("FROM alpine\n", 1, "builds on `scratch` only"),
+            ("FROM scratch AS a\n", 1, "a named stage"),
+            ("FROM alpine AS build\n", 1, "a named stage"),
             ("FROM scratch\nFROM scratch\n", 2, "multi-stage"),
             ("FROM scratch\nENV A=$B\n", 2, "a `$` variable"),
             ("FROM scratch\nCOPY *.so /lib/\n", 2, "no globs"),
