@@ -409,16 +409,23 @@ fn a_registry_base_is_resolved_per_platform_and_its_layers_reused() {
         sources.push(remote);
     }
     let base = format!("{host}/busybox:multi");
-    let _ = std::process::Command::new("docker")
-        .args(["manifest", "rm", &base])
-        .output();
-    let mut create = vec!["manifest", "create", "--insecure", &base];
-    create.extend(sources.iter().map(String::as_str));
-    run("docker", &create);
-    run(
-        "docker",
-        &["manifest", "push", "--insecure", "--purge", &base],
-    );
+    if Lane::current().buildkit() {
+        // The containerd store pushes indexes (with attestations), which only imagetools joins.
+        let mut create = vec!["buildx", "imagetools", "create", "--tag", &base];
+        create.extend(sources.iter().map(String::as_str));
+        run("docker", &create);
+    } else {
+        let _ = std::process::Command::new("docker")
+            .args(["manifest", "rm", &base])
+            .output();
+        let mut create = vec!["manifest", "create", "--insecure", &base];
+        create.extend(sources.iter().map(String::as_str));
+        run("docker", &create);
+        run(
+            "docker",
+            &["manifest", "push", "--insecure", "--purge", &base],
+        );
+    }
 
     let dir = fixture_workspace(
         "oci-base",
