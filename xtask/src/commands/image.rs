@@ -58,7 +58,21 @@ fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
             }
         }
     }
-    for (config, plan) in configs.iter().zip(&plans) {
+    host_checks(configs, &plans)?;
+    let plan = Plan::merge(plans);
+    let executor = OciExecutor::new(plan.root.clone());
+    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
+    let report = runner::execute(&plan, &executor, jobs(args))?;
+    if args.load {
+        load_into_engine(&executor, &report, &configs[0].target_dir)?;
+    }
+    report::print(&report, args.json);
+    report::write_outputs(&report, args.metadata_file.as_deref())
+}
+
+/// What the host needs (targets, linkers, C compilers, emulation), for every package.
+fn host_checks(configs: &[Config], plans: &[Plan]) -> Result<()> {
+    for (config, plan) in configs.iter().zip(plans) {
         let checks = PlatformChecks {
             config,
             plan,
@@ -66,18 +80,13 @@ fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
         };
         preflight::first_failure(checks.host())?;
     }
-    let plan = Plan::merge(plans);
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let executor = OciExecutor::new(plan.root.clone());
-    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
-    let report = runner::execute(&plan, &executor, jobs)?;
-    if args.load {
-        load_into_engine(&executor, &report, &configs[0].target_dir)?;
-    }
-    report::print(&report, args.json);
-    report::write_outputs(&report, args.metadata_file.as_deref())
+    Ok(())
+}
+
+/// `--jobs`, or the number of cores.
+fn jobs(args: &ImageArgs) -> usize {
+    args.jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `--load`: the run's images into the local engine, through one `docker load`.
@@ -151,14 +160,7 @@ fn dry_run(args: &ImageArgs) -> Result<()> {
 /// Plans, checks everything the run needs, then builds, pushes and publishes.
 fn build(args: &ImageArgs, configs: &[Config], engine: preflight::Engine) -> Result<()> {
     let plans = plans(configs, args.push, engine.builder)?;
-    for (config, plan) in configs.iter().zip(&plans) {
-        let checks = PlatformChecks {
-            config,
-            plan,
-            engine: None,
-        };
-        preflight::first_failure(checks.host())?;
-    }
+    host_checks(configs, &plans)?;
     let docker = engine.require_daemon()?;
     for (config, plan) in configs.iter().zip(&plans) {
         preflight::first_failure(preflight::attestations(config, &engine, &docker))?;
@@ -171,16 +173,12 @@ fn build(args: &ImageArgs, configs: &[Config], engine: preflight::Engine) -> Res
         preflight::first_failure(checks.base_images())?;
     }
     let plan = Plan::merge(plans);
-
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let executor = DockerExecutor {
         docker,
         root: plan.root.clone(),
     };
     let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
-    let report = runner::execute(&plan, &executor, jobs)?;
+    let report = runner::execute(&plan, &executor, jobs(args))?;
     report::print(&report, args.json);
     report::write_outputs(&report, args.metadata_file.as_deref())
 }
