@@ -191,6 +191,8 @@ pub struct Push {
     pub package: String,
     pub platform: &'static Platform,
     pub engine: EngineTarget,
+    /// Plain HTTP to the registry (loopback, or `insecure_registry`), for the OCI backend.
+    pub insecure: bool,
     pub images: Vec<ImageRef>,
 }
 
@@ -559,6 +561,7 @@ impl PlatformSteps<'_> {
                 package: config.package.name.clone(),
                 platform,
                 engine: self.platform.engine.clone(),
+                insecure: config.insecure_registry || config.repository().is_loopback(),
                 images,
             }),
         }

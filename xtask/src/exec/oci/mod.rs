@@ -308,8 +308,7 @@ impl Executor for OciExecutor {
         let manifest_digest = self.by_tag.lock().unwrap_or_else(|e| e.into_inner())[&first].clone();
         let image =
             self.assembled.lock().unwrap_or_else(|e| e.into_inner())[&manifest_digest].clone();
-        let insecure = push.images[0].is_loopback();
-        let registry = self.registry(&push.images[0], insecure);
+        let registry = self.registry(&push.images[0], push.insecure);
         for (blob_digest, bytes) in &image.blobs {
             registry.upload_blob(blob_digest, bytes)?;
         }
