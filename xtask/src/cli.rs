@@ -57,21 +57,16 @@ pub struct Selection {
 pub struct ImageArgs {
     pub selection: Selection,
     pub push: bool,
-    pub tags: Vec<String>,
-    pub image: Option<String>,
     pub dry_run: bool,
     pub jobs: Option<usize>,
     pub json: bool,
-    pub provenance: Option<Provenance>,
-    pub sbom: Option<bool>,
-    pub network: Option<Network>,
-    pub backend: Option<Backend>,
-    pub features: Vec<String>,
-    pub profile: Option<String>,
     /// Where to write the JSON of refs and digests, for the steps after a CI build.
     pub metadata_file: Option<PathBuf>,
     /// With backend oci: load the images into the local engine.
     pub load: bool,
+    /// The flags that override configured values (`--tag`, `--image`, `--provenance`, ...);
+    /// the platforms come from `selection`.
+    pub overrides: CliLayer,
 }
 
 impl ImageArgs {
@@ -79,14 +74,7 @@ impl ImageArgs {
     pub fn cli_layer(&self) -> CliLayer {
         CliLayer {
             platforms: self.selection.platforms.clone(),
-            tags: self.tags.clone(),
-            image: self.image.clone(),
-            provenance: self.provenance,
-            sbom: self.sbom,
-            network: self.network,
-            backend: self.backend,
-            features: self.features.clone(),
-            profile: self.profile.clone(),
+            ..self.overrides.clone()
         }
     }
 }
@@ -204,21 +192,21 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
             "--dry-run" => image.dry_run = true,
             "--json" => image.json = true,
             "--load" => image.load = true,
-            "--tag" => image.tags.push(flags.value(&flag)?),
-            "--image" => image.image = Some(flags.value(&flag)?),
+            "--tag" => image.overrides.tags.push(flags.value(&flag)?),
+            "--image" => image.overrides.image = Some(flags.value(&flag)?),
             "--jobs" => image.jobs = Some(parse_jobs(&flags.value(&flag)?)?),
-            "--features" => image.features.extend(
+            "--features" => image.overrides.features.extend(
                 flags
                     .value(&flag)?
                     .split([',', ' '])
                     .filter(|f| !f.is_empty())
                     .map(String::from),
             ),
-            "--profile" => image.profile = Some(flags.value(&flag)?),
+            "--profile" => image.overrides.profile = Some(flags.value(&flag)?),
             "--metadata-file" => image.metadata_file = Some(flags.value(&flag)?.into()),
             "--backend" => {
                 let value = flags.value(&flag)?;
-                image.backend = Some(Backend::parse(&value).ok_or_else(|| {
+                image.overrides.backend = Some(Backend::parse(&value).ok_or_else(|| {
                     diagnostic(
                         format!("`--backend {value}` is not a backend"),
                         "pass docker or oci",
@@ -227,7 +215,7 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
             }
             "--provenance" => {
                 let value = flags.value(&flag)?;
-                image.provenance = Some(Provenance::parse(&value).ok_or_else(|| {
+                image.overrides.provenance = Some(Provenance::parse(&value).ok_or_else(|| {
                     diagnostic(
                         format!("`--provenance {value}` is not a provenance mode"),
                         "pass false, true, min or max",
@@ -235,7 +223,7 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
                 })?);
             }
             "--sbom" => {
-                image.sbom = Some(match flag.inline.as_deref() {
+                image.overrides.sbom = Some(match flag.inline.as_deref() {
                     None | Some("true") => true,
                     Some("false") => false,
                     Some(other) => {
@@ -248,7 +236,7 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
             }
             "--network" => {
                 let value = flags.value(&flag)?;
-                image.network = Some(Network::parse(&value).ok_or_else(|| {
+                image.overrides.network = Some(Network::parse(&value).ok_or_else(|| {
                     diagnostic(
                         format!("`--network {value}` is not a build network"),
                         "pass default, none or host",
@@ -366,8 +354,11 @@ mod tests {
                 },
                 metadata_file: Some("out.json".into()),
                 push: true,
-                tags: vec!["a".into(), "b".into()],
-                image: Some("r/x".into()),
+                overrides: CliLayer {
+                    tags: vec!["a".into(), "b".into()],
+                    image: Some("r/x".into()),
+                    ..Default::default()
+                },
                 dry_run: true,
                 jobs: Some(3),
                 json: true,

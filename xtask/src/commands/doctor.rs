@@ -55,7 +55,7 @@ pub fn diagnose(selection: &Selection) -> Vec<Finding> {
                 plan: &plan,
                 engine: daemon.as_ref(),
             };
-            rows.extend(checks.host());
+            rows.extend(checks.host(&preflight::RustToolchain::locate()));
             rows.extend(checks.engines());
             rows.extend(checks.base_images());
         }

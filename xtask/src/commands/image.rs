@@ -47,7 +47,7 @@ fn backend(configs: &[Config]) -> Result<Backend> {
 /// The OCI backend: host checks, then the same runner, with images assembled and pushed
 /// by the tool itself.
 fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
-    let plans = plans(configs, args.push, Builder::Legacy)?;
+    let plans = super::plans(configs, args.push, Builder::Legacy)?;
     // What needs an engine stops here, before anything compiles.
     for plan in &plans {
         for platform_plan in &plan.platforms {
@@ -72,13 +72,14 @@ fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
 
 /// What the host needs (targets, linkers, C compilers, emulation), for every package.
 fn host_checks(configs: &[Config], plans: &[Plan]) -> Result<()> {
+    let toolchain = preflight::RustToolchain::locate();
     for (config, plan) in configs.iter().zip(plans) {
         let checks = PlatformChecks {
             config,
             plan,
             engine: None,
         };
-        preflight::first_failure(checks.host())?;
+        preflight::first_failure(checks.host(&toolchain))?;
     }
     Ok(())
 }
@@ -121,7 +122,7 @@ fn load_into_engine(
 /// The configs of the packages the run builds.
 fn load(args: &ImageArgs) -> Result<Vec<Config>> {
     let configs = super::load_configs(&args.selection, &args.cli_layer())?;
-    if configs.len() > 1 && args.image.is_some() {
+    if configs.len() > 1 && args.overrides.image.is_some() {
         return Err(crate::diagnostic::diagnostic(
             format!(
                 "--image names one repository, and this run builds {} packages",
@@ -137,14 +138,14 @@ fn load(args: &ImageArgs) -> Result<Vec<Config>> {
 fn dry_run(args: &ImageArgs) -> Result<()> {
     let configs = load(args)?;
     if backend(&configs)? == Backend::Oci {
-        let plan = Plan::merge(plans(&configs, args.push, Builder::Legacy)?);
+        let plan = Plan::merge(super::plans(&configs, args.push, Builder::Legacy)?);
         let executor = OciExecutor::new(plan.root.clone());
         report::print_dry_run(&plan, &executor, args.json);
         return Ok(());
     }
     let docker = Docker::find().ok();
     let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
-    let plan = Plan::merge(plans(&configs, args.push, builder)?);
+    let plan = Plan::merge(super::plans(&configs, args.push, builder)?);
     let docker = docker.unwrap_or(Docker {
         program: PathBuf::from("docker"),
         context: None,
@@ -159,7 +160,7 @@ fn dry_run(args: &ImageArgs) -> Result<()> {
 
 /// Plans, checks everything the run needs, then builds, pushes and publishes.
 fn build(args: &ImageArgs, configs: &[Config], engine: preflight::Engine) -> Result<()> {
-    let plans = plans(configs, args.push, engine.builder)?;
+    let plans = super::plans(configs, args.push, engine.builder)?;
     host_checks(configs, &plans)?;
     let docker = engine.require_daemon()?;
     for (config, plan) in configs.iter().zip(&plans) {
@@ -181,13 +182,4 @@ fn build(args: &ImageArgs, configs: &[Config], engine: preflight::Engine) -> Res
     let report = runner::execute(&plan, &executor, jobs(args))?;
     report::print(&report, args.json);
     report::write_outputs(&report, args.metadata_file.as_deref())
-}
-
-/// One plan per package, all from the same facts about the workspace and the engine.
-fn plans(configs: &[Config], push: bool, builder: Builder) -> Result<Vec<Plan>> {
-    let inputs = super::plan_inputs(&configs[0], push, builder)?;
-    configs
-        .iter()
-        .map(|config| Plan::new(config, &inputs))
-        .collect()
 }

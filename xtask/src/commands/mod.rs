@@ -16,7 +16,7 @@ use crate::cli::Selection;
 use crate::config::workspace::Workspace;
 use crate::config::{CliLayer, Config};
 use crate::emulation::binfmt;
-use crate::plan::{Builder, PlanInputs};
+use crate::plan::{Builder, Plan, PlanInputs};
 
 /// Loads the workspace of the current directory and the config of the one package the
 /// command works on, with the command line as its last layer.
@@ -53,4 +53,13 @@ pub fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Result<Plan
         git_epoch: lines.next().and_then(|epoch| epoch.parse().ok()),
         handlers: binfmt::read_handlers(Path::new(binfmt::BINFMT_DIR)),
     })
+}
+
+/// One plan per package, all from the same facts about the workspace and the engine.
+pub fn plans(configs: &[Config], push: bool, builder: Builder) -> Result<Vec<Plan>> {
+    let inputs = plan_inputs(&configs[0], push, builder)?;
+    configs
+        .iter()
+        .map(|config| Plan::new(config, &inputs))
+        .collect()
 }

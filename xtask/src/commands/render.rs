@@ -8,12 +8,7 @@ use crate::plan::{Builder, Plan, Step};
 
 pub fn run(selection: &Selection) -> Result<()> {
     let configs = super::load_configs(selection, &selection.cli_layer())?;
-    let inputs = super::plan_inputs(&configs[0], false, Builder::Legacy)?;
-    let plans: Vec<Plan> = configs
-        .iter()
-        .map(|config| Plan::new(config, &inputs))
-        .collect::<Result<_>>()?;
-    let plan = Plan::merge(plans);
+    let plan = Plan::merge(super::plans(&configs, false, Builder::Legacy)?);
     let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
     crate::exec::runner::write_contexts(&plan)?;
     for platform_plan in &plan.platforms {

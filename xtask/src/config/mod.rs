@@ -341,6 +341,18 @@ impl std::fmt::Display for EngineTarget {
     }
 }
 
+impl PlatformConfig {
+    /// The C compiler this platform names: `cc`, else a `*-gcc` linker (which is also the
+    /// C compiler of that cross toolchain).
+    pub fn configured_cc(&self) -> Option<String> {
+        self.cc.clone().or_else(|| {
+            self.linker
+                .clone()
+                .filter(|linker| linker.ends_with("-gcc"))
+        })
+    }
+}
+
 /// QEMU settings after defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QemuConfig {

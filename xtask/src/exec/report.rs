@@ -111,9 +111,10 @@ pub fn write_outputs(
     metadata_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let metadata = serde_json::to_string_pretty(&report.metadata()).expect("metadata serialises");
+    let metadata = report.metadata();
+    let pretty = serde_json::to_string_pretty(&metadata).expect("metadata serialises");
     if let Some(path) = metadata_file {
-        crate::exec::files::write_if_changed(path, format!("{metadata}\n").as_bytes())
+        crate::exec::files::write_if_changed(path, format!("{pretty}\n").as_bytes())
             .with_context(|| format!("cannot write the metadata file {}", path.display()))?;
     }
     if !on_github_actions() {
@@ -132,7 +133,7 @@ pub fn write_outputs(
             .with_context(|| format!("cannot append to ${variable} ({})", path.to_string_lossy()))
     };
     append("GITHUB_STEP_SUMMARY", &markdown_summary(report))?;
-    let compact = serde_json::to_string(&report.metadata()).expect("metadata serialises");
+    let compact = serde_json::to_string(&metadata).expect("metadata serialises");
     let digests: Vec<String> = report
         .platforms
         .iter()

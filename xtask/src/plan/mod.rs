@@ -635,12 +635,8 @@ fn compiler_env(platform: &PlatformConfig) -> Vec<(String, String)> {
         return Vec::new();
     }
     let suffix = platform.target.replace(['-', '.'], "_");
-    let gcc_linker = platform
-        .linker
-        .clone()
-        .filter(|linker| linker.ends_with("-gcc"));
     [
-        ("CC", platform.cc.clone().or(gcc_linker)),
+        ("CC", platform.configured_cc()),
         ("CXX", platform.cxx.clone()),
         ("AR", platform.ar.clone()),
     ]

@@ -14,7 +14,7 @@ use crate::emulation::binfmt::Emulation;
 use crate::exec::docker::{docker_host, Docker, Probe, START_ENGINE};
 use crate::plan::{Builder, Plan, PlatformPlan, Step};
 use base_images::BaseImages;
-use toolchain::RustToolchain;
+pub use toolchain::RustToolchain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -326,8 +326,9 @@ pub struct PlatformChecks<'a> {
 
 impl PlatformChecks<'_> {
     /// What this host needs per platform: emulation, QEMU, Rust target and linker.
-    pub fn host(&self) -> Vec<Finding> {
-        let toolchain = RustToolchain::locate();
+    /// `toolchain` is located once per run ([`RustToolchain::locate`]), however many
+    /// packages are checked.
+    pub fn host(&self, toolchain: &anyhow::Result<RustToolchain>) -> Vec<Finding> {
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
             findings.push(binfmt(platform_plan));
@@ -339,7 +340,7 @@ impl PlatformChecks<'_> {
             }
             let platform = self.config.platform(platform_plan.platform);
             if platform.build == BuildMode::Cross {
-                findings.extend(toolchain::findings(&toolchain, &platform));
+                findings.extend(toolchain::findings(toolchain, &platform));
             }
         }
         let host = toolchain.as_ref().map_or("", |t| t.host.as_str());

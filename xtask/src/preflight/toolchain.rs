@@ -148,12 +148,7 @@ pub const INSTALL_ZIG: &str =
 /// `TARGET_CC` and `CC`, then cc-rs's default name for the triple.
 pub fn c_compiler(platform: &PlatformConfig, host: &str) -> (String, bool) {
     let target = &platform.target;
-    let configured = platform.cc.clone().or_else(|| {
-        platform
-            .linker
-            .clone()
-            .filter(|linker| linker.ends_with("-gcc"))
-    });
+    let configured = platform.configured_cc();
     let from_env = [
         format!("CC_{target}"),
         format!("CC_{}", target.replace('-', "_")),
