@@ -71,7 +71,8 @@ macro_rules! fail {
     };
 }
 
-/// Formats an error chain as `error: outer: inner` and one `help:` line.
+/// Formats an error chain as `error: outer: inner` and one `help:` line. No line of it can
+/// read as a CI runner's command (`::stop-commands::`, `::warning::`).
 pub fn format_error(err: &anyhow::Error) -> String {
     let diagnostic = Diagnostic::of(err);
     let mut message = format!("error: {}", diagnostic.cause);
@@ -79,6 +80,29 @@ pub fn format_error(err: &anyhow::Error) -> String {
         message.push_str(&format!("\nhelp: {}", diagnostic.help));
     }
     message
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("::") {
+            Some(rest) => format!("  \\:\\:{rest}"),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Text from the user or a peer, made safe to quote in a message: control characters
+/// (newlines included) are shown as escapes, never sent.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 #[cfg(test)]
@@ -102,5 +126,19 @@ mod tests {
         assert_eq!(format_error(&plain), "error: no help here");
         let typed = Diagnostic::of(&err);
         assert_eq!(typed.help, "rustup target add x");
+    }
+
+    #[test]
+    fn quoted_input_cannot_start_a_line_or_a_runner_command() {
+        assert_eq!(
+            escape("a\n::stop-commands::x\r\u{1b}[31m"),
+            "a\\n::stop-commands::x\\r\\u{1b}[31m"
+        );
+        let err = diagnostic("bad tag\n::stop-commands::token", "fix it");
+        let message = format_error(&err);
+        assert!(
+            message.lines().all(|l| !l.trim_start().starts_with("::")),
+            "{message}"
+        );
     }
 }

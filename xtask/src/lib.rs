@@ -1,8 +1,9 @@
 //! multiarch: the engine behind `cargo xtask`, which turns this workspace into
 //! multi-architecture container images.
 //!
-//! Floors, each using only the ones below it: `config` (manifest, platforms, image refs,
-//! templates) with `diagnostic` and `process`; `emulation` (QEMU, binfmt); `plan` (typed
+//! Floors, each using only the ones below it: the ground (`diagnostic`, `process`,
+//! `digest`, `http`, `retry`, `docker_config`); `config` (manifest, platforms, image refs,
+//! templates); `emulation` (QEMU, binfmt); `registry` (the registry client); `plan` (typed
 //! steps); `exec` (the runner and the programs it drives); `preflight` (checks as
 //! findings); `commands` (one module per subcommand); `cli` and `main` on top.
 
@@ -10,11 +11,16 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostic;
+pub mod digest;
+pub mod docker_config;
 pub mod emulation;
 pub mod exec;
+pub mod http;
 pub mod plan;
 pub mod preflight;
 pub mod process;
+pub mod registry;
+pub mod retry;
 
 pub use diagnostic::format_error;
 
@@ -28,6 +34,7 @@ pub enum Outcome {
 
 /// Runs one command line (without the program name).
 pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<Outcome> {
+    process::end_children_on_interrupt();
     match cli::parse(args)? {
         cli::Task::Image(args) => commands::image::run(&args).map(|_| Outcome::Success),
         cli::Task::Render(args) => commands::render::run(&args).map(|_| Outcome::Success),

@@ -1,11 +1,126 @@
-//! Processes: a program and its arguments (never a shell string), run through xshell, with
-//! failures that keep the program's own stderr for classification.
+//! Processes: a program and its arguments (never a shell string), run through xshell, each
+//! in a process group of its own that an interrupt ends; secrets go on stdin; failures keep
+//! the program's own stderr for classification.
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use xshell::{cmd, Shell};
+
+/// The process groups of every child still running, and the temporary files being
+/// written: what an interrupt must end and remove.
+static CHILDREN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+static TEMPORARY: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Starts `command` in its own process group and records it until it is waited for.
+fn spawn(mut command: std::process::Command) -> std::io::Result<Child> {
+    command.process_group(0);
+    let child = command.spawn()?;
+    lock(&CHILDREN).insert(child.id());
+    Ok(Child(child))
+}
+
+/// A running child; waiting for it forgets its group.
+struct Child(std::process::Child);
+
+impl Child {
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.0.wait();
+        lock(&CHILDREN).remove(&self.0.id());
+        status
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        let status = self.0.try_wait();
+        if !matches!(status, Ok(None)) {
+            lock(&CHILDREN).remove(&self.0.id());
+        }
+        status
+    }
+
+    /// Ends the child's whole group (the program and anything it started).
+    fn kill_group(&mut self) {
+        end_group(self.0.id(), libc::SIGKILL);
+        let _ = self.0.kill();
+        let _ = self.wait();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn end_group(group: u32, signal: i32) {
+    if let Ok(group) = i32::try_from(group) {
+        // SAFETY: killpg only sends a signal; a group that is gone gives ESRCH.
+        unsafe {
+            libc::killpg(group, signal);
+        }
+    }
+}
+
+/// A temporary file that an interrupt removes; dropping the guard forgets it.
+pub struct Temporary(PathBuf);
+
+impl Temporary {
+    pub fn new(path: &Path) -> Temporary {
+        lock(&TEMPORARY).insert(path.to_path_buf());
+        Temporary(path.to_path_buf())
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        lock(&TEMPORARY).remove(&self.0);
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: ends every child's process group (SIGTERM, then SIGKILL
+/// after two seconds), removes temporary files, and exits with 128 + the signal, which
+/// also releases the run lock. Installed once per process.
+pub fn end_children_on_interrupt() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                eprintln!("interrupted: ending child processes");
+                end_everything();
+                std::process::exit(128 + signal);
+            }
+        });
+    });
+}
+
+fn end_everything() {
+    let groups: Vec<u32> = lock(&CHILDREN).iter().copied().collect();
+    for &group in &groups {
+        end_group(group, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let alive = |group: u32| {
+        // SAFETY: signal 0 only asks whether the group still has a member.
+        i32::try_from(group).is_ok_and(|g| unsafe { libc::killpg(g, 0) } == 0)
+    };
+    while groups.iter().any(|&g| alive(g)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &group in &groups {
+        end_group(group, libc::SIGKILL);
+    }
+    for path in lock(&TEMPORARY).iter() {
+        let _ = std::fs::remove_file(path);
+    }
+}
 
 /// A process to run: a program and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,25 +170,149 @@ impl Command {
 
     /// Runs the command; a non-zero exit is a [`CommandFailed`] carrying its output.
     pub fn run(&self, sh: &Shell) -> Result<String> {
-        let output = self
-            .cmd(sh)
-            .ignore_status()
-            .output()
-            .map_err(|err| self.not_started(err))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() {
+        self.run_inner(sh, None)
+    }
+
+    /// Runs the command with `input` (a secret, a key) on its stdin, never its command line.
+    pub fn run_with_stdin(&self, input: &[u8]) -> Result<String> {
+        self.run_inner(&Shell::new()?, Some(input))
+    }
+
+    fn run_inner(&self, sh: &Shell, input: Option<&[u8]>) -> Result<String> {
+        use std::process::Stdio;
+        let mut command = std::process::Command::from(self.cmd(sh));
+        command
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn(command).map_err(|err| self.not_started(err))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.0.stdin.take()) {
+            // A program that exits without reading gives a broken pipe: its status tells.
+            let _ = stdin.write_all(input);
+        }
+        let (stdout, stderr) = read_both(&mut child.0);
+        let status = child.wait().map_err(|err| self.not_started(err))?;
+        let stdout = String::from_utf8_lossy(&stdout).into_owned();
+        if status.success() {
             return Ok(stdout);
         }
         Err(CommandFailed {
             command: self.to_string(),
-            status: output.status.to_string(),
+            status: status.to_string(),
             stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
             help: None,
             refused: false,
         }
         .into())
     }
+
+    /// Runs the command for at most `timeout`, then ends its whole process group.
+    pub fn probe(&self, timeout: Duration) -> Probe {
+        use std::process::Stdio;
+        let Ok(sh) = Shell::new() else {
+            return Probe::Failed("cannot create a shell".into());
+        };
+        let mut command = std::process::Command::from(self.cmd(&sh));
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match spawn(command) {
+            Ok(child) => child,
+            Err(err) => return Probe::Failed(err.to_string()),
+        };
+        let readers = [
+            child
+                .0
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .0
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .map(|pipe| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        });
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    child.kill_group();
+                    return Probe::TimedOut(timeout);
+                }
+            }
+        };
+        let [stdout, stderr] = readers.map(|r| r.join().unwrap_or_default());
+        if status.success() {
+            Probe::Answered(first_line(&stdout))
+        } else {
+            Probe::Failed(first_line(&stderr))
+        }
+    }
+}
+
+/// Reads a child's stdout and stderr to their ends at once (neither pipe can fill up).
+fn read_both(child: &mut std::process::Child) -> (Vec<u8>, Vec<u8>) {
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        let _ = pipe.read_to_end(&mut stdout);
+    }
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    (stdout, stderr)
+}
+
+/// What a bounded call gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The first line of its stdout.
+    Answered(String),
+    /// The first line of its stderr.
+    Failed(String),
+    TimedOut(Duration),
+}
+
+impl Probe {
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Answered(text) | Probe::Failed(text) => text.clone(),
+            Probe::TimedOut(timeout) => format!("no answer within {} s", timeout.as_secs()),
+        }
+    }
+}
+
+/// The first non-empty line of a process's output, trimmed.
+pub fn first_line(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl Command {
@@ -87,9 +326,9 @@ impl Command {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         let not_started = |err| self.not_started(err);
-        let mut child = command.spawn().map_err(not_started)?;
+        let mut child = spawn(command).map_err(not_started)?;
         let mut stderr = String::new();
-        if let Some(pipe) = child.stderr.take() {
+        if let Some(pipe) = child.0.stderr.take() {
             for line in std::io::BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 on_line(&line);

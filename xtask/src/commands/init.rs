@@ -12,85 +12,12 @@ use crate::config::platform::{Platform, PLATFORMS};
 use crate::config::workspace::Workspace;
 use crate::preflight::native::BuildGraph;
 
-/// This xtask's own sources, embedded so that `init` needs no network but the crate registry.
-const SOURCES: &[(&str, &str)] = &[
-    ("cli.rs", include_str!("../cli.rs")),
-    ("commands/doctor.rs", include_str!("../commands/doctor.rs")),
-    ("commands/image.rs", include_str!("../commands/image.rs")),
-    ("commands/init.rs", include_str!("../commands/init.rs")),
-    ("commands/mod.rs", include_str!("../commands/mod.rs")),
-    (
-        "commands/qemu_fetch.rs",
-        include_str!("../commands/qemu_fetch.rs"),
-    ),
-    ("commands/render.rs", include_str!("../commands/render.rs")),
-    ("commands/setup.rs", include_str!("../commands/setup.rs")),
-    ("config/compile.rs", include_str!("../config/compile.rs")),
-    (
-        "config/image_ref.rs",
-        include_str!("../config/image_ref.rs"),
-    ),
-    ("config/mod.rs", include_str!("../config/mod.rs")),
-    ("config/platform.rs", include_str!("../config/platform.rs")),
-    ("config/template.rs", include_str!("../config/template.rs")),
-    (
-        "config/workspace.rs",
-        include_str!("../config/workspace.rs"),
-    ),
-    ("diagnostic.rs", include_str!("../diagnostic.rs")),
-    (
-        "emulation/binfmt.rs",
-        include_str!("../emulation/binfmt.rs"),
-    ),
-    ("emulation/mod.rs", include_str!("../emulation/mod.rs")),
-    ("emulation/qemu.rs", include_str!("../emulation/qemu.rs")),
-    (
-        "emulation/sha256.rs",
-        include_str!("../emulation/sha256.rs"),
-    ),
-    ("exec/cargo.rs", include_str!("../exec/cargo.rs")),
-    ("exec/docker.rs", include_str!("../exec/docker.rs")),
-    ("exec/files.rs", include_str!("../exec/files.rs")),
-    ("exec/mod.rs", include_str!("../exec/mod.rs")),
-    ("exec/oci/auth.rs", include_str!("../exec/oci/auth.rs")),
-    ("exec/oci/layer.rs", include_str!("../exec/oci/layer.rs")),
-    ("exec/oci/mod.rs", include_str!("../exec/oci/mod.rs")),
-    (
-        "exec/oci/registry.rs",
-        include_str!("../exec/oci/registry.rs"),
-    ),
-    ("exec/oci/spec.rs", include_str!("../exec/oci/spec.rs")),
-    ("exec/report.rs", include_str!("../exec/report.rs")),
-    ("exec/runner.rs", include_str!("../exec/runner.rs")),
-    ("lib.rs", include_str!("../lib.rs")),
-    ("main.rs", include_str!("../main.rs")),
-    ("plan/context.rs", include_str!("../plan/context.rs")),
-    ("plan/dockerfile.rs", include_str!("../plan/dockerfile.rs")),
-    (
-        "plan/dockerignore.rs",
-        include_str!("../plan/dockerignore.rs"),
-    ),
-    ("plan/mod.rs", include_str!("../plan/mod.rs")),
-    ("plan/render.rs", include_str!("../plan/render.rs")),
-    (
-        "preflight/base_images.rs",
-        include_str!("../preflight/base_images.rs"),
-    ),
-    (
-        "preflight/credentials.rs",
-        include_str!("../preflight/credentials.rs"),
-    ),
-    ("preflight/mod.rs", include_str!("../preflight/mod.rs")),
-    (
-        "preflight/native.rs",
-        include_str!("../preflight/native.rs"),
-    ),
-    (
-        "preflight/toolchain.rs",
-        include_str!("../preflight/toolchain.rs"),
-    ),
-    ("process.rs", include_str!("../process.rs")),
-];
+/// This xtask's own sources, embedded so that `init` needs no network but the crate registry;
+/// the list is written by `build.rs` from what `src/` holds.
+const SOURCES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/sources.rs"));
+
+/// The build script that writes that list, copied beside the sources.
+const BUILD_SCRIPT: &str = include_str!("../../build.rs");
 
 const MANIFEST: &str = include_str!("../../Cargo.toml");
 
@@ -210,6 +137,7 @@ fn init_workspace(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Cha
     let xtask = root.join("xtask");
     let mut writes = Writes::default();
     writes.create(&xtask.join("Cargo.toml"), &embedded_manifest());
+    writes.create(&xtask.join("build.rs"), BUILD_SCRIPT);
     for (name, source) in SOURCES {
         writes.create(&xtask.join("src").join(name), &strip_tests(source));
     }

@@ -10,7 +10,7 @@ pub mod setup;
 use std::path::Path;
 
 use anyhow::Result;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::cli::Selection;
 use crate::config::workspace::Workspace;
@@ -39,10 +39,9 @@ pub fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Result<Plan
     let root = &config.workspace_root;
     // The commit and its time, when the workspace is a git checkout with commits.
     let format = "--format=%H%n%cI%n%ct";
-    let git = cmd!(sh, "git -C {root} log -1 {format}")
-        .quiet()
-        .ignore_stderr()
-        .read()
+    let root_arg = root.display().to_string();
+    let git = crate::process::Command::new("git", ["-C", root_arg.as_str(), "log", "-1", format])
+        .run(&sh)
         .unwrap_or_default();
     let mut lines = git.lines().map(str::to_owned);
     Ok(PlanInputs {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::cli::SetupArgs;
 use crate::config::platform::Platform;
@@ -28,15 +28,18 @@ pub fn run(args: &SetupArgs) -> Result<()> {
     let config = super::load_config(&args.selection, &args.selection.cli_layer())?;
     let dir = Path::new(BINFMT_DIR);
     if !dir.join("register").exists() {
-        cmd!(sh, "mount -t binfmt_misc binfmt_misc {dir}")
-            .quiet()
-            .run()
-            .map_err(|err| {
-                crate::diagnostic::diagnostic(
-                    format!("cannot mount binfmt_misc at /proc/sys/fs/binfmt_misc: {err}"),
-                    "run as root: sudo -E cargo xtask setup",
-                )
-            })?;
+        let dir_arg = dir.display().to_string();
+        crate::process::Command::new(
+            "mount",
+            ["-t", "binfmt_misc", "binfmt_misc", dir_arg.as_str()],
+        )
+        .run(&sh)
+        .map_err(|err| {
+            crate::diagnostic::diagnostic(
+                format!("cannot mount binfmt_misc at /proc/sys/fs/binfmt_misc: {err}"),
+                "run as root: sudo -E cargo xtask setup",
+            )
+        })?;
     }
     for platform in foreign_platforms(&config.platforms) {
         let handlers = binfmt::read_handlers(dir);
@@ -62,7 +65,7 @@ pub fn run(args: &SetupArgs) -> Result<()> {
             ));
         }
         // QEMU first: a failed fetch must not leave the platform without its old handler.
-        let interpreter = qemu::locate(&sh, &config.qemu, platform.qemu_arch)
+        let interpreter = qemu::locate(&config.qemu, platform.qemu_arch)
             .with_context(|| format!("cannot set up {platform}"))?;
         if let Some(handler) = existing {
             remove(&dir.join(&handler.name))?;

@@ -23,14 +23,19 @@ impl ImageRef {
         if text.is_empty() {
             return Err("the image reference is empty".into());
         }
+        // Messages quote the input with control characters shown, never sent.
+        let quoted = crate::diagnostic::escape(text);
+        let text = quoted.as_str();
         let (rest, digest) = match text.split_once('@') {
             Some((rest, digest)) => (rest, Some(digest)),
             None => (text, None),
         };
         if let Some(digest) = digest {
-            let hex = digest.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("`{text}` has an invalid digest `{digest}`"));
+            if crate::digest::Digest::parse(digest).is_none() {
+                return Err(format!(
+                    "`{text}` has an invalid digest `{}` (expected sha256: and 64 lowercase hex digits)",
+                    crate::diagnostic::escape(digest)
+                ));
             }
         }
         let (registry, remainder) = match rest.split_once('/') {
@@ -49,8 +54,19 @@ impl ImageRef {
             let valid = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
             if !registry.chars().all(valid) || registry.starts_with(['.', '-']) {
                 return Err(format!(
-                    "`{text}` has an invalid registry host `{registry}`"
+                    "`{text}` has an invalid registry host `{}`",
+                    crate::diagnostic::escape(registry)
                 ));
+            }
+            if let Some((_, port)) = registry.rsplit_once(':') {
+                let bracketed_v6 = registry.starts_with('[') && !registry.contains("]:");
+                let valid_port = port.parse::<u16>().is_ok_and(|p| p > 0);
+                if !bracketed_v6 && !valid_port {
+                    return Err(format!(
+                        "`{text}` has an invalid registry port `{}`: ports are 1 to 65535",
+                        crate::diagnostic::escape(port)
+                    ));
+                }
             }
         }
         if path.is_empty() || !path.split('/').all(valid_component) {
@@ -65,7 +81,10 @@ impl ImageRef {
                 || !tag.chars().all(valid)
                 || tag.starts_with(['.', '-'])
             {
-                return Err(format!("`{text}` has an invalid tag `{tag}`"));
+                return Err(format!(
+                    "`{text}` has an invalid tag `{}`",
+                    crate::diagnostic::escape(tag)
+                ));
             }
         }
         Ok(ImageRef {
@@ -121,9 +140,10 @@ impl ImageRef {
         let Some(registry) = &self.registry else {
             return false;
         };
+        let registry = registry.to_ascii_lowercase();
         let host = match registry.rsplit_once(':') {
             Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-            _ => registry,
+            _ => registry.as_str(),
         };
         host == "localhost"
             || host == "[::1]"
@@ -252,11 +272,26 @@ mod tests {
     }
 
     #[test]
+    fn ports_are_1_to_65535_and_messages_escape_input() {
+        assert!(ImageRef::parse("127.0.0.1:65535/a").is_ok());
+        assert!(ImageRef::parse("[::1]:5000/a").is_ok());
+        for bad in ["127.0.0.1:99999/a", "127.0.0.1:0/a", "localhost:/a"] {
+            let err = ImageRef::parse(bad).unwrap_err();
+            assert!(err.contains("ports are 1 to 65535"), "{bad}: {err}");
+        }
+        let err = ImageRef::parse("a:b\n::stop-commands::x").unwrap_err();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(err.contains("\\n::stop-commands::"), "{err}");
+    }
+
+    #[test]
     fn loopback_registries() {
         for (repo, loopback) in [
             ("127.0.0.1:5000/a", true),
             ("localhost:5000/a/b", true),
             ("localhost/a", true),
+            ("LOCALHOST:5000/a", true),
+            ("LocalHost:5000/a", true),
             ("ghcr.io/a/b", false),
             ("hello", false),
             ("127.example.com/a", false),

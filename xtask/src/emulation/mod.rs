@@ -2,4 +2,3 @@
 
 pub mod binfmt;
 pub mod qemu;
-pub mod sha256;

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use xshell::{cmd, Shell};
 
 use crate::config::{QemuConfig, QemuSource};
-use crate::emulation::sha256;
+use crate::digest::hex_sha256;
 
 /// The cache shared by every workspace: `$XDG_CACHE_HOME/multiarch/qemu/<version>`,
 /// else `~/.cache/...`.
@@ -32,9 +31,9 @@ pub fn binary_name(qemu_arch: &str) -> String {
 }
 
 /// The static QEMU for `qemu_arch` from the configured source.
-pub fn locate(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
+pub fn locate(qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
     match qemu.source {
-        QemuSource::Download => fetch(sh, qemu, qemu_arch),
+        QemuSource::Download => fetch(qemu, qemu_arch),
         QemuSource::Path => which::which(binary_name(qemu_arch)).map_err(|_| {
             crate::diagnostic::diagnostic(
                 format!("`{}` is not on PATH (qemu.source = \"path\")", binary_name(qemu_arch)),
@@ -52,7 +51,7 @@ struct UrlContext<'a> {
 
 /// Returns the cached binary, downloading it first when the cache lacks it (or holds one
 /// from a tarball other than the pinned one). Failures leave nothing in the cache.
-pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
+pub fn fetch(qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
     let dir = cache_dir(&qemu.version)?;
     let name = binary_name(qemu_arch);
     let binary = dir.join(&name);
@@ -73,12 +72,10 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the QEMU cache {}", dir.display()))?;
     remove_abandoned(&dir);
-    let download = dir.join(format!(".{name}.{}.download", std::process::id()));
-    let tarball = download_to(sh, &url, &download, qemu.timeout);
-    let _ = std::fs::remove_file(&download);
-    let tarball = tarball.with_context(|| format!("cannot download QEMU for {qemu_arch}"))?;
+    let tarball = download(&url, qemu.timeout)
+        .with_context(|| format!("cannot download QEMU for {qemu_arch}"))?;
 
-    let digest = sha256::hex_digest(&tarball);
+    let digest = hex_sha256(&tarball);
     match pin {
         Some(pin) if !pin.eq_ignore_ascii_case(&digest) => return Err(crate::diagnostic::diagnostic(format!("checksum mismatch for {url}: expected sha256 {pin}, got {digest}; the download was deleted"), format!("if the new tarball is trusted, pin it: qemu.sha256.{qemu_arch} = \"{digest}\""))),
         _ => {}
@@ -117,65 +114,46 @@ pub fn fetch(sh: &Shell, qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> 
 /// QEMU binaries are 5 to 20 MB.
 const MAX_BYTES: u64 = 128 << 20;
 
-/// Downloads `url` with curl, showing its progress bar; returns the body. The URL is
-/// passed with `--url`, so it can never be read as an option; a server that sends nothing
-/// for `timeout` seconds ends the download.
-fn download_to(sh: &Shell, url: &str, path: &Path, timeout: u64) -> Result<Vec<u8>> {
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
+/// Downloads `url` (http or https only, redirects included) into memory, at most
+/// [`MAX_BYTES`]; a server that sends nothing for `timeout` seconds ends the download.
+/// Lost connections and server errors are retried under the one retry policy.
+fn download(url: &str, timeout: u64) -> Result<Vec<u8>> {
+    use crate::http::{Failure, Method, Request};
+    let help = "check qemu.url and qemu.version, or use qemu.source = \"path\" with Debian's qemu-user-static";
+    if let Err(err) = crate::http::Origin::of(url) {
         return Err(crate::diagnostic::diagnostic(
-            format!("`{url}` is not an http or https URL"),
+            err.to_string(),
             "set qemu.url to an https:// URL template, or use qemu.source = \"path\"",
         ));
     }
-    let curl = which::which("curl").map_err(|_| {
-        crate::diagnostic::diagnostic(
-            "curl is not on PATH",
-            "install curl (Debian: apt-get install curl)",
-        )
-    })?;
     eprintln!("downloading {url}");
-    let status = "%{http_code} %{size_download} %{exitcode} %{errormsg}";
-    let (timeout, max) = (timeout.to_string(), MAX_BYTES.to_string());
-    let output = cmd!(sh, "{curl} --fail --location --progress-bar --retry 2 --proto =http,https --proto-redir =http,https --connect-timeout {timeout} --speed-limit 1 --speed-time {timeout} --max-filesize {max} --output {path} --write-out {status} --url {url}")
-        .quiet()
-        .ignore_status()
-        .read()?;
-    let mut fields = output.trim().splitn(4, ' ');
-    let (code, bytes, exit, message) = (
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or("0"),
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
+    let mut request = Request::new(
+        Method::Get,
+        url,
+        MAX_BYTES,
+        std::time::Duration::from_secs(3600),
     );
-    let help = "check qemu.url and qemu.version, or use qemu.source = \"path\" with Debian's qemu-user-static";
-    match (code, exit) {
-        ("200", "0") => {}
-        (_, "28") => {
-            return Err(crate::diagnostic::diagnostic(
-                format!("{url} sent nothing for {timeout} s ({bytes} bytes so far)"),
-                format!("{help}; raise qemu.timeout (seconds) for a slow mirror"),
-            ))
-        }
-        (_, "63") => {
-            return Err(crate::diagnostic::diagnostic(
-                format!("{url} is larger than {} MiB", MAX_BYTES >> 20),
-                help,
-            ))
-        }
-        ("000", _) => {
-            return Err(crate::diagnostic::diagnostic(
-                format!("{url} answered: {message}"),
-                help,
-            ))
-        }
-        _ => {
-            return Err(crate::diagnostic::diagnostic(
-                format!("{url} answered: HTTP {code}"),
-                help,
-            ))
-        }
+    request.stall = std::time::Duration::from_secs(timeout.max(1));
+    let outcome = crate::retry::DEFAULT.run(|| crate::http::send(&request), crate::http::transient);
+    match outcome {
+        Ok(response) if response.status == 200 => Ok(response.body),
+        Ok(response) => Err(crate::diagnostic::diagnostic(
+            format!("{url} answered: HTTP {}", response.status),
+            help,
+        )),
+        Err(Failure::TooSlow { received, .. }) => Err(crate::diagnostic::diagnostic(
+            format!("{url} sent nothing for {timeout} s ({received} bytes so far)"),
+            format!("{help}; raise qemu.timeout (seconds) for a slow mirror"),
+        )),
+        Err(Failure::TooLarge(_)) => Err(crate::diagnostic::diagnostic(
+            format!("{url} is larger than {} MiB", MAX_BYTES >> 20),
+            help,
+        )),
+        Err(err) => Err(crate::diagnostic::diagnostic(
+            format!("{url} answered: {err}"),
+            help,
+        )),
     }
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Removes downloads and partial binaries that an interrupted run (killed, power lost)

@@ -1,19 +1,19 @@
 //! The docker client and engine: found once, probed with a bound, and the executor that
 //! builds, pushes and publishes through it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use serde::Deserialize;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::config::image_ref::ImageRef;
 use crate::config::{EngineTarget, Network, Provenance};
 use crate::diagnostic::diagnostic;
 use crate::exec::{BuiltImage, Executor, Work};
 use crate::plan::{Builder, CargoBuild, ImageBuild, Publish, PublishMethod, Push};
+pub use crate::process::{first_line, Probe};
 use crate::process::{Command, CommandFailed};
 
 /// The fix for a daemon that does not answer.
@@ -63,7 +63,7 @@ impl Docker {
             all.extend(["--context", context]);
         }
         all.extend(args);
-        probe_program(&self.program, &all, PROBE_TIMEOUT)
+        Command::new(&self.program, all).probe(PROBE_TIMEOUT)
     }
 
     /// The same client, talking to `engine`'s context.
@@ -104,102 +104,6 @@ impl Docker {
 /// Where the docker client looks for its daemon, for messages.
 pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into())
-}
-
-/// What a bounded call gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// The first line of its stdout.
-    Answered(String),
-    /// The first line of its stderr.
-    Failed(String),
-    TimedOut,
-}
-
-impl Probe {
-    pub fn describe(&self) -> String {
-        match self {
-            Probe::Answered(text) | Probe::Failed(text) => text.clone(),
-            Probe::TimedOut => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
-        }
-    }
-}
-
-/// Runs `program ARGS` in its own process group and ends that group after `timeout`.
-pub fn probe_program(program: &Path, args: &[&str], timeout: Duration) -> Probe {
-    use std::os::unix::process::CommandExt;
-    let Ok(sh) = Shell::new() else {
-        return Probe::Failed("cannot create a shell".into());
-    };
-    let mut command: std::process::Command = cmd!(sh, "{program} {args...}").quiet().into();
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => return Probe::Failed(err.to_string()),
-    };
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            _ => {
-                let group = format!("-{}", child.id());
-                // The whole group: the client and any plugin it started.
-                let _ = cmd!(sh, "kill -KILL -- {group}")
-                    .quiet()
-                    .ignore_status()
-                    .ignore_stderr()
-                    .run();
-                let _ = child.kill();
-                let _ = child.wait();
-                return Probe::TimedOut;
-            }
-        }
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    if status.success() {
-        Probe::Answered(first_line(&stdout))
-    } else {
-        Probe::Failed(first_line(&stderr))
-    }
-}
-
-/// The first non-empty line of a process's output, trimmed.
-pub fn first_line(output: &[u8]) -> String {
-    let text = String::from_utf8_lossy(output);
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no output")
-        .to_owned()
 }
 
 /// What `docker image inspect` reports about an image.
@@ -760,12 +664,13 @@ mod tests {
 
     #[test]
     fn a_probe_that_times_out_ends_its_process() {
-        let started = Instant::now();
-        let probe = probe_program(Path::new("sleep"), &["30"], Duration::from_millis(200));
-        assert_eq!(probe, Probe::TimedOut);
+        let started = std::time::Instant::now();
+        let timeout = Duration::from_millis(200);
+        let probe = Command::new("sleep", ["30"]).probe(timeout);
+        assert_eq!(probe, Probe::TimedOut(timeout));
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(
-            probe_program(Path::new("echo"), &["hi"], PROBE_TIMEOUT),
+            Command::new("echo", ["hi"]).probe(PROBE_TIMEOUT),
             Probe::Answered("hi".into())
         );
     }

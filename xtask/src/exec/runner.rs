@@ -15,10 +15,6 @@ use crate::exec::report::{ListResult, PlatformResult, Report};
 use crate::exec::{BuiltImage, Executor};
 use crate::plan::{ImageBuild, Plan, PlatformPlan, PushId, Step};
 
-/// How many times a transient registry failure is tried, and the first pause.
-const PUSH_ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-
 /// Executes `plan` through `executor` with up to `jobs` platforms at a time.
 pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Report> {
     let started = Instant::now();
@@ -43,6 +39,10 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
         })
         .collect();
     let built = all_or_failures(built)?;
+    let built = built
+        .into_iter()
+        .map(|image| checked_digest(image.id.clone(), "the built image's id").map(|_| image))
+        .collect::<Result<Vec<_>>>()?;
     eprintln!(
         "[{}] image build done ({image_seconds:.1}s)",
         names(&builds)
@@ -71,7 +71,9 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
         let started = Instant::now();
         let scope = plan.scope(&push.package, push.platform);
         progress(&scope, "push", || {
-            retrying(|| executor.push(push)).with_context(|| format!("push failed for {scope}"))
+            retrying(|| executor.push(push))
+                .and_then(|digest| checked_digest(digest, "the pushed image"))
+                .with_context(|| format!("push failed for {scope}"))
         })
         .map(|digest| (digest, started.elapsed().as_secs_f64()))
     })?;
@@ -93,6 +95,7 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
             .collect();
         eprintln!("[{}] publish ...", publish.list);
         let digest = retrying(|| executor.publish(publish, &sources))
+            .and_then(|digest| checked_digest(digest, "the published index"))
             .with_context(|| format!("publishing {} failed", publish.list))?;
         eprintln!("[{}] published", publish.list);
         manifests.push(ListResult {
@@ -212,8 +215,7 @@ fn run_file_step(plan: &Plan, platform_plan: &PlatformPlan, step: &Step) -> Resu
             mirror_if_changed(&root.join(from).join(file), &root.join(to).join(file))
         }),
         Step::StageQemu { qemu_arch, to } => {
-            let sh = xshell::Shell::new()?;
-            let binary = crate::emulation::qemu::locate(&sh, &platform_plan.qemu, qemu_arch)?;
+            let binary = crate::emulation::qemu::locate(&platform_plan.qemu, qemu_arch)?;
             copy_if_changed(&binary, &root.join(to))
         }
         Step::Cargo(_) | Step::Image(_) => unreachable!("the executor runs processes"),
@@ -236,25 +238,35 @@ fn check_platform(platform: &Platform, built: &BuiltImage) -> Result<()> {
     ))
 }
 
-/// Runs `work`, retrying failures the program reported as transient, with backoff.
-fn retrying<T>(mut work: impl FnMut() -> Result<T>) -> Result<T> {
-    let mut backoff = FIRST_BACKOFF;
-    for attempt in 1.. {
-        match work() {
-            Err(err) if attempt < PUSH_ATTEMPTS && crate::process::is_transient(&err) => {
-                let cause = crate::diagnostic::Diagnostic::of(&err).cause;
-                let last = cause.lines().last().unwrap_or_default().trim().to_owned();
-                eprintln!(
-                    "  transient failure ({last}), retrying in {:.1}s",
-                    backoff.as_secs_f64()
-                );
-                std::thread::sleep(backoff);
-                backoff *= 2;
-            }
-            result => return result,
-        }
+/// A digest an engine or registry reported, accepted only as `sha256:<64 hex>`: nothing
+/// else ever reaches stdout, the metadata file or CI outputs.
+fn checked_digest(digest: String, what: &str) -> Result<String> {
+    match crate::digest::Digest::parse(digest.trim()) {
+        Some(digest) => Ok(digest.to_string()),
+        None => Err(diagnostic(
+            format!(
+                "{what} came back with `{}`, which is not a sha256 digest",
+                crate::diagnostic::escape(&digest)
+            ),
+            "check the engine and registry; nothing more was published",
+        )),
     }
-    unreachable!("the retry loop returns")
+}
+
+/// Runs `work` under the one retry policy: failures the program reported as transient
+/// (network trouble, 5xx, 429) are tried again with backoff.
+fn retrying<T>(work: impl FnMut() -> Result<T>) -> Result<T> {
+    crate::retry::DEFAULT.run(work, |outcome| match outcome {
+        Err(err) if crate::process::is_transient(err) => {
+            let cause = Diagnostic::of(err).cause;
+            let last = cause.lines().last().unwrap_or_default().trim().to_owned();
+            crate::retry::Verdict::Again {
+                why: last,
+                after: None,
+            }
+        }
+        _ => crate::retry::Verdict::Final,
+    })
 }
 
 /// Runs `work` on every item, `jobs` at a time; once all have ended, fails naming each

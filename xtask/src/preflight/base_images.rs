@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use anyhow::{anyhow, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
+
+use crate::process::Command;
 
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
@@ -90,15 +92,8 @@ impl BaseImages {
 
 /// The platform of the local copy of `image`, if the engine has one.
 fn inspect_local(sh: &Shell, docker: &std::path::Path, image: &str) -> Result<Option<Fields>> {
-    let local = cmd!(sh, "{docker} image inspect {image}")
-        .quiet()
-        .ignore_status()
-        .output()?;
-    let facts = local
-        .status
-        .success()
-        .then(|| ImageFacts::parse(&String::from_utf8_lossy(&local.stdout)))
-        .flatten();
+    let local = Command::new(docker, ["image", "inspect", image]).run(sh);
+    let facts = local.ok().and_then(|stdout| ImageFacts::parse(&stdout));
     Ok(facts.map(|f| (f.os, f.architecture, f.variant)))
 }
 
@@ -111,17 +106,20 @@ fn inspect_remote(
     let insecure = ImageRef::parse(image)
         .is_ok_and(|i| i.is_loopback())
         .then_some("--insecure");
-    let remote = cmd!(
-        sh,
-        "{docker} manifest inspect {insecure...} --verbose {image}"
-    )
-    .quiet()
-    .ignore_status()
-    .output()?;
-    if !remote.status.success() {
-        return Ok(Err(first_line(&remote.stderr)));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&remote.stdout)
+    let args = ["manifest", "inspect"]
+        .into_iter()
+        .chain(insecure)
+        .chain(["--verbose", image]);
+    let stdout = match Command::new(docker, args).run(sh) {
+        Ok(stdout) => stdout,
+        Err(err) => {
+            let stderr = err
+                .downcast_ref::<crate::process::CommandFailed>()
+                .map_or_else(|| err.to_string(), |f| f.stderr.clone());
+            return Ok(Err(first_line(stderr.as_bytes())));
+        }
+    };
+    let json: serde_json::Value = serde_json::from_str(&stdout)
         .map_err(|e| anyhow!("cannot read `docker manifest inspect` for {image}: {e}"))?;
     // A list gives an array of entries; a single image gives one.
     let entries = match json {

@@ -216,7 +216,7 @@ pub fn native_crates_by_target(
         key_material.extend(std::fs::read(&path).unwrap_or_default());
         key_material.push(0);
     }
-    let key = crate::emulation::sha256::hex_digest(&key_material);
+    let key = crate::digest::hex_sha256(&key_material);
     let cache = config
         .target_dir
         .join("multiarch")

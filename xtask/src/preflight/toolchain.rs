@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use xshell::{cmd, Shell};
+use xshell::Shell;
+
+use crate::process::Command;
 
 use crate::config::compile::Toolchain;
 use crate::config::platform::gnu_tool_prefix;
@@ -22,14 +24,17 @@ pub struct RustToolchain {
 impl RustToolchain {
     pub fn locate() -> Result<RustToolchain> {
         let sh = Shell::new()?;
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let rustc =
+            std::path::PathBuf::from(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
         // Both questions at once: each rustup-proxied rustc takes a few tens of ms.
         let (sysroot, version) = std::thread::scope(|scope| {
             let version = scope.spawn(|| {
                 let sh = Shell::new()?;
-                cmd!(sh, "{rustc} -vV").quiet().read()
+                Command::new(&rustc, ["-vV"]).run(&sh)
             });
-            let sysroot = cmd!(sh, "{rustc} --print sysroot").quiet().read();
+            let sysroot = Command::new(&rustc, ["--print", "sysroot"])
+                .run(&sh)
+                .map(|s| s.trim().to_owned());
             (sysroot, version.join().expect("rustc -vV does not panic"))
         });
         let sysroot = sysroot.map_err(|err| {
@@ -129,12 +134,8 @@ pub fn zig_available() -> Result<(), String> {
         return Ok(());
     }
     let sh = Shell::new().map_err(|err| err.to_string())?;
-    match cmd!(sh, "python3 -c 'import ziglang'")
-        .quiet()
-        .ignore_stderr()
-        .run()
-    {
-        Ok(()) => Ok(()),
+    match Command::new("python3", ["-c", "import ziglang"]).run(&sh) {
+        Ok(_) => Ok(()),
         Err(_) => Err("zig is neither on PATH nor installed as Python's `ziglang`".into()),
     }
 }

@@ -87,7 +87,7 @@ pub fn build(context: &Path, copies: &[Copy], epoch: u64) -> Result<Layer> {
         write_entry(&mut tar, path, entry, epoch)?;
     }
     tar.extend_from_slice(&[0; 1024]);
-    let diff_id = format!("sha256:{}", crate::emulation::sha256::hex_digest(&tar));
+    let diff_id = format!("sha256:{}", crate::digest::hex_sha256(&tar));
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)

@@ -3,9 +3,7 @@
 //! `target/multiarch/<package>/oci/`, and pushed through the registry's HTTP API with the
 //! tag's index last, so a failed platform never leaves a tag.
 
-pub mod auth;
 pub mod layer;
-pub mod registry;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -17,9 +15,10 @@ use serde_json::{json, Value};
 
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::{Platform, OS};
+use crate::digest::Digest;
 use crate::exec::{BuiltImage, Executor, Work};
 use crate::plan::{CargoBuild, ImageBuild, Publish, Push};
-use registry::Registry;
+use crate::registry::Registry;
 
 pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -141,14 +140,14 @@ impl OciExecutor {
     /// its registry by digest. A base not published for the platform is an error here,
     /// before anything is uploaded.
     fn base_image(&self, base: &ImageRef, platform: &'static Platform) -> Result<BaseImage> {
-        let registry = self.registry(base, base.is_loopback());
+        let registry = Registry::of(base, base.is_loopback())?;
         let reference = base
             .digest
             .clone()
             .or_else(|| base.tag.clone())
             .unwrap_or_else(|| "latest".into());
-        let (_, bytes) = registry.get_manifest(&reference)?;
-        let top: Value = serde_json::from_slice(&bytes)?;
+        let top: Value = serde_json::from_slice(&registry.get_manifest(&reference)?.bytes)
+            .with_context(|| format!("the manifest of the base image {base} is not JSON"))?;
         let not_published = || {
             crate::diagnostic::diagnostic(
                 format!("the base image {base} is not published for {platform}"),
@@ -168,13 +167,17 @@ impl OciExecutor {
                         )
                     })
                     .ok_or_else(not_published)?;
-                let digest = entry["digest"].as_str().unwrap_or_default();
-                serde_json::from_slice(&registry.get_manifest(digest)?.1)?
+                let (digest, _) = descriptor(entry, base)?;
+                serde_json::from_slice(&registry.get_manifest(digest.as_str())?.bytes)
+                    .with_context(|| format!("the {platform} manifest of {base} is not JSON"))?
             }
             None => top,
         };
-        let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default();
-        let config: Value = serde_json::from_slice(&registry.get_blob(config_digest)?)?;
+        let (config_digest, config_size) = descriptor(&manifest["config"], base)?;
+        let config_size = config_size.min(crate::registry::DOCUMENT_LIMIT);
+        let config: Value =
+            serde_json::from_slice(&registry.get_blob(&config_digest, config_size)?)
+                .with_context(|| format!("the config of {base} for {platform} is not JSON"))?;
         let matches = platform.matches(
             config["os"].as_str().unwrap_or_default(),
             config["architecture"].as_str().unwrap_or_default(),
@@ -188,13 +191,13 @@ impl OciExecutor {
             let media_type = layer["mediaType"].as_str().unwrap_or_default();
             if !media_type.ends_with("tar.gzip") && !media_type.ends_with("tar+gzip") {
                 return Err(crate::diagnostic::diagnostic(
-                    format!("the base image {base} has a `{media_type}` layer; the OCI backend reuses gzip layers only"),
+                    format!("the base image {base} has a `{}` layer; the OCI backend reuses gzip layers only", crate::diagnostic::escape(media_type)),
                     "use backend = \"docker\" for this base",
                 ));
             }
-            let digest = layer["digest"].as_str().unwrap_or_default().to_owned();
-            let bytes = registry.get_blob(&digest)?;
-            layers.push((digest, bytes));
+            let (digest, size) = descriptor(layer, base)?;
+            let bytes = registry.get_blob(&digest, size)?;
+            layers.push((digest.to_string(), bytes));
         }
         Ok(BaseImage { config, layers })
     }
@@ -239,10 +242,6 @@ impl OciExecutor {
             .sort_by_key(|m| m["annotations"]["org.opencontainers.image.ref.name"].to_string());
         let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": manifests });
         crate::exec::files::write_if_changed(&index_path, &serde_json::to_vec_pretty(&index)?)
-    }
-
-    fn registry(&self, image: &ImageRef, insecure: bool) -> Registry {
-        Registry::of(image, insecure, &self.root.join("target/multiarch/.http"))
     }
 }
 
@@ -308,16 +307,20 @@ impl Executor for OciExecutor {
         let manifest_digest = self.by_tag.lock().unwrap_or_else(|e| e.into_inner())[&first].clone();
         let image =
             self.assembled.lock().unwrap_or_else(|e| e.into_inner())[&manifest_digest].clone();
-        let registry = self.registry(&push.images[0], push.insecure);
+        let registry = Registry::of(&push.images[0], push.insecure)?;
         for (blob_digest, bytes) in &image.blobs {
-            registry.upload_blob(blob_digest, bytes)?;
+            let blob_digest =
+                Digest::parse(blob_digest).context("a blob of this run has no sha256 digest")?;
+            registry.upload_blob(&blob_digest, bytes)?;
         }
-        let mut pushed = manifest_digest.clone();
         for tag in &push.images {
             let reference = tag.tag.clone().unwrap_or_else(|| manifest_digest.clone());
-            pushed = registry.put_manifest(&reference, MANIFEST, &image.manifest)?;
+            let pushed = registry.put_manifest(&reference, MANIFEST, &image.manifest)?;
+            if pushed.as_str() != manifest_digest {
+                anyhow::bail!("the manifest assembled as {manifest_digest} hashes to {pushed}");
+            }
         }
-        Ok(pushed)
+        Ok(manifest_digest)
     }
 
     fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String> {
@@ -351,9 +354,9 @@ impl Executor for OciExecutor {
             "manifests": manifests,
             "annotations": annotations,
         }))?;
-        let registry = self.registry(&publish.list, publish.insecure);
+        let registry = Registry::of(&publish.list, publish.insecure)?;
         let tag = publish.list.tag.clone().unwrap_or_else(|| "latest".into());
-        registry.put_manifest(&tag, INDEX, &index)
+        Ok(registry.put_manifest(&tag, INDEX, &index)?.to_string())
     }
 }
 
@@ -451,7 +454,29 @@ fn platform_json(platform: &Platform) -> Value {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::emulation::sha256::hex_digest(bytes))
+    Digest::of(bytes).to_string()
+}
+
+/// The digest and size of a descriptor in a base image's manifest, checked: a digest the
+/// registry wrote must be `sha256:<64 hex>` before it names a URL or a file.
+fn descriptor(descriptor: &Value, base: &ImageRef) -> Result<(Digest, u64)> {
+    let text = descriptor["digest"].as_str().unwrap_or_default();
+    let digest = Digest::parse(text).ok_or_else(|| {
+        crate::diagnostic::diagnostic(
+            format!(
+                "the base image {base} names a digest `{}` that is not sha256:<64 hex>",
+                crate::diagnostic::escape(text)
+            ),
+            "check the base image's registry; nothing was uploaded",
+        )
+    })?;
+    let size = descriptor["size"].as_u64().ok_or_else(|| {
+        crate::diagnostic::diagnostic(
+            format!("the base image {base} names {digest} without a size"),
+            "check the base image's registry; nothing was uploaded",
+        )
+    })?;
+    Ok((digest, size))
 }
 
 /// `epoch` seconds as RFC 3339 in UTC (the civil-from-days algorithm).

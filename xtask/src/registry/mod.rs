@@ -1,0 +1,423 @@
+//! One registry client (distribution spec) over the ground floor's HTTP layer: blob checks,
+//! monolithic uploads, manifests by tag or digest, and the login a registry asks for. Every
+//! answer is data to verify: what is fetched by digest is hashed and compared, digests the
+//! registry reports must equal the local ones, bodies are bounded, and credentials go only
+//! to the origin they belong to.
+
+pub mod auth;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::config::image_ref::ImageRef;
+use crate::diagnostic::{diagnostic, escape};
+use crate::digest::Digest;
+use crate::http::{self, Authorization, Failure, Method, Origin, Request, Response};
+use crate::retry::Verdict;
+
+/// The largest manifest, index or config read, as distribution itself limits them.
+pub const DOCUMENT_LIMIT: u64 = 4 << 20;
+/// The largest error body read (for its code and message).
+const ERROR_LIMIT: u64 = 64 << 10;
+/// How long a request for a document (manifest, index, config, upload start) may take.
+const DOCUMENT_DEADLINE: Duration = Duration::from_secs(60);
+
+pub const MEDIA_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// One repository of one registry.
+pub struct Registry {
+    /// `http://host[:port]` or `https://host[:port]`.
+    base: String,
+    origin: Origin,
+    /// The registry's name in Docker's config (`127.0.0.1:5000`, `ghcr.io`).
+    host: String,
+    repository: String,
+    /// The `Authorization` the registry accepted, bound to its origin.
+    login: Mutex<Option<Authorization>>,
+}
+
+/// A manifest or index as fetched: its media type, bytes, and the digest computed here.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
+}
+
+impl Registry {
+    /// The registry of `image`; plain HTTP for loopback or `insecure_registry`.
+    pub fn of(image: &ImageRef, insecure: bool) -> Result<Registry> {
+        let host = image.registry_host().to_ascii_lowercase();
+        let api_host = match host.as_str() {
+            "docker.io" => "registry-1.docker.io",
+            host => host,
+        };
+        let scheme = if insecure { "http" } else { "https" };
+        // Docker Hub's official images live under `library/`.
+        let repository = if host == "docker.io" && !image.path.contains('/') {
+            format!("library/{}", image.path)
+        } else {
+            image.path.clone()
+        };
+        let base = format!("{scheme}://{api_host}");
+        let origin = Origin::of(&base).map_err(|err| {
+            diagnostic(
+                format!("cannot talk to the registry of {image}: {err}"),
+                "check `image` and the base image names",
+            )
+        })?;
+        Ok(Registry {
+            base,
+            origin,
+            host,
+            repository,
+            login: Mutex::new(None),
+        })
+    }
+
+    fn url(&self, kind: &str, reference: &str) -> String {
+        format!("{}/v2/{}/{kind}/{reference}", self.base, self.repository)
+    }
+
+    /// Whether the registry already has the blob, so it need not be sent again.
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        let request = Request::new(
+            Method::Head,
+            self.url("blobs", digest.as_str()),
+            0,
+            DOCUMENT_DEADLINE,
+        );
+        let response = self.send(request)?;
+        match response.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.refused(&response, "check a blob")),
+        }
+    }
+
+    /// Uploads a blob in one request (POST for a session, then PUT with the digest). The
+    /// upload `Location` may be on another origin; it then gets no credentials.
+    pub fn upload_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        if self.has_blob(digest)? {
+            return Ok(());
+        }
+        let start = Request::new(
+            Method::Post,
+            self.url("blobs", "uploads/"),
+            ERROR_LIMIT,
+            DOCUMENT_DEADLINE,
+        )
+        .header("content-length", "0");
+        let started = self.send(start)?;
+        if started.status != 202 {
+            return Err(self.refused(&started, "start an upload"));
+        }
+        let location = started.header("location").ok_or_else(|| {
+            diagnostic(
+                format!("{} started an upload without a Location", self.base),
+                "check the registry; nothing was tagged",
+            )
+        })?;
+        let location = http::resolve(&started.url, location).map_err(|err| {
+            diagnostic(
+                format!(
+                    "{} gave an upload Location that cannot be used: {err}",
+                    self.base
+                ),
+                "check the registry; nothing was tagged",
+            )
+        })?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let mut put = Request::new(
+            Method::Put,
+            format!("{location}{separator}digest={digest}"),
+            ERROR_LIMIT,
+            blob_deadline(bytes.len() as u64),
+        )
+        .header("content-type", "application/octet-stream");
+        put.body = Some(bytes);
+        let response = self.send(put)?;
+        if response.status != 201 {
+            return Err(self.refused(&response, "upload a blob"));
+        }
+        Ok(())
+    }
+
+    /// A manifest or index by tag or digest. Fetched by digest, its bytes must hash to that
+    /// digest; a `Docker-Content-Digest` the registry sends must match them as well.
+    pub fn get_manifest(&self, reference: &str) -> Result<Manifest> {
+        let pinned = reference.starts_with("sha256:");
+        let pinned = match pinned {
+            true => Some(Digest::parse(reference).ok_or_else(|| self.bad_digest(reference))?),
+            false => None,
+        };
+        let request = Request::new(
+            Method::Get,
+            self.url("manifests", reference),
+            DOCUMENT_LIMIT,
+            DOCUMENT_DEADLINE,
+        )
+        .header("accept", MEDIA_TYPES);
+        let response = self.send(request)?;
+        if response.status != 200 {
+            return Err(self.refused(
+                &response,
+                &format!("read the manifest `{}`", escape(reference)),
+            ));
+        }
+        let digest = Digest::of(&response.body);
+        let expected = match pinned {
+            Some(pinned) => Some(pinned),
+            None => response
+                .header("docker-content-digest")
+                .map(|d| Digest::parse(d.trim()).ok_or_else(|| self.bad_digest(d)))
+                .transpose()?,
+        };
+        if let Some(expected) = expected.filter(|e| *e != digest) {
+            return Err(self.mismatch(
+                &format!("the manifest `{}`", escape(reference)),
+                &expected,
+                &digest,
+            ));
+        }
+        Ok(Manifest {
+            media_type: response
+                .header("content-type")
+                .unwrap_or_default()
+                .to_owned(),
+            bytes: response.body,
+            digest,
+        })
+    }
+
+    /// A blob by digest, at most `size` bytes (its descriptor's), checked against the digest.
+    pub fn get_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+        let request = Request::new(
+            Method::Get,
+            self.url("blobs", digest.as_str()),
+            size,
+            blob_deadline(size),
+        )
+        .header("accept", "*/*");
+        let response = self.send(request)?;
+        if response.status != 200 {
+            return Err(self.refused(&response, &format!("read the blob {digest}")));
+        }
+        let actual = Digest::of(&response.body);
+        if actual != *digest || response.body.len() as u64 != size {
+            return Err(self.mismatch(&format!("the blob {digest}"), digest, &actual));
+        }
+        Ok(response.body)
+    }
+
+    /// Puts a manifest or index under `reference`; returns its digest, computed here. A
+    /// registry that reports another digest is an error naming both.
+    pub fn put_manifest(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let mut request = Request::new(
+            Method::Put,
+            self.url("manifests", reference),
+            ERROR_LIMIT,
+            DOCUMENT_DEADLINE,
+        )
+        .header("content-type", media_type);
+        request.body = Some(bytes);
+        let response = self.send(request)?;
+        if response.status != 201 {
+            return Err(self.refused(&response, "put a manifest"));
+        }
+        if let Some(reported) = response.header("docker-content-digest") {
+            if Digest::parse(reported.trim()).as_ref() != Some(&digest) {
+                return Err(diagnostic(
+                    format!(
+                        "{} stored the manifest for `{}` as `{}`, but its digest is {digest}",
+                        self.base,
+                        escape(reference),
+                        escape(reported)
+                    ),
+                    "the registry did not store what was sent; check it before publishing again",
+                ));
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Sends a request, logging in and sending it again once when the registry asks.
+    fn send(&self, mut request: Request<'_>) -> Result<Response> {
+        let login = self.login.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        request.authorization = login.clone();
+        let response = self.send_retrying(&request)?;
+        if response.status != 401 || login.is_some() {
+            return Ok(response);
+        }
+        let challenge = response
+            .header("www-authenticate")
+            .and_then(auth::Challenge::parse)
+            .ok_or_else(|| {
+                diagnostic(
+                    format!(
+                        "{} answered 401 without a challenge it is possible to answer",
+                        self.base
+                    ),
+                    "use backend = \"docker\" for this registry",
+                )
+            })?;
+        let login = auth::log_in(&challenge, &self.login_target())?;
+        *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(login.clone());
+        request.authorization = Some(login);
+        self.send_retrying(&request)
+    }
+
+    fn login_target(&self) -> auth::Target<'_> {
+        auth::Target {
+            base: &self.base,
+            origin: &self.origin,
+            host: &self.host,
+            repository: &self.repository,
+        }
+    }
+
+    /// One request under the retry policy: 5xx, 429 and lost connections are tried again.
+    fn send_retrying(&self, request: &Request<'_>) -> Result<Response> {
+        crate::retry::DEFAULT
+            .run(|| http::send(request), transient)
+            .map_err(|err| {
+                diagnostic(
+                    format!("{} ({}): {err}", self.base, request_name(request)),
+                    "check that the registry runs and `image` names it; nothing was tagged",
+                )
+            })
+    }
+
+    fn refused(&self, response: &Response, what: &str) -> anyhow::Error {
+        let code = error_code(&response.body);
+        let code = code.map(|c| format!(" {c}")).unwrap_or_default();
+        match response.status {
+            401 | 403 => diagnostic(
+                format!(
+                    "{} refused to {what} for `{}` (HTTP {}{code}): the credentials were not accepted",
+                    self.base, self.repository, response.status
+                ),
+                format!("log in with `docker login {}`; the OCI backend reads Docker's config and credential helpers", self.host),
+            ),
+            other => diagnostic(
+                format!("{} could not {what} for `{}`: HTTP {other}{code}", self.base, self.repository),
+                "check the registry and `image`; nothing was tagged",
+            ),
+        }
+    }
+
+    fn mismatch(&self, what: &str, expected: &Digest, actual: &Digest) -> anyhow::Error {
+        diagnostic(
+            format!(
+                "{} sent {what} whose digest is {actual}, not {expected}",
+                self.base
+            ),
+            "the registry serves other content than it names; nothing was tagged",
+        )
+    }
+
+    fn bad_digest(&self, text: &str) -> anyhow::Error {
+        diagnostic(
+            format!(
+                "{} named a digest `{}` that is not sha256:<64 hex>",
+                self.base,
+                escape(text)
+            ),
+            "check the registry; nothing was tagged",
+        )
+    }
+}
+
+/// A blob may take 30 s plus the time its size needs at 64 KiB/s, up to an hour.
+fn blob_deadline(size: u64) -> Duration {
+    Duration::from_secs((30 + size / (64 << 10)).min(3600))
+}
+
+/// The method and path of a request, for messages (never its query, which may hold state).
+fn request_name(request: &Request<'_>) -> String {
+    let path = request.url.split('?').next().unwrap_or_default();
+    format!("{:?} {}", request.method, escape(path)).to_uppercase()
+}
+
+/// Whether an outcome is worth another try: the HTTP layer's rule, with the registry's
+/// error code in the reason.
+pub fn transient(outcome: &Result<Response, Failure>) -> Verdict {
+    match (http::transient(outcome), outcome) {
+        (Verdict::Again { why, after }, Ok(response)) => Verdict::Again {
+            why: format!(
+                "{why}{}",
+                error_code(&response.body)
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default()
+            ),
+            after,
+        },
+        (verdict, _) => verdict,
+    }
+}
+
+/// The first error code of a distribution error body (`{"errors":[{"code":"DENIED"}]}`),
+/// kept only when it reads as one (capital letters and `_`).
+pub fn error_code(body: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = json["errors"][0]["code"].as_str()?;
+    let plain = !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    plain.then(|| code.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_read_only_when_plain() {
+        assert_eq!(
+            error_code(br#"{"errors":[{"code":"DENIED","message":"no"}]}"#).as_deref(),
+            Some("DENIED")
+        );
+        assert_eq!(
+            error_code(br#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#).as_deref(),
+            Some("TOOMANYREQUESTS")
+        );
+        assert_eq!(
+            error_code(br#"{"errors":[{"code":"x\n::warning::y"}]}"#),
+            None
+        );
+        assert_eq!(error_code(b"<html>"), None);
+    }
+
+    #[test]
+    fn server_errors_and_429_are_retried_others_are_final() {
+        let answer = |status: u16, headers: Vec<(String, String)>| -> Result<Response, Failure> {
+            Ok(Response {
+                status,
+                headers,
+                body: Vec::new(),
+                url: String::new(),
+            })
+        };
+        assert!(matches!(
+            transient(&answer(503, vec![])),
+            Verdict::Again { after: None, .. }
+        ));
+        assert_eq!(
+            transient(&answer(429, vec![("retry-after".into(), "2".into())])),
+            Verdict::Again {
+                why: "HTTP 429".into(),
+                after: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(transient(&answer(404, vec![])), Verdict::Final);
+        assert_eq!(transient(&answer(401, vec![])), Verdict::Final);
+        assert_eq!(transient(&Err(Failure::TooLarge(4 << 20))), Verdict::Final);
+        assert!(matches!(
+            transient(&Err(Failure::Lost("reset".into()))),
+            Verdict::Again { .. }
+        ));
+    }
+}

@@ -1,0 +1,125 @@
+//! One retry policy for registry requests and docker steps: server errors, lost
+//! connections and `429 Too Many Requests` are tried again with exponential backoff (a
+//! server's `Retry-After` honoured up to a cap); anything else is final.
+
+use std::time::Duration;
+
+/// How often and how long to wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// The first pause; each next one doubles, up to `max_pause`.
+    pub first_pause: Duration,
+    pub max_pause: Duration,
+    /// The longest `Retry-After` honoured; a longer one is waited for this long.
+    pub max_retry_after: Duration,
+}
+
+/// Five tries over about 7.5 s of backoff: enough for a registry restart or a brief
+/// overload, short enough that a dead registry fails a CI job in seconds.
+pub const DEFAULT: Policy = Policy {
+    attempts: 5,
+    first_pause: Duration::from_millis(500),
+    max_pause: Duration::from_secs(4),
+    max_retry_after: Duration::from_secs(30),
+};
+
+/// What one attempt's outcome means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Done: success, or a failure that trying again cannot mend.
+    Final,
+    /// Worth another try: why, and the pause the peer asked for.
+    Again {
+        why: String,
+        after: Option<Duration>,
+    },
+}
+
+impl Policy {
+    /// The pause before try `attempt + 1` (counting from 1).
+    pub fn pause(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+        match asked {
+            Some(asked) => asked.min(self.max_retry_after),
+            None => self
+                .first_pause
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(self.max_pause),
+        }
+    }
+
+    /// Runs `attempt` until `classify` calls its outcome final or the tries run out,
+    /// saying on stderr why each retry happens.
+    pub fn run<R>(&self, mut attempt: impl FnMut() -> R, classify: impl Fn(&R) -> Verdict) -> R {
+        let mut tried = 1;
+        loop {
+            let outcome = attempt();
+            match classify(&outcome) {
+                Verdict::Again { why, after } if tried < self.attempts => {
+                    let pause = self.pause(tried, after);
+                    eprintln!(
+                        "  transient failure ({why}), retrying in {:.1}s ({tried}/{})",
+                        pause.as_secs_f64(),
+                        self.attempts - 1
+                    );
+                    std::thread::sleep(pause);
+                    tried += 1;
+                }
+                _ => return outcome,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_cap_and_honour_retry_after() {
+        let policy = DEFAULT;
+        let pauses: Vec<u128> = (1..=5).map(|a| policy.pause(a, None).as_millis()).collect();
+        assert_eq!(pauses, [500, 1000, 2000, 4000, 4000]);
+        assert_eq!(
+            policy.pause(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            policy.pause(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn retries_stop_at_a_final_outcome_or_the_last_try() {
+        let policy = Policy {
+            first_pause: Duration::ZERO,
+            ..DEFAULT
+        };
+        let mut calls = 0;
+        let outcome = policy.run(
+            || {
+                calls += 1;
+                calls
+            },
+            |&n| match n {
+                n if n < 3 => Verdict::Again {
+                    why: "503".into(),
+                    after: None,
+                },
+                _ => Verdict::Final,
+            },
+        );
+        assert_eq!((outcome, calls), (3, 3));
+        let mut calls = 0;
+        policy.run(
+            || calls += 1,
+            |_| Verdict::Again {
+                why: "503".into(),
+                after: None,
+            },
+        );
+        assert_eq!(calls, 5);
+    }
+}
