@@ -17,6 +17,16 @@ use xshell::{cmd, Shell};
 /// written: what an interrupt must end and remove.
 static CHILDREN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 static TEMPORARY: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+/// Set once an interrupt arrived: a child that ends after it ended because of it.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// After an interrupt, the thread that waited for a child waits for the exit instead of
+/// reporting the child's failure.
+fn park_if_interrupted() {
+    while INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
 
 /// Starts `command` in its own process group and records it until it is waited for.
 fn spawn(mut command: std::process::Command) -> std::io::Result<Child> {
@@ -33,6 +43,7 @@ impl Child {
     fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         let status = self.0.wait();
         lock(&CHILDREN).remove(&self.0.id());
+        park_if_interrupted();
         status
     }
 
@@ -40,6 +51,7 @@ impl Child {
         let status = self.0.try_wait();
         if !matches!(status, Ok(None)) {
             lock(&CHILDREN).remove(&self.0.id());
+            park_if_interrupted();
         }
         status
     }
@@ -93,6 +105,7 @@ pub fn end_children_on_interrupt() {
         };
         std::thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
                 eprintln!("interrupted: ending child processes");
                 end_everything();
                 std::process::exit(128 + signal);

@@ -267,3 +267,269 @@ fn runs_on_one_workspace_take_turns_and_say_they_wait() {
         .join("target/multiarch/hello/linux-amd64/Dockerfile")
         .is_file());
 }
+
+/// A workspace of two binary packages, `api` and `worker`, with the given tables.
+fn two_packages(name: &str, api: &str, worker: &str) -> std::path::PathBuf {
+    let dir = scratch_dir(name);
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"api\", \"worker\"]\nresolver = \"2\"\n\n[workspace.metadata.multiarch]\nplatforms = [\"linux/amd64\"]\nvars = { base = \"scratch\" }\n",
+    )
+    .unwrap();
+    for (package, table) in [("api", api), ("worker", worker)] {
+        std::fs::create_dir_all(dir.join(package).join("src")).unwrap();
+        std::fs::write(
+            dir.join(package).join("Cargo.toml"),
+            format!("[package]\nname = \"{package}\"\nversion = \"1.0.0\"\nedition = \"2021\"\n\n[package.metadata.multiarch]\n{table}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join(package).join("src/main.rs"), "fn main() {}\n").unwrap();
+    }
+    std::fs::create_dir_all(dir.join("docker")).unwrap();
+    std::fs::copy(
+        repo_root().join("docker/Dockerfile.j2"),
+        dir.join("docker/Dockerfile.j2"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn two_packages_that_would_write_one_image_stop_before_anything_compiles() {
+    let same = "image = \"127.0.0.1:5000/same\"";
+    let dir = two_packages("bad-same-image", same, same);
+    let output = xtask(&dir, &["image", "--dry-run"]);
+    assert_error(
+        &output,
+        "packages `api` and `worker` would both write 127.0.0.1:5000/same:amd64-1.0.0",
+        "give each package its own `image`",
+    );
+    // The tags alone collide too (different per-platform names, one list).
+    let dir = two_packages(
+        "bad-same-tag",
+        "image = \"127.0.0.1:5000/same\"\ntags = [\"a\"]",
+        "image = \"127.0.0.1:5000/same\"\ntags = [\"a\"]\nplatforms = [\"linux/arm64\"]",
+    );
+    let output = xtask(&dir, &["image", "--backend", "oci", "--push"]);
+    assert_error(
+        &output,
+        "would both write 127.0.0.1:5000/same:a",
+        "`-p` one at a time",
+    );
+    assert!(
+        !dir.join("target/release").exists()
+            && !dir.join("target/x86_64-unknown-linux-musl").exists()
+    );
+}
+
+#[test]
+fn a_metadata_file_that_cannot_be_written_stops_before_anything_compiles() {
+    let dir = fixture_workspace(
+        "bad-metadata-file",
+        &format!("platforms = [\"linux/amd64\"]\nbackend = \"oci\"\n{STATIC_TARGETS}"),
+    );
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let output = xtask(&dir, &["image", "--metadata-file", "out"]);
+    assert_error(&output, "--metadata-file out is a directory", "name a file");
+    let output = xtask(&dir, &["image", "--metadata-file", "missing/meta.json"]);
+    assert_error(
+        &output,
+        "the directory missing does not exist",
+        "create the directory first",
+    );
+    assert!(
+        !dir.join("target/x86_64-unknown-linux-musl").exists(),
+        "nothing compiled"
+    );
+
+    // A run that fails after it started leaves no metadata file from an earlier run.
+    std::fs::write(dir.join("out/meta.json"), "{\"stale\": true}").unwrap();
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "fn main() { this does not compile }\n",
+    )
+    .unwrap();
+    let output = xtask(&dir, &["image", "--metadata-file", "out/meta.json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        !dir.join("out/meta.json").exists(),
+        "the stale file is gone"
+    );
+    assert!(
+        tree(&dir.join("out")).is_empty(),
+        "no temporary file left: {:?}",
+        tree(&dir.join("out"))
+    );
+}
+
+#[test]
+fn ports_outside_the_range_and_control_characters_are_refused_and_shown_escaped() {
+    let dir = fixture_workspace("bad-port", "platforms = [\"linux/amd64\"]");
+    let output = xtask(
+        &dir,
+        &["image", "--dry-run", "--image", "127.0.0.1:99999/x"],
+    );
+    assert_error(
+        &output,
+        "invalid registry port `99999`: ports are 1 to 65535",
+        "",
+    );
+    let output = xtask(
+        &dir,
+        &["image", "--dry-run", "--tag", "a\n::stop-commands::x"],
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("a\\n::stop-commands::x"), "{message}");
+    assert!(
+        message.lines().all(|l| !l.trim_start().starts_with("::")),
+        "no line reads as a runner command: {message}"
+    );
+}
+
+#[test]
+fn a_package_without_binaries_is_named_not_a_key_that_is_not_set() {
+    let dir = fixture_workspace("bad-no-bins", "platforms = [\"linux/amd64\"]");
+    std::fs::remove_file(dir.join("src/main.rs")).unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
+    let output = xtask(&dir, &["image", "--dry-run"]);
+    assert_error(
+        &output,
+        "package `hello` (",
+        "add a `src/main.rs` or a `[[bin]]` target",
+    );
+    assert!(
+        !stderr(&output).contains("workspace.metadata.multiarch.bins"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("has no binary targets to put in an image"));
+}
+
+/// Every descendant of `pid`, read from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        if let Some(parent) = after_name
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+        {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = vec![pid];
+    let mut index = 0;
+    while index < found.len() {
+        let current = found[index];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == current)
+                .map(|(c, _)| *c),
+        );
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn sigterm_ends_every_child_removes_temporary_files_and_releases_the_lock() {
+    let dir = fixture_workspace(
+        "interrupt",
+        &format!("platforms = [\"linux/amd64\"]\nbackend = \"oci\"\n{STATIC_TARGETS}"),
+    );
+    // A build script that takes two minutes: cargo, rustc and the script are all running.
+    std::fs::write(
+        dir.join("build.rs"),
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(120)); }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("image")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let tree = loop {
+        let tree = descendants(child.id());
+        let script_runs = tree.iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("build-script-build"))
+        });
+        if script_runs {
+            break tree;
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the build script never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(tree.len() >= 2, "cargo and the build script: {tree:?}");
+    run("kill", &["-TERM", &child.id().to_string()]);
+    let ended = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "exit code 128 + SIGTERM");
+    assert!(ended.elapsed().as_secs() < 10);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left: Vec<u32> = tree.iter().copied().filter(|&pid| running(pid)).collect();
+    assert!(left.is_empty(), "children still running: {left:?}");
+    let mut stderr_text = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr_text)
+        .unwrap();
+    assert!(
+        stderr_text.contains("interrupted: ending child processes"),
+        "{stderr_text}"
+    );
+    let lock = std::fs::File::open(dir.join("target/multiarch/.lock")).unwrap();
+    assert!(lock.try_lock().is_ok(), "the run lock was released");
+    let temporary: Vec<String> = super_tree(&dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".multiarch-tmp"))
+        .collect();
+    assert!(temporary.is_empty(), "{temporary:?}");
+}
+
+/// Every file below `dir`, target included.
+fn super_tree(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.display().to_string());
+            }
+        }
+    }
+    files
+}

@@ -276,3 +276,28 @@ fn init_into_a_package_that_compiles_c_chooses_zig_and_the_first_image_works() {
         );
     }
 }
+
+#[test]
+fn a_second_init_with_nothing_to_do_changes_no_file_not_even_the_lock() {
+    let dir = scratch_dir("init-twice").join("app");
+    cargo_new(&dir);
+    let first = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // No build in between: the lock is as the first run's `cargo metadata` left it.
+    let before = snapshot(&dir);
+    assert!(before.keys().any(|p| p.ends_with("Cargo.lock")));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("nothing to do"));
+    let after = snapshot(&dir);
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(path, state)| before.get(*path) != Some(state))
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    assert!(
+        changed.is_empty() && before.len() == after.len(),
+        "changed: {changed:?}"
+    );
+}

@@ -18,6 +18,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
         return dry_run(args);
     }
     let configs = load(args)?;
+    report::prepare_metadata_file(args.metadata_file.as_deref(), false)?;
     match backend(&configs)? {
         // No engine is asked anything: the OCI backend runs no `docker` process at all.
         Backend::Oci => build_oci(args, &configs),
@@ -59,9 +60,10 @@ fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
         }
     }
     host_checks(configs, &plans)?;
-    let plan = Plan::merge(plans);
+    let plan = Plan::merge(plans)?;
     let executor = OciExecutor::new(plan.root.clone());
     let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
+    report::prepare_metadata_file(args.metadata_file.as_deref(), true)?;
     let report = runner::execute(&plan, &executor, jobs(args))?;
     if args.load {
         load_into_engine(&executor, &report, &configs[0].target_dir)?;
@@ -137,15 +139,16 @@ fn load(args: &ImageArgs) -> Result<Vec<Config>> {
 /// Prints the plan; needs no engine (the builder is probed only when a client is there).
 fn dry_run(args: &ImageArgs) -> Result<()> {
     let configs = load(args)?;
+    report::prepare_metadata_file(args.metadata_file.as_deref(), false)?;
     if backend(&configs)? == Backend::Oci {
-        let plan = Plan::merge(super::plans(&configs, args.push, Builder::Legacy)?);
+        let plan = Plan::merge(super::plans(&configs, args.push, Builder::Legacy)?)?;
         let executor = OciExecutor::new(plan.root.clone());
         report::print_dry_run(&plan, &executor, args.json);
         return Ok(());
     }
     let docker = Docker::find().ok();
     let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
-    let plan = Plan::merge(super::plans(&configs, args.push, builder)?);
+    let plan = Plan::merge(super::plans(&configs, args.push, builder)?)?;
     let docker = docker.unwrap_or(Docker {
         program: PathBuf::from("docker"),
         context: None,
@@ -173,12 +176,13 @@ fn build(args: &ImageArgs, configs: &[Config], engine: preflight::Engine) -> Res
         preflight::first_failure(checks.engines())?;
         preflight::first_failure(checks.base_images())?;
     }
-    let plan = Plan::merge(plans);
+    let plan = Plan::merge(plans)?;
     let executor = DockerExecutor {
         docker,
         root: plan.root.clone(),
     };
     let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
+    report::prepare_metadata_file(args.metadata_file.as_deref(), true)?;
     let report = runner::execute(&plan, &executor, jobs(args))?;
     report::print(&report, args.json);
     report::write_outputs(&report, args.metadata_file.as_deref())

@@ -63,13 +63,35 @@ pub fn run(args: &InitArgs) -> Result<()> {
 }
 
 /// Embeds the xtask; a failure leaves the directory as it was, down to the `Cargo.lock`
-/// that reading the workspace with `cargo metadata` creates.
+/// that reading the workspace with `cargo metadata` creates or updates. With nothing to
+/// do, no file changes, the lock included.
 fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
     let lock = dir.join("Cargo.lock");
-    let lock_existed = lock.exists();
+    let before = std::fs::read(&lock).ok();
+    let modified = std::fs::metadata(&lock).and_then(|m| m.modified()).ok();
     let result = init_workspace(dir, package);
-    if result.is_err() && !lock_existed {
-        let _ = std::fs::remove_file(&lock);
+    let changed = result.as_ref().is_ok_and(|changes| {
+        changes
+            .iter()
+            .any(|(_, c)| !matches!(c, Change::Skipped(_)))
+    });
+    if !changed {
+        match &before {
+            Some(bytes) => {
+                if std::fs::read(&lock).ok().as_ref() != Some(bytes) {
+                    let _ = std::fs::write(&lock, bytes);
+                }
+                // Even a rewrite of the same bytes would be a change to `make` and editors.
+                if let (Some(time), Ok(file)) =
+                    (modified, std::fs::File::options().write(true).open(&lock))
+                {
+                    let _ = file.set_modified(time);
+                }
+            }
+            None => {
+                let _ = std::fs::remove_file(&lock);
+            }
+        }
     }
     result
 }

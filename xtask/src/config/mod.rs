@@ -787,15 +787,25 @@ impl Layers<'_> {
                 format!("use one of: {}", names(package.bins.iter())),
             ));
         }
-        if bins.is_empty() {
-            return Err(self.error(
+        let configured = own.bins.is_some() || defaults.bins.is_some();
+        match (bins.is_empty(), configured) {
+            (true, true) => Err(self.error(
                 origin,
                 "bins",
-                format!("package `{}` has no binary targets", package.name),
-                "add a `src/main.rs` or a `[[bin]]` target, or configure another package",
-            ));
+                "`bins` is empty",
+                format!("list binaries of `{}`: {}", package.name, names(package.bins.iter())),
+            )),
+            // No key is to blame: the package itself has nothing to put in an image.
+            (true, false) => Err(crate::diagnostic::diagnostic(
+                format!(
+                    "package `{}` ({}) has no binary targets to put in an image",
+                    package.name,
+                    package.manifest_path.display()
+                ),
+                "add a `src/main.rs` or a `[[bin]]` target, or move its [package.metadata.multiarch] to the package that ships",
+            )),
+            (false, _) => Ok(bins),
         }
-        Ok(bins)
     }
 
     /// Template variable names and QEMU pins of one layer.

@@ -279,7 +279,7 @@ fn check_tag(tag: &str) -> Result<()> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !valid_first || !valid_rest || tag.len() > 110 {
-        return Err(crate::diagnostic::diagnostic(format!("tag `{tag}` is not a valid Docker tag"), "tags use letters, digits, `_`, `.` and `-`, start with a letter, digit or `_`, and stay under 110 characters (a build metadata `+` is not allowed)"));
+        return Err(crate::diagnostic::diagnostic(format!("tag `{}` is not a valid Docker tag", crate::diagnostic::escape(tag)), "tags use letters, digits, `_`, `.` and `-`, start with a letter, digit or `_`, and stay under 110 characters (a build metadata `+` is not allowed)"));
     }
     Ok(())
 }

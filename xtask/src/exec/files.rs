@@ -52,10 +52,18 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let temporary = temporary_path(path);
-    std::fs::write(&temporary, contents)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
+    // An interrupt removes the temporary file; so does any failure here.
+    let _guard = crate::process::Temporary::new(&temporary);
+    let written = std::fs::write(&temporary, contents)
+        .with_context(|| format!("cannot write {}", temporary.display()))
+        .and_then(|()| {
+            std::fs::rename(&temporary, path)
+                .with_context(|| format!("cannot move {} into place", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Copies a file like [`copy_if_changed`], or reproduces a symlink as the same link
@@ -123,6 +131,11 @@ pub fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
         );
         file.lock()
             .with_context(|| format!("cannot take the run lock {}", path.display()))?;
+    }
+    // Scratch that earlier versions kept for curl (`.http`) goes; this run has none.
+    let scratch = target_dir.join("multiarch/.http");
+    if scratch.exists() {
+        let _ = std::fs::remove_dir_all(&scratch);
     }
     Ok(file)
 }

@@ -105,6 +105,47 @@ impl Report {
     }
 }
 
+/// Checks before anything compiles that `--metadata-file` can be written (not a directory,
+/// its directory exists), and removes the previous run's file, so a failed run never
+/// leaves a stale one behind. The dry run only checks.
+pub fn prepare_metadata_file(
+    path: Option<&std::path::Path>,
+    remove_stale: bool,
+) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let shown = crate::diagnostic::escape(&path.display().to_string());
+    if path.is_dir() {
+        return Err(crate::diagnostic::diagnostic(
+            format!("--metadata-file {shown} is a directory"),
+            "name a file, such as target/multiarch/metadata.json",
+        ));
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(crate::diagnostic::diagnostic(
+            format!(
+                "--metadata-file {shown}: the directory {} does not exist",
+                crate::diagnostic::escape(&parent.display().to_string())
+            ),
+            "create the directory first, or name a file in an existing one",
+        ));
+    }
+    if remove_stale && path.exists() {
+        std::fs::remove_file(path).map_err(|err| {
+            crate::diagnostic::diagnostic(
+                format!("--metadata-file {shown}: cannot remove the previous run's file: {err}"),
+                "check the file's permissions",
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Writes `--metadata-file`, and on GitHub Actions the step summary and outputs.
 pub fn write_outputs(
     report: &Report,

@@ -326,7 +326,7 @@ impl Plan {
     /// Joins the plans of several packages of one workspace into one run: their platforms
     /// in order and their publishes renumbered, so that every image is built before any is
     /// pushed and every push happens before any tag is published, across packages.
-    pub fn merge(plans: Vec<Plan>) -> Plan {
+    pub fn merge(plans: Vec<Plan>) -> Result<Plan> {
         let mut plans = plans.into_iter();
         let mut merged = plans.next().expect("a run plans at least one package");
         for plan in plans {
@@ -345,7 +345,44 @@ impl Plan {
             merged.notes.extend(plan.notes);
         }
         merged.notes.dedup();
-        merged
+        merged.refuse_shared_refs()?;
+        Ok(merged)
+    }
+
+    /// Two packages that would write the same per-platform image or the same tag are an
+    /// error before anything compiles: one image would silently replace the other.
+    fn refuse_shared_refs(&self) -> Result<()> {
+        let key = |image: &ImageRef| {
+            format!(
+                "{}/{}:{}",
+                image.registry_host().to_ascii_lowercase(),
+                image.path,
+                image.tag.as_deref().unwrap_or("latest")
+            )
+        };
+        let mut owners: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+        let images = self.platforms.iter().flat_map(|p| {
+            let package = p.package.as_str();
+            p.image_build().tags.iter().map(move |tag| (tag, package))
+        });
+        let lists = self.publishes.iter().map(|publish| {
+            (
+                &publish.list,
+                self.push(publish.entries[0].push).package.as_str(),
+            )
+        });
+        for (image, package) in images.chain(lists) {
+            match owners.insert(key(image), package) {
+                Some(other) if other != package => {
+                    return Err(crate::diagnostic::diagnostic(
+                        format!("packages `{other}` and `{package}` would both write {image}"),
+                        "give each package its own `image` in its [package.metadata.multiarch], or build them with `-p` one at a time",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The cargo builds of the run, joined where only the packages and binaries differ:
@@ -792,7 +829,8 @@ pub(crate) mod tests {
         let plan = Plan::merge(vec![
             Plan::new(&hello, &inputs(true)).unwrap(),
             Plan::new(&worker, &inputs(true)).unwrap(),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(plan.packages, ["hello", "worker"]);
         let cargo = plan.cargo_builds();
         assert_eq!(cargo.len(), 3, "one invocation per target");

@@ -1,0 +1,560 @@
+//! The OCI backend against a registry that lies: a small fake registry on loopback plays
+//! the attacker (tokens that carry curl configuration, uploads that point elsewhere,
+//! content served for another digest, misreported digests, endless bodies), and the tool
+//! must refuse, publish nothing, and keep credentials at home. Everything else is real:
+//! cargo, cross-compiled binaries, the tool's own HTTP client.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use xtask::digest::Digest;
+
+/// One request as the fake registry saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: BTreeMap<String, String>,
+}
+
+/// An answer: status line, headers, body.
+struct Answer {
+    status: &'static str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn new(status: &'static str, body: impl Into<Vec<u8>>) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    fn header(mut self, name: &str, value: impl Into<String>) -> Answer {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+type Hook = Box<dyn Fn(&Seen, &[u8]) -> Option<Answer> + Send + Sync>;
+
+/// What the fake registry stores and how it lies.
+#[derive(Default)]
+struct State {
+    blobs: BTreeMap<String, Vec<u8>>,
+    manifests: BTreeMap<String, (String, Vec<u8>)>,
+    uploads: usize,
+    seen: Vec<Seen>,
+}
+
+/// A registry in memory: blobs, monolithic uploads, manifests; each request may be
+/// answered by a hook first (the lie), and every request is recorded.
+struct FakeRegistry {
+    host: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeRegistry {
+    fn start(ip: &str, hook: Hook) -> FakeRegistry {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let hook = Arc::new(hook);
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (state, hook) = (shared.clone(), hook.clone());
+                std::thread::spawn(move || serve(stream, &state, hook.as_ref()));
+            }
+        });
+        FakeRegistry {
+            host: format!("{ip}:{port}"),
+            state,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// The tags (not digests) that got a manifest.
+    fn tags(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .manifests
+            .keys()
+            .filter(|r| !r.starts_with("sha256:"))
+            .cloned()
+            .collect()
+    }
+}
+
+fn serve(mut stream: TcpStream, state: &Mutex<State>, hook: &Hook) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.lines();
+    let mut request_line = lines.next().unwrap_or_default().split_whitespace();
+    let method = request_line.next().unwrap_or_default().to_owned();
+    let path = request_line.next().unwrap_or_default().to_owned();
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if stream.read_exact(&mut body).is_err() {
+        return;
+    }
+    let seen = Seen {
+        method,
+        path,
+        headers,
+    };
+    state.lock().unwrap().seen.push(seen.clone());
+    let answer = hook(&seen, &body).unwrap_or_else(|| registry_answer(&seen, body, state));
+    let mut response = format!(
+        "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        answer.status,
+        answer.body.len()
+    );
+    for (name, value) in &answer.headers {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str("\r\n");
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.write_all(&answer.body);
+}
+
+/// What an honest registry would answer.
+fn registry_answer(seen: &Seen, body: Vec<u8>, state: &Mutex<State>) -> Answer {
+    let mut state = state.lock().unwrap();
+    let path = seen.path.split('?').next().unwrap_or_default();
+    let last = path.rsplit('/').next().unwrap_or_default().to_owned();
+    match (seen.method.as_str(), path) {
+        ("HEAD", p) if p.contains("/blobs/") => match state.blobs.get(&last) {
+            Some(blob) => {
+                Answer::new("200 OK", Vec::new()).header("X-Size", blob.len().to_string())
+            }
+            None => Answer::new("404 Not Found", Vec::new()),
+        },
+        ("POST", p) if p.ends_with("/blobs/uploads/") => {
+            state.uploads += 1;
+            let location = format!("{p}{}", state.uploads);
+            Answer::new("202 Accepted", Vec::new()).header("Location", location)
+        }
+        ("PUT", p) if p.contains("/blobs/uploads/") => {
+            let digest = seen
+                .path
+                .split("digest=")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            state.blobs.insert(digest, body);
+            Answer::new("201 Created", Vec::new())
+        }
+        ("PUT", p) if p.contains("/manifests/") => {
+            let digest = Digest::of(&body).to_string();
+            let media_type = seen
+                .headers
+                .get("content-type")
+                .cloned()
+                .unwrap_or_default();
+            state
+                .manifests
+                .insert(last, (media_type.clone(), body.clone()));
+            state.manifests.insert(digest.clone(), (media_type, body));
+            Answer::new("201 Created", Vec::new()).header("Docker-Content-Digest", digest)
+        }
+        ("GET", p) if p.contains("/manifests/") => match state.manifests.get(&last) {
+            Some((media_type, bytes)) => {
+                Answer::new("200 OK", bytes.clone()).header("Content-Type", media_type.clone())
+            }
+            None => Answer::new(
+                "404 Not Found",
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#,
+            ),
+        },
+        ("GET", p) if p.contains("/blobs/") => match state.blobs.get(&last) {
+            Some(blob) => Answer::new("200 OK", blob.clone()),
+            None => Answer::new("404 Not Found", Vec::new()),
+        },
+        _ => Answer::new("404 Not Found", Vec::new()),
+    }
+}
+
+fn honest() -> Hook {
+    Box::new(|_, _| None)
+}
+
+/// A one-platform OCI workspace on `base`, with the demo's static targets.
+fn workspace(name: &str, platforms: &str, base: &str) -> PathBuf {
+    let dir = fixture_workspace(
+        name,
+        &format!("platforms = [{platforms}]\nbackend = \"oci\"\n{STATIC_TARGETS}"),
+    );
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+        .unwrap()
+        .replace("base = \"scratch\"", &format!("base = \"{base}\""));
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    dir
+}
+
+/// Docker's config with inline credentials for `host`.
+fn config_with_login(name: &str, host: &str) -> PathBuf {
+    docker_config_for(name, host, "user:secret-password")
+}
+
+fn run(dir: &Path, args: &[&str], docker_config: &Path) -> std::process::Output {
+    xtask_with_env(
+        dir,
+        args,
+        &[("DOCKER_CONFIG", docker_config.to_str().unwrap())],
+    )
+}
+
+#[test]
+fn a_token_that_carries_configuration_is_refused_and_writes_nothing() {
+    let trap = scratch_dir("hostile-token-trap").join("x");
+    let token = format!("abc\noutput = {}\ncreate-dirs\nx", trap.display());
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, _| {
+            let port = seen.headers.get("host").cloned().unwrap_or_default();
+            if seen.path.starts_with("/token") {
+                let body = serde_json::json!({ "token": token }).to_string();
+                return Some(Answer::new("200 OK", body));
+            }
+            let realm = format!("Bearer realm=\"http://{port}/token\",service=\"fake\"");
+            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", realm))
+        }),
+    );
+    let base = format!("{}/base:1", registry.host);
+    let dir = workspace("hostile-token", "\"linux/amd64\"", &base);
+    let output = run(&dir, &["image"], &scratch_dir("hostile-token-config"));
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("answer for `base` was unreadable: the token is not a valid HTTP token"),
+        "{message}"
+    );
+    assert!(
+        !trap.exists(),
+        "the registry's answer was written to {}",
+        trap.display()
+    );
+    // The token never went back to the registry.
+    let sent_token = registry.seen().iter().any(|s| {
+        s.headers
+            .get("authorization")
+            .is_some_and(|a| a.contains("abc"))
+    });
+    assert!(!sent_token);
+}
+
+#[test]
+fn a_huge_or_endless_token_answer_stops_with_a_message() {
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(|seen, _| {
+            let port = seen.headers.get("host").cloned().unwrap_or_default();
+            if seen.path.starts_with("/token") {
+                let body = format!("{{\"token\": \"{}\"}}", "a".repeat(1 << 20));
+                return Some(Answer::new("200 OK", body));
+            }
+            let realm = format!("Bearer realm=\"http://{port}/token\"");
+            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", realm))
+        }),
+    );
+    let dir = workspace(
+        "hostile-big-token",
+        "\"linux/amd64\"",
+        &format!("{}/base:1", registry.host),
+    );
+    let started = Instant::now();
+    let output = run(&dir, &["image"], &scratch_dir("hostile-big-token-config"));
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("the answer is larger than 64 KiB"),
+        "{message}"
+    );
+    assert!(
+        message.lines().last().unwrap().starts_with("help: "),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+#[test]
+fn credentials_stay_with_their_registry_when_an_upload_points_elsewhere() {
+    let elsewhere = FakeRegistry::start("127.0.0.2", honest());
+    let target = format!("http://{}/stolen-upload", elsewhere.host);
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, _| {
+            if !seen.headers.contains_key("authorization") {
+                let answer = Answer::new(
+                    "401 Unauthorized",
+                    r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+                );
+                return Some(answer.header("WWW-Authenticate", "Basic realm=\"fake\""));
+            }
+            (seen.method == "POST")
+                .then(|| Answer::new("202 Accepted", Vec::new()).header("Location", target.clone()))
+        }),
+    );
+    let config = config_with_login("hostile-location-config", &registry.host);
+    let dir = workspace("hostile-location", "\"linux/amd64\"", "scratch");
+    let image = format!("{}/hello", registry.host);
+    let output = run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &config,
+    );
+    // The upload went elsewhere, so the registry never saw the blob: the run may fail,
+    // but the other host must have had no credentials.
+    let uploads = elsewhere.seen();
+    assert!(
+        !uploads.is_empty(),
+        "the upload followed the Location: {}",
+        stderr(&output)
+    );
+    for seen in &uploads {
+        assert!(
+            !seen.headers.contains_key("authorization"),
+            "credentials reached {}: {seen:?}",
+            elsewhere.host
+        );
+    }
+    let home = registry.seen();
+    assert!(home.iter().any(|s| s
+        .headers
+        .get("authorization")
+        .is_some_and(|a| a.starts_with("Basic "))));
+    assert!(!stderr(&output).contains("secret-password"));
+}
+
+#[test]
+fn content_served_for_another_digest_is_refused_before_any_upload() {
+    let real = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#.to_vec();
+    let named = Digest::of(&real).to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": named,
+            "size": real.len(),
+            "platform": { "os": "linux", "architecture": "amd64" },
+        }],
+    })
+    .to_string();
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, _| {
+            if seen.path.ends_with("/manifests/1") {
+                return Some(
+                    Answer::new("200 OK", index.clone())
+                        .header("Content-Type", "application/vnd.oci.image.index.v1+json"),
+                );
+            }
+            // The attacker's manifest, served under the digest of the real one.
+            seen.path
+                .contains("/manifests/sha256:")
+                .then(|| Answer::new("200 OK", real.iter().rev().copied().collect::<Vec<u8>>()))
+        }),
+    );
+    let dir = workspace(
+        "hostile-digest",
+        "\"linux/amd64\"",
+        &format!("{}/base:1", registry.host),
+    );
+    let image = format!("{}/hello", registry.host);
+    let output = run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &scratch_dir("hostile-digest-config"),
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains(&format!("not {named}")), "{message}");
+    assert!(
+        message.contains("serves other content than it names"),
+        "{message}"
+    );
+    assert!(registry
+        .seen()
+        .iter()
+        .all(|s| s.method != "PUT" && s.method != "POST"));
+    assert!(registry.tags().is_empty());
+}
+
+#[test]
+fn a_registry_that_misreports_digests_gets_no_tag_and_nothing_false_is_printed() {
+    let first: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, body| {
+            if seen.method != "PUT" || !seen.path.contains("/manifests/") {
+                return None;
+            }
+            // Every manifest is "stored" under the first one's digest.
+            let mut first = first.lock().unwrap();
+            let reported = first
+                .get_or_insert_with(|| Digest::of(body).to_string())
+                .clone();
+            Some(Answer::new("201 Created", Vec::new()).header("Docker-Content-Digest", reported))
+        }),
+    );
+    let dir = workspace(
+        "hostile-misreport",
+        "\"linux/amd64\", \"linux/arm64\"",
+        "scratch",
+    );
+    let image = format!("{}/hello", registry.host);
+    let metadata = dir.join("metadata.json");
+    let output = run(
+        &dir,
+        &[
+            "image",
+            "--push",
+            "--image",
+            &image,
+            "--tag",
+            "t",
+            "--jobs",
+            "1",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ],
+        &scratch_dir("hostile-misreport-config"),
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("stored the manifest for"), "{message}");
+    assert!(message.contains("but its digest is sha256:"), "{message}");
+    let indexes = registry
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PUT" && s.path.ends_with("/manifests/t"))
+        .count();
+    assert_eq!(indexes, 0, "no tag was published");
+    assert!(stdout(&output).is_empty());
+    assert!(!metadata.exists());
+}
+
+#[test]
+fn an_oversized_manifest_is_cut_off_at_the_bound() {
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(|seen, _| {
+            seen.path
+                .contains("/manifests/")
+                .then(|| Answer::new("200 OK", vec![b' '; 5 << 20]))
+        }),
+    );
+    let dir = workspace(
+        "hostile-big-manifest",
+        "\"linux/amd64\"",
+        &format!("{}/base:1", registry.host),
+    );
+    let output = run(
+        &dir,
+        &["image"],
+        &scratch_dir("hostile-big-manifest-config"),
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("the answer is larger than 4 MiB"),
+        "{message}"
+    );
+    // A bound is final: the manifest was asked for once, not retried as transient.
+    let asked = registry
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/manifests/"))
+        .count();
+    assert_eq!(asked, 1, "{message}");
+    assert!(!dir.join("target/multiarch/.http").exists());
+}
+
+#[test]
+fn too_many_requests_is_retried_after_the_pause_it_asks_for_and_other_refusals_name_their_code() {
+    let refusals = Arc::new(Mutex::new(0));
+    let counter = refusals.clone();
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, _| {
+            let mut count = counter.lock().unwrap();
+            if seen.method == "PUT" && seen.path.contains("/manifests/") && *count < 1 {
+                *count += 1;
+                let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+                return Some(Answer::new("429 Too Many Requests", body).header("Retry-After", "2"));
+            }
+            None
+        }),
+    );
+    let dir = workspace("hostile-429", "\"linux/amd64\"", "scratch");
+    let image = format!("{}/hello", registry.host);
+    let started = Instant::now();
+    let output = run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &scratch_dir("hostile-429-config"),
+    );
+    let message = stderr(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(
+        message.contains("transient failure (HTTP 429 TOOMANYREQUESTS), retrying in 2.0s"),
+        "{message}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(registry.tags(), ["amd64-t", "t"]);
+    // Only sha256 digests reach stdout.
+    for line in stdout(&output).lines().filter(|l| l.contains("sha256:")) {
+        let digest = line.split("sha256:").nth(1).unwrap();
+        assert!(
+            digest.chars().take(64).all(|c| c.is_ascii_hexdigit()),
+            "{line}"
+        );
+    }
+
+    let denying = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(|seen, _| {
+            (seen.method == "POST").then(|| {
+                Answer::new("403 Forbidden", r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+            })
+        }),
+    );
+    let image = format!("{}/hello", denying.host);
+    let output = run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &scratch_dir("hostile-403-config"),
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("(HTTP 403 DENIED)"), "{message}");
+    let posts = denying.seen().iter().filter(|s| s.method == "POST").count();
+    assert_eq!(posts, 1, "a 403 is final");
+}
