@@ -7,6 +7,7 @@
 //! steps); `exec` (the runner and the programs it drives); `preflight` (checks as
 //! findings); `commands` (one module per subcommand); `cli` and `main` on top.
 
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;

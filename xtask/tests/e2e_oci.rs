@@ -503,3 +503,103 @@ fn a_registry_base_is_resolved_per_platform_and_its_layers_reused() {
         .collect();
     assert!(!tags.iter().any(|t| t.contains("arm64")), "{tags:?}");
 }
+
+#[test]
+fn the_oci_backend_names_no_engine_in_its_dry_run_or_doctor_and_writes_only_to_its_target_dir() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("oci-peer");
+    let dir = oci_workspace("oci-peer");
+    let image = format!("{}/hello", registry.host());
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            "backend = \"oci\"",
+            &format!("backend = \"oci\"\nimage = \"{image}\""),
+        )
+        .replace(
+            "base = \"scratch\"",
+            &format!("base = \"{}/base:1\"", registry.host()),
+        );
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+
+    let output = xtask(&dir, &["image", "--dry-run", "--push"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = stdout(&output);
+    assert!(
+        lines.contains(&format!(
+            "[linux/arm64] resolve {}/base:1 for linux/arm64 from its registry",
+            registry.host()
+        )),
+        "{lines}"
+    );
+    assert!(lines.contains("PUT the OCI index"), "{lines}");
+    for line in lines.lines() {
+        assert!(
+            !line.contains("docker "),
+            "the dry run names a docker command: {line}"
+        );
+    }
+
+    let (fake, record) = recording_docker();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let output = xtask_with_env(&dir, &["doctor"], &[("PATH", &path)]);
+    let table = stdout(&output);
+    assert!(
+        table.contains("backend") && table.contains("oci: images assembled here, no engine"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("registry {}", registry.host()))
+            && table.contains(&format!("http://{} answers (HTTP 200)", registry.host())),
+        "{table}"
+    );
+    assert!(
+        table.contains("OCI index PUT over the registry API"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("docker manifest") && !table.contains("docker daemon"),
+        "{table}"
+    );
+    assert!(
+        !record.exists(),
+        "doctor ran docker: {:?}",
+        std::fs::read_to_string(&record)
+    );
+
+    // With the target dir elsewhere, the workspace gets no `target/` at all.
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            &format!("base = \"{}/base:1\"", registry.host()),
+            "base = \"scratch\"",
+        );
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    // The dry run and doctor above cached the native-code answer in the default one.
+    std::fs::remove_dir_all(dir.join("target")).unwrap();
+    let elsewhere = scratch_dir("oci-peer-target");
+    let output = xtask_with_env(
+        &dir,
+        &[
+            "image",
+            "--push",
+            "--tag",
+            "elsewhere",
+            "--platform",
+            "linux/amd64",
+        ],
+        &[
+            ("CARGO_TARGET_DIR", elsewhere.to_str().unwrap()),
+            ("PATH", &path),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !dir.join("target").exists(),
+        "nothing is written under the workspace's target/"
+    );
+    assert!(elsewhere.join("multiarch/hello/oci/index.json").is_file());
+    assert!(!record.exists(), "no docker process ran");
+}

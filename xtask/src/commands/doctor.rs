@@ -4,10 +4,11 @@
 use anyhow::Result;
 
 use crate::cli::Selection;
-use crate::config::BuildMode;
+use crate::config::{Backend, BuildMode, Config};
 use crate::diagnostic::Diagnostic;
-use crate::plan::Plan;
+use crate::plan::{Builder, Plan};
 use crate::preflight::{self, credentials, Finding, PlatformChecks, Status};
+use crate::registry::Registry;
 use crate::Outcome;
 
 pub fn run(selection: &Selection) -> Result<Outcome> {
@@ -22,26 +23,20 @@ pub fn run(selection: &Selection) -> Result<Outcome> {
 
 /// Runs every pre-flight check; it never fails, it reports.
 pub fn diagnose(selection: &Selection) -> Vec<Finding> {
+    let config = super::load_config(selection, &selection.cli_layer());
+    if let Some(config) = config.as_ref().ok().filter(|c| c.backend == Backend::Oci) {
+        return oci_rows(config);
+    }
     let (engine, mut rows) = preflight::engine();
     rows.extend(preflight::engine_details(&engine));
-    let config = match super::load_config(selection, &selection.cli_layer()) {
+    let config = match config {
         Ok(config) => config,
         Err(err) => {
             rows.push(Finding::failed("config", Diagnostic::of(&err)));
             return rows;
         }
     };
-    let names: Vec<String> = config.platforms.iter().map(|p| p.name()).collect();
-    let mode = match config.build {
-        BuildMode::Cross => "cross",
-        BuildMode::Container => "container",
-    };
-    let detail = format!(
-        "package `{}`: {} ({mode})",
-        config.package.name,
-        names.join(", ")
-    );
-    rows.push(Finding::ok("config", detail));
+    rows.push(Finding::ok("config", config_detail(&config)));
     let plan = super::plan_inputs(&config, false, engine.builder)
         .and_then(|inputs| Plan::new(&config, &inputs));
     match plan {
@@ -62,6 +57,72 @@ pub fn diagnose(selection: &Selection) -> Vec<Finding> {
         Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
     }
     rows.push(credentials::finding(&config));
+    rows
+}
+
+/// The package and its platforms, for the config row.
+fn config_detail(config: &Config) -> String {
+    let names: Vec<String> = config.platforms.iter().map(|p| p.name()).collect();
+    let mode = match config.build {
+        BuildMode::Cross => "cross",
+        BuildMode::Container => "container",
+    };
+    format!(
+        "package `{}`: {} ({mode})",
+        config.package.name,
+        names.join(", ")
+    )
+}
+
+/// The OCI backend's rows: no engine, the registry path, the host's toolchain.
+fn oci_rows(config: &Config) -> Vec<Finding> {
+    let mut rows = vec![
+        Finding::ok("backend", "oci: images assembled here, no engine"),
+        Finding::ok("config", config_detail(config)),
+        Finding::ok(
+            "publish",
+            "OCI index PUT over the registry API after every platform's manifest (digests verified)",
+        ),
+    ];
+    if let Some(image) = &config.image {
+        let insecure = config.insecure_registry || image.is_loopback();
+        let check = format!("registry {}", image.registry_host());
+        rows.push(match Registry::of(image, insecure) {
+            Ok(registry) => match registry.ping() {
+                Ok(status @ (200 | 401)) => Finding::ok(
+                    check,
+                    format!("{} answers (HTTP {status})", registry.base()),
+                ),
+                Ok(status) => Finding::new(
+                    check,
+                    Status::Missing,
+                    format!("{} answers HTTP {status} at /v2/", registry.base()),
+                    "check `image`: it must name an OCI distribution registry",
+                ),
+                Err(why) => Finding::new(
+                    check,
+                    Status::Missing,
+                    why,
+                    "start the registry, or check `image` and `insecure_registry`",
+                ),
+            },
+            Err(err) => Finding::failed(check, Diagnostic::of(&err)),
+        });
+    }
+    let plan = super::plan_inputs(config, false, Builder::Legacy)
+        .and_then(|inputs| Plan::new(config, &inputs));
+    match plan {
+        Ok(plan) => {
+            let checks = PlatformChecks {
+                config,
+                plan: &plan,
+                engine: None,
+            };
+            rows.extend(checks.host(&preflight::RustToolchain::locate()));
+        }
+        Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
+    }
+    rows.push(credentials::finding(config));
     rows
 }
 

@@ -5,29 +5,81 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::backend::docker::{Docker, DockerBackend};
+use crate::backend::oci::{Assembled, OciBackend};
 use crate::cli::ImageArgs;
 use crate::config::{Backend, Config};
-use crate::exec::docker::{Docker, DockerExecutor};
-use crate::exec::oci::OciExecutor;
 use crate::exec::{report, runner};
-use crate::plan::{Builder, Plan};
+use crate::plan::{Builder, ContextStep, Plan};
 use crate::preflight::{self, PlatformChecks};
 
 pub fn run(args: &ImageArgs) -> Result<()> {
-    if args.dry_run {
-        return dry_run(args);
-    }
     let configs = load(args)?;
     report::prepare_metadata_file(args.metadata_file.as_deref(), false)?;
     match backend(&configs)? {
         // No engine is asked anything: the OCI backend runs no `docker` process at all.
-        Backend::Oci => build_oci(args, &configs),
+        Backend::Oci => {
+            let plans = super::plans(&configs, args.push, Builder::Legacy)?;
+            if !args.dry_run {
+                oci_checks(&configs, &plans)?;
+            }
+            let backend = OciBackend::new(configs[0].workspace_root.clone());
+            execute(args, &configs, plans, &backend, |run| {
+                load_into_engine(args, run, &configs[0].target_dir)
+            })
+        }
         Backend::Docker if args.load => Err(crate::diagnostic::diagnostic(
             "--load is for backend = \"oci\"; the docker backend builds in the engine already",
             "drop --load, or pass --backend oci",
         )),
-        Backend::Docker => build(args, &configs, preflight::engine().0),
+        Backend::Docker if args.dry_run => {
+            // The builder is probed only when a client is there; no daemon is needed.
+            let docker = Docker::find().ok();
+            let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
+            let plans = super::plans(&configs, args.push, builder)?;
+            let docker = docker.unwrap_or(Docker {
+                program: PathBuf::from("docker"),
+                context: None,
+            });
+            let backend = DockerBackend {
+                docker,
+                root: configs[0].workspace_root.clone(),
+            };
+            execute(args, &configs, plans, &backend, |_| Ok(()))
+        }
+        Backend::Docker => {
+            let engine = preflight::engine().0;
+            let plans = super::plans(&configs, args.push, engine.builder)?;
+            let docker = docker_checks(&configs, &plans, engine)?;
+            let backend = DockerBackend {
+                docker,
+                root: configs[0].workspace_root.clone(),
+            };
+            execute(args, &configs, plans, &backend, |_| Ok(()))
+        }
     }
+}
+
+/// The one way every backend runs: merge the packages' plans, then print them (dry run),
+/// or take the run lock, walk the schedule, finish (`--load`) and report.
+fn execute<B: crate::exec::Backend>(
+    args: &ImageArgs,
+    configs: &[Config],
+    plans: Vec<Plan>,
+    backend: &B,
+    finish: impl FnOnce(&runner::Run<B::Image>) -> Result<()>,
+) -> Result<()> {
+    let plan = Plan::merge(plans)?;
+    if args.dry_run {
+        report::print_dry_run(&plan, backend, args.json);
+        return Ok(());
+    }
+    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
+    report::prepare_metadata_file(args.metadata_file.as_deref(), true)?;
+    let run = runner::execute(&plan, backend, jobs(args))?;
+    finish(&run)?;
+    report::print(&run.report, args.json);
+    report::write_outputs(&run.report, args.metadata_file.as_deref())
 }
 
 /// The one backend of the run's packages.
@@ -45,31 +97,37 @@ fn backend(configs: &[Config]) -> Result<Backend> {
     }
 }
 
-/// The OCI backend: host checks, then the same runner, with images assembled and pushed
-/// by the tool itself.
-fn build_oci(args: &ImageArgs, configs: &[Config]) -> Result<()> {
-    let plans = super::plans(configs, args.push, Builder::Legacy)?;
-    // What needs an engine stops here, before anything compiles.
-    for plan in &plans {
+/// What the OCI backend needs before anything compiles: templates it can assemble
+/// (no `RUN`), and the host's toolchain.
+fn oci_checks(configs: &[Config], plans: &[Plan]) -> Result<()> {
+    for plan in plans {
         for platform_plan in &plan.platforms {
             for step in &platform_plan.context {
-                if let crate::plan::Step::Render { path, contents } = step {
-                    crate::exec::oci::spec::parse(contents, &path.display().to_string())?;
+                if let ContextStep::Render { path, contents } = step {
+                    crate::backend::oci::spec::parse(contents, &path.display().to_string())?;
                 }
             }
         }
     }
-    host_checks(configs, &plans)?;
-    let plan = Plan::merge(plans)?;
-    let executor = OciExecutor::new(plan.root.clone());
-    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
-    report::prepare_metadata_file(args.metadata_file.as_deref(), true)?;
-    let report = runner::execute(&plan, &executor, jobs(args))?;
-    if args.load {
-        load_into_engine(&executor, &report, &configs[0].target_dir)?;
+    host_checks(configs, plans)
+}
+
+/// What the Docker backend needs before anything compiles: the host's toolchain, a daemon,
+/// attestation support, every platform's engine and base images. Returns the client.
+fn docker_checks(configs: &[Config], plans: &[Plan], engine: preflight::Engine) -> Result<Docker> {
+    host_checks(configs, plans)?;
+    let docker = engine.require_daemon()?;
+    for (config, plan) in configs.iter().zip(plans) {
+        preflight::first_failure(preflight::attestations(config, &engine, &docker))?;
+        let checks = PlatformChecks {
+            config,
+            plan,
+            engine: Some(&docker),
+        };
+        preflight::first_failure(checks.engines())?;
+        preflight::first_failure(checks.base_images())?;
     }
-    report::print(&report, args.json);
-    report::write_outputs(&report, args.metadata_file.as_deref())
+    Ok(docker)
 }
 
 /// What the host needs (targets, linkers, C compilers, emulation), for every package.
@@ -94,16 +152,21 @@ fn jobs(args: &ImageArgs) -> usize {
 
 /// `--load`: the run's images into the local engine, through one `docker load`.
 fn load_into_engine(
-    executor: &OciExecutor,
-    report: &report::Report,
+    args: &ImageArgs,
+    run: &runner::Run<Assembled>,
     target_dir: &std::path::Path,
 ) -> Result<()> {
-    let tags: Vec<(String, Vec<String>)> = report
+    if !args.load {
+        return Ok(());
+    }
+    let images: Vec<(&Assembled, Vec<String>)> = run
+        .report
         .platforms
         .iter()
-        .map(|p| (p.image.clone(), p.tags.clone()))
+        .zip(&run.images)
+        .map(|(p, image)| (image, p.tags.clone()))
         .collect();
-    let archive = executor.load_archive(&tags)?;
+    let archive = crate::backend::oci::load_archive(&images)?;
     let path = target_dir.join("multiarch/load.tar");
     crate::exec::files::write_if_changed(&path, &archive)?;
     let docker = preflight::engine().0.require_daemon()?;
@@ -134,56 +197,4 @@ fn load(args: &ImageArgs) -> Result<Vec<Config>> {
         ));
     }
     Ok(configs)
-}
-
-/// Prints the plan; needs no engine (the builder is probed only when a client is there).
-fn dry_run(args: &ImageArgs) -> Result<()> {
-    let configs = load(args)?;
-    report::prepare_metadata_file(args.metadata_file.as_deref(), false)?;
-    if backend(&configs)? == Backend::Oci {
-        let plan = Plan::merge(super::plans(&configs, args.push, Builder::Legacy)?)?;
-        let executor = OciExecutor::new(plan.root.clone());
-        report::print_dry_run(&plan, &executor, args.json);
-        return Ok(());
-    }
-    let docker = Docker::find().ok();
-    let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
-    let plan = Plan::merge(super::plans(&configs, args.push, builder)?)?;
-    let docker = docker.unwrap_or(Docker {
-        program: PathBuf::from("docker"),
-        context: None,
-    });
-    let executor = DockerExecutor {
-        docker,
-        root: plan.root.clone(),
-    };
-    report::print_dry_run(&plan, &executor, args.json);
-    Ok(())
-}
-
-/// Plans, checks everything the run needs, then builds, pushes and publishes.
-fn build(args: &ImageArgs, configs: &[Config], engine: preflight::Engine) -> Result<()> {
-    let plans = super::plans(configs, args.push, engine.builder)?;
-    host_checks(configs, &plans)?;
-    let docker = engine.require_daemon()?;
-    for (config, plan) in configs.iter().zip(&plans) {
-        preflight::first_failure(preflight::attestations(config, &engine, &docker))?;
-        let checks = PlatformChecks {
-            config,
-            plan,
-            engine: Some(&docker),
-        };
-        preflight::first_failure(checks.engines())?;
-        preflight::first_failure(checks.base_images())?;
-    }
-    let plan = Plan::merge(plans)?;
-    let executor = DockerExecutor {
-        docker,
-        root: plan.root.clone(),
-    };
-    let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
-    report::prepare_metadata_file(args.metadata_file.as_deref(), true)?;
-    let report = runner::execute(&plan, &executor, jobs(args))?;
-    report::print(&report, args.json);
-    report::write_outputs(&report, args.metadata_file.as_deref())
 }

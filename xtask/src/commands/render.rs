@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use crate::cli::Selection;
-use crate::plan::{Builder, Plan, Step};
+use crate::plan::{Builder, ContextStep, Plan};
 
 pub fn run(selection: &Selection) -> Result<()> {
     let configs = super::load_configs(selection, &selection.cli_layer())?;
@@ -13,7 +13,7 @@ pub fn run(selection: &Selection) -> Result<()> {
     crate::exec::runner::write_contexts(&plan)?;
     for platform_plan in &plan.platforms {
         for step in &platform_plan.context {
-            if let Step::Render { path, .. } = step {
+            if let ContextStep::Render { path, .. } = step {
                 let scope = plan.scope(&platform_plan.package, platform_plan.platform);
                 eprintln!("[{scope}] rendered");
                 println!("{}", plan.root.join(path).display());

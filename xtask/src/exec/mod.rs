@@ -1,19 +1,18 @@
-//! Execution: the runner that carries out a plan through an [`Executor`], the programs it
-//! drives (cargo, docker), and the report.
+//! Execution: the [`Backend`] seam that a backend implements, the one runner that walks a
+//! plan's schedule through it, cargo invocations (shared by every backend), file steps,
+//! and the report.
 
 pub mod cargo;
-pub mod docker;
 pub mod files;
-pub mod oci;
 pub mod report;
 pub mod runner;
 
 use anyhow::Result;
 
 use crate::config::image_ref::ImageRef;
-use crate::plan::{CargoBuild, ImageBuild, Publish, Push};
+use crate::plan::{BaseImage, ImageBuild, Publish, Push};
 
-/// What an image build produced, as the engine reports it.
+/// What an image build produced, as the engine or the assembler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltImage {
     pub id: String,
@@ -23,25 +22,45 @@ pub struct BuiltImage {
     pub variant: Option<String>,
 }
 
-/// One piece of work an executor carries out, for descriptions.
+/// A build's facts and the backend's own result, which its push and publish take back.
+#[derive(Debug, Clone)]
+pub struct Built<I> {
+    pub facts: BuiltImage,
+    pub image: I,
+}
+
+/// One platform of a tag to publish: the pushed image by digest, and what built it.
+#[derive(Debug)]
+pub struct Source<'a, I> {
+    /// `repo@sha256:...`, the digest this run pushed.
+    pub reference: ImageRef,
+    pub image: &'a I,
+}
+
+/// One piece of a backend's work, for descriptions.
 #[derive(Debug, Clone, Copy)]
 pub enum Work<'a> {
-    Cargo(&'a CargoBuild),
+    /// The pre-flight lookup of a base image.
+    BaseImage(&'a BaseImage),
     Image(&'a ImageBuild),
     Push(&'a Push),
     /// A publish with its sources written out (digests, or placeholders in a dry run).
     Publish(&'a Publish, &'a [String]),
 }
 
-/// The seam between the plan and the programs that carry it out. The runner owns order,
-/// parallelism, retries and file steps; an executor owns how each piece of work is done.
-/// The Docker executor drives `cargo` and `docker`; a backend without an engine implements
-/// the same calls over the registry API, and tests use a recording fake.
-pub trait Executor: Sync {
-    /// The command lines `work` runs, for `--dry-run`.
+/// A backend: how an image is built from a staged context, pushed and published, and the
+/// words `--dry-run` uses for it. The runner owns order, parallelism, retries, cargo and
+/// file steps; a backend owns only its own work. Build results come back to the push and
+/// the publish as values ([`Built::image`]), never through shared state.
+pub trait Backend: Sync {
+    /// What a build hands to its push and publish: nothing for an engine that keeps the
+    /// image, the assembled image for the OCI backend.
+    type Image: Send + Sync;
+
+    /// The command lines (or, without an engine, the words) `work` stands for.
     fn describe(&self, work: Work<'_>) -> Vec<String>;
-    /// The command lines of every image build, each with the platforms it builds (one
-    /// platform, or several joined by `, ` for an invocation that builds them together).
+    /// The lines of every image build, each with the platforms it builds (one platform,
+    /// or several joined by `, ` for an invocation that builds them together).
     fn describe_images(&self, builds: &[&ImageBuild]) -> Vec<(String, String)> {
         builds
             .iter()
@@ -53,18 +72,16 @@ pub trait Executor: Sync {
             })
             .collect()
     }
-    /// Compiles one platform's binaries.
-    fn cargo(&self, build: &CargoBuild) -> Result<()>;
-    /// Builds one platform's image and reports what was built.
-    fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage>;
+    /// Builds one platform's image.
+    fn build_image(&self, build: &ImageBuild) -> Result<Built<Self::Image>>;
     /// Builds every platform's image, one result per build in order; by default each on
     /// its own, `jobs` at a time.
-    fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<BuiltImage>> {
+    fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<Built<Self::Image>>> {
         runner::each_in_parallel(builds, jobs, |build| self.build_image(build))
     }
     /// Pushes one platform's tags and returns the digest they name.
-    fn push(&self, push: &Push) -> Result<String>;
-    /// Publishes one tag from `sources` (`repo@sha256:...`, one per platform, in the
-    /// publish's entry order) and returns the digest of what was published.
-    fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String>;
+    fn push(&self, push: &Push, image: &Self::Image) -> Result<String>;
+    /// Publishes one tag from `sources` (one per platform, in the publish's entry order)
+    /// and returns the digest of what was published.
+    fn publish(&self, publish: &Publish, sources: &[Source<'_, Self::Image>]) -> Result<String>;
 }

@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
-use crate::exec::{Executor, Work};
-use crate::plan::{ImageBuild, Plan, Step};
+use crate::exec::{Backend, Work};
+use crate::plan::schedule::{schedule, Phase};
+use crate::plan::{ContextStep, Plan, Publish, StageStep};
 
 /// What one platform produced.
 #[derive(Debug, Clone, Serialize)]
@@ -240,8 +241,8 @@ pub fn print(report: &Report, json: bool) {
 }
 
 /// Prints every step of the plan on stdout, in the order a run with one job takes them.
-pub fn print_dry_run(plan: &Plan, executor: &dyn Executor, json: bool) {
-    let steps = dry_run_lines(plan, executor);
+pub fn print_dry_run<B: Backend>(plan: &Plan, backend: &B, json: bool) {
+    let steps = dry_run_lines(plan, backend);
     if json {
         #[derive(Serialize)]
         struct DryRun<'a> {
@@ -263,77 +264,102 @@ pub fn print_dry_run(plan: &Plan, executor: &dyn Executor, json: bool) {
     }
 }
 
-/// Every step as `[scope] what it does` lines: checks, contexts, builds, pushes, publishes.
-pub fn dry_run_lines(plan: &Plan, executor: &dyn Executor) -> Vec<String> {
+/// Every step as `[scope] what it does` lines, phase by phase as the runner runs them.
+pub fn dry_run_lines<B: Backend>(plan: &Plan, backend: &B) -> Vec<String> {
     let mut lines = Vec::new();
-    for base in &plan.base_images {
-        let (platform, image) = (base.platform, &base.image);
-        lines.push(format!("[{platform}] check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)"));
-    }
-    for platform_plan in &plan.platforms {
-        let scope = plan.scope(&platform_plan.package, platform_plan.platform);
-        for step in &platform_plan.context {
-            lines.push(format!("[{scope}] {}", describe_file_step(step)));
-        }
-    }
-    // One cargo invocation per shared target builds every package that needs it.
-    for (build, _) in plan.cargo_builds() {
-        let platform = build.platform;
-        let described = executor.describe(Work::Cargo(&build));
-        lines.extend(described.into_iter().map(|d| format!("[{platform}] {d}")));
-    }
-    for platform_plan in &plan.platforms {
-        let scope = plan.scope(&platform_plan.package, platform_plan.platform);
-        for step in &platform_plan.build {
-            if !matches!(step, Step::Cargo(_) | Step::Image(_)) {
-                lines.push(format!("[{scope}] {}", describe_file_step(step)));
+    for phase in schedule(plan) {
+        match phase {
+            Phase::BaseImages(bases) => {
+                for base in bases {
+                    let described = backend.describe(Work::BaseImage(base));
+                    lines.extend(
+                        described
+                            .into_iter()
+                            .map(|d| format!("[{}] {d}", base.platform)),
+                    );
+                }
+            }
+            Phase::Contexts => {
+                for platform_plan in &plan.platforms {
+                    let scope = plan.scope(&platform_plan.package, platform_plan.platform);
+                    let described = platform_plan.context.iter().map(describe_context_step);
+                    lines.extend(described.map(|d| format!("[{scope}] {d}")));
+                }
+            }
+            // One cargo invocation per shared target builds every package that needs it.
+            Phase::Compile(groups) => {
+                for (build, _) in groups {
+                    let command = crate::exec::cargo::build_command(&build);
+                    lines.push(format!("[{}] {command}", build.platform));
+                }
+            }
+            Phase::Stage => {
+                for platform_plan in &plan.platforms {
+                    let scope = plan.scope(&platform_plan.package, platform_plan.platform);
+                    let described = platform_plan.staging.iter().map(describe_stage_step);
+                    lines.extend(described.map(|d| format!("[{scope}] {d}")));
+                }
+            }
+            // A backend may join builds into one invocation, shown under every platform.
+            Phase::Images(builds) => {
+                let described = backend.describe_images(&builds);
+                lines.extend(
+                    described
+                        .into_iter()
+                        .map(|(scope, line)| format!("[{scope}] {line}")),
+                );
+            }
+            Phase::Pushes(pushes) => {
+                for (_, push) in pushes {
+                    let scope = plan.scope(&push.package, push.platform);
+                    let described = backend.describe(Work::Push(push));
+                    lines.extend(described.into_iter().map(|d| format!("[{scope}] {d}")));
+                }
+            }
+            Phase::Publishes(publishes) => {
+                for publish in publishes {
+                    lines.extend(describe_publish(backend, publish));
+                }
             }
         }
-    }
-    // Image builds start once every platform's binaries are staged; an executor may join
-    // them into one invocation, which is shown under every platform it builds.
-    let builds: Vec<&ImageBuild> = plan.platforms.iter().map(|p| p.image_build()).collect();
-    for (scope, line) in executor.describe_images(&builds) {
-        lines.push(format!("[{scope}] {line}"));
-    }
-    for (_, push) in plan.pushes() {
-        let scope = plan.scope(&push.package, push.platform);
-        let described = executor.describe(Work::Push(push));
-        lines.extend(described.into_iter().map(|d| format!("[{scope}] {d}")));
-    }
-    for publish in &plan.publishes {
-        let sources: Vec<String> = publish
-            .entries
-            .iter()
-            .map(|e| format!("{}@<digest pushed as {}>", e.pushed_as.name(), e.pushed_as))
-            .collect();
-        // Placeholders are not words a shell would read, so they are shown unquoted.
-        let described = executor
-            .describe(Work::Publish(publish, &sources))
-            .into_iter()
-            .map(|line| {
-                sources.iter().fold(line, |line, source| {
-                    line.replace(&crate::process::shell_quote(source), source)
-                })
-            });
-        lines.extend(described.map(|d| format!("[{}] {d}", publish.list)));
     }
     lines
 }
 
-/// What a file step does, as one line.
-fn describe_file_step(step: &Step) -> String {
-    use crate::process::shell_quote;
-    let path = |p: &std::path::Path| shell_quote(&p.display().to_string());
+/// A publish with placeholders where the digests will be; placeholders are not words a
+/// shell would read, so they are shown unquoted.
+fn describe_publish<B: Backend>(backend: &B, publish: &Publish) -> Vec<String> {
+    let sources: Vec<String> = publish
+        .entries
+        .iter()
+        .map(|e| format!("{}@<digest pushed as {}>", e.pushed_as.name(), e.pushed_as))
+        .collect();
+    backend
+        .describe(Work::Publish(publish, &sources))
+        .into_iter()
+        .map(|line| {
+            let line = sources.iter().fold(line, |line, source| {
+                line.replace(&crate::process::shell_quote(source), source)
+            });
+            format!("[{}] {line}", publish.list)
+        })
+        .collect()
+}
+
+fn shown(path: &std::path::Path) -> String {
+    crate::process::shell_quote(&path.display().to_string())
+}
+
+/// What a context step does, as one line.
+fn describe_context_step(step: &ContextStep) -> String {
     match step {
-        Step::Prepare { dir, keep } => format!(
+        ContextStep::Prepare { dir, keep } => format!(
             "prepare {} (the {} planned files stay, all else goes)",
-            path(dir),
+            shown(dir),
             keep.len()
         ),
-        Step::Render { path: file, .. } => format!("render {}", path(file)),
-        Step::Stage { from, to, .. } => format!("cp {} {}", path(from), path(to)),
-        Step::Mirror { from, to, files } => {
+        ContextStep::Render { path: file, .. } => format!("render {}", shown(file)),
+        ContextStep::Mirror { from, to, files } => {
             let from = if from.as_os_str().is_empty() {
                 std::path::Path::new(".")
             } else {
@@ -342,18 +368,22 @@ fn describe_file_step(step: &Step) -> String {
             format!(
                 "copy {} files from {} to {}",
                 files.len(),
-                path(from),
-                path(to)
+                shown(from),
+                shown(to)
             )
         }
-        Step::StageQemu { qemu_arch, to } => {
-            format!(
-                "stage {} at {}",
-                crate::emulation::qemu::binary_name(qemu_arch),
-                path(to)
-            )
-        }
-        Step::Cargo(_) | Step::Image(_) => unreachable!("processes are described by the executor"),
+    }
+}
+
+/// What a staging step does, as one line.
+fn describe_stage_step(step: &StageStep) -> String {
+    match step {
+        StageStep::Binary { from, to, .. } => format!("cp {} {}", shown(from), shown(to)),
+        StageStep::Qemu { qemu_arch, to } => format!(
+            "stage {} at {}",
+            crate::emulation::qemu::binary_name(qemu_arch),
+            shown(to)
+        ),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The one runner that executes a plan: contexts, parallel builds, parallel pushes, then
-//! publishes, each piece of work through an [`Executor`].
+//! The one runner: walks a plan's [`schedule`] (contexts, cargo, staging, parallel image
+//! builds, parallel pushes, then publishes), each image's work through a [`Backend`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,89 +12,251 @@ use crate::config::platform::Platform;
 use crate::diagnostic::{diagnostic, Diagnostic};
 use crate::exec::files::{copy_if_changed, dir_size, mirror_if_changed, prune, write_if_changed};
 use crate::exec::report::{ListResult, PlatformResult, Report};
-use crate::exec::{BuiltImage, Executor};
-use crate::plan::{ImageBuild, Plan, PlatformPlan, PushId, Step};
+use crate::exec::{Backend, Built, BuiltImage, Source};
+use crate::plan::schedule::{schedule, Phase};
+use crate::plan::{
+    CargoBuild, ContextStep, ImageBuild, Plan, PlatformPlan, Publish, Push, PushId, StageStep,
+};
 
-/// Executes `plan` through `executor` with up to `jobs` platforms at a time.
-pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Report> {
+/// How the runner compiles: real cargo, or a recording fake in tests.
+pub type Compile<'a> = dyn Fn(&CargoBuild) -> Result<()> + Sync + 'a;
+
+/// What a run produced: its report, and each platform's build result, in platform order.
+pub struct Run<I> {
+    pub report: Report,
+    pub images: Vec<I>,
+}
+
+/// Executes `plan` through `backend` with the host's cargo, `jobs` platforms at a time.
+pub fn execute<B: Backend>(plan: &Plan, backend: &B, jobs: usize) -> Result<Run<B::Image>> {
+    let root = plan.root.clone();
+    let compile = move |build: &CargoBuild| {
+        let sh = xshell::Shell::new()?;
+        sh.change_dir(&root);
+        crate::exec::cargo::run(build, &sh)
+    };
+    execute_with(plan, backend, &compile, jobs)
+}
+
+/// What the phases have produced so far.
+struct Progress<I> {
+    seconds: Vec<f64>,
+    built: Vec<Built<I>>,
+    digests: BTreeMap<PushId, String>,
+    manifests: Vec<ListResult>,
+}
+
+/// Executes `plan` phase by phase, as [`schedule`] orders it.
+pub fn execute_with<B: Backend>(
+    plan: &Plan,
+    backend: &B,
+    compile: &Compile<'_>,
+    jobs: usize,
+) -> Result<Run<B::Image>> {
     let started = Instant::now();
-    write_contexts(plan)?;
-    let compiled = compile_and_stage(plan, executor, jobs)?;
-    let builds: Vec<&ImageBuild> = plan
-        .platforms
-        .iter()
-        .map(PlatformPlan::image_build)
-        .collect();
-    let started_images = Instant::now();
-    eprintln!("[{}] image build ...", names(&builds));
-    let built = executor.build_images(&builds, jobs);
-    let image_seconds = started_images.elapsed().as_secs_f64();
-    let built: Vec<Result<BuiltImage>> = builds
+    let mut progress = Progress {
+        seconds: vec![0.0; plan.platforms.len()],
+        built: Vec::new(),
+        digests: BTreeMap::new(),
+        manifests: Vec::new(),
+    };
+    for phase in schedule(plan) {
+        match phase {
+            // The pre-flight looked them up before the run began.
+            Phase::BaseImages(_) => {}
+            Phase::Contexts => write_contexts(plan)?,
+            Phase::Compile(groups) => compile_all(&groups, compile, &mut progress.seconds)?,
+            Phase::Stage => stage_all(plan, jobs, &mut progress.seconds)?,
+            Phase::Images(builds) => {
+                progress.built = build_all(backend, &builds, jobs)?;
+            }
+            Phase::Pushes(pushes) => {
+                progress.digests = push_all(
+                    plan,
+                    backend,
+                    &pushes,
+                    &progress.built,
+                    jobs,
+                    &mut progress.seconds,
+                )?;
+            }
+            Phase::Publishes(publishes) => {
+                progress.manifests = publish_all(plan, backend, publishes, &progress)?;
+            }
+        }
+    }
+    Ok(finish(plan, progress, started))
+}
+
+/// The report and the build results, once every phase ran.
+fn finish<I>(plan: &Plan, progress: Progress<I>, started: Instant) -> Run<I> {
+    let Progress {
+        seconds,
+        built,
+        digests,
+        manifests,
+    } = progress;
+    let mut images = Vec::new();
+    let mut platforms = Vec::new();
+    for (index, (platform_plan, built)) in plan.platforms.iter().zip(built).enumerate() {
+        let build = &platform_plan.image;
+        platforms.push(PlatformResult {
+            package: platform_plan.package.clone(),
+            platform: platform_plan.platform.name(),
+            image: build.tags[0].to_string(),
+            tags: build.tags.iter().map(ImageRef::to_string).collect(),
+            id: built.facts.id,
+            size: built.facts.size,
+            context_bytes: dir_size(&plan.root.join(&platform_plan.context_dir)),
+            digest: digests.get(&PushId(index)).cloned(),
+            seconds: seconds[index],
+        });
+        images.push(built.image);
+    }
+    Run {
+        report: Report {
+            packages: plan.packages.clone(),
+            platforms,
+            manifests,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        images,
+    }
+}
+
+/// Writes every platform's context (directory, Dockerfile, mirrored files) before anything
+/// compiles, so a bad template or file stops the run before any work.
+pub fn write_contexts(plan: &Plan) -> Result<()> {
+    for platform_plan in &plan.platforms {
+        for step in &platform_plan.context {
+            write_context_step(&plan.root, step)
+                .with_context(|| format!("preparing the context for {}", platform_plan.platform))?;
+        }
+    }
+    Ok(())
+}
+
+/// One cargo invocation per shared target (cargo serialises builds on its target dir
+/// anyway); each platform it serves is charged its time.
+fn compile_all(
+    groups: &[(CargoBuild, Vec<usize>)],
+    compile: &Compile<'_>,
+    seconds: &mut [f64],
+) -> Result<()> {
+    let spent = run_parallel(groups, 1, |(build, _)| {
+        let started = Instant::now();
+        let label = match build.packages.as_slice() {
+            [_] => "cargo build".to_owned(),
+            several => format!("cargo build ({})", several.join(", ")),
+        };
+        progress(build.platform, &label, || compile(build))
+            .with_context(|| format!("cargo build failed for {}", build.platform))?;
+        Ok(started.elapsed().as_secs_f64())
+    })?;
+    for ((_, members), spent) in groups.iter().zip(spent) {
+        for member in members {
+            seconds[*member] += spent;
+        }
+    }
+    Ok(())
+}
+
+/// Stages each platform's binaries (and QEMU), `jobs` platforms at a time.
+fn stage_all(plan: &Plan, jobs: usize, seconds: &mut [f64]) -> Result<()> {
+    let staged = run_parallel(&plan.platforms, jobs, |platform_plan| {
+        let started = Instant::now();
+        for step in &platform_plan.staging {
+            stage(&plan.root, platform_plan, step).with_context(|| {
+                format!(
+                    "staging failed for {}",
+                    plan.scope(&platform_plan.package, platform_plan.platform)
+                )
+            })?;
+        }
+        Ok(started.elapsed().as_secs_f64())
+    })?;
+    for (total, spent) in seconds.iter_mut().zip(staged) {
+        *total += spent;
+    }
+    Ok(())
+}
+
+/// Builds every image, then checks each carries its platform and a sha256 id.
+fn build_all<B: Backend>(
+    backend: &B,
+    builds: &[&ImageBuild],
+    jobs: usize,
+) -> Result<Vec<Built<B::Image>>> {
+    let started = Instant::now();
+    eprintln!("[{}] image build ...", names(builds));
+    let built = backend.build_images(builds, jobs);
+    let built: Vec<Result<Built<B::Image>>> = builds
         .iter()
         .zip(built)
         .map(|(build, result)| {
-            result
-                .with_context(|| format!("image build failed for {}", build.platform))
-                .and_then(|image| check_platform(build.platform, &image).map(|()| image))
+            let built =
+                result.with_context(|| format!("image build failed for {}", build.platform))?;
+            check_platform(build.platform, &built.facts)?;
+            checked_digest(built.facts.id.clone(), "the built image's id")?;
+            Ok(built)
         })
         .collect();
     let built = all_or_failures(built)?;
-    let built = built
-        .into_iter()
-        .map(|image| checked_digest(image.id.clone(), "the built image's id").map(|_| image))
-        .collect::<Result<Vec<_>>>()?;
     eprintln!(
-        "[{}] image build done ({image_seconds:.1}s)",
-        names(&builds)
+        "[{}] image build done ({:.1}s)",
+        names(builds),
+        started.elapsed().as_secs_f64()
     );
-    let mut platforms: Vec<PlatformResult> = plan
-        .platforms
-        .iter()
-        .zip(builds.iter().zip(built).zip(compiled))
-        .map(
-            |(platform_plan, ((build, image), seconds))| PlatformResult {
-                package: platform_plan.package.clone(),
-                platform: platform_plan.platform.name(),
-                image: build.tags[0].to_string(),
-                tags: build.tags.iter().map(ImageRef::to_string).collect(),
-                id: image.id,
-                size: image.size,
-                context_bytes: dir_size(&plan.root.join(&platform_plan.context_dir)),
-                digest: None,
-                seconds: seconds + image_seconds,
-            },
-        )
-        .collect();
+    Ok(built)
+}
 
-    let pushes: Vec<(PushId, &crate::plan::Push)> = plan.pushes().collect();
-    let pushed = run_parallel(&pushes, jobs, |(_, push)| {
+/// Pushes every platform, `jobs` at a time; returns each push's digest.
+fn push_all<B: Backend>(
+    plan: &Plan,
+    backend: &B,
+    pushes: &[(PushId, &Push)],
+    built: &[Built<B::Image>],
+    jobs: usize,
+    seconds: &mut [f64],
+) -> Result<BTreeMap<PushId, String>> {
+    let pushed = run_parallel(pushes, jobs, |(id, push)| {
         let started = Instant::now();
         let scope = plan.scope(&push.package, push.platform);
         progress(&scope, "push", || {
-            retrying(|| executor.push(push))
+            retrying(|| backend.push(push, &built[id.0].image))
                 .and_then(|digest| checked_digest(digest, "the pushed image"))
                 .with_context(|| format!("push failed for {scope}"))
         })
         .map(|digest| (digest, started.elapsed().as_secs_f64()))
     })?;
-    let mut digests: BTreeMap<PushId, String> = BTreeMap::new();
-    for ((id, _), (digest, seconds)) in pushes.iter().zip(pushed) {
-        let result = &mut platforms[id.0];
-        result.seconds += seconds;
-        result.digest = Some(digest.clone());
+    let mut digests = BTreeMap::new();
+    for ((id, _), (digest, spent)) in pushes.iter().zip(pushed) {
+        seconds[id.0] += spent;
         digests.insert(*id, digest);
     }
+    Ok(digests)
+}
 
+/// Publishes every tag from the digests this run pushed (never tags someone could move).
+fn publish_all<B: Backend>(
+    plan: &Plan,
+    backend: &B,
+    publishes: &[Publish],
+    progress: &Progress<B::Image>,
+) -> Result<Vec<ListResult>> {
     let mut manifests = Vec::new();
-    for publish in &plan.publishes {
-        // Entries name the digests this run pushed, not tags someone could move.
-        let sources: Vec<ImageRef> = publish
+    for publish in publishes {
+        let sources: Vec<Source<'_, B::Image>> = publish
             .entries
             .iter()
-            .map(|entry| plan.push(entry.push).images[0].with_digest(&digests[&entry.push]))
+            .map(|entry| Source {
+                reference: plan.push(entry.push).images[0]
+                    .with_digest(&progress.digests[&entry.push]),
+                image: &progress.built[entry.push.0].image,
+            })
             .collect();
         eprintln!("[{}] publish ...", publish.list);
-        let digest = retrying(|| executor.publish(publish, &sources))
+        let digest = retrying(|| backend.publish(publish, &sources))
             .and_then(|digest| checked_digest(digest, "the published index"))
             .with_context(|| format!("publishing {} failed", publish.list))?;
         eprintln!("[{}] published", publish.list);
@@ -104,25 +266,7 @@ pub fn execute(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Repo
             digest,
         });
     }
-
-    Ok(Report {
-        packages: plan.packages.clone(),
-        platforms,
-        manifests,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-/// Writes every platform's context (directory, Dockerfile, mirrored files) before anything
-/// compiles, so a bad template or file stops the run before any work.
-pub fn write_contexts(plan: &Plan) -> Result<()> {
-    for platform_plan in &plan.platforms {
-        for step in &platform_plan.context {
-            run_file_step(plan, platform_plan, step)
-                .with_context(|| format!("preparing the context for {}", platform_plan.platform))?;
-        }
-    }
-    Ok(())
+    Ok(manifests)
 }
 
 /// The platforms of `builds`, for progress lines.
@@ -132,44 +276,6 @@ fn names(builds: &[&ImageBuild]) -> String {
         .map(|b| b.platform.name())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Compiles every package for every platform, one cargo invocation per shared target
-/// (cargo serialises builds on its target dir anyway), then stages each platform's
-/// binaries (and QEMU), `jobs` platforms at a time. Returns each platform's seconds.
-fn compile_and_stage(plan: &Plan, executor: &dyn Executor, jobs: usize) -> Result<Vec<f64>> {
-    let groups = plan.cargo_builds();
-    let cargo_seconds = run_parallel(&groups, 1, |(build, _)| {
-        let started = Instant::now();
-        let label = match build.packages.as_slice() {
-            [_] => "cargo build".to_owned(),
-            several => format!("cargo build ({})", several.join(", ")),
-        };
-        progress(build.platform, &label, || executor.cargo(build))
-            .with_context(|| format!("cargo build failed for {}", build.platform))?;
-        Ok(started.elapsed().as_secs_f64())
-    })?;
-    let mut seconds = vec![0.0; plan.platforms.len()];
-    for ((_, members), spent) in groups.iter().zip(cargo_seconds) {
-        for member in members {
-            seconds[*member] += spent;
-        }
-    }
-    let staged = run_parallel(&plan.platforms, jobs, |platform_plan| {
-        let started = Instant::now();
-        for step in &platform_plan.build {
-            if !matches!(step, Step::Cargo(_) | Step::Image(_)) {
-                run_file_step(plan, platform_plan, step).with_context(|| {
-                    format!(
-                        "staging failed for {}",
-                        plan.scope(&platform_plan.package, platform_plan.platform)
-                    )
-                })?;
-            }
-        }
-        Ok(started.elapsed().as_secs_f64())
-    })?;
-    Ok(seconds.iter().zip(staged).map(|(a, b)| a + b).collect())
 }
 
 /// Shows a piece of work's start and end: processes can take minutes (rustc under QEMU).
@@ -197,13 +303,23 @@ fn progress<T>(
     Ok(result)
 }
 
-/// Executes a step that only touches files.
-fn run_file_step(plan: &Plan, platform_plan: &PlatformPlan, step: &Step) -> Result<()> {
-    let root = &plan.root;
+/// Executes a step that writes the context.
+fn write_context_step(root: &std::path::Path, step: &ContextStep) -> Result<()> {
     match step {
-        Step::Prepare { dir, keep } => prune(&root.join(dir), keep),
-        Step::Render { path, contents } => write_if_changed(&root.join(path), contents.as_bytes()),
-        Step::Stage { from, to, mtime } => {
+        ContextStep::Prepare { dir, keep } => prune(&root.join(dir), keep),
+        ContextStep::Render { path, contents } => {
+            write_if_changed(&root.join(path), contents.as_bytes())
+        }
+        ContextStep::Mirror { from, to, files } => files.iter().try_for_each(|file| {
+            mirror_if_changed(&root.join(from).join(file), &root.join(to).join(file))
+        }),
+    }
+}
+
+/// Executes a staging step.
+fn stage(root: &std::path::Path, platform_plan: &PlatformPlan, step: &StageStep) -> Result<()> {
+    match step {
+        StageStep::Binary { from, to, mtime } => {
             copy_if_changed(&root.join(from), &root.join(to))?;
             // The commit time, so a rebuild elsewhere stages the same file.
             match mtime {
@@ -211,14 +327,10 @@ fn run_file_step(plan: &Plan, platform_plan: &PlatformPlan, step: &Step) -> Resu
                 None => Ok(()),
             }
         }
-        Step::Mirror { from, to, files } => files.iter().try_for_each(|file| {
-            mirror_if_changed(&root.join(from).join(file), &root.join(to).join(file))
-        }),
-        Step::StageQemu { qemu_arch, to } => {
+        StageStep::Qemu { qemu_arch, to } => {
             let binary = crate::emulation::qemu::locate(&platform_plan.qemu, qemu_arch)?;
             copy_if_changed(&binary, &root.join(to))
         }
-        Step::Cargo(_) | Step::Image(_) => unreachable!("the executor runs processes"),
     }
 }
 
@@ -350,7 +462,6 @@ fn set_mtime(path: &std::path::Path, epoch: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::exec::Work;
-    use crate::plan::{CargoBuild, ImageBuild, Publish, Push};
 
     /// Records the order of the work it is given, and fails where told to.
     #[derive(Default)]
@@ -360,10 +471,7 @@ mod tests {
         transient_push_failures: Mutex<u32>,
     }
 
-    impl Executor for Recorder {
-        fn describe(&self, _: Work<'_>) -> Vec<String> {
-            Vec::new()
-        }
+    impl Recorder {
         fn cargo(&self, build: &CargoBuild) -> Result<()> {
             self.calls
                 .lock()
@@ -371,7 +479,19 @@ mod tests {
                 .push(format!("cargo {}", build.platform));
             Ok(())
         }
-        fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage> {
+
+        fn run(&self, plan: &Plan, jobs: usize) -> Result<Run<&'static str>> {
+            execute_with(plan, self, &|build| self.cargo(build), jobs)
+        }
+    }
+
+    impl Backend for Recorder {
+        type Image = &'static str;
+
+        fn describe(&self, _: Work<'_>) -> Vec<String> {
+            Vec::new()
+        }
+        fn build_image(&self, build: &ImageBuild) -> Result<Built<&'static str>> {
             self.calls
                 .lock()
                 .unwrap()
@@ -379,15 +499,19 @@ mod tests {
             if self.fail_build_of == Some(build.platform.arch) {
                 anyhow::bail!("build broke");
             }
-            Ok(BuiltImage {
-                id: format!("sha256:{}", "1".repeat(64)),
-                size: 1,
-                os: "linux".into(),
-                architecture: build.platform.arch.into(),
-                variant: build.platform.variant.map(str::to_owned),
+            Ok(Built {
+                facts: BuiltImage {
+                    id: format!("sha256:{}", "1".repeat(64)),
+                    size: 1,
+                    os: "linux".into(),
+                    architecture: build.platform.arch.into(),
+                    variant: build.platform.variant.map(str::to_owned),
+                },
+                image: build.platform.arch,
             })
         }
-        fn push(&self, push: &Push) -> Result<String> {
+        fn push(&self, push: &Push, image: &&'static str) -> Result<String> {
+            assert_eq!(*image, push.platform.arch, "each push gets its own build");
             let mut transient = self.transient_push_failures.lock().unwrap();
             if *transient > 0 {
                 *transient -= 1;
@@ -407,8 +531,15 @@ mod tests {
                 .push(format!("push {}", push.platform));
             Ok(format!("sha256:{:0>64}", push.platform.arch.len()))
         }
-        fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String> {
-            let sources: Vec<String> = sources.iter().map(|s| s.digest.clone().unwrap()).collect();
+        fn publish(
+            &self,
+            publish: &Publish,
+            sources: &[Source<'_, &'static str>],
+        ) -> Result<String> {
+            let sources: Vec<String> = sources
+                .iter()
+                .map(|s| s.reference.digest.clone().unwrap())
+                .collect();
             self.calls.lock().unwrap().push(format!(
                 "publish {} from {}",
                 publish.list,
@@ -424,8 +555,8 @@ mod tests {
             std::env::temp_dir().join(format!("multiarch-runner-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&plan.root);
         for platform_plan in &plan.platforms {
-            for step in &platform_plan.build {
-                if let Step::Stage { from, .. } = step {
+            for step in &platform_plan.staging {
+                if let StageStep::Binary { from, .. } = step {
                     std::fs::create_dir_all(plan.root.join(from).parent().unwrap()).unwrap();
                     std::fs::write(plan.root.join(from), "binary").unwrap();
                 }
@@ -438,7 +569,7 @@ mod tests {
     fn pushes_start_after_every_build_and_publishes_after_every_push() {
         let plan = plan_in_temp_root("order");
         let recorder = Recorder::default();
-        let report = execute(&plan, &recorder, 2).unwrap();
+        let report = recorder.run(&plan, 2).unwrap().report;
         let calls = recorder.calls.into_inner().unwrap();
         let last_build = calls.iter().rposition(|c| c.starts_with("build ")).unwrap();
         let first_push = calls.iter().position(|c| c.starts_with("push ")).unwrap();
@@ -477,7 +608,7 @@ mod tests {
             fail_build_of: Some("arm64"),
             ..Recorder::default()
         };
-        let err = execute(&plan, &recorder, 2).unwrap_err();
+        let err = recorder.run(&plan, 2).err().expect("the run fails");
         assert!(
             format!("{err:#}").contains("image build failed for linux/arm64"),
             "{err:#}"
@@ -499,7 +630,7 @@ mod tests {
             transient_push_failures: Mutex::new(1),
             ..Recorder::default()
         };
-        execute(&plan, &recorder, 1).unwrap();
+        recorder.run(&plan, 1).unwrap();
         let calls = recorder.calls.into_inner().unwrap();
         assert_eq!(
             calls.iter().filter(|c| c.starts_with("push ")).count(),

@@ -5,6 +5,7 @@ pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
 mod render;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub enum PublishMethod {
     /// `docker buildx imagetools create`: sources may be indexes, whose attestation
     /// manifests it keeps.
     Imagetools,
+    /// The OCI backend's own index, PUT over the registry API.
+    RegistryApi,
 }
 
 /// Facts about the run that are not in the config.
@@ -98,46 +101,49 @@ pub struct PlatformPlan {
     /// How this host runs the platform's binaries.
     pub emulation: Emulation,
     /// Written before anything compiles: a template error leaves no context half-built.
-    pub context: Vec<Step>,
-    /// Compile, stage, build the image (and check it).
-    pub build: Vec<Step>,
+    pub context: Vec<ContextStep>,
+    /// Compiles the binaries on the host (cross builds); container builds compile in
+    /// the image instead.
+    pub cargo: Option<CargoBuild>,
+    /// Copies the compiled binaries (and QEMU) into the context once cargo is done.
+    pub staging: Vec<StageStep>,
+    /// The one image build of the platform.
+    pub image: ImageBuild,
     pub push: Option<Push>,
 }
 
-/// One unit of work. Paths are relative to the workspace root unless absolute.
+/// A step that writes the context before anything compiles. Paths are relative to the
+/// workspace root unless absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum ContextStep {
     /// Create a build context directory and remove every file in it not listed in `keep`.
-    Prepare {
-        dir: PathBuf,
-        keep: Vec<PathBuf>,
-    },
+    Prepare { dir: PathBuf, keep: Vec<PathBuf> },
     /// Write a rendered Dockerfile atomically, skipping the write when it is identical.
-    Render {
-        path: PathBuf,
-        contents: String,
-    },
+    Render { path: PathBuf, contents: String },
     /// Copy `files` (relative paths) from the directory `from` into `to`, each when changed.
     Mirror {
         from: PathBuf,
         to: PathBuf,
         files: Vec<PathBuf>,
     },
-    Cargo(CargoBuild),
+}
+
+/// A step that puts what cargo built (or QEMU) into the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageStep {
     /// Copy a compiled binary into the context, skipping the write when it is identical,
     /// and give it the commit time (seconds since the epoch) when there is one.
-    Stage {
+    Binary {
         from: PathBuf,
         to: PathBuf,
         mtime: Option<u64>,
     },
     /// Put the static QEMU for `qemu_arch` at `to`, from the cache (fetched when missing)
     /// or PATH, as the config's `qemu.source` says.
-    StageQemu {
+    Qemu {
         qemu_arch: &'static str,
         to: PathBuf,
     },
-    Image(ImageBuild),
 }
 
 /// `cargo build` of one package's binaries for one target.
@@ -215,19 +221,6 @@ pub struct PublishEntry {
     pub pushed_as: ImageRef,
 }
 
-impl PlatformPlan {
-    /// The platform's image build, its last build step.
-    pub fn image_build(&self) -> &ImageBuild {
-        self.build
-            .iter()
-            .find_map(|step| match step {
-                Step::Image(build) => Some(build),
-                _ => None,
-            })
-            .expect("every platform plan builds an image")
-    }
-}
-
 impl Plan {
     /// Computes the plan; templates are rendered here, so a template error writes nothing.
     pub fn new(config: &Config, inputs: &PlanInputs) -> Result<Plan> {
@@ -247,7 +240,7 @@ impl Plan {
             .platforms
             .iter()
             .find_map(|&p| config.platform(p).engine.builder)
-            .filter(|_| inputs.builder == Builder::Legacy)
+            .filter(|_| inputs.builder == Builder::Legacy && config.backend == Backend::Docker)
         {
             fail!(
                 help = "install the buildx plugin, or remove `builder` from [package.metadata.multiarch]",
@@ -363,7 +356,7 @@ impl Plan {
         let mut owners: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
         let images = self.platforms.iter().flat_map(|p| {
             let package = p.package.as_str();
-            p.image_build().tags.iter().map(move |tag| (tag, package))
+            p.image.tags.iter().map(move |tag| (tag, package))
         });
         let lists = self.publishes.iter().map(|publish| {
             (
@@ -391,8 +384,7 @@ impl Plan {
     pub fn cargo_builds(&self) -> Vec<(CargoBuild, Vec<usize>)> {
         let mut groups: Vec<(CargoBuild, Vec<usize>)> = Vec::new();
         for (index, platform_plan) in self.platforms.iter().enumerate() {
-            for step in &platform_plan.build {
-                let Step::Cargo(build) = step else { continue };
+            if let Some(build) = &platform_plan.cargo {
                 let shared = |b: &CargoBuild| CargoBuild {
                     packages: Vec::new(),
                     bins: Vec::new(),
@@ -453,6 +445,19 @@ fn publishing(
             config.package.manifest_path.display()
         )
     };
+    if config.backend == Backend::Oci {
+        if config.sbom || config.provenance != Provenance::Off {
+            let name = if config.sbom { "sbom" } else { "provenance" };
+            fail!(
+                help = format!(
+                    "use backend = \"docker\" with BuildKit for attestations, or remove {}",
+                    key(name)
+                ),
+                "{name} is not attached by the OCI backend yet"
+            );
+        }
+        return Ok((PublishMethod::RegistryApi, wanted, Vec::new()));
+    }
     if inputs.builder == Builder::Legacy {
         if config.sbom {
             fail!(
@@ -530,47 +535,48 @@ impl PlatformSteps<'_> {
         };
         let runs_commands = dockerfile::has_run_steps(&rendered.dockerfile);
         let mut context = vec![
-            Step::Prepare {
+            ContextStep::Prepare {
                 dir: dir.clone(),
                 keep: self.kept_files(rendered.qemu.as_deref()),
             },
-            Step::Render {
+            ContextStep::Render {
                 path: dockerfile.clone(),
                 contents: rendered.dockerfile,
             },
         ];
-        let mut build = Vec::new();
+        let mut staging = Vec::new();
+        let mut cargo = None;
         match self.platform.build {
             BuildMode::Cross => {
-                let cargo = self.cargo_build();
-                let output_dir = shown(root, &config.target_dir).join(cargo.output_dir());
-                build.push(Step::Cargo(cargo));
-                build.extend(config.bins.iter().map(|bin| Step::Stage {
+                let build = self.cargo_build();
+                let output_dir = shown(root, &config.target_dir).join(build.output_dir());
+                staging.extend(config.bins.iter().map(|bin| StageStep::Binary {
                     from: output_dir.join(bin),
                     to: dir.join(bin),
                     mtime: self.source_date_epoch,
                 }));
+                cargo = Some(build);
             }
-            BuildMode::Container => context.push(Step::Mirror {
+            BuildMode::Container => context.push(ContextStep::Mirror {
                 from: PathBuf::new(),
                 to: dir.clone(),
                 files: self.sources.to_vec(),
             }),
         }
         if !config.files.is_empty() {
-            context.push(Step::Mirror {
+            context.push(ContextStep::Mirror {
                 from: PathBuf::new(),
                 to: dir.clone(),
                 files: config.files.clone(),
             });
         }
         if let Some(qemu) = &rendered.qemu {
-            build.push(Step::StageQemu {
+            staging.push(StageStep::Qemu {
                 qemu_arch: platform.qemu_arch,
                 to: dir.join(qemu),
             });
         }
-        build.push(Step::Image(ImageBuild {
+        let image = ImageBuild {
             package: config.package.name.clone(),
             platform,
             engine: self.platform.engine.clone(),
@@ -583,7 +589,7 @@ impl PlatformSteps<'_> {
             provenance: self.attestations.0,
             sbom: self.attestations.1,
             source_date_epoch: self.source_date_epoch,
-        }));
+        };
         PlatformPlan {
             package: config.package.name.clone(),
             platform,
@@ -593,7 +599,9 @@ impl PlatformSteps<'_> {
             runs_commands,
             emulation: rendered.emulation,
             context,
-            build,
+            cargo,
+            staging,
+            image,
             push: push.then_some(Push {
                 package: config.package.name.clone(),
                 platform,
@@ -740,9 +748,9 @@ fn labels(config: &Config, inputs: &PlanInputs) -> Vec<(String, String)> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::backend::docker::{Docker, DockerBackend};
     use crate::config::workspace::{Package, Workspace};
     use crate::config::{parse_manifest, CliLayer, Config, QemuCopy};
-    use crate::exec::docker::{Docker, DockerExecutor};
     use crate::exec::report::dry_run_lines;
 
     pub(crate) fn sample_config(extra: &str) -> Config {
@@ -796,7 +804,7 @@ pub(crate) mod tests {
 
     /// The dry-run lines of `plan`, as the Docker executor describes them.
     pub(crate) fn lines(plan: &Plan) -> Vec<String> {
-        let executor = DockerExecutor {
+        let executor = DockerBackend {
             docker: Docker {
                 program: "docker".into(),
                 context: None,
@@ -882,11 +890,7 @@ pub(crate) mod tests {
             .position(|p| p.platform == arm64)
             .unwrap();
         plan.platforms[index].engine = engine.clone();
-        for step in &mut plan.platforms[index].build {
-            if let Step::Image(build) = step {
-                build.engine = engine.clone();
-            }
-        }
+        plan.platforms[index].image.engine = engine.clone();
         plan.platforms[index].push.as_mut().unwrap().engine = engine;
         let lines = lines(&plan);
         assert!(lines.iter().any(|l| l.starts_with("[linux/arm64] ") && l.contains("docker --context pi4 buildx build --load --builder fleet --platform linux/arm64")), "{lines:#?}");
@@ -956,13 +960,13 @@ pub(crate) mod tests {
         buildkit.builder = Builder::Buildx;
         let plan = Plan::new(&config, &buildkit).unwrap();
         assert_eq!(plan.publishes[0].method, PublishMethod::Imagetools);
-        assert!(plan.platforms[0].image_build().sbom);
+        assert!(plan.platforms[0].image.sbom);
         config.image =
             Some(crate::config::image_ref::ImageRef::parse("registry.lan:5000/hello").unwrap());
         config.insecure_registry = true;
         let plan = Plan::new(&config, &buildkit).unwrap();
         assert_eq!(plan.publishes[0].method, PublishMethod::Manifest);
-        assert!(!plan.platforms[0].image_build().sbom);
+        assert!(!plan.platforms[0].image.sbom);
         assert!(
             plan.notes[0].contains("registry.lan:5000 is a plain-HTTP registry off loopback"),
             "{:?}",
@@ -1016,7 +1020,7 @@ pub(crate) mod tests {
             .context
             .iter()
             .find_map(|s| match s {
-                Step::Render { contents, .. } => Some(contents.clone()),
+                ContextStep::Render { contents, .. } => Some(contents.clone()),
                 _ => None,
             })
             .unwrap()
@@ -1024,9 +1028,9 @@ pub(crate) mod tests {
 
     fn stages_qemu(plan: &Plan, name: &str) -> bool {
         platform(plan, name)
-            .build
+            .staging
             .iter()
-            .any(|s| matches!(s, Step::StageQemu { .. }))
+            .any(|s| matches!(s, StageStep::Qemu { .. }))
     }
 
     #[test]
@@ -1072,7 +1076,7 @@ pub(crate) mod tests {
             "{copy}"
         );
         assert!(lines.iter().any(|l| l.starts_with("[linux/arm64] docker build ") && l.ends_with("--file target/multiarch/hello/linux-arm64.Dockerfile target/multiarch/hello/linux-arm64")), "{lines:#?}");
-        let Step::Mirror { files, .. } = &plan.platforms[0].context[2] else {
+        let ContextStep::Mirror { files, .. } = &plan.platforms[0].context[2] else {
             panic!("{:?}", plan.platforms[0].context)
         };
         assert!(

@@ -8,10 +8,10 @@ use xshell::Shell;
 
 use crate::process::Command;
 
+use crate::backend::docker::{first_line, Docker, ImageFacts};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
 use crate::diagnostic::diagnostic;
-use crate::exec::docker::{first_line, Docker, ImageFacts};
 
 /// An image's `(os, architecture, variant)`.
 type Fields = (String, String, Option<String>);

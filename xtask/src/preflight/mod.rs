@@ -7,12 +7,12 @@ pub mod credentials;
 pub mod native;
 pub mod toolchain;
 
+use crate::backend::docker::{docker_host, Docker, Probe, START_ENGINE};
 use crate::config::compile::Toolchain;
 use crate::config::{BuildMode, Config, Provenance, QemuSource};
 use crate::diagnostic::{diagnostic, Diagnostic};
 use crate::emulation::binfmt::Emulation;
-use crate::exec::docker::{docker_host, Docker, Probe, START_ENGINE};
-use crate::plan::{Builder, Plan, PlatformPlan, Step};
+use crate::plan::{Builder, Plan, PlatformPlan, StageStep};
 use base_images::BaseImages;
 pub use toolchain::RustToolchain;
 
@@ -461,9 +461,9 @@ impl PlatformChecks<'_> {
         let check = format!("qemu {qemu_arch}");
         let name = crate::emulation::qemu::binary_name(qemu_arch);
         let needed = platform_plan
-            .build
+            .staging
             .iter()
-            .any(|s| matches!(s, Step::StageQemu { .. }));
+            .any(|s| matches!(s, StageStep::Qemu { .. }));
         let absent = if needed {
             Status::Missing
         } else {

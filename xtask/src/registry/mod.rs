@@ -81,6 +81,25 @@ impl Registry {
         format!("{}/v2/{}/{kind}/{reference}", self.base, self.repository)
     }
 
+    /// Whether the registry answers its API root (`/v2/`) within ten seconds, for `doctor`:
+    /// the status it gave (200, or 401 before a login), or why it gave none.
+    pub fn ping(&self) -> std::result::Result<u16, String> {
+        let request = Request::new(
+            Method::Get,
+            format!("{}/v2/", self.base),
+            ERROR_LIMIT,
+            Duration::from_secs(10),
+        );
+        http::send(&request)
+            .map(|r| r.status)
+            .map_err(|err| err.to_string())
+    }
+
+    /// The registry's API root, for messages.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Whether the registry already has the blob, so it need not be sent again.
     pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
         let request = Request::new(

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::{Platform, OS};
 use crate::digest::Digest;
-use crate::exec::{BuiltImage, Executor, Work};
-use crate::plan::{CargoBuild, ImageBuild, Publish, Push};
+use crate::exec::{Backend, Built, BuiltImage, Source, Work};
+use crate::plan::{ImageBuild, Publish, Push};
 use crate::registry::Registry;
 
 pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -28,9 +28,11 @@ const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// The default `PATH` Docker gives an image built `FROM scratch`.
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// One image this run assembled: its manifest and what it points to.
+/// One image this run assembled: its manifest and what it points to. A build hands it to
+/// its push and publish (and to `--load`) as a value.
 #[derive(Debug, Clone)]
-struct Assembled {
+pub struct Assembled {
+    manifest_digest: String,
     manifest: Vec<u8>,
     blobs: Vec<(String, Vec<u8>)>,
     platform: &'static Platform,
@@ -43,22 +45,15 @@ struct BaseImage {
     layers: Vec<(String, Vec<u8>)>,
 }
 
-/// Carries out a plan with the host's cargo and no engine at all.
-pub struct OciExecutor {
+/// Builds images with no engine at all: assembled here, written as an OCI layout, pushed
+/// over the registry API.
+pub struct OciBackend {
     pub root: PathBuf,
-    /// Manifest digest to image, filled by builds, read by pushes and publishes.
-    assembled: Mutex<BTreeMap<String, Assembled>>,
-    /// Per-platform image (its first tag) to manifest digest.
-    by_tag: Mutex<BTreeMap<String, String>>,
 }
 
-impl OciExecutor {
-    pub fn new(root: PathBuf) -> OciExecutor {
-        OciExecutor {
-            root,
-            assembled: Mutex::new(BTreeMap::new()),
-            by_tag: Mutex::new(BTreeMap::new()),
-        }
+impl OciBackend {
+    pub fn new(root: PathBuf) -> OciBackend {
+        OciBackend { root }
     }
 
     /// The OCI image layout of a build: beside the platform contexts of its package.
@@ -126,8 +121,9 @@ impl OciExecutor {
         }))?;
         let manifest_digest = digest(&manifest);
         Ok((
-            manifest_digest,
+            manifest_digest.clone(),
             Assembled {
+                manifest_digest,
                 manifest,
                 blobs,
                 platform,
@@ -245,10 +241,15 @@ impl OciExecutor {
     }
 }
 
-impl Executor for OciExecutor {
+impl Backend for OciBackend {
+    type Image = Assembled;
+
     fn describe(&self, work: Work<'_>) -> Vec<String> {
         match work {
-            Work::Cargo(build) => vec![crate::exec::cargo::build_command(build).to_string()],
+            Work::BaseImage(base) => vec![format!(
+                "resolve {} for {} from its registry (registry API, digests verified)",
+                base.image, base.platform
+            )],
             Work::Image(build) => vec![format!(
                 "assemble an OCI image from {} and {} into {} (no engine)",
                 build.dockerfile.display(),
@@ -274,39 +275,25 @@ impl Executor for OciExecutor {
         }
     }
 
-    fn cargo(&self, build: &CargoBuild) -> Result<()> {
-        let sh = xshell::Shell::new()?;
-        sh.change_dir(&self.root);
-        crate::exec::cargo::run(build, &sh)
-    }
-
-    fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage> {
+    fn build_image(&self, build: &ImageBuild) -> Result<Built<Assembled>> {
         let (manifest_digest, image) = self.assemble(build)?;
         self.write_layout(build, &manifest_digest, &image)?;
         let size = image.blobs.iter().map(|(_, b)| b.len() as u64).sum();
         let platform = image.platform;
-        self.by_tag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(build.tags[0].to_string(), manifest_digest.clone());
-        self.assembled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(manifest_digest.clone(), image);
-        Ok(BuiltImage {
-            id: manifest_digest,
-            size,
-            os: OS.to_owned(),
-            architecture: platform.arch.to_owned(),
-            variant: platform.variant.map(String::from),
+        Ok(Built {
+            facts: BuiltImage {
+                id: manifest_digest,
+                size,
+                os: OS.to_owned(),
+                architecture: platform.arch.to_owned(),
+                variant: platform.variant.map(String::from),
+            },
+            image,
         })
     }
 
-    fn push(&self, push: &Push) -> Result<String> {
-        let first = push.images[0].to_string();
-        let manifest_digest = self.by_tag.lock().unwrap_or_else(|e| e.into_inner())[&first].clone();
-        let image =
-            self.assembled.lock().unwrap_or_else(|e| e.into_inner())[&manifest_digest].clone();
+    fn push(&self, push: &Push, image: &Assembled) -> Result<String> {
+        let manifest_digest = &image.manifest_digest;
         let registry = Registry::of(&push.images[0], push.insecure)?;
         for (blob_digest, bytes) in &image.blobs {
             let blob_digest =
@@ -320,22 +307,17 @@ impl Executor for OciExecutor {
                 anyhow::bail!("the manifest assembled as {manifest_digest} hashes to {pushed}");
             }
         }
-        Ok(manifest_digest)
+        Ok(manifest_digest.clone())
     }
 
-    fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String> {
-        let assembled = self
-            .assembled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+    fn publish(&self, publish: &Publish, sources: &[Source<'_, Assembled>]) -> Result<String> {
         let mut annotations = BTreeMap::new();
         let mut manifests = Vec::new();
         for source in sources {
-            let source_digest = source.digest.clone().unwrap_or_default();
-            let image = assembled
-                .get(&source_digest)
-                .with_context(|| format!("{source} was not assembled by this run"))?;
+            let image = source.image;
+            if source.reference.digest.as_deref() != Some(image.manifest_digest.as_str()) {
+                anyhow::bail!("{} was not assembled by this run", source.reference);
+            }
             for (key, value) in &image.labels {
                 if key.starts_with("org.opencontainers.image.") {
                     annotations.insert(key.clone(), value.clone());
@@ -343,7 +325,7 @@ impl Executor for OciExecutor {
             }
             manifests.push(json!({
                 "mediaType": MANIFEST,
-                "digest": source_digest,
+                "digest": image.manifest_digest,
                 "size": image.manifest.len(),
                 "platform": platform_json(image.platform),
             }));
@@ -360,40 +342,26 @@ impl Executor for OciExecutor {
     }
 }
 
-impl OciExecutor {
-    /// A `docker load` archive (Docker's own format, which 20.10 and 26 both read, with
-    /// the gzip layers as they are) of every image this run assembled, by its tags.
-    pub fn load_archive(&self, tags: &[(String, Vec<String>)]) -> Result<Vec<u8>> {
-        let by_tag = self
-            .by_tag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let assembled = self
-            .assembled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut images = Vec::new();
-        for (first, repo_tags) in tags {
-            let image = &assembled[&by_tag[first]];
-            let name =
-                |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
-            for (blob_digest, bytes) in &image.blobs {
-                files.insert(name(blob_digest), bytes.clone());
-            }
-            let layers: Vec<String> = image.blobs[1..].iter().map(|(d, _)| name(d)).collect();
-            images.push(json!({
-                "Config": name(&image.blobs[0].0),
-                "RepoTags": repo_tags,
-                "Layers": layers,
-            }));
+/// A `docker load` archive (Docker's own format, which 20.10 and 26 both read, with the
+/// gzip layers as they are) of `images`, each with its tags.
+pub fn load_archive(images: &[(&Assembled, Vec<String>)]) -> Result<Vec<u8>> {
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut entries = Vec::new();
+    for (image, repo_tags) in images {
+        let name = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+        for (blob_digest, bytes) in &image.blobs {
+            files.insert(name(blob_digest), bytes.clone());
         }
-        files.insert("manifest.json".into(), serde_json::to_vec(&images)?);
-        let files: Vec<(String, Vec<u8>)> = files.into_iter().collect();
-        layer::archive(&files, 0)
+        let layers: Vec<String> = image.blobs[1..].iter().map(|(d, _)| name(d)).collect();
+        entries.push(json!({
+            "Config": name(&image.blobs[0].0),
+            "RepoTags": repo_tags,
+            "Layers": layers,
+        }));
     }
+    files.insert("manifest.json".into(), serde_json::to_vec(&entries)?);
+    let files: Vec<(String, Vec<u8>)> = files.into_iter().collect();
+    layer::archive(&files, 0)
 }
 
 /// The config's `config` object: the Dockerfile's settings over the base's (or Docker's

@@ -11,8 +11,8 @@ use xshell::Shell;
 use crate::config::image_ref::ImageRef;
 use crate::config::{EngineTarget, Network, Provenance};
 use crate::diagnostic::diagnostic;
-use crate::exec::{BuiltImage, Executor, Work};
-use crate::plan::{Builder, CargoBuild, ImageBuild, Publish, PublishMethod, Push};
+use crate::exec::{Backend, Built, BuiltImage, Source, Work};
+use crate::plan::{Builder, ImageBuild, Publish, PublishMethod, Push};
 pub use crate::process::{first_line, Probe};
 use crate::process::{Command, CommandFailed};
 
@@ -139,13 +139,13 @@ pub fn parse_digest(output: &str) -> Option<String> {
 }
 
 /// Carries out a plan with the host's cargo and the docker client.
-pub struct DockerExecutor {
+pub struct DockerBackend {
     pub docker: Docker,
     /// The workspace root, where every command runs.
     pub root: PathBuf,
 }
 
-impl DockerExecutor {
+impl DockerBackend {
     fn shell(&self) -> Result<Shell> {
         let sh = Shell::new()?;
         sh.change_dir(&self.root);
@@ -265,7 +265,7 @@ impl DockerExecutor {
     fn build_on_one_engine(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<BuiltImage>> {
         if !self.bakes(builds) {
             return crate::exec::runner::each_in_parallel(builds, jobs, |build| {
-                self.build_image(build)
+                self.build_one(build)
             });
         }
         let (command, file) = self.bake_command(builds);
@@ -384,6 +384,8 @@ impl DockerExecutor {
                 );
                 commands
             }
+            // Plans for this backend never publish over the registry API themselves.
+            PublishMethod::RegistryApi => Vec::new(),
             PublishMethod::Imagetools => vec![
                 self.docker.command(
                     ["buildx", "imagetools", "create", "--tag", &list]
@@ -456,10 +458,24 @@ fn buildkit_env(build: &ImageBuild) -> Vec<(String, String)> {
     env
 }
 
-impl Executor for DockerExecutor {
+impl DockerBackend {
+    fn build_one(&self, build: &ImageBuild) -> Result<BuiltImage> {
+        let build_command = self.build_commands(build).swap_remove(0);
+        self.run(&build_command)?;
+        self.inspect(build)
+    }
+}
+
+/// The engine keeps what it built: nothing travels from a build to its push.
+impl Backend for DockerBackend {
+    type Image = ();
+
     fn describe(&self, work: Work<'_>) -> Vec<String> {
         let commands = match work {
-            Work::Cargo(build) => vec![crate::exec::cargo::build_command(build)],
+            Work::BaseImage(base) => {
+                let (platform, image) = (base.platform, &base.image);
+                return vec![format!("check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)")];
+            }
             Work::Image(build) => self.build_commands(build),
             Work::Push(push) => self.push_commands(push),
             Work::Publish(publish, sources) => self.publish_commands(publish, sources),
@@ -490,17 +506,12 @@ impl Executor for DockerExecutor {
         lines
     }
 
-    fn cargo(&self, build: &CargoBuild) -> Result<()> {
-        crate::exec::cargo::run(build, &self.shell()?).map(drop)
+    fn build_image(&self, build: &ImageBuild) -> Result<Built<()>> {
+        self.build_one(build)
+            .map(|facts| Built { facts, image: () })
     }
 
-    fn build_image(&self, build: &ImageBuild) -> Result<BuiltImage> {
-        let build_command = self.build_commands(build).swap_remove(0);
-        self.run(&build_command)?;
-        self.inspect(build)
-    }
-
-    fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<BuiltImage>> {
+    fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<Built<()>>> {
         // Each engine builds its own platforms (one bake where it can); engines in parallel.
         let groups = by_engine(builds);
         let results = crate::exec::runner::each_in_parallel(&groups, jobs, |group| {
@@ -516,11 +527,14 @@ impl Executor for DockerExecutor {
         }
         ordered
             .into_iter()
-            .map(|r| r.expect("every build belongs to a group"))
+            .map(|r| {
+                r.expect("every build belongs to a group")
+                    .map(|facts| Built { facts, image: () })
+            })
             .collect()
     }
 
-    fn push(&self, push: &Push) -> Result<String> {
+    fn push(&self, push: &Push, _: &()) -> Result<String> {
         let mut digest = None;
         for command in self.push_commands(push) {
             let output = self.run(&command)?;
@@ -529,8 +543,8 @@ impl Executor for DockerExecutor {
         digest.with_context(|| format!("`docker push` printed no digest for {}", push.platform))
     }
 
-    fn publish(&self, publish: &Publish, sources: &[ImageRef]) -> Result<String> {
-        let sources: Vec<String> = sources.iter().map(ImageRef::to_string).collect();
+    fn publish(&self, publish: &Publish, sources: &[Source<'_, ()>]) -> Result<String> {
+        let sources: Vec<String> = sources.iter().map(|s| s.reference.to_string()).collect();
         let mut digest = None;
         for (index, command) in self.publish_commands(publish, &sources).iter().enumerate() {
             let output = match command.run(&self.shell()?) {
@@ -539,7 +553,9 @@ impl Executor for DockerExecutor {
                 result => result.map_err(with_help)?,
             };
             digest = match publish.method {
-                PublishMethod::Manifest => parse_digest(&output).or(digest),
+                PublishMethod::Manifest | PublishMethod::RegistryApi => {
+                    parse_digest(&output).or(digest)
+                }
                 // `imagetools inspect --format '{{json .Manifest}}'` names the tag's digest.
                 PublishMethod::Imagetools => serde_json::from_str::<serde_json::Value>(&output)
                     .ok()

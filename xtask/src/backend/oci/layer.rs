@@ -10,8 +10,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::backend::oci::spec::Copy;
 use crate::diagnostic::diagnostic;
-use crate::exec::oci::spec::Copy;
 
 /// What one path in the layer is.
 #[derive(Debug, Clone, PartialEq, Eq)]
