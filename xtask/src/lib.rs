@@ -8,7 +8,6 @@
 //! findings); `commands` (one module per subcommand); `cli` and `main` on top.
 
 pub mod backend;
-pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostic;
@@ -17,6 +16,7 @@ pub mod docker_config;
 pub mod emulation;
 pub mod exec;
 pub mod http;
+pub mod layout;
 pub mod plan;
 pub mod preflight;
 pub mod process;
@@ -36,6 +36,7 @@ pub enum Outcome {
 /// Runs one command line (without the program name).
 pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<Outcome> {
     process::end_children_on_interrupt();
+    use commands::cli;
     match cli::parse(args)? {
         cli::Task::Image(args) => commands::image::run(&args).map(|_| Outcome::Success),
         cli::Task::Render(args) => commands::render::run(&args).map(|_| Outcome::Success),

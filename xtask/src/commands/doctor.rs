@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::cli::Selection;
+use crate::commands::cli::Selection;
 use crate::config::{Backend, BuildMode, Config};
 use crate::diagnostic::Diagnostic;
 use crate::plan::{Builder, Plan};
@@ -85,7 +85,7 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
         ),
     ];
     if let Some(image) = &config.image {
-        let insecure = config.insecure_registry || image.is_loopback();
+        let insecure = config.insecure();
         let check = format!("registry {}", image.registry_host());
         rows.push(match Registry::of(image, insecure) {
             Ok(registry) => match registry.ping() {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::backend::docker::{Docker, DockerBackend};
 use crate::backend::oci::{Assembled, OciBackend};
-use crate::cli::ImageArgs;
+use crate::commands::cli::ImageArgs;
 use crate::config::{Backend, Config};
 use crate::exec::{report, runner};
 use crate::plan::{Builder, ContextStep, Plan};
@@ -23,7 +23,7 @@ pub fn run(args: &ImageArgs) -> Result<()> {
             if !args.dry_run {
                 oci_checks(&configs, &plans)?;
             }
-            let backend = OciBackend::new(configs[0].workspace_root.clone());
+            let backend = OciBackend::new(&configs[0].workspace_root, &configs[0].target_dir);
             execute(args, &configs, plans, &backend, |run| {
                 load_into_engine(args, run, &configs[0].target_dir)
             })
@@ -41,20 +41,16 @@ pub fn run(args: &ImageArgs) -> Result<()> {
                 program: PathBuf::from("docker"),
                 context: None,
             });
-            let backend = DockerBackend {
-                docker,
-                root: configs[0].workspace_root.clone(),
-            };
+            let backend =
+                DockerBackend::new(docker, &configs[0].workspace_root, &configs[0].target_dir);
             execute(args, &configs, plans, &backend, |_| Ok(()))
         }
         Backend::Docker => {
             let engine = preflight::engine().0;
             let plans = super::plans(&configs, args.push, engine.builder)?;
             let docker = docker_checks(&configs, &plans, engine)?;
-            let backend = DockerBackend {
-                docker,
-                root: configs[0].workspace_root.clone(),
-            };
+            let backend =
+                DockerBackend::new(docker, &configs[0].workspace_root, &configs[0].target_dir);
             execute(args, &configs, plans, &backend, |_| Ok(()))
         }
     }
@@ -167,7 +163,7 @@ fn load_into_engine(
         .map(|(p, image)| (image, p.tags.clone()))
         .collect();
     let archive = crate::backend::oci::load_archive(&images)?;
-    let path = target_dir.join("multiarch/load.tar");
+    let path = crate::layout::Layout::new(target_dir).load_archive();
     crate::exec::files::write_if_changed(&path, &archive)?;
     let docker = preflight::engine().0.require_daemon()?;
     eprintln!("[load] docker load ...");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::cli::InitArgs;
+use crate::commands::cli::InitArgs;
 use crate::config::compile::{CargoOptions, Toolchain};
 use crate::config::platform::{Platform, PLATFORMS};
 use crate::config::workspace::Workspace;
@@ -117,6 +117,41 @@ fn init_workspace(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Cha
             ),
         ));
     }
+    let chosen = choose_package(&workspace, &root, package)?;
+    refuse_a_foreign_xtask(&root, &workspace)?;
+    let xtask = root.join("xtask");
+    let mut writes = Writes::default();
+    writes.create(&xtask.join("Cargo.toml"), &embedded_manifest());
+    writes.create(&xtask.join("build.rs"), BUILD_SCRIPT);
+    for (name, source) in SOURCES {
+        writes.create(&xtask.join("src").join(name), &strip_tests(source));
+    }
+    writes.create(&root.join("docker/Dockerfile.j2"), DOCKERFILE);
+    writes.edit(
+        &root.join(".cargo/config.toml"),
+        add_alias,
+        "the xtask alias",
+    )?;
+    writes.edit(
+        &root.join("Cargo.toml"),
+        add_workspace_member,
+        "the xtask workspace member",
+    )?;
+    let toolchain = suggested_toolchain(&root, &chosen.name);
+    writes.edit(
+        &chosen.manifest_path,
+        |text| add_multiarch_table(text, toolchain),
+        "[package.metadata.multiarch]",
+    )?;
+    writes.apply()
+}
+
+/// The package that ships as an image: the one named, else the only binary package.
+fn choose_package<'a>(
+    workspace: &'a Workspace,
+    root: &Path,
+    package: Option<&str>,
+) -> Result<&'a crate::config::workspace::Package> {
     let candidates: Vec<_> = workspace
         .packages
         .iter()
@@ -154,33 +189,7 @@ fn init_workspace(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Cha
             ))
         }
     };
-
-    refuse_a_foreign_xtask(&root, &workspace)?;
-    let xtask = root.join("xtask");
-    let mut writes = Writes::default();
-    writes.create(&xtask.join("Cargo.toml"), &embedded_manifest());
-    writes.create(&xtask.join("build.rs"), BUILD_SCRIPT);
-    for (name, source) in SOURCES {
-        writes.create(&xtask.join("src").join(name), &strip_tests(source));
-    }
-    writes.create(&root.join("docker/Dockerfile.j2"), DOCKERFILE);
-    writes.edit(
-        &root.join(".cargo/config.toml"),
-        add_alias,
-        "the xtask alias",
-    )?;
-    writes.edit(
-        &root.join("Cargo.toml"),
-        add_workspace_member,
-        "the xtask workspace member",
-    )?;
-    let toolchain = suggested_toolchain(&root, &chosen.name);
-    writes.edit(
-        &chosen.manifest_path,
-        |text| add_multiarch_table(text, toolchain),
-        "[package.metadata.multiarch]",
-    )?;
-    writes.apply()
+    Ok(chosen)
 }
 
 /// A workspace's own `xtask/` (or a package named `xtask` elsewhere) is never touched.

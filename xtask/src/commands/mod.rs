@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed arguments into a plan, checks or output.
 
+pub mod cli;
 pub mod doctor;
 pub mod image;
 pub mod init;
@@ -12,7 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::cli::Selection;
+use crate::commands::cli::Selection;
 use crate::config::workspace::Workspace;
 use crate::config::{CliLayer, Config};
 use crate::emulation::binfmt;

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::cli::Selection;
+use crate::commands::cli::Selection;
 use crate::commands::setup::foreign_platforms;
 
 pub fn run(selection: &Selection) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::cli::Selection;
+use crate::commands::cli::Selection;
 use crate::plan::{Builder, ContextStep, Plan};
 
 pub fn run(selection: &Selection) -> Result<()> {

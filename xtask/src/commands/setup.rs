@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::cli::SetupArgs;
+use crate::commands::cli::SetupArgs;
 use crate::config::platform::Platform;
 use crate::emulation::binfmt::{self, BINFMT_DIR};
 use crate::emulation::qemu;

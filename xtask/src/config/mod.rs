@@ -522,20 +522,7 @@ impl Config {
         let overrides = layers.platform_overrides(&defaults, &own)?;
         let cargo = layers.cargo_options(cli, &own, &defaults)?;
         let toolchain = own.toolchain.or(defaults.toolchain).unwrap_or_default();
-        let engine = EngineTarget {
-            context: own.context.clone().or(defaults.context.clone()),
-            builder: own.builder.clone().or(defaults.builder.clone()),
-        };
-        for (key, name) in [("context", &engine.context), ("builder", &engine.builder)] {
-            if let Some(name) = name.as_deref().filter(|n| !is_engine_name(n)) {
-                return Err(layers.error(
-                    Origin::Package,
-                    key,
-                    format!("`{name}` is not a Docker {key} name"),
-                    format!("name one that `docker {key} ls` lists"),
-                ));
-            }
-        }
+        let engine = layers.engine(&own, &defaults)?;
         layers.check_platform_toolchains(&overrides, toolchain)?;
         let files = layers.files(&own, &defaults)?;
         let qemu = resolve_qemu(&defaults.qemu, &own.qemu);
@@ -632,6 +619,11 @@ impl Config {
     }
 
     /// The repository images are named after: the configured one or the package name.
+    /// Whether the registry is spoken to over plain HTTP: loopback, or `insecure_registry`.
+    pub fn insecure(&self) -> bool {
+        self.insecure_registry || self.repository().is_loopback()
+    }
+
     pub fn repository(&self) -> ImageRef {
         self.image.clone().unwrap_or_else(|| ImageRef {
             registry: None,
@@ -773,6 +765,25 @@ impl Layers<'_> {
         let semver =
             origin != Origin::CommandLine && own.semver.or(defaults.semver).unwrap_or(false);
         Ok((tags, semver))
+    }
+
+    /// The engine of platforms that name none: a Docker context or buildx builder.
+    fn engine(&self, own: &RawConfig, defaults: &RawConfig) -> Result<EngineTarget> {
+        let engine = EngineTarget {
+            context: own.context.clone().or(defaults.context.clone()),
+            builder: own.builder.clone().or(defaults.builder.clone()),
+        };
+        for (key, name) in [("context", &engine.context), ("builder", &engine.builder)] {
+            if let Some(name) = name.as_deref().filter(|n| !is_engine_name(n)) {
+                return Err(self.error(
+                    Origin::Package,
+                    key,
+                    format!("`{name}` is not a Docker {key} name"),
+                    format!("name one that `docker {key} ls` lists"),
+                ));
+            }
+        }
+        Ok(engine)
     }
 
     fn bins(&self, own: &RawConfig, defaults: &RawConfig) -> Result<Vec<String>> {

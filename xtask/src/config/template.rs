@@ -1,7 +1,7 @@
 //! Minijinja rendering of Dockerfile and tag templates, strict about undefined variables.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
@@ -282,14 +282,6 @@ fn check_tag(tag: &str) -> Result<()> {
         return Err(crate::diagnostic::diagnostic(format!("tag `{}` is not a valid Docker tag", crate::diagnostic::escape(tag)), "tags use letters, digits, `_`, `.` and `-`, start with a letter, digit or `_`, and stay under 110 characters (a build metadata `+` is not allowed)"));
     }
     Ok(())
-}
-
-/// Where a platform's rendered Dockerfile and build context live.
-pub fn context_dir(target_dir: &Path, package: &str, platform: &Platform) -> PathBuf {
-    target_dir
-        .join("multiarch")
-        .join(package)
-        .join(platform.slug())
 }
 
 #[cfg(test)]

@@ -113,7 +113,8 @@ fn temporary_path(path: &Path) -> PathBuf {
 /// Takes the workspace's run lock (`target/multiarch/.lock`), waiting for another run on
 /// the same workspace to finish first and saying so. The lock ends with the returned file.
 pub fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
-    let path = target_dir.join("multiarch/.lock");
+    let layout = crate::layout::Layout::new(target_dir);
+    let path = layout.lock();
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -133,7 +134,7 @@ pub fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
             .with_context(|| format!("cannot take the run lock {}", path.display()))?;
     }
     // Scratch that earlier versions kept for curl (`.http`) goes; this run has none.
-    let scratch = target_dir.join("multiarch/.http");
+    let scratch = layout.legacy_scratch();
     if scratch.exists() {
         let _ = std::fs::remove_dir_all(&scratch);
     }

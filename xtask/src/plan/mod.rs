@@ -225,28 +225,7 @@ impl Plan {
     /// Computes the plan; templates are rendered here, so a template error writes nothing.
     pub fn new(config: &Config, inputs: &PlanInputs) -> Result<Plan> {
         let repository = config.repository();
-        if inputs.push && config.image.is_none() {
-            fail!(
-                help = format!(
-                    "set `image = \"registry.example.com/team/{}\"` in [package.metadata.multiarch] of {}, or pass --image REPO",
-                    config.package.name,
-                    config.package.manifest_path.display()
-                ),
-                "--push needs an image repository, and package `{}` configures none",
-                config.package.name
-            );
-        }
-        if let Some(builder) = config
-            .platforms
-            .iter()
-            .find_map(|&p| config.platform(p).engine.builder)
-            .filter(|_| inputs.builder == Builder::Legacy && config.backend == Backend::Docker)
-        {
-            fail!(
-                help = "install the buildx plugin, or remove `builder` from [package.metadata.multiarch]",
-                "the buildx builder `{builder}` is configured, and this docker client has no buildx"
-            );
-        }
+        refuse_impossible(config, inputs)?;
         let tags = list_tags(config, inputs)?;
         let (method, attestations, notes) = publishing(config, inputs)?;
         let template = Template::load(&config.dockerfile, &config.workspace_root)?;
@@ -302,7 +281,7 @@ impl Plan {
             plan.platforms.push(platform_plan);
         }
         if inputs.push {
-            let insecure = config.insecure_registry || repository.is_loopback();
+            let insecure = config.insecure();
             plan.publishes = publishes(&plan.platforms, &repository, &tags, insecure, method);
         }
         Ok(plan)
@@ -494,6 +473,35 @@ fn publishing(
     Ok((PublishMethod::Imagetools, wanted, Vec::new()))
 }
 
+/// What no run of `config` can do: push without a repository, or name a buildx builder
+/// to a client without buildx.
+fn refuse_impossible(config: &Config, inputs: &PlanInputs) -> Result<()> {
+    if inputs.push && config.image.is_none() {
+        fail!(
+                help = format!(
+                    "set `image = \"registry.example.com/team/{}\"` in [package.metadata.multiarch] of {}, or pass --image REPO",
+                    config.package.name,
+                    config.package.manifest_path.display()
+                ),
+                "--push needs an image repository, and package `{}` configures none",
+                config.package.name
+            );
+    }
+    if let Some(builder) = config
+        .platforms
+        .iter()
+        .find_map(|&p| config.platform(p).engine.builder)
+        .filter(|_| inputs.builder == Builder::Legacy && config.backend == Backend::Docker)
+    {
+        fail!(
+            help =
+                "install the buildx plugin, or remove `builder` from [package.metadata.multiarch]",
+            "the buildx builder `{builder}` is configured, and this docker client has no buildx"
+        );
+    }
+    Ok(())
+}
+
 /// The list tags: the config's templates rendered, plus the semver family when asked.
 fn list_tags(config: &Config, inputs: &PlanInputs) -> Result<Vec<String>> {
     let short_sha = inputs
@@ -522,10 +530,10 @@ impl PlatformSteps<'_> {
     fn plan(&self, rendered: Rendered, images: Vec<ImageRef>, push: bool) -> PlatformPlan {
         let config = self.config;
         let platform = self.platform.platform;
-        let root = &config.workspace_root;
+        let layout = crate::layout::Layout::new(&config.target_dir);
         let dir = shown(
-            root,
-            &template::context_dir(&config.target_dir, &config.package.name, platform),
+            &config.workspace_root,
+            &layout.context(&config.package.name, &platform.slug()),
         );
         // Container builds keep the Dockerfile beside the context, so a workspace
         // `Dockerfile` and `COPY . .` are unaffected.
@@ -534,81 +542,122 @@ impl PlatformSteps<'_> {
             BuildMode::Container => dir.with_extension("Dockerfile"),
         };
         let runs_commands = dockerfile::has_run_steps(&rendered.dockerfile);
-        let mut context = vec![
-            ContextStep::Prepare {
-                dir: dir.clone(),
-                keep: self.kept_files(rendered.qemu.as_deref()),
-            },
-            ContextStep::Render {
-                path: dockerfile.clone(),
-                contents: rendered.dockerfile,
-            },
-        ];
-        let mut staging = Vec::new();
-        let mut cargo = None;
-        match self.platform.build {
-            BuildMode::Cross => {
-                let build = self.cargo_build();
-                let output_dir = shown(root, &config.target_dir).join(build.output_dir());
-                staging.extend(config.bins.iter().map(|bin| StageStep::Binary {
-                    from: output_dir.join(bin),
-                    to: dir.join(bin),
-                    mtime: self.source_date_epoch,
-                }));
-                cargo = Some(build);
-            }
-            BuildMode::Container => context.push(ContextStep::Mirror {
-                from: PathBuf::new(),
-                to: dir.clone(),
-                files: self.sources.to_vec(),
-            }),
-        }
-        if !config.files.is_empty() {
-            context.push(ContextStep::Mirror {
-                from: PathBuf::new(),
-                to: dir.clone(),
-                files: config.files.clone(),
-            });
-        }
-        if let Some(qemu) = &rendered.qemu {
-            staging.push(StageStep::Qemu {
-                qemu_arch: platform.qemu_arch,
-                to: dir.join(qemu),
-            });
-        }
-        let image = ImageBuild {
-            package: config.package.name.clone(),
-            platform,
-            engine: self.platform.engine.clone(),
-            builder: self.builder,
-            tags: images.clone(),
-            labels: self.labels.to_vec(),
-            dockerfile,
-            context: dir.clone(),
-            network: config.network,
-            provenance: self.attestations.0,
-            sbom: self.attestations.1,
-            source_date_epoch: self.source_date_epoch,
-        };
+        let (cargo, staging) = self.compile_and_stage(&dir, rendered.qemu.as_deref());
+        let context = self.context_steps(
+            &dir,
+            &dockerfile,
+            rendered.qemu.as_deref(),
+            rendered.dockerfile,
+        );
         PlatformPlan {
             package: config.package.name.clone(),
             platform,
             engine: self.platform.engine.clone(),
             qemu: config.qemu.clone(),
-            context_dir: dir,
+            context_dir: dir.clone(),
             runs_commands,
             emulation: rendered.emulation,
             context,
             cargo,
             staging,
-            image,
+            image: self.image_build(images.clone(), dockerfile, dir),
             push: push.then_some(Push {
                 package: config.package.name.clone(),
                 platform,
                 engine: self.platform.engine.clone(),
-                insecure: config.insecure_registry || config.repository().is_loopback(),
+                insecure: config.insecure(),
                 images,
             }),
+        }
+    }
+
+    /// The context: the directory pruned to what is planned, the Dockerfile, and the
+    /// mirrored files (the sources for container builds, then `files`).
+    fn context_steps(
+        &self,
+        dir: &Path,
+        dockerfile: &Path,
+        qemu: Option<&str>,
+        contents: String,
+    ) -> Vec<ContextStep> {
+        let config = self.config;
+        let mut context = vec![
+            ContextStep::Prepare {
+                dir: dir.to_path_buf(),
+                keep: self.kept_files(qemu),
+            },
+            ContextStep::Render {
+                path: dockerfile.to_path_buf(),
+                contents,
+            },
+        ];
+        if self.platform.build == BuildMode::Container {
+            context.push(ContextStep::Mirror {
+                from: PathBuf::new(),
+                to: dir.to_path_buf(),
+                files: self.sources.to_vec(),
+            });
+        }
+        if !config.files.is_empty() {
+            context.push(ContextStep::Mirror {
+                from: PathBuf::new(),
+                to: dir.to_path_buf(),
+                files: config.files.clone(),
+            });
+        }
+        context
+    }
+
+    /// Cross builds compile on the host and stage the binaries; QEMU is staged where the
+    /// template copies it.
+    fn compile_and_stage(
+        &self,
+        dir: &Path,
+        qemu: Option<&str>,
+    ) -> (Option<CargoBuild>, Vec<StageStep>) {
+        let config = self.config;
+        let mut staging = Vec::new();
+        let mut cargo = None;
+        if self.platform.build == BuildMode::Cross {
+            let build = self.cargo_build();
+            let output_dir =
+                shown(&config.workspace_root, &config.target_dir).join(build.output_dir());
+            staging.extend(config.bins.iter().map(|bin| StageStep::Binary {
+                from: output_dir.join(bin),
+                to: dir.join(bin),
+                mtime: self.source_date_epoch,
+            }));
+            cargo = Some(build);
+        }
+        if let Some(qemu) = qemu {
+            staging.push(StageStep::Qemu {
+                qemu_arch: self.platform.platform.qemu_arch,
+                to: dir.join(qemu),
+            });
+        }
+        (cargo, staging)
+    }
+
+    fn image_build(
+        &self,
+        tags: Vec<ImageRef>,
+        dockerfile: PathBuf,
+        context: PathBuf,
+    ) -> ImageBuild {
+        let config = self.config;
+        ImageBuild {
+            package: config.package.name.clone(),
+            platform: self.platform.platform,
+            engine: self.platform.engine.clone(),
+            builder: self.builder,
+            tags,
+            labels: self.labels.to_vec(),
+            dockerfile,
+            context,
+            network: config.network,
+            provenance: self.attestations.0,
+            sbom: self.attestations.1,
+            source_date_epoch: self.source_date_epoch,
         }
     }
 
@@ -804,13 +853,11 @@ pub(crate) mod tests {
 
     /// The dry-run lines of `plan`, as the Docker executor describes them.
     pub(crate) fn lines(plan: &Plan) -> Vec<String> {
-        let executor = DockerBackend {
-            docker: Docker {
-                program: "docker".into(),
-                context: None,
-            },
-            root: plan.root.clone(),
+        let docker = Docker {
+            program: "docker".into(),
+            context: None,
         };
+        let executor = DockerBackend::new(docker, &plan.root, &plan.root.join("target"));
         let cargo = crate::config::workspace::cargo_program()
             .display()
             .to_string();

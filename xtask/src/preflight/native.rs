@@ -217,11 +217,7 @@ pub fn native_crates_by_target(
         key_material.push(0);
     }
     let key = crate::digest::hex_sha256(&key_material);
-    let cache = config
-        .target_dir
-        .join("multiarch")
-        .join(&config.package.name)
-        .join("native-code.json");
+    let cache = crate::layout::Layout::new(&config.target_dir).native_cache(&config.package.name);
     #[derive(serde::Serialize, Deserialize)]
     struct Cached {
         key: String,

@@ -143,9 +143,18 @@ pub struct DockerBackend {
     pub docker: Docker,
     /// The workspace root, where every command runs.
     pub root: PathBuf,
+    layout: crate::layout::Layout,
 }
 
 impl DockerBackend {
+    pub fn new(docker: Docker, root: &Path, target_dir: &Path) -> DockerBackend {
+        DockerBackend {
+            docker,
+            root: root.to_path_buf(),
+            layout: crate::layout::Layout::new(target_dir),
+        }
+    }
+
     fn shell(&self) -> Result<Shell> {
         let sh = Shell::new()?;
         sh.change_dir(&self.root);
@@ -220,13 +229,14 @@ impl DockerBackend {
         let names: Vec<String> = builds.iter().map(|b| name(b)).collect();
         let file =
             serde_json::json!({ "group": { "default": { "targets": names } }, "target": targets });
-        // `target/multiarch/<package>/bake.json`, or `target/multiarch/bake.json` for several.
-        let package_dir = builds[0].context.parent().unwrap_or(Path::new(""));
-        let bake_dir = match several_packages {
-            true => package_dir.parent().unwrap_or(Path::new("")),
-            false => package_dir,
-        };
-        let bake_file = bake_dir.join("bake.json");
+        // One package's bake file, or the run's for several; shown from the workspace root.
+        let bake_file = self
+            .layout
+            .bake_file((!several_packages).then_some(builds[0].package.as_str()));
+        let bake_file = bake_file
+            .strip_prefix(&self.root)
+            .map(Path::to_path_buf)
+            .unwrap_or(bake_file);
         let mut args = vec![
             "buildx".to_owned(),
             "bake".into(),

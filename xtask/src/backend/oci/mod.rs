@@ -49,20 +49,20 @@ struct BaseImage {
 /// over the registry API.
 pub struct OciBackend {
     pub root: PathBuf,
+    layout: crate::layout::Layout,
 }
 
 impl OciBackend {
-    pub fn new(root: PathBuf) -> OciBackend {
-        OciBackend { root }
+    pub fn new(root: &Path, target_dir: &Path) -> OciBackend {
+        OciBackend {
+            root: root.to_path_buf(),
+            layout: crate::layout::Layout::new(target_dir),
+        }
     }
 
     /// The OCI image layout of a build: beside the platform contexts of its package.
     fn layout(&self, build: &ImageBuild) -> PathBuf {
-        self.root
-            .join(&build.context)
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join("oci")
+        self.layout.oci_layout(&build.package)
     }
 
     fn assemble(&self, build: &ImageBuild) -> Result<(String, Assembled)> {

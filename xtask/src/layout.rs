@@ -1,0 +1,89 @@
+//! Every path under the target dir's `multiarch/`, spelled once: the run lock, each
+//! package's platform contexts, OCI layout and caches, the bake file, the load archive.
+//! The target dir is cargo's (`CARGO_TARGET_DIR` and `build.target-dir` honoured), so a
+//! run with it elsewhere writes nothing under the workspace.
+
+use std::path::{Path, PathBuf};
+
+/// The `multiarch/` directory of one target dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(target_dir: &Path) -> Layout {
+        Layout {
+            dir: target_dir.join("multiarch"),
+        }
+    }
+
+    /// The run lock: one run per target dir at a time.
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join(".lock")
+    }
+
+    /// Where versions before the built-in HTTP client kept curl's scratch files.
+    pub fn legacy_scratch(&self) -> PathBuf {
+        self.dir.join(".http")
+    }
+
+    /// One package's directory.
+    pub fn package(&self, package: &str) -> PathBuf {
+        self.dir.join(package)
+    }
+
+    /// A platform's build context (`slug` as `linux-arm-v7`).
+    pub fn context(&self, package: &str, slug: &str) -> PathBuf {
+        self.package(package).join(slug)
+    }
+
+    /// A package's OCI image layout, written by the OCI backend.
+    pub fn oci_layout(&self, package: &str) -> PathBuf {
+        self.package(package).join("oci")
+    }
+
+    /// The native-code answer cached per lockfile.
+    pub fn native_cache(&self, package: &str) -> PathBuf {
+        self.package(package).join("native-code.json")
+    }
+
+    /// The bake file of one package, or of a run that bakes several.
+    pub fn bake_file(&self, package: Option<&str>) -> PathBuf {
+        match package {
+            Some(package) => self.package(package).join("bake.json"),
+            None => self.dir.join("bake.json"),
+        }
+    }
+
+    /// The archive `--load` hands to `docker load`.
+    pub fn load_archive(&self) -> PathBuf {
+        self.dir.join("load.tar")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_under_the_target_dirs_multiarch() {
+        let layout = Layout::new(Path::new("/t"));
+        assert_eq!(layout.lock(), Path::new("/t/multiarch/.lock"));
+        assert_eq!(
+            layout.context("api", "linux-arm-v7"),
+            Path::new("/t/multiarch/api/linux-arm-v7")
+        );
+        assert_eq!(layout.oci_layout("api"), Path::new("/t/multiarch/api/oci"));
+        assert_eq!(
+            layout.native_cache("api"),
+            Path::new("/t/multiarch/api/native-code.json")
+        );
+        assert_eq!(
+            layout.bake_file(Some("api")),
+            Path::new("/t/multiarch/api/bake.json")
+        );
+        assert_eq!(layout.bake_file(None), Path::new("/t/multiarch/bake.json"));
+        assert_eq!(layout.load_archive(), Path::new("/t/multiarch/load.tar"));
+    }
+}
