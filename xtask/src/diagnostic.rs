@@ -4,15 +4,15 @@ use std::fmt;
 
 /// An error the user can act on: what failed and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
+pub(crate) struct Diagnostic {
     /// What failed, on one line, lowercase, without a trailing period.
-    pub cause: String,
+    pub(crate) cause: String,
     /// The fix, shown on a `help:` line.
-    pub help: String,
+    pub(crate) help: String,
 }
 
 impl Diagnostic {
-    pub fn new(cause: impl Into<String>, help: impl Into<String>) -> Diagnostic {
+    pub(crate) fn new(cause: impl Into<String>, help: impl Into<String>) -> Diagnostic {
         Diagnostic {
             cause: cause.into(),
             help: help.into(),
@@ -21,7 +21,7 @@ impl Diagnostic {
 
     /// The cause and fix of an error chain: the outermost contexts joined with `: ` before
     /// the innermost cause, and the help of every [`Diagnostic`] in the chain.
-    pub fn of(err: &anyhow::Error) -> Diagnostic {
+    pub(crate) fn of(err: &anyhow::Error) -> Diagnostic {
         let mut causes = Vec::new();
         let mut helps: Vec<String> = Vec::new();
         for cause in err.chain() {
@@ -59,7 +59,7 @@ impl fmt::Display for Diagnostic {
 impl std::error::Error for Diagnostic {}
 
 /// Builds an `anyhow::Error` from a cause and a fix.
-pub fn diagnostic(cause: impl Into<String>, help: impl Into<String>) -> anyhow::Error {
+pub(crate) fn diagnostic(cause: impl Into<String>, help: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Diagnostic::new(cause, help))
 }
 
@@ -91,7 +91,7 @@ pub fn format_error(err: &anyhow::Error) -> String {
 
 /// Text from the user or a peer, made safe to quote in a message: control characters
 /// (newlines included) are shown as escapes, never sent.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

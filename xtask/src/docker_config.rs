@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::diagnostic::diagnostic;
 
 /// Docker's config file: its path and contents (empty when absent or unreadable).
-pub fn read() -> (Option<PathBuf>, Value) {
+pub(crate) fn read() -> (Option<PathBuf>, Value) {
     let path = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
@@ -25,7 +25,7 @@ pub fn read() -> (Option<PathBuf>, Value) {
 }
 
 /// The keys Docker's config may file a registry's credentials under.
-pub fn keys(registry: &str) -> Vec<String> {
+pub(crate) fn keys(registry: &str) -> Vec<String> {
     let registry = registry.to_ascii_lowercase();
     if registry == "docker.io" {
         vec![
@@ -46,7 +46,7 @@ pub fn keys(registry: &str) -> Vec<String> {
 
 /// Where the credentials for a registry would come from; no secret is read to tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// `credHelpers` names `docker-credential-<name>` for this registry.
     Helper(String),
     /// `credsStore` names the helper every registry uses.
@@ -68,7 +68,7 @@ fn entry<'a>(object: &'a Value, keys: &[String]) -> Option<&'a Value> {
 }
 
 /// Where Docker's config gets `registry`'s credentials from.
-pub fn source(config: &Value, registry: &str) -> Source {
+pub(crate) fn source(config: &Value, registry: &str) -> Source {
     let keys = keys(registry);
     if let Some(helper) = entry(&config["credHelpers"], &keys).and_then(Value::as_str) {
         return Source::Helper(helper.to_owned());
@@ -84,9 +84,9 @@ pub fn source(config: &Value, registry: &str) -> Source {
 
 /// A user name and secret for one registry. The secret is never printed.
 #[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub secret: String,
+pub(crate) struct Credentials {
+    pub(crate) username: String,
+    pub(crate) secret: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -97,7 +97,7 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// The `Authorization` header value for Basic auth.
-    pub fn basic(&self) -> String {
+    pub(crate) fn basic(&self) -> String {
         let pair = format!("{}:{}", self.username, self.secret);
         format!(
             "Basic {}",
@@ -108,7 +108,7 @@ impl Credentials {
 
 /// What Docker's config holds for `registry`, if anything: from its helper or store (asked
 /// through the process layer, the key on stdin), else the inline `auths` entry.
-pub fn credentials(registry: &str) -> Result<Option<Credentials>> {
+pub(crate) fn credentials(registry: &str) -> Result<Option<Credentials>> {
     let (_, config) = read();
     let keys = keys(registry);
     let helper = match source(&config, registry) {

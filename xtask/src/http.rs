@@ -20,7 +20,7 @@ const MAX_REDIRECTS: u32 = 5;
 
 /// A request method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Head,
     Post,
@@ -40,15 +40,15 @@ impl Method {
 
 /// Scheme, host (lowercase) and port: what a credential is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
+pub(crate) struct Origin {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl Origin {
     /// The origin of an absolute http(s) URL.
-    pub fn of(url: &str) -> Result<Origin, Failure> {
+    pub(crate) fn of(url: &str) -> Result<Origin, Failure> {
         let uri: http::Uri = url
             .parse()
             .map_err(|_| Failure::Refused(format!("`{}` is not a URL", escape(url))))?;
@@ -77,9 +77,9 @@ impl Origin {
 
 /// An `Authorization` value and the one origin it may be sent to.
 #[derive(Clone)]
-pub struct Authorization {
-    pub origin: Origin,
-    pub value: String,
+pub(crate) struct Authorization {
+    pub(crate) origin: Origin,
+    pub(crate) value: String,
 }
 
 impl std::fmt::Debug for Authorization {
@@ -94,23 +94,28 @@ impl std::fmt::Debug for Authorization {
 
 /// One request, with the bounds its answer must keep.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
-    pub method: Method,
-    pub url: String,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Option<&'a [u8]>,
+pub(crate) struct Request<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Option<&'a [u8]>,
     /// Sent only while the URL is on the authorization's origin.
-    pub authorization: Option<Authorization>,
+    pub(crate) authorization: Option<Authorization>,
     /// The largest body accepted.
-    pub limit: u64,
+    pub(crate) limit: u64,
     /// The whole call, redirects and body included.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// How long one read may wait for any byte.
-    pub stall: Duration,
+    pub(crate) stall: Duration,
 }
 
 impl<'a> Request<'a> {
-    pub fn new(method: Method, url: impl Into<String>, limit: u64, deadline: Duration) -> Self {
+    pub(crate) fn new(
+        method: Method,
+        url: impl Into<String>,
+        limit: u64,
+        deadline: Duration,
+    ) -> Self {
         Request {
             method,
             url: url.into(),
@@ -123,7 +128,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -131,16 +136,16 @@ impl<'a> Request<'a> {
 
 /// An answer: status, headers (names lowercase), the bounded body and the final URL.
 #[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub url: String,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) url: String,
 }
 
 impl Response {
     /// The first value of the header `name` (case-insensitively), if it is text.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -148,7 +153,7 @@ impl Response {
     }
 
     /// `Retry-After` in seconds, when the server sent one.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         self.header("retry-after")?
             .trim()
             .parse::<u64>()
@@ -159,7 +164,7 @@ impl Response {
 
 /// Why a request got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The connection could not be made or was lost: worth trying again.
     Lost(String),
     /// The call took longer than its deadline or a read waited past the stall bound, or
@@ -185,7 +190,7 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// `n` bytes in the largest whole unit.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
         n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
@@ -211,7 +216,7 @@ fn agent() -> &'static ureq::Agent {
 
 /// Sends `request`, following up to five redirects (http and https only). A hop to another
 /// origin carries no `Authorization`; a `PUT` or `POST` is never redirected.
-pub fn send(request: &Request<'_>) -> Result<Response, Failure> {
+pub(crate) fn send(request: &Request<'_>) -> Result<Response, Failure> {
     let started = Instant::now();
     let mut url = request.url.clone();
     for _ in 0..=MAX_REDIRECTS {
@@ -234,7 +239,7 @@ pub fn send(request: &Request<'_>) -> Result<Response, Failure> {
 }
 
 /// `location` read against `base`: absolute, scheme-relative or path-absolute.
-pub fn resolve(base: &str, location: &str) -> Result<String, Failure> {
+pub(crate) fn resolve(base: &str, location: &str) -> Result<String, Failure> {
     let origin = Origin::of(base)?;
     let joined = if location.contains("://") {
         location.to_owned()
@@ -378,7 +383,7 @@ fn io_failure(request: &Request<'_>, err: std::io::Error, received: u64) -> Fail
 /// Whether an outcome is worth another try under the retry policy: server errors (5xx),
 /// `429` (with its `Retry-After`) and lost connections; a bound that was hit, or any other
 /// answer, is final.
-pub fn transient(outcome: &Result<Response, Failure>) -> crate::retry::Verdict {
+pub(crate) fn transient(outcome: &Result<Response, Failure>) -> crate::retry::Verdict {
     use crate::retry::Verdict;
     match outcome {
         Ok(response) if response.status >= 500 || response.status == 429 => Verdict::Again {
@@ -395,7 +400,7 @@ pub fn transient(outcome: &Result<Response, Failure>) -> crate::retry::Verdict {
 
 /// Text from a peer or the user, made safe to print: control characters are shown as
 /// escapes, never sent.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     crate::diagnostic::escape(text)
 }
 

@@ -7,49 +7,49 @@ use std::path::{Path, PathBuf};
 
 /// The `multiarch/` directory of one target dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
+pub(crate) struct Layout {
     dir: PathBuf,
 }
 
 impl Layout {
-    pub fn new(target_dir: &Path) -> Layout {
+    pub(crate) fn new(target_dir: &Path) -> Layout {
         Layout {
             dir: target_dir.join("multiarch"),
         }
     }
 
     /// The run lock: one run per target dir at a time.
-    pub fn lock(&self) -> PathBuf {
+    pub(crate) fn lock(&self) -> PathBuf {
         self.dir.join(".lock")
     }
 
     /// Where versions before the built-in HTTP client kept curl's scratch files.
-    pub fn legacy_scratch(&self) -> PathBuf {
+    pub(crate) fn legacy_scratch(&self) -> PathBuf {
         self.dir.join(".http")
     }
 
     /// One package's directory.
-    pub fn package(&self, package: &str) -> PathBuf {
+    pub(crate) fn package(&self, package: &str) -> PathBuf {
         self.dir.join(package)
     }
 
     /// A platform's build context (`slug` as `linux-arm-v7`).
-    pub fn context(&self, package: &str, slug: &str) -> PathBuf {
+    pub(crate) fn context(&self, package: &str, slug: &str) -> PathBuf {
         self.package(package).join(slug)
     }
 
     /// A package's OCI image layout, written by the OCI backend.
-    pub fn oci_layout(&self, package: &str) -> PathBuf {
+    pub(crate) fn oci_layout(&self, package: &str) -> PathBuf {
         self.package(package).join("oci")
     }
 
     /// The native-code answer cached per lockfile.
-    pub fn native_cache(&self, package: &str) -> PathBuf {
+    pub(crate) fn native_cache(&self, package: &str) -> PathBuf {
         self.package(package).join("native-code.json")
     }
 
     /// The bake file of one package, or of a run that bakes several.
-    pub fn bake_file(&self, package: Option<&str>) -> PathBuf {
+    pub(crate) fn bake_file(&self, package: Option<&str>) -> PathBuf {
         match package {
             Some(package) => self.package(package).join("bake.json"),
             None => self.dir.join("bake.json"),
@@ -57,7 +57,7 @@ impl Layout {
     }
 
     /// The archive `--load` hands to `docker load`.
-    pub fn load_archive(&self) -> PathBuf {
+    pub(crate) fn load_archive(&self) -> PathBuf {
         self.dir.join("load.tar")
     }
 }

@@ -78,10 +78,10 @@ fn end_group(group: u32, signal: i32) {
 }
 
 /// A temporary file that an interrupt removes; dropping the guard forgets it.
-pub struct Temporary(PathBuf);
+pub(crate) struct Temporary(PathBuf);
 
 impl Temporary {
-    pub fn new(path: &Path) -> Temporary {
+    pub(crate) fn new(path: &Path) -> Temporary {
         lock(&TEMPORARY).insert(path.to_path_buf());
         Temporary(path.to_path_buf())
     }
@@ -96,7 +96,7 @@ impl Drop for Temporary {
 /// On SIGINT, SIGTERM or SIGHUP: ends every child's process group (SIGTERM, then SIGKILL
 /// after two seconds), removes temporary files, and exits with 128 + the signal, which
 /// also releases the run lock. Installed once per process.
-pub fn end_children_on_interrupt() {
+pub(crate) fn end_children_on_interrupt() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
@@ -137,15 +137,15 @@ fn end_everything() {
 
 /// A process to run: a program and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub program: PathBuf,
-    pub args: Vec<String>,
+pub(crate) struct Command {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
     /// Environment variables set for this process only.
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Command {
-    pub fn new(
+    pub(crate) fn new(
         program: impl Into<PathBuf>,
         args: impl IntoIterator<Item = impl Into<String>>,
     ) -> Command {
@@ -182,12 +182,12 @@ impl Command {
     }
 
     /// Runs the command; a non-zero exit is a [`CommandFailed`] carrying its output.
-    pub fn run(&self, sh: &Shell) -> Result<String> {
+    pub(crate) fn run(&self, sh: &Shell) -> Result<String> {
         self.run_inner(sh, None)
     }
 
     /// Runs the command with `input` (a secret, a key) on its stdin, never its command line.
-    pub fn run_with_stdin(&self, input: &[u8]) -> Result<String> {
+    pub(crate) fn run_with_stdin(&self, input: &[u8]) -> Result<String> {
         self.run_inner(&Shell::new()?, Some(input))
     }
 
@@ -225,7 +225,7 @@ impl Command {
     }
 
     /// Runs the command for at most `timeout`, then ends its whole process group.
-    pub fn probe(&self, timeout: Duration) -> Probe {
+    pub(crate) fn probe(&self, timeout: Duration) -> Probe {
         use std::process::Stdio;
         let Ok(sh) = Shell::new() else {
             return Probe::Failed("cannot create a shell".into());
@@ -301,7 +301,7 @@ fn read_both(child: &mut std::process::Child) -> (Vec<u8>, Vec<u8>) {
 
 /// What a bounded call gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// The first line of its stdout.
     Answered(String),
     /// The first line of its stderr.
@@ -310,7 +310,7 @@ pub enum Probe {
 }
 
 impl Probe {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Probe::Answered(text) | Probe::Failed(text) => text.clone(),
             Probe::TimedOut(timeout) => format!("no answer within {} s", timeout.as_secs()),
@@ -319,7 +319,7 @@ impl Probe {
 }
 
 /// The first non-empty line of a process's output, trimmed.
-pub fn first_line(output: &[u8]) -> String {
+pub(crate) fn first_line(output: &[u8]) -> String {
     let text = String::from_utf8_lossy(output);
     text.lines()
         .map(str::trim)
@@ -331,7 +331,7 @@ pub fn first_line(output: &[u8]) -> String {
 impl Command {
     /// Runs the command, handing each line of its stderr to `on_line` as it arrives; a
     /// non-zero exit is a [`CommandFailed`] carrying the whole stderr.
-    pub fn stream(&self, sh: &Shell, mut on_line: impl FnMut(&str)) -> Result<()> {
+    pub(crate) fn stream(&self, sh: &Shell, mut on_line: impl FnMut(&str)) -> Result<()> {
         use std::io::BufRead;
         let mut command = std::process::Command::from(self.cmd(sh));
         command
@@ -383,21 +383,21 @@ impl fmt::Display for Command {
 
 /// A process that ran and exited non-zero.
 #[derive(Debug, Clone)]
-pub struct CommandFailed {
+pub(crate) struct CommandFailed {
     /// The command line, for messages only.
-    pub command: String,
-    pub status: String,
-    pub stdout: String,
-    pub stderr: String,
+    pub(crate) command: String,
+    pub(crate) status: String,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
     /// The fix, when the output says what went wrong.
-    pub help: Option<String>,
+    pub(crate) help: Option<String>,
     /// The program was refused (auth), rather than failing.
-    pub refused: bool,
+    pub(crate) refused: bool,
 }
 
 impl CommandFailed {
     /// The last lines of its output, indented, for the error message.
-    pub fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let combined = format!("{}\n{}", self.stdout, self.stderr);
         let lines: Vec<&str> = combined.lines().filter(|l| !l.trim().is_empty()).collect();
         lines[lines.len().saturating_sub(12)..].join("\n    ")
@@ -405,7 +405,7 @@ impl CommandFailed {
 
     /// Whether trying again may help: network trouble and server errors, as the program's
     /// own stderr reports them; refusals (auth, 4xx) are final.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         let stderr = self.stderr.to_ascii_lowercase();
         let refused = [
             "unauthorized",
@@ -450,7 +450,7 @@ impl fmt::Display for CommandFailed {
 impl std::error::Error for CommandFailed {}
 
 /// Whether an error chain holds a failed process that is worth retrying.
-pub fn is_transient(err: &anyhow::Error) -> bool {
+pub(crate) fn is_transient(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<CommandFailed>()
@@ -459,7 +459,7 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
 }
 
 /// Quotes a word for display the way a POSIX shell would read it back.
-pub fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@+,%".contains(c);
     if !word.is_empty() && word.chars().all(plain) {
         word.to_owned()

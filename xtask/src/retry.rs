@@ -6,19 +6,19 @@ use std::time::Duration;
 
 /// How often and how long to wait.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Tries in all, the first included.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// The first pause; each next one doubles, up to `max_pause`.
-    pub first_pause: Duration,
-    pub max_pause: Duration,
+    pub(crate) first_pause: Duration,
+    pub(crate) max_pause: Duration,
     /// The longest `Retry-After` honoured; a longer one is waited for this long.
-    pub max_retry_after: Duration,
+    pub(crate) max_retry_after: Duration,
 }
 
 /// Five tries over about 7.5 s of backoff: enough for a registry restart or a brief
 /// overload, short enough that a dead registry fails a CI job in seconds.
-pub const DEFAULT: Policy = Policy {
+pub(crate) const DEFAULT: Policy = Policy {
     attempts: 5,
     first_pause: Duration::from_millis(500),
     max_pause: Duration::from_secs(4),
@@ -27,7 +27,7 @@ pub const DEFAULT: Policy = Policy {
 
 /// What one attempt's outcome means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Done: success, or a failure that trying again cannot mend.
     Final,
     /// Worth another try: why, and the pause the peer asked for.
@@ -39,7 +39,7 @@ pub enum Verdict {
 
 impl Policy {
     /// The pause before try `attempt + 1` (counting from 1).
-    pub fn pause(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+    pub(crate) fn pause(&self, attempt: u32, asked: Option<Duration>) -> Duration {
         match asked {
             Some(asked) => asked.min(self.max_retry_after),
             None => self
@@ -51,7 +51,11 @@ impl Policy {
 
     /// Runs `attempt` until `classify` calls its outcome final or the tries run out,
     /// saying on stderr why each retry happens.
-    pub fn run<R>(&self, mut attempt: impl FnMut() -> R, classify: impl Fn(&R) -> Verdict) -> R {
+    pub(crate) fn run<R>(
+        &self,
+        mut attempt: impl FnMut() -> R,
+        classify: impl Fn(&R) -> Verdict,
+    ) -> R {
         let mut tried = 1;
         loop {
             let outcome = attempt();

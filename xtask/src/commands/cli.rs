@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::config::{Backend, CliLayer, Network, Provenance};
 use crate::diagnostic::diagnostic;
 
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 multiarch: multi-architecture container images of this workspace
 
 usage:
@@ -45,33 +45,33 @@ usage:
 
 /// Which package and platforms a command works on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Selection {
+pub(crate) struct Selection {
     /// `-p`, repeatable; empty means every package with a multiarch table.
-    pub packages: Vec<String>,
+    pub(crate) packages: Vec<String>,
     /// `--exclude`, repeatable.
-    pub exclude: Vec<String>,
-    pub platforms: Vec<String>,
+    pub(crate) exclude: Vec<String>,
+    pub(crate) platforms: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ImageArgs {
-    pub selection: Selection,
-    pub push: bool,
-    pub dry_run: bool,
-    pub jobs: Option<usize>,
-    pub json: bool,
+pub(crate) struct ImageArgs {
+    pub(crate) selection: Selection,
+    pub(crate) push: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) jobs: Option<usize>,
+    pub(crate) json: bool,
     /// Where to write the JSON of refs and digests, for the steps after a CI build.
-    pub metadata_file: Option<PathBuf>,
+    pub(crate) metadata_file: Option<PathBuf>,
     /// With backend oci: load the images into the local engine.
-    pub load: bool,
+    pub(crate) load: bool,
     /// The flags that override configured values (`--tag`, `--image`, `--provenance`, ...);
     /// the platforms come from `selection`.
-    pub overrides: CliLayer,
+    pub(crate) overrides: CliLayer,
 }
 
 impl ImageArgs {
     /// The flags that override configured values, as the config's last layer.
-    pub fn cli_layer(&self) -> CliLayer {
+    pub(crate) fn cli_layer(&self) -> CliLayer {
         CliLayer {
             platforms: self.selection.platforms.clone(),
             ..self.overrides.clone()
@@ -80,7 +80,7 @@ impl ImageArgs {
 }
 
 impl Selection {
-    pub fn cli_layer(&self) -> CliLayer {
+    pub(crate) fn cli_layer(&self) -> CliLayer {
         CliLayer {
             platforms: self.platforms.clone(),
             ..CliLayer::default()
@@ -89,21 +89,21 @@ impl Selection {
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SetupArgs {
-    pub selection: Selection,
+pub(crate) struct SetupArgs {
+    pub(crate) selection: Selection,
     /// Replace handlers that are already registered.
-    pub reset: bool,
+    pub(crate) reset: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// The workspace to embed the xtask into.
-    pub dir: PathBuf,
-    pub package: Option<String>,
+    pub(crate) dir: PathBuf,
+    pub(crate) package: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Task {
+pub(crate) enum Task {
     Image(ImageArgs),
     Render(Selection),
     QemuFetch(Selection),
@@ -114,7 +114,7 @@ pub enum Task {
 }
 
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
     let mut args = args.into_iter().peekable();
     let Some(command) = args.next() else {
         return Ok(Task::Help);

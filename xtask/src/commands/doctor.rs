@@ -11,7 +11,7 @@ use crate::preflight::{self, credentials, Finding, PlatformChecks, Status};
 use crate::registry::Registry;
 use crate::Outcome;
 
-pub fn run(selection: &Selection) -> Result<Outcome> {
+pub(crate) fn run(selection: &Selection) -> Result<Outcome> {
     let rows = diagnose(selection);
     println!("{}", table(&rows));
     Ok(if rows.iter().any(|r| r.status == Status::Missing) {
@@ -22,7 +22,7 @@ pub fn run(selection: &Selection) -> Result<Outcome> {
 }
 
 /// Runs every pre-flight check; it never fails, it reports.
-pub fn diagnose(selection: &Selection) -> Vec<Finding> {
+pub(crate) fn diagnose(selection: &Selection) -> Vec<Finding> {
     let config = super::load_config(selection, &selection.cli_layer());
     if let Some(config) = config.as_ref().ok().filter(|c| c.backend == Backend::Oci) {
         return oci_rows(config);
@@ -127,7 +127,7 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
 }
 
 /// The table: check, status, detail, fix.
-pub fn table(rows: &[Finding]) -> String {
+pub(crate) fn table(rows: &[Finding]) -> String {
     let status = |s: Status| match s {
         Status::Ok => "ok",
         Status::Missing => "missing",

@@ -13,7 +13,7 @@ use crate::exec::{report, runner};
 use crate::plan::{Builder, ContextStep, Plan};
 use crate::preflight::{self, PlatformChecks};
 
-pub fn run(args: &ImageArgs) -> Result<()> {
+pub(crate) fn run(args: &ImageArgs) -> Result<()> {
     let configs = load(args)?;
     report::prepare_metadata_file(args.metadata_file.as_deref(), false)?;
     match backend(&configs)? {

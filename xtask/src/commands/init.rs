@@ -22,7 +22,7 @@ const BUILD_SCRIPT: &str = include_str!("../../build.rs");
 const MANIFEST: &str = include_str!("../../Cargo.toml");
 
 /// The Dockerfile template for a static binary that `init` writes.
-pub const DOCKERFILE: &str = r#"# Rendered by `cargo xtask image` for {{ platform }}; the context holds only this
+pub(crate) const DOCKERFILE: &str = r#"# Rendered by `cargo xtask image` for {{ platform }}; the context holds only this
 # file and the binaries, built on the host for {{ rust_target }}.
 FROM {{ base }}
 {% for bin in bins %}
@@ -39,7 +39,7 @@ enum Change {
     Skipped(&'static str),
 }
 
-pub fn run(args: &InitArgs) -> Result<()> {
+pub(crate) fn run(args: &InitArgs) -> Result<()> {
     let dir = args.dir.as_path();
     let changes = init(dir, args.package.as_deref())?;
     for (path, change) in &changes {

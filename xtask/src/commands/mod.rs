@@ -21,21 +21,21 @@ use crate::plan::{Builder, Plan, PlanInputs};
 
 /// Loads the workspace of the current directory and the config of the one package the
 /// command works on, with the command line as its last layer.
-pub fn load_config(selection: &Selection, cli: &CliLayer) -> Result<Config> {
+pub(crate) fn load_config(selection: &Selection, cli: &CliLayer) -> Result<Config> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, &sh.current_dir())?;
     Config::load(&workspace, &selection.packages, &selection.exclude, cli)
 }
 
 /// Like [`load_config`], for every package the selection names (or that has a table).
-pub fn load_configs(selection: &Selection, cli: &CliLayer) -> Result<Vec<Config>> {
+pub(crate) fn load_configs(selection: &Selection, cli: &CliLayer) -> Result<Vec<Config>> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, &sh.current_dir())?;
     Config::load_all(&workspace, &selection.packages, &selection.exclude, cli)
 }
 
 /// The facts a plan needs beyond the config: git, and the host's binfmt handlers.
-pub fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Result<PlanInputs> {
+pub(crate) fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Result<PlanInputs> {
     let sh = Shell::new()?;
     let root = &config.workspace_root;
     // The commit and its time, when the workspace is a git checkout with commits.
@@ -56,7 +56,7 @@ pub fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Result<Plan
 }
 
 /// One plan per package, all from the same facts about the workspace and the engine.
-pub fn plans(configs: &[Config], push: bool, builder: Builder) -> Result<Vec<Plan>> {
+pub(crate) fn plans(configs: &[Config], push: bool, builder: Builder) -> Result<Vec<Plan>> {
     let inputs = plan_inputs(&configs[0], push, builder)?;
     configs
         .iter()

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use crate::commands::cli::Selection;
 use crate::commands::setup::foreign_platforms;
 
-pub fn run(selection: &Selection) -> Result<()> {
+pub(crate) fn run(selection: &Selection) -> Result<()> {
     let config = super::load_config(selection, &selection.cli_layer())?;
     let platforms = foreign_platforms(&config.platforms);
     if platforms.is_empty() {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::commands::cli::Selection;
 use crate::plan::{Builder, ContextStep, Plan};
 
-pub fn run(selection: &Selection) -> Result<()> {
+pub(crate) fn run(selection: &Selection) -> Result<()> {
     let configs = super::load_configs(selection, &selection.cli_layer())?;
     let plan = Plan::merge(super::plans(&configs, false, Builder::Legacy)?)?;
     let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;

@@ -11,7 +11,7 @@ use crate::config::platform::Platform;
 use crate::emulation::binfmt::{self, BINFMT_DIR};
 use crate::emulation::qemu;
 
-pub fn run(args: &SetupArgs) -> Result<()> {
+pub(crate) fn run(args: &SetupArgs) -> Result<()> {
     if cfg!(target_os = "macos") {
         eprintln!(
             "Docker Desktop registers QEMU handlers in its own VM; nothing to set up on macOS"
@@ -89,7 +89,7 @@ pub fn run(args: &SetupArgs) -> Result<()> {
 }
 
 /// The configured platforms that are not the host's, one per QEMU binary.
-pub fn foreign_platforms(platforms: &[&'static Platform]) -> Vec<&'static Platform> {
+pub(crate) fn foreign_platforms(platforms: &[&'static Platform]) -> Vec<&'static Platform> {
     let mut foreign: Vec<&'static Platform> = Vec::new();
     for &platform in platforms {
         let native = Platform::host().is_some_and(|host| host.elf_machine == platform.elf_machine);

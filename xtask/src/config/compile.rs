@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Who supplies the C compiler, archiver and linker for a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Toolchain {
+pub(crate) enum Toolchain {
     /// `cargo build`, with `cc`/`linker` from the config or cc-rs's default for the triple.
     #[default]
     Cargo,
@@ -14,27 +14,18 @@ pub enum Toolchain {
     Zig,
 }
 
-impl Toolchain {
-    pub fn name(self) -> &'static str {
-        match self {
-            Toolchain::Cargo => "cargo",
-            Toolchain::Zig => "zig",
-        }
-    }
-}
-
 /// A Rust target triple and, for cargo-zigbuild, the glibc version it links against
 /// (`aarch64-unknown-linux-gnu.2.28`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RustTarget {
+pub(crate) struct RustTarget {
     /// The plain triple: what rustup installs and what names cargo's output directory.
-    pub triple: String,
-    pub glibc: Option<String>,
+    pub(crate) triple: String,
+    pub(crate) glibc: Option<String>,
 }
 
 impl RustTarget {
     /// Reads a triple as written in the config, refusing anything cargo could take for a flag.
-    pub fn parse(text: &str) -> Result<RustTarget, String> {
+    pub(crate) fn parse(text: &str) -> Result<RustTarget, String> {
         let well_formed = !text.is_empty()
             && text
                 .bytes()
@@ -68,7 +59,7 @@ impl RustTarget {
     }
 
     /// The spelling handed to cargo (with the glibc suffix for cargo-zigbuild).
-    pub fn for_cargo(&self) -> String {
+    pub(crate) fn for_cargo(&self) -> String {
         match &self.glibc {
             Some(glibc) => format!("{}.{glibc}", self.triple),
             None => self.triple.clone(),
@@ -78,13 +69,13 @@ impl RustTarget {
 
 /// Cargo's options for every build of the package.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CargoOptions {
-    pub features: Vec<String>,
-    pub no_default_features: bool,
-    pub all_features: bool,
-    pub profile: String,
-    pub locked: bool,
-    pub frozen: bool,
+pub(crate) struct CargoOptions {
+    pub(crate) features: Vec<String>,
+    pub(crate) no_default_features: bool,
+    pub(crate) all_features: bool,
+    pub(crate) profile: String,
+    pub(crate) locked: bool,
+    pub(crate) frozen: bool,
 }
 
 impl Default for CargoOptions {
@@ -102,7 +93,7 @@ impl Default for CargoOptions {
 
 impl CargoOptions {
     /// The directory under `target/<triple>/` that the profile's binaries land in.
-    pub fn profile_dir(&self) -> &str {
+    pub(crate) fn profile_dir(&self) -> &str {
         match self.profile.as_str() {
             "dev" | "test" => "debug",
             "release" | "bench" => "release",
@@ -111,7 +102,7 @@ impl CargoOptions {
     }
 
     /// The flags that carry these options; `=` keeps a value from being read as a flag.
-    pub fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         let mut args = vec![format!("--profile={}", self.profile)];
         if !self.features.is_empty() {
             args.push(format!("--features={}", self.features.join(",")));
@@ -133,7 +124,7 @@ impl CargoOptions {
 }
 
 /// Whether `name` can be a cargo feature (`serde`, `dep:x`, `crate/feature`, `x?/y`).
-pub fn is_feature_name(name: &str) -> bool {
+pub(crate) fn is_feature_name(name: &str) -> bool {
     name.bytes()
         .next()
         .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -143,7 +134,7 @@ pub fn is_feature_name(name: &str) -> bool {
 }
 
 /// Whether `name` can be a cargo profile.
-pub fn is_profile_name(name: &str) -> bool {
+pub(crate) fn is_profile_name(name: &str) -> bool {
     name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
         && name
             .bytes()

@@ -3,23 +3,23 @@
 use std::fmt;
 
 /// Docker Hub, where a reference without a registry host points.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ImageRef {
+pub(crate) struct ImageRef {
     /// The registry host (and port) as written, `None` for Docker Hub's implicit one.
-    pub registry: Option<String>,
+    pub(crate) registry: Option<String>,
     /// The repository path inside the registry, such as `acme/hello`.
-    pub path: String,
-    pub tag: Option<String>,
+    pub(crate) path: String,
+    pub(crate) tag: Option<String>,
     /// A `sha256:<hex>` digest.
-    pub digest: Option<String>,
+    pub(crate) digest: Option<String>,
 }
 
 impl ImageRef {
     /// Parses a reference; the error says what is wrong with it.
-    pub fn parse(text: &str) -> Result<ImageRef, String> {
+    pub(crate) fn parse(text: &str) -> Result<ImageRef, String> {
         if text.is_empty() {
             return Err("the image reference is empty".into());
         }
@@ -96,7 +96,7 @@ impl ImageRef {
     }
 
     /// Parses a repository: a reference without a tag or digest.
-    pub fn repository(text: &str) -> Result<ImageRef, String> {
+    pub(crate) fn repository(text: &str) -> Result<ImageRef, String> {
         let image = ImageRef::parse(text)?;
         if image.tag.is_some() || image.digest.is_some() {
             return Err(format!("`{text}` carries a tag or digest"));
@@ -105,12 +105,12 @@ impl ImageRef {
     }
 
     /// The registry host Docker talks to (`docker.io` when none is written).
-    pub fn registry_host(&self) -> &str {
+    pub(crate) fn registry_host(&self) -> &str {
         self.registry.as_deref().unwrap_or(DOCKER_HUB)
     }
 
     /// The repository without tag or digest, as written: `127.0.0.1:5000/hello`.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match &self.registry {
             Some(registry) => format!("{registry}/{}", self.path),
             None => self.path.clone(),
@@ -118,7 +118,7 @@ impl ImageRef {
     }
 
     /// The same repository with `tag`.
-    pub fn with_tag(&self, tag: &str) -> ImageRef {
+    pub(crate) fn with_tag(&self, tag: &str) -> ImageRef {
         ImageRef {
             tag: Some(tag.to_owned()),
             digest: None,
@@ -127,7 +127,7 @@ impl ImageRef {
     }
 
     /// The same repository pinned to `digest`, without a tag.
-    pub fn with_digest(&self, digest: &str) -> ImageRef {
+    pub(crate) fn with_digest(&self, digest: &str) -> ImageRef {
         ImageRef {
             tag: None,
             digest: Some(digest.to_owned()),
@@ -136,7 +136,7 @@ impl ImageRef {
     }
 
     /// Whether the registry is on loopback, which Docker reaches over plain HTTP.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         let Some(registry) = &self.registry else {
             return false;
         };

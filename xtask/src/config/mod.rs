@@ -21,7 +21,7 @@ use crate::config::workspace::{Package, Workspace};
 /// Where binaries are compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum BuildMode {
+pub(crate) enum BuildMode {
     /// On the host with `cargo build --target`; the Dockerfile copies the binaries in.
     #[default]
     Cross,
@@ -32,7 +32,7 @@ pub enum BuildMode {
 /// What assembles and publishes the images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Backend {
+pub(crate) enum Backend {
     /// A Docker engine builds; `docker push`, then `docker manifest` or imagetools.
     #[default]
     Docker,
@@ -41,7 +41,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn parse(text: &str) -> Option<Backend> {
+    pub(crate) fn parse(text: &str) -> Option<Backend> {
         match text {
             "docker" => Some(Backend::Docker),
             "oci" => Some(Backend::Oci),
@@ -53,7 +53,7 @@ impl Backend {
 /// BuildKit's provenance attestation: `false` (the default), `true` (= `"min"`), `"min"`, `"max"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Provenance {
+pub(crate) enum Provenance {
     #[default]
     Off,
     Min,
@@ -62,7 +62,7 @@ pub enum Provenance {
 
 impl Provenance {
     /// Reads the command line's or the manifest's spelling.
-    pub fn parse(text: &str) -> Option<Provenance> {
+    pub(crate) fn parse(text: &str) -> Option<Provenance> {
         match text {
             "false" => Some(Provenance::Off),
             "true" | "min" => Some(Provenance::Min),
@@ -97,7 +97,7 @@ impl<'de> Deserialize<'de> for Provenance {
 /// The network `RUN` steps get while building.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Network {
+pub(crate) enum Network {
     /// The engine's default (the bridge network).
     #[default]
     Default,
@@ -106,7 +106,7 @@ pub enum Network {
 }
 
 impl Network {
-    pub fn parse(text: &str) -> Option<Network> {
+    pub(crate) fn parse(text: &str) -> Option<Network> {
         match text {
             "default" => Some(Network::Default),
             "none" => Some(Network::None),
@@ -115,7 +115,7 @@ impl Network {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Network::Default => "default",
             Network::None => "none",
@@ -127,7 +127,7 @@ impl Network {
 /// When a static QEMU binary goes into the build context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum QemuCopy {
+pub(crate) enum QemuCopy {
     #[default]
     Auto,
     Always,
@@ -137,7 +137,7 @@ pub enum QemuCopy {
 /// Where static QEMU binaries come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum QemuSource {
+pub(crate) enum QemuSource {
     #[default]
     Download,
     Path,
@@ -146,7 +146,7 @@ pub enum QemuSource {
 /// The multiarch table exactly as written in one manifest; every key optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     image: Option<String>,
     platforms: Option<Vec<String>>,
     tags: Option<Vec<String>>,
@@ -232,18 +232,18 @@ struct MetadataTable {
 
 /// The two multiarch tables of one Cargo.toml.
 #[derive(Default)]
-pub struct ManifestTables {
-    pub package: Option<RawConfig>,
-    pub workspace: Option<RawConfig>,
+pub(crate) struct ManifestTables {
+    pub(crate) package: Option<RawConfig>,
+    pub(crate) workspace: Option<RawConfig>,
 }
 
-pub const DEFAULT_DOCKERFILE: &str = "docker/Dockerfile.j2";
-pub const DEFAULT_TAGS: &[&str] = &["{{ version }}"];
-pub const DEFAULT_QEMU_VERSION: &str = "7.2.0-1";
-pub const DEFAULT_QEMU_URL: &str = "https://github.com/multiarch/qemu-user-static/releases/download/v{{ version }}/x86_64_qemu-{{ qemu_arch }}-static.tar.gz";
+pub(crate) const DEFAULT_DOCKERFILE: &str = "docker/Dockerfile.j2";
+pub(crate) const DEFAULT_TAGS: &[&str] = &["{{ version }}"];
+pub(crate) const DEFAULT_QEMU_VERSION: &str = "7.2.0-1";
+pub(crate) const DEFAULT_QEMU_URL: &str = "https://github.com/multiarch/qemu-user-static/releases/download/v{{ version }}/x86_64_qemu-{{ qemu_arch }}-static.tar.gz";
 
 /// Template variables the tool defines; `vars` may not redefine them.
-pub const BUILTIN_VARIABLES: &[&str] = &[
+pub(crate) const BUILTIN_VARIABLES: &[&str] = &[
     "platform",
     "os",
     "arch",
@@ -262,7 +262,7 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
 ];
 
 /// Reads the multiarch tables of a manifest, naming the file, line and key of any mistake.
-pub fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> {
+pub(crate) fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> {
     let deserializer = toml::Deserializer::new(text);
     let manifest: Manifest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let key = err.path().to_string();
@@ -291,39 +291,39 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> {
 
 /// One platform with everything needed to build for it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlatformConfig {
-    pub platform: &'static Platform,
+pub(crate) struct PlatformConfig {
+    pub(crate) platform: &'static Platform,
     /// Where this platform's binaries are compiled: the package's mode unless overridden.
-    pub build: BuildMode,
+    pub(crate) build: BuildMode,
     /// The engine this platform builds, inspects and pushes on.
-    pub engine: EngineTarget,
+    pub(crate) engine: EngineTarget,
     /// The plain Rust target triple.
-    pub target: String,
+    pub(crate) target: String,
     /// The glibc version cargo-zigbuild links against, from `target = "<triple>.2.28"`.
-    pub glibc: Option<String>,
-    pub toolchain: Toolchain,
-    pub linker: Option<String>,
+    pub(crate) glibc: Option<String>,
+    pub(crate) toolchain: Toolchain,
+    pub(crate) linker: Option<String>,
     /// The C compiler, C++ compiler and archiver for this target (`CC_<triple>`, ...).
-    pub cc: Option<String>,
-    pub cxx: Option<String>,
-    pub ar: Option<String>,
-    pub rustflags: Vec<String>,
+    pub(crate) cc: Option<String>,
+    pub(crate) cxx: Option<String>,
+    pub(crate) ar: Option<String>,
+    pub(crate) rustflags: Vec<String>,
     /// The package's features plus this platform's.
-    pub features: Vec<String>,
+    pub(crate) features: Vec<String>,
     /// `vars` with this platform's overrides applied.
-    pub vars: BTreeMap<String, toml::Value>,
+    pub(crate) vars: BTreeMap<String, toml::Value>,
 }
 
 /// The engine a platform's image is built on: the local one, a Docker context
 /// (`docker --context NAME`), and optionally a buildx builder (`--builder NAME`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EngineTarget {
-    pub context: Option<String>,
-    pub builder: Option<String>,
+pub(crate) struct EngineTarget {
+    pub(crate) context: Option<String>,
+    pub(crate) builder: Option<String>,
 }
 
 impl EngineTarget {
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         self.context.is_none() && self.builder.is_none()
     }
 }
@@ -344,7 +344,7 @@ impl std::fmt::Display for EngineTarget {
 impl PlatformConfig {
     /// The C compiler this platform names: `cc`, else a `*-gcc` linker (which is also the
     /// C compiler of that cross toolchain).
-    pub fn configured_cc(&self) -> Option<String> {
+    pub(crate) fn configured_cc(&self) -> Option<String> {
         self.cc.clone().or_else(|| {
             self.linker
                 .clone()
@@ -355,48 +355,48 @@ impl PlatformConfig {
 
 /// QEMU settings after defaults.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QemuConfig {
-    pub version: String,
-    pub url: String,
+pub(crate) struct QemuConfig {
+    pub(crate) version: String,
+    pub(crate) url: String,
     /// Seconds a download may go without receiving a byte before it fails.
-    pub timeout: u64,
-    pub copy: QemuCopy,
-    pub source: QemuSource,
+    pub(crate) timeout: u64,
+    pub(crate) copy: QemuCopy,
+    pub(crate) source: QemuSource,
     /// Pinned digests by QEMU arch name.
-    pub sha256: BTreeMap<String, String>,
+    pub(crate) sha256: BTreeMap<String, String>,
 }
 
 /// A package's multiarch config with workspace defaults merged in and every value checked.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub package: Package,
-    pub workspace_root: PathBuf,
-    pub target_dir: PathBuf,
+pub(crate) struct Config {
+    pub(crate) package: Package,
+    pub(crate) workspace_root: PathBuf,
+    pub(crate) target_dir: PathBuf,
     /// The image repository, without a tag; `None` means a local-only name.
-    pub image: Option<ImageRef>,
-    pub platforms: Vec<&'static Platform>,
+    pub(crate) image: Option<ImageRef>,
+    pub(crate) platforms: Vec<&'static Platform>,
     /// Tag templates of the multi-arch manifest list.
-    pub tags: Vec<String>,
-    pub semver: bool,
-    pub dockerfile: PathBuf,
-    pub build: BuildMode,
-    pub bins: Vec<String>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) semver: bool,
+    pub(crate) dockerfile: PathBuf,
+    pub(crate) build: BuildMode,
+    pub(crate) bins: Vec<String>,
     /// Extra files, relative to the workspace root, copied into every build context.
-    pub files: Vec<PathBuf>,
-    pub labels: BTreeMap<String, String>,
-    pub insecure_registry: bool,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) insecure_registry: bool,
     /// Attestations BuildKit attaches to each image.
-    pub provenance: Provenance,
-    pub sbom: bool,
-    pub network: Network,
-    pub backend: Backend,
+    pub(crate) provenance: Provenance,
+    pub(crate) sbom: bool,
+    pub(crate) network: Network,
+    pub(crate) backend: Backend,
     /// The toolchain of platforms that do not name their own.
-    pub toolchain: Toolchain,
+    pub(crate) toolchain: Toolchain,
     /// The engine of platforms that do not name their own.
-    pub engine: EngineTarget,
+    pub(crate) engine: EngineTarget,
     /// Features, profile and lockfile options of every cargo build.
-    pub cargo: CargoOptions,
-    pub qemu: QemuConfig,
+    pub(crate) cargo: CargoOptions,
+    pub(crate) qemu: QemuConfig,
     vars: BTreeMap<String, toml::Value>,
     overrides: BTreeMap<String, RawPlatform>,
 }
@@ -405,7 +405,7 @@ impl Config {
     /// Loads the configs of the packages a run builds: those named with `-p` (each must be
     /// a member), else every member with a `[package.metadata.multiarch]` table; minus
     /// `exclude`.
-    pub fn load_all(
+    pub(crate) fn load_all(
         workspace: &Workspace,
         packages: &[String],
         exclude: &[String],
@@ -472,7 +472,7 @@ impl Config {
     }
 
     /// Loads the config of the one package a command works on.
-    pub fn load(
+    pub(crate) fn load(
         workspace: &Workspace,
         packages: &[String],
         exclude: &[String],
@@ -494,7 +494,7 @@ impl Config {
     /// Merges the command line over `own` over `defaults`, once, and checks every value.
     /// Errors name the layer a bad value came from: the package's manifest, the workspace
     /// root's, or the flag.
-    pub fn resolve(
+    pub(crate) fn resolve(
         workspace: &Workspace,
         package: &Package,
         defaults: RawConfig,
@@ -576,7 +576,7 @@ impl Config {
     }
 
     /// Everything needed to build for `platform`, whether or not the config lists it.
-    pub fn platform(&self, platform: &'static Platform) -> PlatformConfig {
+    pub(crate) fn platform(&self, platform: &'static Platform) -> PlatformConfig {
         let overrides = self
             .overrides
             .get(&platform.name())
@@ -620,11 +620,11 @@ impl Config {
 
     /// The repository images are named after: the configured one or the package name.
     /// Whether the registry is spoken to over plain HTTP: loopback, or `insecure_registry`.
-    pub fn insecure(&self) -> bool {
+    pub(crate) fn insecure(&self) -> bool {
         self.insecure_registry || self.repository().is_loopback()
     }
 
-    pub fn repository(&self) -> ImageRef {
+    pub(crate) fn repository(&self) -> ImageRef {
         self.image.clone().unwrap_or_else(|| ImageRef {
             registry: None,
             path: self.package.name.to_ascii_lowercase(),
@@ -636,18 +636,18 @@ impl Config {
 
 /// Values given on the command line: the last layer, over the package's and the workspace's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CliLayer {
-    pub platforms: Vec<String>,
+pub(crate) struct CliLayer {
+    pub(crate) platforms: Vec<String>,
     /// Replaces the configured tags and, with them, the semver family.
-    pub tags: Vec<String>,
-    pub image: Option<String>,
-    pub provenance: Option<Provenance>,
-    pub sbom: Option<bool>,
-    pub network: Option<Network>,
-    pub backend: Option<Backend>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) image: Option<String>,
+    pub(crate) provenance: Option<Provenance>,
+    pub(crate) sbom: Option<bool>,
+    pub(crate) network: Option<Network>,
+    pub(crate) backend: Option<Backend>,
     /// Added to the configured features.
-    pub features: Vec<String>,
-    pub profile: Option<String>,
+    pub(crate) features: Vec<String>,
+    pub(crate) profile: Option<String>,
 }
 
 /// Which layer a value came from, so that errors name the right key and manifest.
@@ -1163,7 +1163,7 @@ fn resolve_qemu(defaults: &RawQemu, own: &RawQemu) -> QemuConfig {
 }
 
 /// Parses platform names, reporting the index of the first bad one; duplicates are dropped.
-pub fn parse_platforms(
+pub(crate) fn parse_platforms(
     names: &[String],
 ) -> std::result::Result<Vec<&'static Platform>, (usize, anyhow::Error)> {
     let mut platforms = Vec::new();

@@ -12,31 +12,31 @@ use crate::config::BUILTIN_VARIABLES;
 
 /// The variables a Dockerfile template sees for one platform.
 #[derive(Debug, Serialize)]
-pub struct DockerfileContext<'a> {
-    pub platform: String,
-    pub os: &'static str,
-    pub arch: &'static str,
-    pub variant: Option<&'static str>,
-    pub docker_arch: &'static str,
-    pub qemu_arch: &'static str,
-    pub uname_m: &'static str,
-    pub debian_arch: &'static str,
-    pub rust_target: &'a str,
+pub(crate) struct DockerfileContext<'a> {
+    pub(crate) platform: String,
+    pub(crate) os: &'static str,
+    pub(crate) arch: &'static str,
+    pub(crate) variant: Option<&'static str>,
+    pub(crate) docker_arch: &'static str,
+    pub(crate) qemu_arch: &'static str,
+    pub(crate) uname_m: &'static str,
+    pub(crate) debian_arch: &'static str,
+    pub(crate) rust_target: &'a str,
     /// Whether the platform is the host's, so `RUN` steps need no emulation.
-    pub native: bool,
+    pub(crate) native: bool,
     /// Path of the QEMU binary inside the build context, when one is copied.
-    pub qemu: Option<String>,
+    pub(crate) qemu: Option<String>,
     /// Where the host's binfmt handler looks for QEMU, which is where a copied QEMU goes.
-    pub qemu_interpreter: String,
-    pub bins: &'a [String],
-    pub package: &'a str,
-    pub version: &'a str,
+    pub(crate) qemu_interpreter: String,
+    pub(crate) bins: &'a [String],
+    pub(crate) package: &'a str,
+    pub(crate) version: &'a str,
     #[serde(flatten)]
-    pub vars: &'a BTreeMap<String, toml::Value>,
+    pub(crate) vars: &'a BTreeMap<String, toml::Value>,
 }
 
 impl<'a> DockerfileContext<'a> {
-    pub fn new(
+    pub(crate) fn new(
         platform: &'static Platform,
         rust_target: &'a str,
         bins: &'a [String],
@@ -66,14 +66,14 @@ impl<'a> DockerfileContext<'a> {
 }
 
 /// A template file, read once and rendered per platform.
-pub struct Template {
+pub(crate) struct Template {
     /// The path shown in errors, relative to the workspace root where possible.
     shown: String,
     source: String,
 }
 
 impl Template {
-    pub fn load(path: &Path, root: &Path) -> Result<Template> {
+    pub(crate) fn load(path: &Path, root: &Path) -> Result<Template> {
         let shown = path
             .strip_prefix(root)
             .unwrap_or(path)
@@ -89,7 +89,7 @@ impl Template {
         Ok(Template { shown, source })
     }
 
-    pub fn from_source(shown: impl Into<String>, source: impl Into<String>) -> Template {
+    pub(crate) fn from_source(shown: impl Into<String>, source: impl Into<String>) -> Template {
         Template {
             shown: shown.into(),
             source: source.into(),
@@ -97,7 +97,7 @@ impl Template {
     }
 
     /// Renders with strict undefined behaviour; errors name the file, line and expression.
-    pub fn render(&self, context: &impl Serialize) -> Result<String> {
+    pub(crate) fn render(&self, context: &impl Serialize) -> Result<String> {
         render_str(&self.shown, &self.source, context, Variables::Dockerfile)
     }
 }
@@ -203,18 +203,18 @@ fn describe(
 
 /// The variables a tag template sees.
 #[derive(Debug, Serialize)]
-pub struct TagContext {
-    pub version: String,
-    pub major: String,
-    pub minor: String,
-    pub patch: String,
+pub(crate) struct TagContext {
+    pub(crate) version: String,
+    pub(crate) major: String,
+    pub(crate) minor: String,
+    pub(crate) patch: String,
     /// The short commit hash, when the workspace is a git checkout.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub git_sha: Option<String>,
+    pub(crate) git_sha: Option<String>,
 }
 
 impl TagContext {
-    pub fn new(version: &str, git_sha: Option<String>) -> TagContext {
+    pub(crate) fn new(version: &str, git_sha: Option<String>) -> TagContext {
         let core = version.split(['-', '+']).next().unwrap_or(version);
         let mut parts = core.split('.').map(str::to_owned);
         TagContext {
@@ -233,7 +233,7 @@ impl TagContext {
 }
 
 /// Renders the tag templates, adds the semver expansion when asked, and checks each tag.
-pub fn render_tags(
+pub(crate) fn render_tags(
     templates: &[String],
     context: &TagContext,
     semver: bool,

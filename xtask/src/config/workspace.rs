@@ -8,24 +8,24 @@ use xshell::Shell;
 
 /// The workspace as `cargo metadata` describes it.
 #[derive(Debug, Clone)]
-pub struct Workspace {
-    pub root: PathBuf,
-    pub target_dir: PathBuf,
-    pub packages: Vec<Package>,
+pub(crate) struct Workspace {
+    pub(crate) root: PathBuf,
+    pub(crate) target_dir: PathBuf,
+    pub(crate) packages: Vec<Package>,
 }
 
 /// A workspace member with the facts the images need.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Package {
-    pub name: String,
+pub(crate) struct Package {
+    pub(crate) name: String,
     /// The resolved version, inherited from the workspace where the package says so.
-    pub version: String,
-    pub manifest_path: PathBuf,
-    pub description: Option<String>,
-    pub license: Option<String>,
-    pub repository: Option<String>,
+    pub(crate) version: String,
+    pub(crate) manifest_path: PathBuf,
+    pub(crate) description: Option<String>,
+    pub(crate) license: Option<String>,
+    pub(crate) repository: Option<String>,
     #[serde(skip)]
-    pub bins: Vec<String>,
+    pub(crate) bins: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,13 +51,13 @@ struct Target {
 }
 
 /// The cargo this program was started by (`CARGO`), else the one on PATH.
-pub fn cargo_program() -> PathBuf {
+pub(crate) fn cargo_program() -> PathBuf {
     std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
 }
 
 impl Workspace {
     /// Reads the workspace that contains `dir`.
-    pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
+    pub(crate) fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
         let cargo = cargo_program();
         let _dir = sh.push_dir(dir);
         // Cargo's stderr (lock waits, its own errors) is kept for the error message only.
@@ -78,7 +78,7 @@ impl Workspace {
     }
 
     /// Builds the workspace from `cargo metadata --format-version 1` output.
-    pub fn from_metadata_json(json: &str) -> Result<Workspace> {
+    pub(crate) fn from_metadata_json(json: &str) -> Result<Workspace> {
         let metadata: Metadata =
             serde_json::from_str(json).context("cannot parse the output of `cargo metadata`")?;
         let packages = metadata
@@ -103,7 +103,7 @@ impl Workspace {
     }
 
     /// The manifest at the workspace root, which holds `[workspace.metadata.multiarch]`.
-    pub fn root_manifest(&self) -> PathBuf {
+    pub(crate) fn root_manifest(&self) -> PathBuf {
         self.root.join("Cargo.toml")
     }
 }

@@ -11,7 +11,7 @@ use crate::digest::hex_sha256;
 
 /// The cache shared by every workspace: `$XDG_CACHE_HOME/multiarch/qemu/<version>`,
 /// else `~/.cache/...`.
-pub fn cache_dir(version: &str) -> Result<PathBuf> {
+pub(crate) fn cache_dir(version: &str) -> Result<PathBuf> {
     let base = match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
         (Some(cache), _) if !cache.is_empty() => PathBuf::from(cache),
         (_, Some(home)) => PathBuf::from(home).join(".cache"),
@@ -26,12 +26,12 @@ pub fn cache_dir(version: &str) -> Result<PathBuf> {
 }
 
 /// The name QEMU's user-mode emulator has for `qemu_arch`.
-pub fn binary_name(qemu_arch: &str) -> String {
+pub(crate) fn binary_name(qemu_arch: &str) -> String {
     format!("qemu-{qemu_arch}-static")
 }
 
 /// The static QEMU for `qemu_arch` from the configured source.
-pub fn locate(qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
+pub(crate) fn locate(qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
     match qemu.source {
         QemuSource::Download => fetch(qemu, qemu_arch),
         QemuSource::Path => which::which(binary_name(qemu_arch)).map_err(|_| {
@@ -51,7 +51,7 @@ struct UrlContext<'a> {
 
 /// Returns the cached binary, downloading it first when the cache lacks it (or holds one
 /// from a tarball other than the pinned one). Failures leave nothing in the cache.
-pub fn fetch(qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
+pub(crate) fn fetch(qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
     let dir = cache_dir(&qemu.version)?;
     let name = binary_name(qemu_arch);
     let binary = dir.join(&name);
@@ -228,7 +228,7 @@ fn check_elf(binary: &[u8], qemu_arch: &str) -> Result<()> {
 
 /// Returns the one regular file `name` (optionally `./name`) of a tar archive. Any other
 /// entry, a link, a `..` path or a truncated archive is an error.
-pub fn extract_only(archive: &[u8], name: &str) -> Result<Vec<u8>> {
+pub(crate) fn extract_only(archive: &[u8], name: &str) -> Result<Vec<u8>> {
     let mut found = None;
     let mut offset = 0;
     loop {

@@ -12,7 +12,7 @@ use crate::plan::CargoBuild;
 use crate::process::{Command, CommandFailed};
 
 /// `cargo build --profile=<p> --target <triple>` (or `cargo zigbuild`) for the plan's binaries.
-pub fn build_command(build: &CargoBuild) -> Command {
+pub(crate) fn build_command(build: &CargoBuild) -> Command {
     let target = &build.target.triple;
     let subcommand = match build.toolchain {
         Toolchain::Cargo => "build",
@@ -47,7 +47,7 @@ pub fn build_command(build: &CargoBuild) -> Command {
 }
 
 /// Runs the build, echoing cargo's status lines prefixed with the platform.
-pub fn run(build: &CargoBuild, sh: &Shell) -> Result<()> {
+pub(crate) fn run(build: &CargoBuild, sh: &Shell) -> Result<()> {
     let platform = build.platform;
     build_command(build)
         .stream(sh, |line| {
@@ -83,7 +83,7 @@ fn is_status_line(line: &str) -> bool {
 }
 
 /// What went wrong in a failed cargo run, as one cause (with cargo's error lines) and a fix.
-pub fn explain(build: &CargoBuild, stderr: &str) -> anyhow::Error {
+pub(crate) fn explain(build: &CargoBuild, stderr: &str) -> anyhow::Error {
     let target = &build.target.triple;
     let platform = build.platform;
     let failing_crate = failing_crate(stderr);

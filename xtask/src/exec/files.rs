@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 /// Creates `dir` and removes every file below it that `keep` does not list, then the
 /// directories left empty.
-pub fn prune(dir: &Path, keep: &[PathBuf]) -> Result<()> {
+pub(crate) fn prune(dir: &Path, keep: &[PathBuf]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let keep: std::collections::HashSet<&Path> = keep.iter().map(PathBuf::as_path).collect();
     prune_below(dir, Path::new(""), &keep)?;
@@ -44,7 +44,7 @@ fn prune_below(
 
 /// Writes atomically (temporary file, then rename) and only when the content differs, so
 /// unchanged files keep their timestamps and Docker's cache stays warm.
-pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == contents) {
         return Ok(());
     }
@@ -68,7 +68,7 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// Copies a file like [`copy_if_changed`], or reproduces a symlink as the same link
 /// without ever reading what it points at, as Docker sends links in a context.
-pub fn mirror_if_changed(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn mirror_if_changed(from: &Path, to: &Path) -> Result<()> {
     let metadata = std::fs::symlink_metadata(from)
         .with_context(|| format!("cannot read {}", from.display()))?;
     if !metadata.file_type().is_symlink() {
@@ -88,7 +88,7 @@ pub fn mirror_if_changed(from: &Path, to: &Path) -> Result<()> {
         .with_context(|| format!("cannot move {} into place", to.display()))
 }
 
-pub fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
     let contents =
         std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
     write_if_changed(to, &contents)?;
@@ -112,7 +112,7 @@ fn temporary_path(path: &Path) -> PathBuf {
 
 /// Takes the workspace's run lock (`target/multiarch/.lock`), waiting for another run on
 /// the same workspace to finish first and saying so. The lock ends with the returned file.
-pub fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
+pub(crate) fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
     let layout = crate::layout::Layout::new(target_dir);
     let path = layout.lock();
     if let Some(parent) = path.parent() {
@@ -141,7 +141,7 @@ pub fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-pub fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

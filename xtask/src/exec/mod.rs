@@ -14,32 +14,32 @@ use crate::plan::{BaseImage, ImageBuild, Publish, Push};
 
 /// What an image build produced, as the engine or the assembler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuiltImage {
-    pub id: String,
-    pub size: u64,
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
+pub(crate) struct BuiltImage {
+    pub(crate) id: String,
+    pub(crate) size: u64,
+    pub(crate) os: String,
+    pub(crate) architecture: String,
+    pub(crate) variant: Option<String>,
 }
 
 /// A build's facts and the backend's own result, which its push and publish take back.
 #[derive(Debug, Clone)]
-pub struct Built<I> {
-    pub facts: BuiltImage,
-    pub image: I,
+pub(crate) struct Built<I> {
+    pub(crate) facts: BuiltImage,
+    pub(crate) image: I,
 }
 
 /// One platform of a tag to publish: the pushed image by digest, and what built it.
 #[derive(Debug)]
-pub struct Source<'a, I> {
+pub(crate) struct Source<'a, I> {
     /// `repo@sha256:...`, the digest this run pushed.
-    pub reference: ImageRef,
-    pub image: &'a I,
+    pub(crate) reference: ImageRef,
+    pub(crate) image: &'a I,
 }
 
 /// One piece of a backend's work, for descriptions.
 #[derive(Debug, Clone, Copy)]
-pub enum Work<'a> {
+pub(crate) enum Work<'a> {
     /// The pre-flight lookup of a base image.
     BaseImage(&'a BaseImage),
     Image(&'a ImageBuild),
@@ -52,7 +52,7 @@ pub enum Work<'a> {
 /// words `--dry-run` uses for it. The runner owns order, parallelism, retries, cargo and
 /// file steps; a backend owns only its own work. Build results come back to the push and
 /// the publish as values ([`Built::image`]), never through shared state.
-pub trait Backend: Sync {
+pub(crate) trait Backend: Sync {
     /// What a build hands to its push and publish: nothing for an engine that keeps the
     /// image, the assembled image for the OCI backend.
     type Image: Send + Sync;

@@ -8,73 +8,73 @@ use crate::plan::{ContextStep, Plan, Publish, StageStep};
 
 /// What one platform produced.
 #[derive(Debug, Clone, Serialize)]
-pub struct PlatformResult {
-    pub package: String,
-    pub platform: String,
-    pub image: String,
-    pub tags: Vec<String>,
-    pub id: String,
-    pub size: u64,
+pub(crate) struct PlatformResult {
+    pub(crate) package: String,
+    pub(crate) platform: String,
+    pub(crate) image: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) id: String,
+    pub(crate) size: u64,
     /// Bytes sent to docker as the build context.
-    pub context_bytes: u64,
+    pub(crate) context_bytes: u64,
     /// The registry digest, after a push.
-    pub digest: Option<String>,
-    pub seconds: f64,
+    pub(crate) digest: Option<String>,
+    pub(crate) seconds: f64,
 }
 
 /// One published tag.
 #[derive(Debug, Clone, Serialize)]
-pub struct ListResult {
-    pub package: String,
-    pub list: String,
-    pub digest: String,
+pub(crate) struct ListResult {
+    pub(crate) package: String,
+    pub(crate) list: String,
+    pub(crate) digest: String,
 }
 
 /// Everything a run produced.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub packages: Vec<String>,
-    pub platforms: Vec<PlatformResult>,
-    pub manifests: Vec<ListResult>,
-    pub seconds: f64,
+pub(crate) struct Report {
+    pub(crate) packages: Vec<String>,
+    pub(crate) platforms: Vec<PlatformResult>,
+    pub(crate) manifests: Vec<ListResult>,
+    pub(crate) seconds: f64,
 }
 
 /// Whether this runs as a GitHub Actions step.
-pub fn on_github_actions() -> bool {
+pub(crate) fn on_github_actions() -> bool {
     std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true")
 }
 
 /// The refs and digests a run produced, per package, platform and tag: what signing and
 /// provenance steps after a CI build take as input (`--metadata-file`).
 #[derive(Debug, Serialize)]
-pub struct Metadata<'a> {
-    pub packages: Vec<PackageMetadata<'a>>,
+pub(crate) struct Metadata<'a> {
+    pub(crate) packages: Vec<PackageMetadata<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct PackageMetadata<'a> {
-    pub package: &'a str,
-    pub platforms: Vec<PlatformMetadata<'a>>,
-    pub tags: Vec<TagMetadata<'a>>,
+pub(crate) struct PackageMetadata<'a> {
+    pub(crate) package: &'a str,
+    pub(crate) platforms: Vec<PlatformMetadata<'a>>,
+    pub(crate) tags: Vec<TagMetadata<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct PlatformMetadata<'a> {
-    pub platform: &'a str,
-    pub image: &'a str,
-    pub image_id: &'a str,
+pub(crate) struct PlatformMetadata<'a> {
+    pub(crate) platform: &'a str,
+    pub(crate) image: &'a str,
+    pub(crate) image_id: &'a str,
     /// The registry digest, after a push.
-    pub digest: Option<&'a str>,
+    pub(crate) digest: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct TagMetadata<'a> {
-    pub tag: &'a str,
-    pub digest: &'a str,
+pub(crate) struct TagMetadata<'a> {
+    pub(crate) tag: &'a str,
+    pub(crate) digest: &'a str,
 }
 
 impl Report {
-    pub fn metadata(&self) -> Metadata<'_> {
+    pub(crate) fn metadata(&self) -> Metadata<'_> {
         let packages = self
             .packages
             .iter()
@@ -109,7 +109,7 @@ impl Report {
 /// Checks before anything compiles that `--metadata-file` can be written (not a directory,
 /// its directory exists), and removes the previous run's file, so a failed run never
 /// leaves a stale one behind. The dry run only checks.
-pub fn prepare_metadata_file(
+pub(crate) fn prepare_metadata_file(
     path: Option<&std::path::Path>,
     remove_stale: bool,
 ) -> anyhow::Result<()> {
@@ -148,7 +148,7 @@ pub fn prepare_metadata_file(
 }
 
 /// Writes `--metadata-file`, and on GitHub Actions the step summary and outputs.
-pub fn write_outputs(
+pub(crate) fn write_outputs(
     report: &Report,
     metadata_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
@@ -199,7 +199,7 @@ pub fn write_outputs(
 }
 
 /// The summary as a Markdown table, for `$GITHUB_STEP_SUMMARY`.
-pub fn markdown_summary(report: &Report) -> String {
+pub(crate) fn markdown_summary(report: &Report) -> String {
     let mut text =
         String::from("### Images\n\n| package | platform | image | digest |\n|---|---|---|---|\n");
     for p in &report.platforms {
@@ -220,7 +220,7 @@ pub fn markdown_summary(report: &Report) -> String {
 }
 
 /// Prints the results on stdout and the summary table on stderr.
-pub fn print(report: &Report, json: bool) {
+pub(crate) fn print(report: &Report, json: bool) {
     eprintln!("{}", summary_table(report));
     if json {
         println!(
@@ -241,7 +241,7 @@ pub fn print(report: &Report, json: bool) {
 }
 
 /// Prints every step of the plan on stdout, in the order a run with one job takes them.
-pub fn print_dry_run<B: Backend>(plan: &Plan, backend: &B, json: bool) {
+pub(crate) fn print_dry_run<B: Backend>(plan: &Plan, backend: &B, json: bool) {
     let steps = dry_run_lines(plan, backend);
     if json {
         #[derive(Serialize)]
@@ -265,7 +265,7 @@ pub fn print_dry_run<B: Backend>(plan: &Plan, backend: &B, json: bool) {
 }
 
 /// Every step as `[scope] what it does` lines, phase by phase as the runner runs them.
-pub fn dry_run_lines<B: Backend>(plan: &Plan, backend: &B) -> Vec<String> {
+pub(crate) fn dry_run_lines<B: Backend>(plan: &Plan, backend: &B) -> Vec<String> {
     let mut lines = Vec::new();
     for phase in schedule(plan) {
         match phase {
@@ -388,7 +388,7 @@ fn describe_stage_step(step: &StageStep) -> String {
 }
 
 /// The end-of-run table: platform, image, id or digest, size, context bytes, seconds.
-pub fn summary_table(report: &Report) -> String {
+pub(crate) fn summary_table(report: &Report) -> String {
     let mut rows = vec![[
         "package", "platform", "image", "image id", "digest", "size", "context", "seconds",
     ]

@@ -19,16 +19,16 @@ use crate::plan::{
 };
 
 /// How the runner compiles: real cargo, or a recording fake in tests.
-pub type Compile<'a> = dyn Fn(&CargoBuild) -> Result<()> + Sync + 'a;
+pub(crate) type Compile<'a> = dyn Fn(&CargoBuild) -> Result<()> + Sync + 'a;
 
 /// What a run produced: its report, and each platform's build result, in platform order.
-pub struct Run<I> {
-    pub report: Report,
-    pub images: Vec<I>,
+pub(crate) struct Run<I> {
+    pub(crate) report: Report,
+    pub(crate) images: Vec<I>,
 }
 
 /// Executes `plan` through `backend` with the host's cargo, `jobs` platforms at a time.
-pub fn execute<B: Backend>(plan: &Plan, backend: &B, jobs: usize) -> Result<Run<B::Image>> {
+pub(crate) fn execute<B: Backend>(plan: &Plan, backend: &B, jobs: usize) -> Result<Run<B::Image>> {
     let root = plan.root.clone();
     let compile = move |build: &CargoBuild| {
         let sh = xshell::Shell::new()?;
@@ -47,7 +47,7 @@ struct Progress<I> {
 }
 
 /// Executes `plan` phase by phase, as [`schedule`] orders it.
-pub fn execute_with<B: Backend>(
+pub(crate) fn execute_with<B: Backend>(
     plan: &Plan,
     backend: &B,
     compile: &Compile<'_>,
@@ -126,7 +126,7 @@ fn finish<I>(plan: &Plan, progress: Progress<I>, started: Instant) -> Run<I> {
 
 /// Writes every platform's context (directory, Dockerfile, mirrored files) before anything
 /// compiles, so a bad template or file stops the run before any work.
-pub fn write_contexts(plan: &Plan) -> Result<()> {
+pub(crate) fn write_contexts(plan: &Plan) -> Result<()> {
     for platform_plan in &plan.platforms {
         for step in &platform_plan.context {
             write_context_step(&plan.root, step)
@@ -392,7 +392,7 @@ fn run_parallel<I: Sync, T: Send>(
 }
 
 /// Runs `work` on every item, `jobs` at a time; one result per item, in item order.
-pub fn each_in_parallel<I: Sync, T: Send>(
+pub(crate) fn each_in_parallel<I: Sync, T: Send>(
     items: &[I],
     jobs: usize,
     work: impl Fn(&I) -> Result<T> + Sync,

@@ -10,7 +10,7 @@ use crate::diagnostic::diagnostic;
 use crate::plan::dockerignore::DockerIgnore;
 
 /// Every file of the workspace a container build sees, relative to `root`, sorted.
-pub fn source_files(root: &Path, target_dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn source_files(root: &Path, target_dir: &Path) -> Result<Vec<PathBuf>> {
     let path = root.join(".dockerignore");
     let ignore = match std::fs::read_to_string(&path) {
         Ok(text) => DockerIgnore::parse(&text).map_err(|err| {
@@ -67,7 +67,11 @@ fn walk(
 /// Checks the config's `files` before anything is built: each must be a regular file (or
 /// a symlink, sent as the link) of the workspace, reached through no symlinked directory,
 /// not a glob, and not the context's own `Dockerfile`.
-pub fn check_files(root: &Path, files: &[PathBuf], dockerfile_in_context: bool) -> Result<()> {
+pub(crate) fn check_files(
+    root: &Path,
+    files: &[PathBuf],
+    dockerfile_in_context: bool,
+) -> Result<()> {
     for file in files {
         let shown = file.display();
         let help_list =

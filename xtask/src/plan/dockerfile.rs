@@ -2,7 +2,7 @@
 
 /// The images a Dockerfile builds on: each `FROM`, without `scratch`, earlier stages and
 /// references that need build arguments to resolve.
-pub fn from_images(dockerfile: &str) -> Vec<String> {
+pub(crate) fn from_images(dockerfile: &str) -> Vec<String> {
     let mut stages: Vec<String> = Vec::new();
     let mut images = Vec::new();
     for line in dockerfile.lines() {
@@ -28,7 +28,7 @@ pub fn from_images(dockerfile: &str) -> Vec<String> {
 
 /// Whether a Dockerfile runs commands while building, which for a foreign platform needs
 /// emulation.
-pub fn has_run_steps(dockerfile: &str) -> bool {
+pub(crate) fn has_run_steps(dockerfile: &str) -> bool {
     dockerfile.lines().any(|line| {
         line.trim_start()
             .get(..4)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub use self::render::{render_platform, Rendered};
+pub(crate) use self::render::{render_platform, Rendered};
 use crate::config::compile::{CargoOptions, RustTarget, Toolchain};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
@@ -25,7 +25,7 @@ use crate::fail;
 
 /// Which `docker build` front end the engine offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builder {
+pub(crate) enum Builder {
     /// The classic builder behind `docker build` (no buildx plugin).
     Legacy,
     /// `docker buildx build --load`.
@@ -34,7 +34,7 @@ pub enum Builder {
 
 /// How the per-platform images are joined under one tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishMethod {
+pub(crate) enum PublishMethod {
     /// `docker manifest create/annotate/push`: sources must be plain image manifests.
     Manifest,
     /// `docker buildx imagetools create`: sources may be indexes, whose attestation
@@ -46,76 +46,76 @@ pub enum PublishMethod {
 
 /// Facts about the run that are not in the config.
 #[derive(Debug, Clone)]
-pub struct PlanInputs {
-    pub push: bool,
-    pub builder: Builder,
+pub(crate) struct PlanInputs {
+    pub(crate) push: bool,
+    pub(crate) builder: Builder,
     /// Full commit hash of the workspace checkout, when it is one.
-    pub git_revision: Option<String>,
+    pub(crate) git_revision: Option<String>,
     /// Commit time (RFC 3339), used as a reproducible `created` label.
-    pub git_time: Option<String>,
+    pub(crate) git_time: Option<String>,
     /// The same time in seconds since the epoch: `SOURCE_DATE_EPOCH` and staged mtimes.
-    pub git_epoch: Option<u64>,
+    pub(crate) git_epoch: Option<u64>,
     /// The host's binfmt handlers, which decide how foreign `RUN` steps run.
-    pub handlers: Vec<Handler>,
+    pub(crate) handlers: Vec<Handler>,
 }
 
 /// Names one platform's push in [`Plan::platforms`], so a publish can say whose digest it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PushId(pub usize);
+pub(crate) struct PushId(pub usize);
 
 /// Every step of a run, in order.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The packages the run builds, in order.
-    pub packages: Vec<String>,
-    pub root: PathBuf,
+    pub(crate) packages: Vec<String>,
+    pub(crate) root: PathBuf,
     /// The base image of every `FROM`, per platform, for the pre-flight checks.
-    pub base_images: Vec<BaseImage>,
-    pub platforms: Vec<PlatformPlan>,
+    pub(crate) base_images: Vec<BaseImage>,
+    pub(crate) platforms: Vec<PlatformPlan>,
     /// One per tag, run only after every platform pushed.
-    pub publishes: Vec<Publish>,
+    pub(crate) publishes: Vec<Publish>,
     /// What the plan chose for the user, said before anything runs.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// A base image a platform's Dockerfile starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseImage {
-    pub platform: &'static Platform,
-    pub image: String,
+pub(crate) struct BaseImage {
+    pub(crate) platform: &'static Platform,
+    pub(crate) image: String,
 }
 
 /// Everything one platform needs, from its context to its push.
 #[derive(Debug, Clone)]
-pub struct PlatformPlan {
-    pub package: String,
-    pub platform: &'static Platform,
+pub(crate) struct PlatformPlan {
+    pub(crate) package: String,
+    pub(crate) platform: &'static Platform,
     /// The engine that builds, inspects and pushes this platform's image.
-    pub engine: EngineTarget,
+    pub(crate) engine: EngineTarget,
     /// Where staged QEMU binaries come from.
-    pub qemu: QemuConfig,
+    pub(crate) qemu: QemuConfig,
     /// The build context directory, relative to the workspace root.
-    pub context_dir: PathBuf,
+    pub(crate) context_dir: PathBuf,
     /// Whether the rendered Dockerfile has `RUN` steps, which a foreign platform emulates.
-    pub runs_commands: bool,
+    pub(crate) runs_commands: bool,
     /// How this host runs the platform's binaries.
-    pub emulation: Emulation,
+    pub(crate) emulation: Emulation,
     /// Written before anything compiles: a template error leaves no context half-built.
-    pub context: Vec<ContextStep>,
+    pub(crate) context: Vec<ContextStep>,
     /// Compiles the binaries on the host (cross builds); container builds compile in
     /// the image instead.
-    pub cargo: Option<CargoBuild>,
+    pub(crate) cargo: Option<CargoBuild>,
     /// Copies the compiled binaries (and QEMU) into the context once cargo is done.
-    pub staging: Vec<StageStep>,
+    pub(crate) staging: Vec<StageStep>,
     /// The one image build of the platform.
-    pub image: ImageBuild,
-    pub push: Option<Push>,
+    pub(crate) image: ImageBuild,
+    pub(crate) push: Option<Push>,
 }
 
 /// A step that writes the context before anything compiles. Paths are relative to the
 /// workspace root unless absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContextStep {
+pub(crate) enum ContextStep {
     /// Create a build context directory and remove every file in it not listed in `keep`.
     Prepare { dir: PathBuf, keep: Vec<PathBuf> },
     /// Write a rendered Dockerfile atomically, skipping the write when it is identical.
@@ -130,7 +130,7 @@ pub enum ContextStep {
 
 /// A step that puts what cargo built (or QEMU) into the context.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StageStep {
+pub(crate) enum StageStep {
     /// Copy a compiled binary into the context, skipping the write when it is identical,
     /// and give it the commit time (seconds since the epoch) when there is one.
     Binary {
@@ -148,82 +148,82 @@ pub enum StageStep {
 
 /// `cargo build` of one package's binaries for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CargoBuild {
-    pub platform: &'static Platform,
+pub(crate) struct CargoBuild {
+    pub(crate) platform: &'static Platform,
     /// The packages built together (one, or several that share everything else).
-    pub packages: Vec<String>,
+    pub(crate) packages: Vec<String>,
     /// `cargo build`, or `cargo zigbuild` with zig as the C toolchain and linker.
-    pub toolchain: Toolchain,
-    pub target: RustTarget,
-    pub bins: Vec<String>,
-    pub linker: Option<String>,
-    pub rustflags: Vec<String>,
+    pub(crate) toolchain: Toolchain,
+    pub(crate) target: RustTarget,
+    pub(crate) bins: Vec<String>,
+    pub(crate) linker: Option<String>,
+    pub(crate) rustflags: Vec<String>,
     /// `CC_<triple>`, `CXX_<triple>` and `AR_<triple>`, for this one invocation.
-    pub compilers: Vec<(String, String)>,
+    pub(crate) compilers: Vec<(String, String)>,
     /// Features, profile and lockfile flags, with this platform's features merged in.
-    pub options: CargoOptions,
+    pub(crate) options: CargoOptions,
 }
 
 impl CargoBuild {
     /// Where cargo puts the binaries, relative to the target directory.
-    pub fn output_dir(&self) -> PathBuf {
+    pub(crate) fn output_dir(&self) -> PathBuf {
         Path::new(&self.target.triple).join(self.options.profile_dir())
     }
 }
 
 /// Building one platform's image from its context, then checking what was built.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageBuild {
-    pub package: String,
-    pub platform: &'static Platform,
-    pub engine: EngineTarget,
-    pub builder: Builder,
+pub(crate) struct ImageBuild {
+    pub(crate) package: String,
+    pub(crate) platform: &'static Platform,
+    pub(crate) engine: EngineTarget,
+    pub(crate) builder: Builder,
     /// Per-platform tags, `<repo>:<docker_arch>-<tag>`, one per list tag.
-    pub tags: Vec<ImageRef>,
-    pub labels: Vec<(String, String)>,
-    pub dockerfile: PathBuf,
-    pub context: PathBuf,
-    pub network: Network,
+    pub(crate) tags: Vec<ImageRef>,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) dockerfile: PathBuf,
+    pub(crate) context: PathBuf,
+    pub(crate) network: Network,
     /// BuildKit attestations; always off on the legacy builder.
-    pub provenance: Provenance,
-    pub sbom: bool,
+    pub(crate) provenance: Provenance,
+    pub(crate) sbom: bool,
     /// `SOURCE_DATE_EPOCH` for BuildKit: the commit time, so timestamps repeat.
-    pub source_date_epoch: Option<u64>,
+    pub(crate) source_date_epoch: Option<u64>,
 }
 
 /// Pushing one platform's tags; every tag names the same image, so one digest results.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Push {
-    pub package: String,
-    pub platform: &'static Platform,
-    pub engine: EngineTarget,
+pub(crate) struct Push {
+    pub(crate) package: String,
+    pub(crate) platform: &'static Platform,
+    pub(crate) engine: EngineTarget,
     /// Plain HTTP to the registry (loopback, or `insecure_registry`), for the OCI backend.
-    pub insecure: bool,
-    pub images: Vec<ImageRef>,
+    pub(crate) insecure: bool,
+    pub(crate) images: Vec<ImageRef>,
 }
 
 /// Publishing one multi-arch tag from the digests the named pushes produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publish {
-    pub list: ImageRef,
-    pub method: PublishMethod,
+pub(crate) struct Publish {
+    pub(crate) list: ImageRef,
+    pub(crate) method: PublishMethod,
     /// Talk plain HTTP to the registry (loopback, or `insecure_registry`).
-    pub insecure: bool,
-    pub entries: Vec<PublishEntry>,
+    pub(crate) insecure: bool,
+    pub(crate) entries: Vec<PublishEntry>,
 }
 
 /// One platform of a published tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishEntry {
-    pub push: PushId,
-    pub platform: &'static Platform,
+pub(crate) struct PublishEntry {
+    pub(crate) push: PushId,
+    pub(crate) platform: &'static Platform,
     /// The per-platform tag this entry's push wrote, shown where the digest goes in a dry run.
-    pub pushed_as: ImageRef,
+    pub(crate) pushed_as: ImageRef,
 }
 
 impl Plan {
     /// Computes the plan; templates are rendered here, so a template error writes nothing.
-    pub fn new(config: &Config, inputs: &PlanInputs) -> Result<Plan> {
+    pub(crate) fn new(config: &Config, inputs: &PlanInputs) -> Result<Plan> {
         let repository = config.repository();
         refuse_impossible(config, inputs)?;
         let tags = list_tags(config, inputs)?;
@@ -288,7 +288,7 @@ impl Plan {
     }
 
     /// The platforms whose pushes this plan runs, with the id a publish names them by.
-    pub fn pushes(&self) -> impl Iterator<Item = (PushId, &Push)> {
+    pub(crate) fn pushes(&self) -> impl Iterator<Item = (PushId, &Push)> {
         self.platforms
             .iter()
             .enumerate()
@@ -298,7 +298,7 @@ impl Plan {
     /// Joins the plans of several packages of one workspace into one run: their platforms
     /// in order and their publishes renumbered, so that every image is built before any is
     /// pushed and every push happens before any tag is published, across packages.
-    pub fn merge(plans: Vec<Plan>) -> Result<Plan> {
+    pub(crate) fn merge(plans: Vec<Plan>) -> Result<Plan> {
         let mut plans = plans.into_iter();
         let mut merged = plans.next().expect("a run plans at least one package");
         for plan in plans {
@@ -360,7 +360,7 @@ impl Plan {
     /// The cargo builds of the run, joined where only the packages and binaries differ:
     /// one cargo invocation per target (and toolchain and options) builds every package
     /// that needs it. Each comes with the indexes of the platform plans it serves.
-    pub fn cargo_builds(&self) -> Vec<(CargoBuild, Vec<usize>)> {
+    pub(crate) fn cargo_builds(&self) -> Vec<(CargoBuild, Vec<usize>)> {
         let mut groups: Vec<(CargoBuild, Vec<usize>)> = Vec::new();
         for (index, platform_plan) in self.platforms.iter().enumerate() {
             if let Some(build) = &platform_plan.cargo {
@@ -392,7 +392,7 @@ impl Plan {
 
     /// How progress and dry-run lines name a platform: with its package when the run
     /// builds several.
-    pub fn scope(&self, package: &str, platform: &Platform) -> String {
+    pub(crate) fn scope(&self, package: &str, platform: &Platform) -> String {
         if self.packages.len() > 1 {
             format!("{package} {platform}")
         } else {
@@ -401,7 +401,7 @@ impl Plan {
     }
 
     /// The push a publish entry names.
-    pub fn push(&self, id: PushId) -> &Push {
+    pub(crate) fn push(&self, id: PushId) -> &Push {
         self.platforms[id.0]
             .push
             .as_ref()

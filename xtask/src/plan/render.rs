@@ -7,16 +7,16 @@ use crate::config::{Config, PlatformConfig, QemuCopy};
 use crate::emulation::binfmt::{self, Emulation, Handler};
 
 /// A platform's Dockerfile as rendered for this host.
-pub struct Rendered {
-    pub dockerfile: String,
+pub(crate) struct Rendered {
+    pub(crate) dockerfile: String,
     /// The QEMU binary's name in the context, when one is copied.
-    pub qemu: Option<String>,
-    pub emulation: Emulation,
+    pub(crate) qemu: Option<String>,
+    pub(crate) emulation: Emulation,
 }
 
 /// Renders the Dockerfile for one platform, deciding from the host's binfmt handler and
 /// `qemu.copy` whether QEMU is copied into the context.
-pub fn render_platform(
+pub(crate) fn render_platform(
     config: &Config,
     platform_config: &PlatformConfig,
     template: &Template,

@@ -5,7 +5,7 @@ use crate::plan::{BaseImage, CargoBuild, ImageBuild, Plan, Publish, Push, PushId
 
 /// One phase of a run; each starts when the one before it ended everywhere.
 #[derive(Debug)]
-pub enum Phase<'a> {
+pub(crate) enum Phase<'a> {
     /// The base images the pre-flight looks up before anything runs.
     BaseImages(&'a [BaseImage]),
     /// Every platform's context: directories, Dockerfiles, mirrored files.
@@ -23,7 +23,7 @@ pub enum Phase<'a> {
 }
 
 /// The phases of `plan`, in the order they run.
-pub fn schedule(plan: &Plan) -> Vec<Phase<'_>> {
+pub(crate) fn schedule(plan: &Plan) -> Vec<Phase<'_>> {
     vec![
         Phase::BaseImages(&plan.base_images),
         Phase::Contexts,

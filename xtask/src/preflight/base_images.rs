@@ -28,13 +28,18 @@ struct Lookup {
 /// Checks base images, asking the engine and the registry at most once per image however
 /// many platforms use it.
 #[derive(Default)]
-pub struct BaseImages {
+pub(crate) struct BaseImages {
     lookups: HashMap<String, Lookup>,
 }
 
 impl BaseImages {
     /// Succeeds when `image` exists for `platform` in the local engine, else in its registry.
-    pub fn check(&mut self, docker: &Docker, image: &str, platform: &Platform) -> Result<()> {
+    pub(crate) fn check(
+        &mut self,
+        docker: &Docker,
+        image: &str,
+        platform: &Platform,
+    ) -> Result<()> {
         let sh = &Shell::new()?;
         let docker = &docker.program;
         let lookup = self.lookups.entry(image.to_owned()).or_default();

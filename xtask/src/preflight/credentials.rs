@@ -6,7 +6,7 @@ use crate::docker_config::{self, Source};
 use crate::preflight::{Finding, Status};
 
 /// Whether Docker's config holds a way to authenticate to the image's registry.
-pub fn finding(config: &Config) -> Finding {
+pub(crate) fn finding(config: &Config) -> Finding {
     let Some(image) = &config.image else {
         return Finding::new(
             "credentials",

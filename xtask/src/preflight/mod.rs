@@ -14,10 +14,10 @@ use crate::diagnostic::{diagnostic, Diagnostic};
 use crate::emulation::binfmt::Emulation;
 use crate::plan::{Builder, Plan, PlatformPlan, StageStep};
 use base_images::BaseImages;
-pub use toolchain::RustToolchain;
+pub(crate) use toolchain::RustToolchain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Ok,
     /// Something the configured platforms need is missing: a build would fail.
     Missing,
@@ -27,20 +27,20 @@ pub enum Status {
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// What was checked, such as `rust target linux/arm64`.
-    pub check: String,
-    pub status: Status,
+    pub(crate) check: String,
+    pub(crate) status: Status,
     /// What was found, short enough for a table cell.
-    pub detail: String,
+    pub(crate) detail: String,
     /// How to fix it; empty when there is nothing to do.
-    pub fix: String,
+    pub(crate) fix: String,
     /// The sentence a build stops with, when it says more than `check: detail`.
-    pub cause: Option<String>,
+    pub(crate) cause: Option<String>,
 }
 
 impl Finding {
-    pub fn new(
+    pub(crate) fn new(
         check: impl Into<String>,
         status: Status,
         detail: impl Into<String>,
@@ -55,23 +55,23 @@ impl Finding {
         }
     }
 
-    pub fn ok(check: impl Into<String>, detail: impl Into<String>) -> Finding {
+    pub(crate) fn ok(check: impl Into<String>, detail: impl Into<String>) -> Finding {
         Finding::new(check, Status::Ok, detail, "")
     }
 
     /// A failure from a typed diagnostic: its cause is the detail, its help the fix.
-    pub fn failed(check: impl Into<String>, diagnostic: Diagnostic) -> Finding {
+    pub(crate) fn failed(check: impl Into<String>, diagnostic: Diagnostic) -> Finding {
         let cause = diagnostic.cause.clone();
         Finding::new(check, Status::Missing, diagnostic.cause, diagnostic.help).with_cause(cause)
     }
 
-    pub fn with_cause(mut self, cause: impl Into<String>) -> Finding {
+    pub(crate) fn with_cause(mut self, cause: impl Into<String>) -> Finding {
         self.cause = Some(cause.into());
         self
     }
 
     /// The error a build stops with.
-    pub fn into_error(self) -> anyhow::Error {
+    pub(crate) fn into_error(self) -> anyhow::Error {
         let cause = self
             .cause
             .unwrap_or_else(|| format!("{}: {}", self.check, self.detail));
@@ -80,7 +80,7 @@ impl Finding {
 }
 
 /// Fails with the first finding that would break a build.
-pub fn first_failure(findings: impl IntoIterator<Item = Finding>) -> anyhow::Result<()> {
+pub(crate) fn first_failure(findings: impl IntoIterator<Item = Finding>) -> anyhow::Result<()> {
     match findings.into_iter().find(|f| f.status == Status::Missing) {
         Some(finding) => Err(finding.into_error()),
         None => Ok(()),
@@ -88,18 +88,16 @@ pub fn first_failure(findings: impl IntoIterator<Item = Finding>) -> anyhow::Res
 }
 
 /// The engine as the docker client sees it.
-pub struct Engine {
-    pub docker: Option<Docker>,
-    /// The daemon's version, when it answered.
-    pub version: Option<String>,
-    pub builder: Builder,
+pub(crate) struct Engine {
+    pub(crate) docker: Option<Docker>,
+    pub(crate) builder: Builder,
     /// Why builds cannot run: the client's or the daemon's failing finding.
-    pub unusable: Option<Finding>,
+    pub(crate) unusable: Option<Finding>,
 }
 
 impl Engine {
     /// The client, once its daemon answered; else the finding that says why not.
-    pub fn require_daemon(&self) -> anyhow::Result<Docker> {
+    pub(crate) fn require_daemon(&self) -> anyhow::Result<Docker> {
         match (&self.docker, &self.unusable) {
             (Some(docker), None) => Ok(docker.clone()),
             (_, Some(finding)) => Err(finding.clone().into_error()),
@@ -109,7 +107,7 @@ impl Engine {
 }
 
 /// Client, daemon, `docker manifest` and buildx rows; with them, what the engine offers.
-pub fn engine() -> (Engine, Vec<Finding>) {
+pub(crate) fn engine() -> (Engine, Vec<Finding>) {
     let docker = match Docker::find() {
         Ok(docker) => docker,
         Err(err) => {
@@ -117,7 +115,6 @@ pub fn engine() -> (Engine, Vec<Finding>) {
                 .with_cause(Diagnostic::of(&err).cause);
             let engine = Engine {
                 docker: None,
-                version: None,
                 builder: Builder::Legacy,
                 unusable: Some(missing.clone()),
             };
@@ -137,7 +134,7 @@ pub fn engine() -> (Engine, Vec<Finding>) {
             .map(|probe| probe.join().expect("a probe does not panic"))
     });
     let client = client_finding(&docker, client);
-    let (version, daemon) = daemon_finding(daemon);
+    let daemon = daemon_finding(daemon);
     let manifest = match manifest {
         Probe::Answered(_) => Finding::ok("docker manifest", "available"),
         other => Finding::new(
@@ -167,7 +164,6 @@ pub fn engine() -> (Engine, Vec<Finding>) {
     (
         Engine {
             docker: Some(docker),
-            version,
             builder,
             unusable,
         },
@@ -199,29 +195,24 @@ fn client_finding(docker: &Docker, probe: Probe) -> Finding {
 }
 
 /// The daemon's version, when it answered, and its row.
-fn daemon_finding(probe: Probe) -> (Option<String>, Finding) {
+fn daemon_finding(probe: Probe) -> Finding {
     let host = docker_host();
     match probe {
-        Probe::Answered(version) => {
-            let finding = Finding::ok("docker daemon", format!("{version} at {host}"));
-            (Some(version), finding)
-        }
+        Probe::Answered(version) => Finding::ok("docker daemon", format!("{version} at {host}")),
         other => {
             let cause = format!(
                 "the docker daemon at {host} does not answer: {}",
                 other.describe()
             );
             let detail = format!("{host}: {}", other.describe());
-            let finding = Finding::new("docker daemon", Status::Missing, detail, START_ENGINE)
-                .with_cause(cause);
-            (None, finding)
+            Finding::new("docker daemon", Status::Missing, detail, START_ENGINE).with_cause(cause)
         }
     }
 }
 
 /// Doctor's rows about the engine: its image store, its builder, and how `--push` will
 /// assemble tags.
-pub fn engine_details(engine: &Engine) -> Vec<Finding> {
+pub(crate) fn engine_details(engine: &Engine) -> Vec<Finding> {
     let Some(docker) = engine.docker.as_ref().filter(|_| engine.unusable.is_none()) else {
         return Vec::new();
     };
@@ -286,7 +277,7 @@ fn containerd_store(docker: &Docker) -> Result<bool, String> {
 
 /// Attestations need BuildKit to keep them in the engine: the containerd image store. On
 /// the classic store buildx refuses them ("not supported for the docker driver").
-pub fn attestations(config: &Config, engine: &Engine, docker: &Docker) -> Option<Finding> {
+pub(crate) fn attestations(config: &Config, engine: &Engine, docker: &Docker) -> Option<Finding> {
     let wanted = config.provenance != Provenance::Off || config.sbom;
     if !wanted || engine.builder != Builder::Buildx || containerd_store(docker) != Ok(false) {
         return None;
@@ -317,18 +308,18 @@ fn buildx_driver(docker: &Docker) -> Option<String> {
 }
 
 /// What the platform checks may ask.
-pub struct PlatformChecks<'a> {
-    pub config: &'a Config,
-    pub plan: &'a Plan,
+pub(crate) struct PlatformChecks<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) plan: &'a Plan,
     /// The engine to look base images up in; `None` skips those checks with a note.
-    pub engine: Option<&'a Docker>,
+    pub(crate) engine: Option<&'a Docker>,
 }
 
 impl PlatformChecks<'_> {
     /// What this host needs per platform: emulation, QEMU, Rust target and linker.
     /// `toolchain` is located once per run ([`RustToolchain::locate`]), however many
     /// packages are checked.
-    pub fn host(&self, toolchain: &anyhow::Result<RustToolchain>) -> Vec<Finding> {
+    pub(crate) fn host(&self, toolchain: &anyhow::Result<RustToolchain>) -> Vec<Finding> {
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
             findings.push(binfmt(platform_plan));
@@ -351,7 +342,7 @@ impl PlatformChecks<'_> {
     /// Each other engine the platforms build on (a Docker context, a buildx builder):
     /// reachable within the probe's bound, its version, image store and architecture, and
     /// whether it runs each of its platforms natively.
-    pub fn engines(&self) -> Vec<Finding> {
+    pub(crate) fn engines(&self) -> Vec<Finding> {
         let local = self.engine.cloned().or_else(|| Docker::find().ok());
         let Some(local) = local else {
             return Vec::new();
@@ -416,7 +407,7 @@ impl PlatformChecks<'_> {
     }
 
     /// Every base image of every platform, in the engine or its registry.
-    pub fn base_images(&self) -> Vec<Finding> {
+    pub(crate) fn base_images(&self) -> Vec<Finding> {
         // Each engine has its own images; one lookup cache per engine.
         let mut bases: std::collections::BTreeMap<_, BaseImages> = Default::default();
         let mut findings = Vec::new();

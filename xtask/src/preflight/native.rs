@@ -15,7 +15,7 @@ use crate::config::Config;
 
 /// Build dependencies that mean a crate's build script compiles native code for the target.
 /// A `links` key alone does not count: `rayon-core` has one and compiles no C.
-pub const NATIVE_BUILDERS: &[&str] = &[
+pub(crate) const NATIVE_BUILDERS: &[&str] = &[
     "cc",
     "cmake",
     "bindgen",
@@ -28,7 +28,7 @@ pub const NATIVE_BUILDERS: &[&str] = &[
 ];
 
 /// The resolved dependency graph of the workspace.
-pub struct BuildGraph {
+pub(crate) struct BuildGraph {
     names: HashMap<String, String>,
     edges: HashMap<String, Vec<Edge>>,
     members: HashMap<String, String>,
@@ -80,7 +80,7 @@ struct DepKind {
 
 impl BuildGraph {
     /// Resolves the workspace with the features the images are built with.
-    pub fn load(root: &Path, options: &CargoOptions) -> Result<BuildGraph> {
+    pub(crate) fn load(root: &Path, options: &CargoOptions) -> Result<BuildGraph> {
         let sh = Shell::new()?;
         sh.change_dir(root);
         let cargo = cargo_program();
@@ -115,7 +115,7 @@ impl BuildGraph {
         BuildGraph::from_json(&json)
     }
 
-    pub fn from_json(json: &str) -> Result<BuildGraph> {
+    pub(crate) fn from_json(json: &str) -> Result<BuildGraph> {
         let metadata: Metadata =
             serde_json::from_str(json).context("cannot parse the output of `cargo metadata`")?;
         let names: HashMap<String, String> = metadata
@@ -163,7 +163,7 @@ impl BuildGraph {
 
     /// The crates compiled for `target` in `package`'s graph whose build scripts compile
     /// native code, nearest first.
-    pub fn native_crates(&self, package: &str, target: &str) -> Vec<String> {
+    pub(crate) fn native_crates(&self, package: &str, target: &str) -> Vec<String> {
         let Some(root) = self.members.get(package) else {
             return Vec::new();
         };
@@ -203,7 +203,7 @@ impl BuildGraph {
 /// `target/multiarch/<package>/native-code.json` under a digest of what decides them (the
 /// lockfile, the root and package manifests, the cargo options, the targets), so that
 /// `cargo metadata` runs again only when one of those changes.
-pub fn native_crates_by_target(
+pub(crate) fn native_crates_by_target(
     config: &Config,
     targets: &[String],
 ) -> Result<BTreeMap<String, Vec<String>>> {

@@ -15,14 +15,14 @@ use crate::diagnostic::Diagnostic;
 use crate::preflight::{Finding, Status};
 
 /// The installed Rust toolchain, as `rustc --print sysroot` locates it.
-pub struct RustToolchain {
+pub(crate) struct RustToolchain {
     sysroot: PathBuf,
     /// The host's target triple, which cc-rs compiles for with plain `cc`.
-    pub host: String,
+    pub(crate) host: String,
 }
 
 impl RustToolchain {
-    pub fn locate() -> Result<RustToolchain> {
+    pub(crate) fn locate() -> Result<RustToolchain> {
         let sh = Shell::new()?;
         let rustc =
             std::path::PathBuf::from(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
@@ -56,7 +56,7 @@ impl RustToolchain {
     }
 
     /// Whether the standard library for `target` is installed.
-    pub fn has_target(&self, target: &str) -> bool {
+    pub(crate) fn has_target(&self, target: &str) -> bool {
         self.sysroot
             .join("lib/rustlib")
             .join(target)
@@ -65,7 +65,7 @@ impl RustToolchain {
     }
 
     /// Whether `linker` can be found: on PATH, or among the toolchain's own tools (`rust-lld`).
-    pub fn has_linker(&self, linker: &str) -> bool {
+    pub(crate) fn has_linker(&self, linker: &str) -> bool {
         if which::which(linker).is_ok() {
             return true;
         }
@@ -79,7 +79,10 @@ impl RustToolchain {
 }
 
 /// The Rust target and linker findings of one platform.
-pub fn findings(toolchain: &Result<RustToolchain>, platform: &PlatformConfig) -> [Finding; 2] {
+pub(crate) fn findings(
+    toolchain: &Result<RustToolchain>,
+    platform: &PlatformConfig,
+) -> [Finding; 2] {
     let name = platform.platform;
     let target = &platform.target;
     let target_check = format!("rust target {name}");
@@ -126,7 +129,7 @@ pub fn findings(toolchain: &Result<RustToolchain>, platform: &PlatformConfig) ->
 
 /// Whether `cargo zigbuild` can run: cargo-zigbuild on PATH, and zig on PATH, in `ZIG`, or
 /// as Python's `ziglang` package (where cargo-zigbuild also looks).
-pub fn zig_available() -> Result<(), String> {
+pub(crate) fn zig_available() -> Result<(), String> {
     if which::which("cargo-zigbuild").is_err() {
         return Err("`cargo-zigbuild` is not on PATH".into());
     }
@@ -141,13 +144,13 @@ pub fn zig_available() -> Result<(), String> {
 }
 
 /// How to get zig and cargo-zigbuild.
-pub const INSTALL_ZIG: &str =
+pub(crate) const INSTALL_ZIG: &str =
     "`pip install ziglang cargo-zigbuild`, or zig from a package manager plus `cargo install cargo-zigbuild`";
 
 /// The C compiler cc-rs will use for `platform`'s target with cargo's toolchain, and
 /// whether it exists: the configured `cc` (or a `*-gcc` linker), then `CC_<triple>`,
 /// `TARGET_CC` and `CC`, then cc-rs's default name for the triple.
-pub fn c_compiler(platform: &PlatformConfig, host: &str) -> (String, bool) {
+pub(crate) fn c_compiler(platform: &PlatformConfig, host: &str) -> (String, bool) {
     let target = &platform.target;
     let configured = platform.configured_cc();
     let from_env = [
@@ -171,7 +174,7 @@ pub fn c_compiler(platform: &PlatformConfig, host: &str) -> (String, bool) {
 }
 
 /// The C compiler finding of one platform: needed only when crates of its graph compile C.
-pub fn c_compiler_finding(
+pub(crate) fn c_compiler_finding(
     platform: &PlatformConfig,
     host: &str,
     native_crates: Option<&[String]>,

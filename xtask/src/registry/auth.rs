@@ -17,16 +17,16 @@ const TOKEN_LIMIT: u64 = 64 << 10;
 const TOKEN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The registry a login is for.
-pub struct Target<'a> {
-    pub base: &'a str,
-    pub origin: &'a Origin,
+pub(crate) struct Target<'a> {
+    pub(crate) base: &'a str,
+    pub(crate) origin: &'a Origin,
     /// The name Docker's config files credentials under.
-    pub host: &'a str,
-    pub repository: &'a str,
+    pub(crate) host: &'a str,
+    pub(crate) repository: &'a str,
 }
 
 /// The `Authorization` that answers `challenge`, bound to the registry's origin.
-pub fn log_in(challenge: &Challenge, target: &Target<'_>) -> Result<Authorization> {
+pub(crate) fn log_in(challenge: &Challenge, target: &Target<'_>) -> Result<Authorization> {
     let credentials = docker_config::credentials(target.host)?;
     let value = match challenge {
         Challenge::Basic => credentials.map(|c| c.basic()).ok_or_else(|| {
@@ -128,7 +128,7 @@ fn token(
 }
 
 /// RFC 7235's token68: `[A-Za-z0-9-._~+/]+=*`, at most 16 KiB.
-pub fn is_token68(token: &str) -> bool {
+pub(crate) fn is_token68(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
         && token.len() <= 16 << 10
@@ -152,7 +152,7 @@ fn percent_encode(text: &str) -> String {
 
 /// A registry's `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -162,7 +162,7 @@ pub enum Challenge {
 }
 
 impl Challenge {
-    pub fn parse(header: &str) -> Option<Challenge> {
+    pub(crate) fn parse(header: &str) -> Option<Challenge> {
         let (scheme, parameters) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
         let parameters = quoted_pairs(parameters);
         let parameter = |name: &str| {

@@ -18,16 +18,16 @@ use crate::http::{self, Authorization, Failure, Method, Origin, Request, Respons
 use crate::retry::Verdict;
 
 /// The largest manifest, index or config read, as distribution itself limits them.
-pub const DOCUMENT_LIMIT: u64 = 4 << 20;
+pub(crate) const DOCUMENT_LIMIT: u64 = 4 << 20;
 /// The largest error body read (for its code and message).
 const ERROR_LIMIT: u64 = 64 << 10;
 /// How long a request for a document (manifest, index, config, upload start) may take.
 const DOCUMENT_DEADLINE: Duration = Duration::from_secs(60);
 
-pub const MEDIA_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const MEDIA_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// One repository of one registry.
-pub struct Registry {
+pub(crate) struct Registry {
     /// `http://host[:port]` or `https://host[:port]`.
     base: String,
     origin: Origin,
@@ -38,17 +38,9 @@ pub struct Registry {
     login: Mutex<Option<Authorization>>,
 }
 
-/// A manifest or index as fetched: its media type, bytes, and the digest computed here.
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    pub media_type: String,
-    pub bytes: Vec<u8>,
-    pub digest: Digest,
-}
-
 impl Registry {
     /// The registry of `image`; plain HTTP for loopback or `insecure_registry`.
-    pub fn of(image: &ImageRef, insecure: bool) -> Result<Registry> {
+    pub(crate) fn of(image: &ImageRef, insecure: bool) -> Result<Registry> {
         let host = image.registry_host().to_ascii_lowercase();
         let api_host = match host.as_str() {
             "docker.io" => "registry-1.docker.io",
@@ -83,7 +75,7 @@ impl Registry {
 
     /// Whether the registry answers its API root (`/v2/`) within ten seconds, for `doctor`:
     /// the status it gave (200, or 401 before a login), or why it gave none.
-    pub fn ping(&self) -> std::result::Result<u16, String> {
+    pub(crate) fn ping(&self) -> std::result::Result<u16, String> {
         let request = Request::new(
             Method::Get,
             format!("{}/v2/", self.base),
@@ -96,12 +88,12 @@ impl Registry {
     }
 
     /// The registry's API root, for messages.
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
     /// Whether the registry already has the blob, so it need not be sent again.
-    pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
+    pub(crate) fn has_blob(&self, digest: &Digest) -> Result<bool> {
         let request = Request::new(
             Method::Head,
             self.url("blobs", digest.as_str()),
@@ -118,7 +110,7 @@ impl Registry {
 
     /// Uploads a blob in one request (POST for a session, then PUT with the digest). The
     /// upload `Location` may be on another origin; it then gets no credentials.
-    pub fn upload_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn upload_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
         if self.has_blob(digest)? {
             return Ok(());
         }
@@ -164,9 +156,9 @@ impl Registry {
         Ok(())
     }
 
-    /// A manifest or index by tag or digest. Fetched by digest, its bytes must hash to that
+    /// A manifest or index by tag or digest, its bytes as sent. Fetched by digest, its bytes must hash to that
     /// digest; a `Docker-Content-Digest` the registry sends must match them as well.
-    pub fn get_manifest(&self, reference: &str) -> Result<Manifest> {
+    pub(crate) fn get_manifest(&self, reference: &str) -> Result<Vec<u8>> {
         let pinned = reference.starts_with("sha256:");
         let pinned = match pinned {
             true => Some(Digest::parse(reference).ok_or_else(|| self.bad_digest(reference))?),
@@ -201,18 +193,11 @@ impl Registry {
                 &digest,
             ));
         }
-        Ok(Manifest {
-            media_type: response
-                .header("content-type")
-                .unwrap_or_default()
-                .to_owned(),
-            bytes: response.body,
-            digest,
-        })
+        Ok(response.body)
     }
 
     /// A blob by digest, at most `size` bytes (its descriptor's), checked against the digest.
-    pub fn get_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+    pub(crate) fn get_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         let request = Request::new(
             Method::Get,
             self.url("blobs", digest.as_str()),
@@ -233,7 +218,12 @@ impl Registry {
 
     /// Puts a manifest or index under `reference`; returns its digest, computed here. A
     /// registry that reports another digest is an error naming both.
-    pub fn put_manifest(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
+    pub(crate) fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest> {
         let digest = Digest::of(bytes);
         let mut request = Request::new(
             Method::Put,
@@ -363,7 +353,7 @@ fn request_name(request: &Request<'_>) -> String {
 
 /// Whether an outcome is worth another try: the HTTP layer's rule, with the registry's
 /// error code in the reason.
-pub fn transient(outcome: &Result<Response, Failure>) -> Verdict {
+pub(crate) fn transient(outcome: &Result<Response, Failure>) -> Verdict {
     match (http::transient(outcome), outcome) {
         (Verdict::Again { why, after }, Ok(response)) => Verdict::Again {
             why: format!(
@@ -380,7 +370,7 @@ pub fn transient(outcome: &Result<Response, Failure>) -> Verdict {
 
 /// The first error code of a distribution error body (`{"errors":[{"code":"DENIED"}]}`),
 /// kept only when it reads as one (capital letters and `_`).
-pub fn error_code(body: &[u8]) -> Option<String> {
+pub(crate) fn error_code(body: &[u8]) -> Option<String> {
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
     let code = json["errors"][0]["code"].as_str()?;
     let plain = !code.is_empty()

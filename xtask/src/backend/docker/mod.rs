@@ -13,28 +13,28 @@ use crate::config::{EngineTarget, Network, Provenance};
 use crate::diagnostic::diagnostic;
 use crate::exec::{Backend, Built, BuiltImage, Source, Work};
 use crate::plan::{Builder, ImageBuild, Publish, PublishMethod, Push};
-pub use crate::process::{first_line, Probe};
+pub(crate) use crate::process::{first_line, Probe};
 use crate::process::{Command, CommandFailed};
 
 /// The fix for a daemon that does not answer.
-pub const START_ENGINE: &str =
+pub(crate) const START_ENGINE: &str =
     "start the engine (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at a running one";
 
 /// How long a docker probe may take before it counts as not answering.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The docker client this run uses: found once on PATH, then every step runs this path.
 #[derive(Debug, Clone)]
-pub struct Docker {
-    pub program: PathBuf,
+pub(crate) struct Docker {
+    pub(crate) program: PathBuf,
     /// The Docker context every command names (`docker --context NAME ...`); `None` is
     /// the client's current engine.
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
 }
 
 impl Docker {
     /// Finds the client on PATH; the error says how to install it.
-    pub fn find() -> Result<Docker> {
+    pub(crate) fn find() -> Result<Docker> {
         let program = which::which("docker").map_err(|_| {
             diagnostic(
                 "docker is not installed (no `docker` on PATH)",
@@ -48,7 +48,7 @@ impl Docker {
     }
 
     /// The build front end the client offers: buildx when its plugin answers.
-    pub fn builder(&self) -> Builder {
+    pub(crate) fn builder(&self) -> Builder {
         match self.probe(&["buildx", "version"]) {
             Probe::Answered(_) => Builder::Buildx,
             _ => Builder::Legacy,
@@ -57,7 +57,7 @@ impl Docker {
 
     /// Runs `docker ARGS`, giving up after [`PROBE_TIMEOUT`]; a probe that times out ends
     /// the whole process group it started, so nothing is left running.
-    pub fn probe(&self, args: &[&str]) -> Probe {
+    pub(crate) fn probe(&self, args: &[&str]) -> Probe {
         let mut all: Vec<&str> = Vec::new();
         if let Some(context) = &self.context {
             all.extend(["--context", context]);
@@ -67,29 +67,14 @@ impl Docker {
     }
 
     /// The same client, talking to `engine`'s context.
-    pub fn on(&self, engine: &EngineTarget) -> Docker {
+    pub(crate) fn on(&self, engine: &EngineTarget) -> Docker {
         Docker {
             program: self.program.clone(),
             context: engine.context.clone(),
         }
     }
 
-    /// Fails unless the daemon answers in time.
-    pub fn require_daemon(&self) -> Result<String> {
-        match self.probe(&["version", "--format", "{{.Server.Version}}"]) {
-            Probe::Answered(version) => Ok(version),
-            failed => Err(diagnostic(
-                format!(
-                    "the docker daemon at {} does not answer: {}",
-                    docker_host(),
-                    failed.describe()
-                ),
-                START_ENGINE,
-            )),
-        }
-    }
-
-    pub fn command(&self, args: impl IntoIterator<Item = impl Into<String>>) -> Command {
+    pub(crate) fn command(&self, args: impl IntoIterator<Item = impl Into<String>>) -> Command {
         let context = self
             .context
             .iter()
@@ -102,32 +87,32 @@ impl Docker {
 }
 
 /// Where the docker client looks for its daemon, for messages.
-pub fn docker_host() -> String {
+pub(crate) fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into())
 }
 
 /// What `docker image inspect` reports about an image.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ImageFacts {
-    pub id: String,
-    pub size: u64,
-    pub os: String,
-    pub architecture: String,
+pub(crate) struct ImageFacts {
+    pub(crate) id: String,
+    pub(crate) size: u64,
+    pub(crate) os: String,
+    pub(crate) architecture: String,
     #[serde(default)]
-    pub variant: Option<String>,
+    pub(crate) variant: Option<String>,
 }
 
 impl ImageFacts {
     /// Parses the JSON array `docker image inspect IMAGE` prints.
-    pub fn parse(json: &str) -> Option<ImageFacts> {
+    pub(crate) fn parse(json: &str) -> Option<ImageFacts> {
         let images: Vec<ImageFacts> = serde_json::from_str(json).ok()?;
         images.into_iter().next()
     }
 }
 
 /// Finds the `sha256:` digest that `docker push` or `docker manifest push` printed.
-pub fn parse_digest(output: &str) -> Option<String> {
+pub(crate) fn parse_digest(output: &str) -> Option<String> {
     output.lines().rev().find_map(|line| {
         let start = line.find("sha256:")?;
         let digest: String = line[start..]
@@ -139,15 +124,15 @@ pub fn parse_digest(output: &str) -> Option<String> {
 }
 
 /// Carries out a plan with the host's cargo and the docker client.
-pub struct DockerBackend {
-    pub docker: Docker,
+pub(crate) struct DockerBackend {
+    pub(crate) docker: Docker,
     /// The workspace root, where every command runs.
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     layout: crate::layout::Layout,
 }
 
 impl DockerBackend {
-    pub fn new(docker: Docker, root: &Path, target_dir: &Path) -> DockerBackend {
+    pub(crate) fn new(docker: Docker, root: &Path, target_dir: &Path) -> DockerBackend {
         DockerBackend {
             docker,
             root: root.to_path_buf(),

@@ -31,13 +31,13 @@ struct Entry {
 /// A built layer: the gzip blob and the digest of the uncompressed tar (the config's
 /// `diff_id`).
 #[derive(Debug)]
-pub struct Layer {
-    pub gzip: Vec<u8>,
-    pub diff_id: String,
+pub(crate) struct Layer {
+    pub(crate) gzip: Vec<u8>,
+    pub(crate) diff_id: String,
 }
 
 /// Builds the layer of `copies` from the context directory, every entry dated `epoch`.
-pub fn build(context: &Path, copies: &[Copy], epoch: u64) -> Result<Layer> {
+pub(crate) fn build(context: &Path, copies: &[Copy], epoch: u64) -> Result<Layer> {
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     for copy in copies {
         let into_directory = copy.destination.ends_with('/') || copy.sources.len() > 1;
@@ -164,7 +164,7 @@ fn add_tree(
 }
 
 /// A plain tar archive of `files` (path, contents), mode 0644, dated `epoch`.
-pub fn archive(files: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>> {
+pub(crate) fn archive(files: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>> {
     let mut tar = Vec::new();
     for (path, contents) in files {
         let entry = Entry {

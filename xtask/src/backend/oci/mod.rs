@@ -20,8 +20,8 @@ use crate::exec::{Backend, Built, BuiltImage, Source, Work};
 use crate::plan::{ImageBuild, Publish, Push};
 use crate::registry::Registry;
 
-pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -31,7 +31,7 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// One image this run assembled: its manifest and what it points to. A build hands it to
 /// its push and publish (and to `--load`) as a value.
 #[derive(Debug, Clone)]
-pub struct Assembled {
+pub(crate) struct Assembled {
     manifest_digest: String,
     manifest: Vec<u8>,
     blobs: Vec<(String, Vec<u8>)>,
@@ -47,13 +47,13 @@ struct BaseImage {
 
 /// Builds images with no engine at all: assembled here, written as an OCI layout, pushed
 /// over the registry API.
-pub struct OciBackend {
-    pub root: PathBuf,
+pub(crate) struct OciBackend {
+    pub(crate) root: PathBuf,
     layout: crate::layout::Layout,
 }
 
 impl OciBackend {
-    pub fn new(root: &Path, target_dir: &Path) -> OciBackend {
+    pub(crate) fn new(root: &Path, target_dir: &Path) -> OciBackend {
         OciBackend {
             root: root.to_path_buf(),
             layout: crate::layout::Layout::new(target_dir),
@@ -142,7 +142,7 @@ impl OciBackend {
             .clone()
             .or_else(|| base.tag.clone())
             .unwrap_or_else(|| "latest".into());
-        let top: Value = serde_json::from_slice(&registry.get_manifest(&reference)?.bytes)
+        let top: Value = serde_json::from_slice(&registry.get_manifest(&reference)?)
             .with_context(|| format!("the manifest of the base image {base} is not JSON"))?;
         let not_published = || {
             crate::diagnostic::diagnostic(
@@ -164,7 +164,7 @@ impl OciBackend {
                     })
                     .ok_or_else(not_published)?;
                 let (digest, _) = descriptor(entry, base)?;
-                serde_json::from_slice(&registry.get_manifest(digest.as_str())?.bytes)
+                serde_json::from_slice(&registry.get_manifest(digest.as_str())?)
                     .with_context(|| format!("the {platform} manifest of {base} is not JSON"))?
             }
             None => top,
@@ -344,7 +344,7 @@ impl Backend for OciBackend {
 
 /// A `docker load` archive (Docker's own format, which 20.10 and 26 both read, with the
 /// gzip layers as they are) of `images`, each with its tags.
-pub fn load_archive(images: &[(&Assembled, Vec<String>)]) -> Result<Vec<u8>> {
+pub(crate) fn load_archive(images: &[(&Assembled, Vec<String>)]) -> Result<Vec<u8>> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut entries = Vec::new();
     for (image, repo_tags) in images {
@@ -448,7 +448,7 @@ fn descriptor(descriptor: &Value, base: &ImageRef) -> Result<(Digest, u64)> {
 }
 
 /// `epoch` seconds as RFC 3339 in UTC (the civil-from-days algorithm).
-pub fn rfc3339(epoch: u64) -> String {
+pub(crate) fn rfc3339(epoch: u64) -> String {
     let days = (epoch / 86_400) as i64;
     let seconds = epoch % 86_400;
     let z = days + 719_468;

@@ -10,40 +10,40 @@ use crate::diagnostic::diagnostic;
 
 /// One `COPY`: context paths to a destination, with optional owner and mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Copy {
-    pub sources: Vec<String>,
-    pub destination: String,
-    pub owner: Option<(u32, u32)>,
-    pub mode: Option<u32>,
+pub(crate) struct Copy {
+    pub(crate) sources: Vec<String>,
+    pub(crate) destination: String,
+    pub(crate) owner: Option<(u32, u32)>,
+    pub(crate) mode: Option<u32>,
     /// The instruction as written, for the image's history.
-    pub written: String,
+    pub(crate) written: String,
 }
 
 /// What the image's config says besides its layers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunConfig {
-    pub env: Vec<(String, String)>,
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub user: Option<String>,
-    pub working_dir: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    pub exposed_ports: Vec<String>,
-    pub stop_signal: Option<String>,
+pub(crate) struct RunConfig {
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) entrypoint: Option<Vec<String>>,
+    pub(crate) cmd: Option<Vec<String>>,
+    pub(crate) user: Option<String>,
+    pub(crate) working_dir: Option<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) exposed_ports: Vec<String>,
+    pub(crate) stop_signal: Option<String>,
 }
 
 /// A Dockerfile as the OCI backend builds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageSpec {
+pub(crate) struct ImageSpec {
     /// The base image; `None` is `scratch`.
-    pub base: Option<ImageRef>,
-    pub copies: Vec<Copy>,
-    pub config: RunConfig,
+    pub(crate) base: Option<ImageRef>,
+    pub(crate) copies: Vec<Copy>,
+    pub(crate) config: RunConfig,
 }
 
 /// Reads `text` (the rendered Dockerfile shown as `name`); anything that needs an engine
 /// or a registry base stops here, with its line.
-pub fn parse(text: &str, name: &str) -> Result<ImageSpec> {
+pub(crate) fn parse(text: &str, name: &str) -> Result<ImageSpec> {
     let mut spec = ImageSpec::default();
     let mut seen_from = false;
     for (line, instruction) in instructions(text) {
