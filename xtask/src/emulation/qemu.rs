@@ -88,7 +88,7 @@ pub(crate) fn fetch(qemu: &QemuConfig, qemu_arch: &str) -> Result<PathBuf> {
     };
     let archive = gunzip(&tarball, MAX_BYTES)
         .map_err(|err| damaged(format!("{url} is not a usable gzip tarball: {err:#}")))?;
-    let contents = extract_only(&archive, &name)
+    let contents = crate::tar::extract_only(&archive, &name)
         .and_then(|contents| check_elf(&contents, qemu_arch).map(|()| contents))
         .map_err(|err| damaged(format!("refusing the tarball from {url}: {err:#}")))?;
     if pin.is_none() {
@@ -226,57 +226,6 @@ fn check_elf(binary: &[u8], qemu_arch: &str) -> Result<()> {
     Ok(())
 }
 
-/// Returns the one regular file `name` (optionally `./name`) of a tar archive. Any other
-/// entry, a link, a `..` path or a truncated archive is an error.
-pub(crate) fn extract_only(archive: &[u8], name: &str) -> Result<Vec<u8>> {
-    let mut found = None;
-    let mut offset = 0;
-    loop {
-        let Some(header) = archive.get(offset..offset + 512) else {
-            bail!("the archive is truncated (no end-of-archive marker)");
-        };
-        if header.iter().all(|&b| b == 0) {
-            break;
-        }
-        let field = |range: std::ops::Range<usize>| {
-            let bytes = &header[range];
-            String::from_utf8_lossy(
-                &bytes[..bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len())],
-            )
-            .into_owned()
-        };
-        let prefix = field(345..500);
-        let entry = if prefix.is_empty() {
-            field(0..100)
-        } else {
-            format!("{prefix}/{}", field(0..100))
-        };
-        let size_field = field(124..136);
-        let size = u64::from_str_radix(size_field.trim(), 8)
-            .with_context(|| format!("entry `{entry}` has a bad size field"))?
-            as usize;
-        let kind = header[156];
-        let data_start = offset + 512;
-        let data = archive
-            .get(data_start..data_start + size)
-            .with_context(|| format!("the archive is truncated inside `{entry}`"))?;
-        let path = entry.strip_prefix("./").unwrap_or(&entry);
-        if entry.split('/').any(|part| part == "..") || entry.starts_with('/') {
-            bail!("entry `{entry}` escapes the extraction directory");
-        }
-        match kind {
-            b'0' | 0 if path == name => found = Some(data.to_vec()),
-            b'5' if path.is_empty() || path == "." => {}
-            b'1' | b'2' => {
-                bail!("entry `{entry}` is a link; only the regular file `{name}` is accepted")
-            }
-            _ => bail!("unexpected entry `{entry}`; only the regular file `{name}` is accepted"),
-        }
-        offset = data_start + size.div_ceil(512) * 512;
-    }
-    found.with_context(|| format!("the archive has no `{name}`"))
-}
-
 fn set_executable(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -315,12 +264,12 @@ mod tests {
     fn extracts_exactly_the_expected_file() {
         let archive = tar(&[("qemu-aarch64-static", b'0', b"\x7fELF binary")]);
         assert_eq!(
-            extract_only(&archive, "qemu-aarch64-static").unwrap(),
+            crate::tar::extract_only(&archive, "qemu-aarch64-static").unwrap(),
             b"\x7fELF binary"
         );
         let archive = tar(&[("./", b'5', b""), ("./qemu-arm-static", b'0', &[7; 700])]);
         assert_eq!(
-            extract_only(&archive, "qemu-arm-static").unwrap(),
+            crate::tar::extract_only(&archive, "qemu-arm-static").unwrap(),
             vec![7; 700]
         );
     }
@@ -345,17 +294,17 @@ mod tests {
             (&[], "the archive has no `qemu-arm-static`"),
         ];
         for (entries, expected) in cases {
-            let message = extract_only(&tar(entries), "qemu-arm-static")
+            let message = crate::tar::extract_only(&tar(entries), "qemu-arm-static")
                 .unwrap_err()
                 .to_string();
             assert!(message.contains(expected), "{message}");
         }
         let archive = tar(&[("qemu-arm-static", b'0', &[1; 2000])]);
-        let message = extract_only(&archive[..1500], "qemu-arm-static")
+        let message = crate::tar::extract_only(&archive[..1500], "qemu-arm-static")
             .unwrap_err()
             .to_string();
         assert!(message.contains("truncated"), "{message}");
-        let message = extract_only(&archive[..2560], "qemu-arm-static")
+        let message = crate::tar::extract_only(&archive[..2560], "qemu-arm-static")
             .unwrap_err()
             .to_string();
         assert!(message.contains("truncated"), "{message}");

@@ -12,21 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::backend::oci::spec::Copy;
 use crate::diagnostic::diagnostic;
-
-/// What one path in the layer is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Content {
-    Directory,
-    File(Vec<u8>),
-    Link(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    content: Content,
-    mode: u32,
-    owner: (u32, u32),
-}
+use crate::tar::{Content, Entry};
 
 /// A built layer: the gzip blob and the digest of the uncompressed tar (the config's
 /// `diff_id`).
@@ -82,11 +68,7 @@ pub(crate) fn build(context: &Path, copies: &[Copy], epoch: u64) -> Result<Layer
             owner: (0, 0),
         });
     }
-    let mut tar = Vec::new();
-    for (path, entry) in &entries {
-        write_entry(&mut tar, path, entry, epoch)?;
-    }
-    tar.extend_from_slice(&[0; 1024]);
+    let tar = crate::tar::write(&entries, epoch)?;
     let diff_id = format!("sha256:{}", crate::digest::hex_sha256(&tar));
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
@@ -161,75 +143,6 @@ fn add_tree(
         }
     }
     Ok(())
-}
-
-/// A plain tar archive of `files` (path, contents), mode 0644, dated `epoch`.
-pub(crate) fn archive(files: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>> {
-    let mut tar = Vec::new();
-    for (path, contents) in files {
-        let entry = Entry {
-            content: Content::File(contents.clone()),
-            mode: 0o644,
-            owner: (0, 0),
-        };
-        write_entry(&mut tar, path, &entry, epoch)?;
-    }
-    tar.extend_from_slice(&[0; 1024]);
-    Ok(tar)
-}
-
-/// One ustar header (and the file's data, padded to 512 bytes).
-fn write_entry(tar: &mut Vec<u8>, path: &str, entry: &Entry, epoch: u64) -> Result<()> {
-    let name = match entry.content {
-        Content::Directory => format!("{path}/"),
-        _ => path.to_owned(),
-    };
-    let (prefix, name) = split_name(&name)
-        .ok_or_else(|| anyhow::anyhow!("the path `{path}` is too long for a tar entry"))?;
-    let (kind, size, link) = match &entry.content {
-        Content::Directory => (b'5', 0, ""),
-        Content::File(data) => (b'0', data.len(), ""),
-        Content::Link(target) => (b'2', 0, target.as_str()),
-    };
-    if link.len() > 100 {
-        anyhow::bail!("the link `{path}` -> `{link}` is too long for a tar entry");
-    }
-    let mut header = [0u8; 512];
-    let mut put =
-        |at: usize, text: &str| header[at..at + text.len()].copy_from_slice(text.as_bytes());
-    put(0, name);
-    put(100, &format!("{:07o}", entry.mode));
-    put(108, &format!("{:07o}", entry.owner.0));
-    put(116, &format!("{:07o}", entry.owner.1));
-    put(124, &format!("{size:011o}"));
-    put(136, &format!("{epoch:011o}"));
-    put(157, link);
-    put(257, "ustar\0");
-    put(263, "00");
-    put(345, prefix);
-    header[156] = kind;
-    header[148..156].copy_from_slice(b"        ");
-    let checksum: u32 = header.iter().map(|&b| u32::from(b)).sum();
-    header[148..156].copy_from_slice(format!("{checksum:06o}\0 ").as_bytes());
-    tar.extend_from_slice(&header);
-    if let Content::File(data) = &entry.content {
-        tar.extend_from_slice(data);
-        tar.resize(tar.len().div_ceil(512) * 512, 0);
-    }
-    Ok(())
-}
-
-/// Splits a path into ustar's prefix (up to 155 bytes) and name (up to 100).
-fn split_name(path: &str) -> Option<(&str, &str)> {
-    if path.len() <= 100 {
-        return Some(("", path));
-    }
-    let trimmed = path.trim_end_matches('/');
-    (0..trimmed.len())
-        .rev()
-        .filter(|&i| trimmed.as_bytes()[i] == b'/')
-        .find(|&i| i <= 155 && path.len() - i - 1 <= 100)
-        .map(|i| (&path[..i], &path[i + 1..]))
 }
 
 #[cfg(test)]

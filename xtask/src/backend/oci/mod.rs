@@ -361,7 +361,7 @@ pub(crate) fn load_archive(images: &[(&Assembled, Vec<String>)]) -> Result<Vec<u
     }
     files.insert("manifest.json".into(), serde_json::to_vec(&entries)?);
     let files: Vec<(String, Vec<u8>)> = files.into_iter().collect();
-    layer::archive(&files, 0)
+    crate::tar::archive(&files, 0)
 }
 
 /// The config's `config` object: the Dockerfile's settings over the base's (or Docker's
