@@ -399,6 +399,8 @@ pub(crate) struct Config {
     pub(crate) qemu: QemuConfig,
     vars: BTreeMap<String, toml::Value>,
     overrides: BTreeMap<String, RawPlatform>,
+    /// Every configured platform's settings, computed once when the config resolves.
+    resolved: Vec<PlatformConfig>,
 }
 
 impl Config {
@@ -572,11 +574,33 @@ impl Config {
             qemu,
             vars,
             overrides,
-        })
+            resolved: Vec::new(),
+        }
+        .with_platforms_resolved())
     }
 
-    /// Everything needed to build for `platform`, whether or not the config lists it.
+    /// Computes every configured platform's settings once; after a change to the layers
+    /// (tests do that), call it again.
+    pub(crate) fn with_platforms_resolved(mut self) -> Config {
+        self.resolved = self
+            .platforms
+            .iter()
+            .map(|&p| self.resolve_platform(p))
+            .collect();
+        self
+    }
+
+    /// Everything needed to build for `platform`: resolved when the config loaded, or, for
+    /// a platform the config does not list (`qemu fetch --platform`), computed now.
     pub(crate) fn platform(&self, platform: &'static Platform) -> PlatformConfig {
+        self.resolved
+            .iter()
+            .find(|resolved| resolved.platform == platform)
+            .cloned()
+            .unwrap_or_else(|| self.resolve_platform(platform))
+    }
+
+    fn resolve_platform(&self, platform: &'static Platform) -> PlatformConfig {
         let overrides = self
             .overrides
             .get(&platform.name())

@@ -922,6 +922,7 @@ pub(crate) mod tests {
     fn each_platform_builds_and_pushes_on_its_own_engine() {
         let mut config = sample_config("");
         config.engine.builder = Some("fleet".into());
+        let config = config.with_platforms_resolved();
         let mut inputs = inputs(true);
         inputs.builder = Builder::Buildx;
         let arm64 = Platform::parse("linux/arm64").unwrap();
@@ -1108,6 +1109,7 @@ pub(crate) mod tests {
     fn container_builds_compile_in_the_image_from_the_workspace_sources() {
         let mut config = sample_config("");
         config.build = BuildMode::Container;
+        let config = config.with_platforms_resolved();
         let plan = Plan::new(&config, &inputs(false)).unwrap();
         let lines = lines(&plan);
         assert!(
