@@ -504,18 +504,7 @@ impl Config {
         cli: &CliLayer,
     ) -> Result<Config> {
         let layers = Layers { workspace, package };
-        let (image, origin) = pick3(cli.image.clone(), own.image.clone(), defaults.image.clone());
-        let image = match image {
-            Some(image) => Some(ImageRef::repository(&image).map_err(|problem| {
-                layers.error(
-                    origin,
-                    "image",
-                    problem,
-                    "write a repository such as `ghcr.io/acme/hello`; tags come from `tags`",
-                )
-            })?),
-            None => None,
-        };
+        let image = layers.image(cli, &own, &defaults)?;
         let platforms = layers.platforms(cli, &own, &defaults)?;
         let (tags, semver) = layers.tags(cli, &own, &defaults)?;
         let bins = layers.bins(&own, &defaults)?;
@@ -789,6 +778,28 @@ impl Layers<'_> {
         let semver =
             origin != Origin::CommandLine && own.semver.or(defaults.semver).unwrap_or(false);
         Ok((tags, semver))
+    }
+
+    /// The repository, checked; `None` builds local images only.
+    fn image(
+        &self,
+        cli: &CliLayer,
+        own: &RawConfig,
+        defaults: &RawConfig,
+    ) -> Result<Option<ImageRef>> {
+        let (image, origin) = pick3(cli.image.clone(), own.image.clone(), defaults.image.clone());
+        let image = match image {
+            Some(image) => Some(ImageRef::repository(&image).map_err(|problem| {
+                self.error(
+                    origin,
+                    "image",
+                    problem,
+                    "write a repository such as `ghcr.io/acme/hello`; tags come from `tags`",
+                )
+            })?),
+            None => None,
+        };
+        Ok(image)
     }
 
     /// The engine of platforms that name none: a Docker context or buildx builder.
