@@ -426,6 +426,8 @@ impl CommandFailed {
             "503 service",
             "504 gateway",
             "received unexpected http status: 5",
+            "429 too many requests",
+            "toomanyrequests",
         ];
         !refused.iter().any(|r| stderr.contains(r)) && transient.iter().any(|t| stderr.contains(t))
     }
@@ -491,6 +493,12 @@ mod tests {
             "x"
         )
         .is_transient());
+        assert!(failed(
+            "toomanyrequests: You have reached your pull rate limit",
+            "x"
+        )
+        .is_transient());
+        assert!(failed("unexpected status: 429 Too Many Requests", "x").is_transient());
         assert!(!failed("unauthorized: authentication required", "x").is_transient());
         assert!(!failed("denied: requested access to the resource is denied", "x").is_transient());
         assert!(!failed("manifest invalid", "x").is_transient());

@@ -558,3 +558,60 @@ fn too_many_requests_is_retried_after_the_pause_it_asks_for_and_other_refusals_n
     let posts = denying.seen().iter().filter(|s| s.method == "POST").count();
     assert_eq!(posts, 1, "a 403 is final");
 }
+
+#[test]
+fn a_blob_redirected_to_storage_is_fetched_without_credentials_and_checked() {
+    let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin"]},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config_digest = Digest::of(&config).to_string();
+    let served = config.clone();
+    let storage = FakeRegistry::start(
+        "127.0.0.2",
+        Box::new(move |seen, _| {
+            seen.path
+                .starts_with("/storage/")
+                .then(|| Answer::new("200 OK", served.clone()))
+        }),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": [],
+    })
+    .to_string();
+    let storage_url = format!("http://{}/storage/", storage.host);
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, _| {
+            if !seen.headers.contains_key("authorization") {
+                let answer = Answer::new("401 Unauthorized", "");
+                return Some(answer.header("WWW-Authenticate", "Basic realm=\"fake\""));
+            }
+            if seen.path.ends_with("/manifests/1") {
+                let answer = Answer::new("200 OK", manifest.clone());
+                return Some(
+                    answer.header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                );
+            }
+            seen.path.contains("/blobs/sha256:").then(|| {
+                let digest = seen.path.rsplit('/').next().unwrap_or_default().to_owned();
+                Answer::new("307 Temporary Redirect", "")
+                    .header("Location", format!("{storage_url}{digest}"))
+            })
+        }),
+    );
+    let docker_config = config_with_login("hostile-redirect-config", &registry.host);
+    let base = format!("{}/base:1", registry.host);
+    let dir = workspace("hostile-redirect", "\"linux/amd64\"", &base);
+    let output = run(&dir, &["image"], &docker_config);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let fetched = storage.seen();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert!(
+        !fetched[0].headers.contains_key("authorization"),
+        "credentials reached the storage host"
+    );
+    // The image's config carries the base's Env: the redirected blob was used.
+    let layout = dir.join("target/multiarch/hello/oci/index.json");
+    assert!(layout.is_file(), "{}", layout.display());
+}
