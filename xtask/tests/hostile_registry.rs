@@ -29,6 +29,8 @@ struct Answer {
     status: &'static str,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Send the body a byte at a time with this pause between bytes.
+    drip: Option<Duration>,
 }
 
 impl Answer {
@@ -37,6 +39,7 @@ impl Answer {
             status,
             headers: Vec::new(),
             body: body.into(),
+            drip: None,
         }
     }
 
@@ -140,7 +143,19 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, hook: &Hook) {
     }
     response.push_str("\r\n");
     let _ = stream.write_all(response.as_bytes());
-    let _ = stream.write_all(&answer.body);
+    match answer.drip {
+        None => {
+            let _ = stream.write_all(&answer.body);
+        }
+        Some(pause) => {
+            for byte in &answer.body {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    }
 }
 
 /// What an honest registry would answer.
@@ -301,6 +316,49 @@ fn a_huge_or_endless_token_answer_stops_with_a_message() {
         "{message}"
     );
     assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+#[test]
+fn a_token_server_that_drips_is_given_up_on_in_seconds() {
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(|seen, _| {
+            let port = seen.headers.get("host").cloned().unwrap_or_default();
+            if seen.path.starts_with("/token") {
+                let mut answer =
+                    Answer::new("200 OK", format!("{{\"token\": \"{}\"}}", "a".repeat(4096)));
+                answer.drip = Some(Duration::from_millis(200));
+                return Some(answer);
+            }
+            let realm = format!("Bearer realm=\"http://{port}/token\"");
+            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", realm))
+        }),
+    );
+    let dir = workspace(
+        "hostile-drip",
+        "\"linux/amd64\"",
+        &format!("{}/base:1", registry.host),
+    );
+    let started = Instant::now();
+    let output = run(&dir, &["image"], &scratch_dir("hostile-drip-config"));
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("slower than 1 KiB per second"),
+        "{message}"
+    );
+    // The 10 s grace, the compile before it, and no retry of a stall.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let tokens = registry
+        .seen()
+        .iter()
+        .filter(|s| s.path.starts_with("/token"))
+        .count();
+    assert_eq!(tokens, 1);
 }
 
 #[test]
