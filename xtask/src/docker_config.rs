@@ -185,5 +185,11 @@ mod tests {
         );
         assert_eq!(decoded.basic(), "Basic dXNlcjpwYXNz");
         assert!(!format!("{decoded:?}").contains("pass"));
+        // A secret with a newline stays inside one header value.
+        let odd = Credentials {
+            username: "u".into(),
+            secret: "p\noutput = /tmp/x".into(),
+        };
+        assert!(!odd.basic().contains('\n'));
     }
 }

@@ -533,3 +533,22 @@ fn super_tree(dir: &std::path::Path) -> Vec<String> {
     }
     files
 }
+
+#[test]
+fn attestations_on_the_oci_backend_are_refused_naming_the_backend_not_buildx() {
+    let dir = fixture_workspace(
+        "bad-oci-sbom",
+        "platforms = [\"linux/amd64\"]\nbackend = \"oci\"",
+    );
+    let output = xtask(&dir, &["image", "--dry-run", "--sbom"]);
+    assert_error(
+        &output,
+        "sbom is not attached by the OCI backend yet",
+        "use backend = \"docker\" with BuildKit for attestations",
+    );
+    assert!(
+        !stderr(&output).contains("buildx plugin"),
+        "{}",
+        stderr(&output)
+    );
+}

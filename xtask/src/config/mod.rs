@@ -277,9 +277,7 @@ pub(crate) fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> 
         let message = inner.message().trim().replace('\n', " ");
         crate::diagnostic::diagnostic(
             format!("invalid `{key}` in {location}: {message}"),
-            format!(
-                "fix or remove `{key}`; the README's \"Configuration\" section lists every key"
-            ),
+            format!("fix or remove `{key}`; docs/configuration.md lists every key"),
         )
     })?;
     let table = |s: Option<Section>| s.and_then(|s| s.metadata).and_then(|m| m.multiarch);
