@@ -343,7 +343,7 @@ fn an_engine_that_stops_answering_mid_run_fails_its_platform_and_publishes_nothi
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
     assert!(
-        message.contains("[linux/arm64] cargo build done"),
+        message.contains("linux/arm64] cargo build done"),
         "the pre-flight passed and the run started: {message}"
     );
     assert!(

@@ -2,48 +2,96 @@
 //! its target, options, linker and C toolchain scoped to that one invocation; cargo's
 //! progress shown as it happens; and a failure told as its cause, not as a log.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::config::compile::Toolchain;
 use crate::config::workspace::cargo_program;
 use crate::diagnostic::diagnostic;
-use crate::plan::CargoBuild;
+use crate::plan::{CargoBuild, CargoInvocation};
 use crate::process::{Command, CommandFailed};
 
-/// `cargo build --profile=<p> --target <triple>` (or `cargo zigbuild`) for the plan's binaries.
-pub(crate) fn build_command(build: &CargoBuild) -> Command {
-    let target = &build.target.triple;
-    let subcommand = match build.toolchain {
+/// `cargo build --profile=<p> --target <triple>...` (or `cargo zigbuild`) for every target
+/// of the invocation; each target's linker and flags are scoped to it with `--config`, its
+/// C toolchain with `CC_<triple>` and friends.
+pub(crate) fn invocation_command(invocation: &CargoInvocation) -> Command {
+    let first = &invocation.builds[0];
+    let subcommand = match first.toolchain {
         Toolchain::Cargo => "build",
         Toolchain::Zig => "zigbuild",
     };
     let mut args: Vec<String> = vec![subcommand.into()];
-    for package in &build.packages {
+    for package in &first.packages {
         args.extend(["--package".to_owned(), package.clone()]);
     }
-    args.extend(["--target".to_owned(), build.target.for_cargo()]);
-    args.extend(build.options.args());
-    for bin in &build.bins {
+    for build in &invocation.builds {
+        args.extend(["--target".to_owned(), build.target.for_cargo()]);
+    }
+    args.extend(first.options.args());
+    for bin in &first.bins {
         args.extend(["--bin".to_owned(), bin.clone()]);
     }
     // `--config` scopes the linker and flags to this one invocation and this one target.
     // JSON strings and arrays of strings are valid TOML values.
-    if let Some(linker) = &build.linker {
-        args.extend([
-            "--config".to_owned(),
-            format!("target.{target}.linker={}", toml_value(linker)),
-        ]);
-    }
-    if !build.rustflags.is_empty() {
-        args.extend([
-            "--config".to_owned(),
-            format!("target.{target}.rustflags={}", toml_value(&build.rustflags)),
-        ]);
+    for build in &invocation.builds {
+        let target = &build.target.triple;
+        if let Some(linker) = &build.linker {
+            args.extend([
+                "--config".to_owned(),
+                format!("target.{target}.linker={}", toml_value(linker)),
+            ]);
+        }
+        if !build.rustflags.is_empty() {
+            args.extend([
+                "--config".to_owned(),
+                format!("target.{target}.rustflags={}", toml_value(&build.rustflags)),
+            ]);
+        }
     }
     let mut command = Command::new(cargo_program(), args);
-    command.env = build.compilers.clone();
+    command.env = invocation
+        .builds
+        .iter()
+        .flat_map(|b| b.compilers.clone())
+        .collect();
     command
+}
+
+/// The command of one build alone.
+pub(crate) fn build_command(build: &CargoBuild) -> Command {
+    invocation_command(&CargoInvocation {
+        builds: vec![build.clone()],
+    })
+}
+
+/// Runs the invocation. When several targets fail together, each is built alone to tell
+/// which one failed and why (what did compile is cached, so that costs little).
+/// Failures name their platform (`cargo build failed for linux/arm64: ...`).
+pub(crate) fn run_invocation(invocation: &CargoInvocation, sh: &Shell) -> Result<()> {
+    let alone = |build: &CargoBuild| {
+        run(build, sh).with_context(|| format!("cargo build failed for {}", build.platform))
+    };
+    if let [build] = invocation.builds.as_slice() {
+        return alone(build);
+    }
+    let scope = invocation.platforms();
+    let together = invocation_command(invocation).stream(sh, |line| {
+        if is_status_line(line) {
+            eprintln!("[{scope}] {}", line.trim_start());
+        }
+    });
+    match together {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            let not_started = err
+                .downcast_ref::<CommandFailed>()
+                .is_some_and(|f| f.status == "not started");
+            if !not_started {
+                invocation.builds.iter().try_for_each(alone)?;
+            }
+            Err(err.context(format!("cargo build failed for {scope}")))
+        }
+    }
 }
 
 /// Runs the build, echoing cargo's status lines prefixed with the platform.

@@ -286,11 +286,11 @@ pub(crate) fn dry_run_lines<B: Backend>(plan: &Plan, backend: &B) -> Vec<String>
                     lines.extend(described.map(|d| format!("[{scope}] {d}")));
                 }
             }
-            // One cargo invocation per shared target builds every package that needs it.
+            // One cargo invocation per compatible group of targets and packages.
             Phase::Compile(groups) => {
-                for (build, _) in groups {
-                    let command = crate::exec::cargo::build_command(&build);
-                    lines.push(format!("[{}] {command}", build.platform));
+                for (invocation, _) in groups {
+                    let command = crate::exec::cargo::invocation_command(&invocation);
+                    lines.push(format!("[{}] {command}", invocation.platforms()));
                 }
             }
             Phase::Stage => {

@@ -15,11 +15,11 @@ use crate::exec::report::{ListResult, PlatformResult, Report};
 use crate::exec::{Backend, Built, BuiltImage, Source};
 use crate::plan::schedule::{schedule, Phase};
 use crate::plan::{
-    CargoBuild, ContextStep, ImageBuild, Plan, PlatformPlan, Publish, Push, PushId, StageStep,
+    CargoInvocation, ContextStep, ImageBuild, Plan, PlatformPlan, Publish, Push, PushId, StageStep,
 };
 
 /// How the runner compiles: real cargo, or a recording fake in tests.
-pub(crate) type Compile<'a> = dyn Fn(&CargoBuild) -> Result<()> + Sync + 'a;
+pub(crate) type Compile<'a> = dyn Fn(&CargoInvocation) -> Result<()> + Sync + 'a;
 
 /// What a run produced: its report, and each platform's build result, in platform order.
 pub(crate) struct Run<I> {
@@ -30,10 +30,10 @@ pub(crate) struct Run<I> {
 /// Executes `plan` through `backend` with the host's cargo, `jobs` platforms at a time.
 pub(crate) fn execute<B: Backend>(plan: &Plan, backend: &B, jobs: usize) -> Result<Run<B::Image>> {
     let root = plan.root.clone();
-    let compile = move |build: &CargoBuild| {
+    let compile = move |invocation: &CargoInvocation| {
         let sh = xshell::Shell::new()?;
         sh.change_dir(&root);
-        crate::exec::cargo::run(build, &sh)
+        crate::exec::cargo::run_invocation(invocation, &sh)
     };
     execute_with(plan, backend, &compile, jobs)
 }
@@ -136,21 +136,21 @@ pub(crate) fn write_contexts(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// One cargo invocation per shared target (cargo serialises builds on its target dir
+/// Every cargo invocation, one after another (cargo serialises builds on its target dir
 /// anyway); each platform it serves is charged its time.
 fn compile_all(
-    groups: &[(CargoBuild, Vec<usize>)],
+    groups: &[(CargoInvocation, Vec<usize>)],
     compile: &Compile<'_>,
     seconds: &mut [f64],
 ) -> Result<()> {
-    let spent = run_parallel(groups, 1, |(build, _)| {
+    let spent = run_parallel(groups, 1, |(invocation, _)| {
         let started = Instant::now();
-        let label = match build.packages.as_slice() {
+        let label = match invocation.builds[0].packages.as_slice() {
             [_] => "cargo build".to_owned(),
             several => format!("cargo build ({})", several.join(", ")),
         };
-        progress(build.platform, &label, || compile(build))
-            .with_context(|| format!("cargo build failed for {}", build.platform))?;
+        // Failures name their platform already.
+        progress(invocation.platforms(), &label, || compile(invocation))?;
         Ok(started.elapsed().as_secs_f64())
     })?;
     for ((_, members), spent) in groups.iter().zip(spent) {
@@ -472,11 +472,11 @@ mod tests {
     }
 
     impl Recorder {
-        fn cargo(&self, build: &CargoBuild) -> Result<()> {
+        fn cargo(&self, invocation: &CargoInvocation) -> Result<()> {
             self.calls
                 .lock()
                 .unwrap()
-                .push(format!("cargo {}", build.platform));
+                .push(format!("cargo {}", invocation.platforms()));
             Ok(())
         }
 

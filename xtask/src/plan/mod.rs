@@ -164,6 +164,41 @@ pub(crate) struct CargoBuild {
     pub(crate) options: CargoOptions,
 }
 
+/// One cargo invocation: builds that share toolchain, options, packages and binaries, each
+/// for a target of its own, compiled together (`cargo build --target a --target b`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CargoInvocation {
+    pub(crate) builds: Vec<CargoBuild>,
+}
+
+impl CargoInvocation {
+    /// The platforms it compiles for, for progress and dry-run lines.
+    pub(crate) fn platforms(&self) -> String {
+        let names: Vec<String> = self.builds.iter().map(|b| b.platform.name()).collect();
+        names.join(", ")
+    }
+
+    /// Whether `build` may join: the same toolchain, options, packages and binaries, and a
+    /// target not already in it.
+    fn accepts(&self, build: &CargoBuild) -> bool {
+        let first = &self.builds[0];
+        (
+            &first.toolchain,
+            &first.options,
+            &first.packages,
+            &first.bins,
+        ) == (
+            &build.toolchain,
+            &build.options,
+            &build.packages,
+            &build.bins,
+        ) && self
+            .builds
+            .iter()
+            .all(|b| b.target.triple != build.target.triple)
+    }
+}
+
 impl CargoBuild {
     /// Where cargo puts the binaries, relative to the target directory.
     pub(crate) fn output_dir(&self) -> PathBuf {
@@ -357,11 +392,12 @@ impl Plan {
         Ok(())
     }
 
-    /// The cargo builds of the run, joined where only the packages and binaries differ:
-    /// one cargo invocation per target (and toolchain and options) builds every package
-    /// that needs it. Each comes with the indexes of the platform plans it serves.
-    pub(crate) fn cargo_builds(&self) -> Vec<(CargoBuild, Vec<usize>)> {
-        let mut groups: Vec<(CargoBuild, Vec<usize>)> = Vec::new();
+    /// The cargo invocations of the run. Builds for one target are joined first, where
+    /// only the packages and binaries differ (every package that needs the target is built
+    /// at once); then targets that share everything else go into one invocation. Each
+    /// comes with the indexes of the platform plans it serves.
+    pub(crate) fn cargo_builds(&self) -> Vec<(CargoInvocation, Vec<usize>)> {
+        let mut per_target: Vec<(CargoBuild, Vec<usize>)> = Vec::new();
         for (index, platform_plan) in self.platforms.iter().enumerate() {
             if let Some(build) = &platform_plan.cargo {
                 let shared = |b: &CargoBuild| CargoBuild {
@@ -369,7 +405,10 @@ impl Plan {
                     bins: Vec::new(),
                     ..b.clone()
                 };
-                match groups.iter_mut().find(|(g, _)| shared(g) == shared(build)) {
+                match per_target
+                    .iter_mut()
+                    .find(|(g, _)| shared(g) == shared(build))
+                {
                     Some((group, members)) => {
                         for package in &build.packages {
                             if !group.packages.contains(package) {
@@ -383,11 +422,26 @@ impl Plan {
                         }
                         members.push(index);
                     }
-                    None => groups.push((build.clone(), vec![index])),
+                    None => per_target.push((build.clone(), vec![index])),
                 }
             }
         }
-        groups
+        let mut invocations: Vec<(CargoInvocation, Vec<usize>)> = Vec::new();
+        for (build, members) in per_target {
+            match invocations.iter_mut().find(|(i, _)| i.accepts(&build)) {
+                Some((invocation, joined)) => {
+                    invocation.builds.push(build);
+                    joined.extend(members);
+                }
+                None => invocations.push((
+                    CargoInvocation {
+                        builds: vec![build],
+                    },
+                    members,
+                )),
+            }
+        }
+        invocations
     }
 
     /// How progress and dry-run lines name a platform: with its package when the run
@@ -888,10 +942,15 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(plan.packages, ["hello", "worker"]);
         let cargo = plan.cargo_builds();
-        assert_eq!(cargo.len(), 3, "one invocation per target");
-        assert_eq!(cargo[0].0.packages, ["hello", "worker"]);
-        assert_eq!(cargo[0].0.bins, ["hello", "worker"]);
+        // amd64 builds both packages; arm64 and arm/v7 build hello alone, so they share
+        // an invocation of their own.
+        assert_eq!(cargo.len(), 2, "{cargo:#?}");
+        assert_eq!(cargo[0].0.builds.len(), 1);
+        assert_eq!(cargo[0].0.builds[0].packages, ["hello", "worker"]);
+        assert_eq!(cargo[0].0.builds[0].bins, ["hello", "worker"]);
         assert_eq!(cargo[0].1, [0, 3], "it serves hello's and worker's amd64");
+        assert_eq!(cargo[1].0.platforms(), "linux/arm64, linux/arm/v7");
+        assert_eq!(cargo[1].1, [1, 2]);
         for publish in &plan.publishes {
             for entry in &publish.entries {
                 assert_eq!(plan.push(entry.push).images[0].name(), publish.list.name());

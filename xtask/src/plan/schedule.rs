@@ -1,7 +1,7 @@
 //! The one order of a run, as data: the runner executes it and the dry run describes it,
 //! so the two cannot drift apart.
 
-use crate::plan::{BaseImage, CargoBuild, ImageBuild, Plan, Publish, Push, PushId};
+use crate::plan::{BaseImage, CargoInvocation, ImageBuild, Plan, Publish, Push, PushId};
 
 /// One phase of a run; each starts when the one before it ended everywhere.
 #[derive(Debug)]
@@ -10,8 +10,9 @@ pub(crate) enum Phase<'a> {
     BaseImages(&'a [BaseImage]),
     /// Every platform's context: directories, Dockerfiles, mirrored files.
     Contexts,
-    /// One cargo invocation per shared target, with the platform plans each serves.
-    Compile(Vec<(CargoBuild, Vec<usize>)>),
+    /// The cargo invocations (one per compatible group of targets), with the platform
+    /// plans each serves.
+    Compile(Vec<(CargoInvocation, Vec<usize>)>),
     /// Every platform's binaries (and QEMU) staged into its context.
     Stage,
     /// Every platform's image, in platform order.
