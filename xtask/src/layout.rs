@@ -5,6 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// The cache every workspace shares: `$XDG_CACHE_HOME/multiarch`, else `~/.cache/multiarch`
+/// (QEMU binaries, rustc's answers per toolchain).
+pub(crate) fn user_cache() -> Option<PathBuf> {
+    match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+        (Some(cache), _) if !cache.is_empty() => Some(PathBuf::from(cache).join("multiarch")),
+        (_, Some(home)) => Some(PathBuf::from(home).join(".cache/multiarch")),
+        _ => None,
+    }
+}
+
 /// The `multiarch/` directory of one target dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -41,6 +51,12 @@ impl Layout {
     /// A package's OCI image layout, written by the OCI backend.
     pub(crate) fn oci_layout(&self, package: &str) -> PathBuf {
         self.package(package).join("oci")
+    }
+
+    /// Which gzip blob each uncompressed layer (by its `diff_id`) was compressed to, so an
+    /// unchanged layer is not compressed again.
+    pub(crate) fn layer_cache(&self, package: &str) -> PathBuf {
+        self.package(package).join("layers")
     }
 
     /// The native-code answer cached per lockfile.

@@ -113,3 +113,76 @@ fn builds_runs_and_inspects_every_platform() {
         assert_eq!(first["id"], second["id"]);
     }
 }
+
+/// The `--json` report's platforms by name: (image id, reused).
+fn outcomes(output: &std::process::Output) -> Vec<(String, String, bool)> {
+    let report: serde_json::Value = serde_json::from_str(&stdout(output)).unwrap();
+    report["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap().to_owned(),
+                p["id"].as_str().unwrap().to_owned(),
+                p["reused"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Builds twice (the second time with other flags for arm64 only) on `backend`: the
+/// second run rebuilds arm64 alone and reports amd64 as reused, with the same id.
+fn one_platforms_flags_rebuild_that_platform_alone(backend: &str) {
+    let dir = fixture_workspace(
+        &format!("reuse-{backend}"),
+        &format!("platforms = [\"linux/amd64\", \"linux/arm64\"]\nbackend = \"{backend}\"\n{STATIC_TARGETS}"),
+    );
+    let args = ["image", "--json", "--tag", "reuse"];
+    let first = xtask(&dir, &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let warm = xtask(&dir, &args);
+    let warm = outcomes(&warm);
+    assert!(
+        warm.iter().all(|(_, _, reused)| *reused),
+        "nothing changed, all reused: {warm:?}"
+    );
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap().replace(
+        "[package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"",
+        "[package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"\nrustflags = [\"-C\", \"opt-level=1\"]",
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    let changed = xtask(&dir, &args);
+    assert!(changed.status.success(), "{}", stderr(&changed));
+    let changed = outcomes(&changed);
+    assert_eq!(changed[0].0, "linux/amd64");
+    assert!(changed[0].2, "amd64 is reused: {changed:?}");
+    assert_eq!(changed[0].1, warm[0].1, "amd64's image is the same");
+    assert!(!changed[1].2, "arm64 is built again: {changed:?}");
+    assert_ne!(changed[1].1, warm[1].1, "arm64's image changed");
+    assert!(stderr_table_says(&dir, &args, "reused"));
+}
+
+/// Whether the summary table of a rerun names `word` in its build column.
+fn stderr_table_says(dir: &std::path::Path, args: &[&str], word: &str) -> bool {
+    let output = xtask(dir, args);
+    stderr(&output)
+        .lines()
+        .any(|line| line.starts_with("hello ") && line.contains(&format!(" {word} ")))
+}
+
+#[test]
+fn a_flag_change_on_one_platform_rebuilds_it_alone_on_the_docker_backend() {
+    if !require_docker() {
+        return;
+    }
+    one_platforms_flags_rebuild_that_platform_alone("docker");
+}
+
+#[test]
+fn a_flag_change_on_one_platform_rebuilds_it_alone_on_the_oci_backend() {
+    if !require_docker() {
+        return;
+    }
+    one_platforms_flags_rebuild_that_platform_alone("oci");
+}

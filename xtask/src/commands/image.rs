@@ -13,15 +13,26 @@ use crate::exec::{report, runner};
 use crate::plan::{Builder, ContextStep, Plan};
 use crate::preflight::{self, PlatformChecks};
 
+/// The Rust toolchain as located for the run (or why it could not be).
+type Toolchain = Result<preflight::RustToolchain>;
+
 pub(crate) fn run(args: &ImageArgs) -> Result<()> {
-    let configs = load(args)?;
+    // rustc's answers while cargo metadata reads the workspace: both take tens of ms.
+    let (configs, toolchain) = std::thread::scope(|scope| {
+        let toolchain = scope.spawn(preflight::RustToolchain::locate);
+        (
+            load(args),
+            toolchain.join().expect("locating rustc does not panic"),
+        )
+    });
+    let configs = configs?;
     report::prepare_metadata_file(args.metadata_file.as_deref(), false)?;
     match backend(&configs)? {
         // No engine is asked anything: the OCI backend runs no `docker` process at all.
         Backend::Oci => {
             let plans = super::plans(&configs, args.push, Builder::Legacy)?;
             if !args.dry_run {
-                oci_checks(&configs, &plans)?;
+                oci_checks(&configs, &plans, &toolchain)?;
             }
             let backend = OciBackend::new(&configs[0].workspace_root, &configs[0].target_dir);
             execute(args, &configs, plans, &backend, |run| {
@@ -48,7 +59,7 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
         Backend::Docker => {
             let engine = preflight::engine().0;
             let plans = super::plans(&configs, args.push, engine.builder)?;
-            let docker = docker_checks(&configs, &plans, engine)?;
+            let docker = docker_checks(&configs, &plans, engine, &toolchain)?;
             let backend =
                 DockerBackend::new(docker, &configs[0].workspace_root, &configs[0].target_dir);
             execute(args, &configs, plans, &backend, |_| Ok(()))
@@ -95,7 +106,7 @@ fn backend(configs: &[Config]) -> Result<Backend> {
 
 /// What the OCI backend needs before anything compiles: templates it can assemble
 /// (no `RUN`), and the host's toolchain.
-fn oci_checks(configs: &[Config], plans: &[Plan]) -> Result<()> {
+fn oci_checks(configs: &[Config], plans: &[Plan], toolchain: &Toolchain) -> Result<()> {
     for plan in plans {
         for platform_plan in &plan.platforms {
             for step in &platform_plan.context {
@@ -105,13 +116,18 @@ fn oci_checks(configs: &[Config], plans: &[Plan]) -> Result<()> {
             }
         }
     }
-    host_checks(configs, plans)
+    host_checks(configs, plans, toolchain)
 }
 
 /// What the Docker backend needs before anything compiles: the host's toolchain, a daemon,
 /// attestation support, every platform's engine and base images. Returns the client.
-fn docker_checks(configs: &[Config], plans: &[Plan], engine: preflight::Engine) -> Result<Docker> {
-    host_checks(configs, plans)?;
+fn docker_checks(
+    configs: &[Config],
+    plans: &[Plan],
+    engine: preflight::Engine,
+    toolchain: &Toolchain,
+) -> Result<Docker> {
+    host_checks(configs, plans, toolchain)?;
     let docker = engine.require_daemon()?;
     for (config, plan) in configs.iter().zip(plans) {
         preflight::first_failure(preflight::attestations(config, &engine, &docker))?;
@@ -127,15 +143,14 @@ fn docker_checks(configs: &[Config], plans: &[Plan], engine: preflight::Engine) 
 }
 
 /// What the host needs (targets, linkers, C compilers, emulation), for every package.
-fn host_checks(configs: &[Config], plans: &[Plan]) -> Result<()> {
-    let toolchain = preflight::RustToolchain::locate();
+fn host_checks(configs: &[Config], plans: &[Plan], toolchain: &Toolchain) -> Result<()> {
     for (config, plan) in configs.iter().zip(plans) {
         let checks = PlatformChecks {
             config,
             plan,
             engine: None,
         };
-        preflight::first_failure(checks.host(&toolchain))?;
+        preflight::first_failure(checks.host(toolchain))?;
     }
     Ok(())
 }

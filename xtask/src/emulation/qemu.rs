@@ -12,17 +12,13 @@ use crate::digest::hex_sha256;
 /// The cache shared by every workspace: `$XDG_CACHE_HOME/multiarch/qemu/<version>`,
 /// else `~/.cache/...`.
 pub(crate) fn cache_dir(version: &str) -> Result<PathBuf> {
-    let base = match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
-        (Some(cache), _) if !cache.is_empty() => PathBuf::from(cache),
-        (_, Some(home)) => PathBuf::from(home).join(".cache"),
-        _ => {
-            return Err(crate::diagnostic::diagnostic(
-                "cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set",
-                "set XDG_CACHE_HOME",
-            ))
-        }
-    };
-    Ok(base.join("multiarch/qemu").join(version))
+    let base = crate::layout::user_cache().ok_or_else(|| {
+        crate::diagnostic::diagnostic(
+            "cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set",
+            "set XDG_CACHE_HOME",
+        )
+    })?;
+    Ok(base.join("qemu").join(version))
 }
 
 /// The name QEMU's user-mode emulator has for `qemu_arch`.

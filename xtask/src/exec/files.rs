@@ -141,6 +141,20 @@ pub(crate) fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Every file (and link, not followed) below `dir/relative`, as paths relative to `dir`.
+pub(crate) fn walk(dir: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir.join(relative))? {
+        let entry = entry?;
+        let path = relative.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            walk(dir, &path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

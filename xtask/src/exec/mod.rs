@@ -20,6 +20,8 @@ pub(crate) struct BuiltImage {
     pub(crate) os: String,
     pub(crate) architecture: String,
     pub(crate) variant: Option<String>,
+    /// Nothing that goes into the image changed, so the last run's result was kept.
+    pub(crate) reused: bool,
 }
 
 /// A build's facts and the backend's own result, which its push and publish take back.

@@ -19,6 +19,8 @@ pub(crate) struct PlatformResult {
     pub(crate) context_bytes: u64,
     /// The registry digest, after a push.
     pub(crate) digest: Option<String>,
+    /// The image was not built again: none of its inputs changed.
+    pub(crate) reused: bool,
     pub(crate) seconds: f64,
 }
 
@@ -390,7 +392,7 @@ fn describe_stage_step(step: &StageStep) -> String {
 /// The end-of-run table: platform, image, id or digest, size, context bytes, seconds.
 pub(crate) fn summary_table(report: &Report) -> String {
     let mut rows = vec![[
-        "package", "platform", "image", "image id", "digest", "size", "context", "seconds",
+        "package", "platform", "image", "image id", "digest", "size", "context", "build", "seconds",
     ]
     .map(String::from)
     .to_vec()];
@@ -403,6 +405,7 @@ pub(crate) fn summary_table(report: &Report) -> String {
             p.digest.as_deref().map_or("-".to_owned(), short_id),
             human_bytes(p.size),
             human_bytes(p.context_bytes),
+            if p.reused { "reused" } else { "built" }.to_owned(),
             format!("{:.1}", p.seconds),
         ]);
     }
@@ -413,6 +416,7 @@ pub(crate) fn summary_table(report: &Report) -> String {
             list.list.clone(),
             "-".into(),
             short_id(&list.digest),
+            "-".into(),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -470,6 +474,7 @@ mod tests {
                 size: 412_000,
                 context_bytes: 411_900,
                 digest: None,
+                reused: true,
                 seconds: 3.25,
             }],
             manifests: vec![ListResult {
@@ -481,8 +486,8 @@ mod tests {
         };
         let table = summary_table(&report);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0], "package  platform     image                image id             digest               size      context   seconds");
-        assert_eq!(lines[1], "hello    linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  3.2");
+        assert_eq!(lines[0], "package  platform     image                image id             digest               size      context   build   seconds");
+        assert_eq!(lines[1], "hello    linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  reused  3.2");
         assert!(lines[2].starts_with(
             "hello    (list)       r/hello:0.1.0        -                    sha256:222222222222"
         ));

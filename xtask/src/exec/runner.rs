@@ -109,6 +109,7 @@ fn finish<I>(plan: &Plan, progress: Progress<I>, started: Instant) -> Run<I> {
             size: built.facts.size,
             context_bytes: dir_size(&plan.root.join(&platform_plan.context_dir)),
             digest: digests.get(&PushId(index)).cloned(),
+            reused: built.facts.reused,
             seconds: seconds[index],
         });
         images.push(built.image);
@@ -506,6 +507,7 @@ mod tests {
                     os: "linux".into(),
                     architecture: build.platform.arch.into(),
                     variant: build.platform.variant.map(str::to_owned),
+                    reused: false,
                 },
                 image: build.platform.arch,
             })
@@ -649,6 +651,7 @@ mod tests {
             os: "linux".into(),
             architecture: arch.into(),
             variant: variant.map(str::to_owned),
+            reused: false,
         };
         assert!(check_platform(arm, &built("arm", Some("v7"))).is_ok());
         let message = format!(

@@ -21,18 +21,84 @@ pub(crate) struct RustToolchain {
     pub(crate) host: String,
 }
 
+/// The rustc to ask: `RUSTC`, else the one beside `CARGO` (the real binary of the toolchain
+/// cargo runs, without rustup's proxy), else `rustc` on PATH. The second value says whether
+/// the path names one toolchain for good, so that its answers may be cached.
+fn rustc_program() -> (PathBuf, bool) {
+    if let Some(rustc) = std::env::var_os("RUSTC") {
+        return (PathBuf::from(rustc), true);
+    }
+    let beside_cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|cargo| Some(cargo.parent()?.join("rustc")))
+        .filter(|rustc| rustc.is_file() && !rustc.starts_with(cargo_home_bin()));
+    match beside_cargo {
+        Some(rustc) => (rustc, true),
+        None => (PathBuf::from("rustc"), false),
+    }
+}
+
+/// Where rustup puts its proxies (`~/.cargo/bin`), which pick a toolchain per directory.
+fn cargo_home_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .unwrap_or_default()
+        .join("bin")
+}
+
+/// The cache of one rustc's answers, named by its path, size and modification time.
+fn facts_cache(rustc: &std::path::Path) -> Option<PathBuf> {
+    let metadata = std::fs::metadata(rustc).ok()?;
+    let modified = metadata
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let identity = format!(
+        "{}\0{}\0{}",
+        rustc.display(),
+        metadata.len(),
+        modified.as_nanos()
+    );
+    let dir = crate::layout::user_cache()?.join("rustc");
+    Some(dir.join(crate::digest::hex_sha256(identity.as_bytes())))
+}
+
 impl RustToolchain {
+    /// The toolchain's sysroot and host. For a rustc that names one toolchain for good,
+    /// the answers are cached by its identity, so a warm run asks nothing.
     pub(crate) fn locate() -> Result<RustToolchain> {
+        let (rustc, stable_path) = rustc_program();
+        let cache = stable_path.then(|| facts_cache(&rustc)).flatten();
+        if let Some(cached) = cache
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+        {
+            if let Some((sysroot, host)) = cached.split_once('\n') {
+                return Ok(RustToolchain {
+                    sysroot: PathBuf::from(sysroot),
+                    host: host.trim().to_owned(),
+                });
+            }
+        }
+        let toolchain = RustToolchain::ask(&rustc)?;
+        if let Some(path) = cache {
+            let text = format!("{}\n{}\n", toolchain.sysroot.display(), toolchain.host);
+            let _ = crate::exec::files::write_if_changed(&path, text.as_bytes());
+        }
+        Ok(toolchain)
+    }
+
+    fn ask(rustc: &std::path::Path) -> Result<RustToolchain> {
         let sh = Shell::new()?;
-        let rustc =
-            std::path::PathBuf::from(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
         // Both questions at once: each rustup-proxied rustc takes a few tens of ms.
         let (sysroot, version) = std::thread::scope(|scope| {
             let version = scope.spawn(|| {
                 let sh = Shell::new()?;
-                Command::new(&rustc, ["-vV"]).run(&sh)
+                Command::new(rustc, ["-vV"]).run(&sh)
             });
-            let sysroot = Command::new(&rustc, ["--print", "sysroot"])
+            let sysroot = Command::new(rustc, ["--print", "sysroot"])
                 .run(&sh)
                 .map(|s| s.trim().to_owned());
             (sysroot, version.join().expect("rustc -vV does not panic"))

@@ -1,6 +1,7 @@
 //! The docker client and engine: found once, probed with a bound, and the executor that
 //! builds, pushes and publishes through it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,7 +102,39 @@ pub(crate) struct ImageFacts {
     pub(crate) architecture: String,
     #[serde(default)]
     pub(crate) variant: Option<String>,
+    #[serde(default)]
+    pub(crate) repo_tags: Vec<String>,
+    #[serde(default)]
+    pub(crate) config: ImageConfig,
 }
+
+/// The part of an image's config this tool reads back: its labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ImageConfig {
+    #[serde(default)]
+    pub(crate) labels: Option<BTreeMap<String, String>>,
+}
+
+impl ImageFacts {
+    fn built(self, reused: bool) -> BuiltImage {
+        BuiltImage {
+            id: self.id,
+            size: self.size,
+            os: self.os,
+            architecture: self.architecture,
+            variant: self.variant,
+            reused,
+        }
+    }
+}
+
+/// The label that records a digest of everything that goes into an image (its build
+/// command, Dockerfile, every context file, its base images' ids), so that a run where
+/// none of it changed finds the image it built and builds nothing.
+pub(crate) const INPUTS_LABEL: &str = "org.multiarch.inputs";
+/// What the dry run shows for that digest: the context is not staged yet.
+const INPUTS_PLACEHOLDER: &str = "<digest of the inputs>";
 
 impl ImageFacts {
     /// Parses the JSON array `docker image inspect IMAGE` prints.
@@ -305,15 +338,7 @@ impl DockerBackend {
         match inspected {
             Ok(images) => images
                 .into_iter()
-                .map(|facts| {
-                    Ok(BuiltImage {
-                        id: facts.id,
-                        size: facts.size,
-                        os: facts.os,
-                        architecture: facts.architecture,
-                        variant: facts.variant,
-                    })
-                })
+                .map(|facts| Ok(facts.built(false)))
                 .collect(),
             Err(err) => one_failure_for_each(builds.len(), &err),
         }
@@ -416,6 +441,17 @@ fn by_engine(builds: &[&ImageBuild]) -> Vec<Vec<usize>> {
     groups.into_iter().map(|(_, members)| members).collect()
 }
 
+/// `build` with the inputs label (none when its inputs cannot be pinned).
+fn with_inputs_label(build: &ImageBuild, inputs: Option<&str>) -> ImageBuild {
+    let mut build = build.clone();
+    if let Some(inputs) = inputs {
+        build
+            .labels
+            .push((INPUTS_LABEL.to_owned(), inputs.to_owned()));
+    }
+    build
+}
+
 /// The same failure for each of `count` builds that one command served.
 fn one_failure_for_each(count: usize, err: &anyhow::Error) -> Vec<Result<BuiltImage>> {
     let failed = crate::diagnostic::Diagnostic::of(err);
@@ -459,6 +495,112 @@ impl DockerBackend {
         self.run(&build_command)?;
         self.inspect(build)
     }
+
+    /// Every build, each engine's on its own (one bake where it can), engines in parallel.
+    fn build_all(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<BuiltImage>> {
+        let groups = by_engine(builds);
+        let results = crate::exec::runner::each_in_parallel(&groups, jobs, |group| {
+            let group: Vec<&ImageBuild> = group.iter().map(|&i| builds[i]).collect();
+            Ok(self.build_on_one_engine(&group, jobs))
+        });
+        let mut ordered: Vec<Option<Result<BuiltImage>>> = builds.iter().map(|_| None).collect();
+        for (group, built) in groups.iter().zip(results) {
+            let built = built.expect("a group's builds report one by one");
+            for (&index, result) in group.iter().zip(built) {
+                ordered[index] = Some(result);
+            }
+        }
+        ordered
+            .into_iter()
+            .map(|r| r.expect("every build belongs to a group"))
+            .collect()
+    }
+
+    /// The digest of everything that goes into `build`, or `None` when something cannot
+    /// be pinned (a base image the engine does not have, a `FROM` with a variable): such a
+    /// build always runs.
+    fn inputs_digest(&self, build: &ImageBuild) -> Option<String> {
+        let mut material = self.build_commands(build)[0].to_string().into_bytes();
+        let dockerfile = std::fs::read_to_string(self.root.join(&build.dockerfile)).ok()?;
+        material.extend(b"\0");
+        material.extend(dockerfile.as_bytes());
+        let dynamic_from = dockerfile.lines().any(|line| {
+            let line = line.trim_start();
+            line.get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case("FROM "))
+                && line.contains('$')
+        });
+        if dynamic_from {
+            return None;
+        }
+        let docker = self.docker.on(&build.engine);
+        for base in crate::plan::dockerfile::from_images(&dockerfile) {
+            match docker.probe(&["image", "inspect", "--format", "{{.Id}}", &base]) {
+                Probe::Answered(id) => material.extend(format!("\0{base}={id}").as_bytes()),
+                _ => return None,
+            }
+        }
+        let context = self.root.join(&build.context);
+        let mut files = Vec::new();
+        crate::exec::files::walk(&context, std::path::Path::new(""), &mut files).ok()?;
+        files.sort();
+        for file in files {
+            let path = context.join(&file);
+            let metadata = std::fs::symlink_metadata(&path).ok()?;
+            let content = match metadata.file_type().is_symlink() {
+                true => std::fs::read_link(&path)
+                    .ok()?
+                    .display()
+                    .to_string()
+                    .into_bytes(),
+                false => std::fs::read(&path).ok()?,
+            };
+            use std::os::unix::fs::PermissionsExt;
+            let mode = metadata.permissions().mode();
+            let hex = crate::digest::hex_sha256(&content);
+            material.extend(format!("\0{} {mode:o} {hex}", file.display()).as_bytes());
+        }
+        Some(crate::digest::Digest::of(&material).to_string())
+    }
+
+    /// The builds whose image is already there with these inputs, found with one
+    /// `docker image inspect` per engine: what each is, or `None` to build it.
+    fn unchanged(
+        &self,
+        builds: &[&ImageBuild],
+        inputs: &[Option<String>],
+    ) -> Vec<Option<BuiltImage>> {
+        let mut found: Vec<Option<BuiltImage>> = builds.iter().map(|_| None).collect();
+        for group in by_engine(builds) {
+            let group: Vec<usize> = group.into_iter().filter(|&i| inputs[i].is_some()).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let wanted: Vec<&ImageBuild> = group.iter().map(|&i| builds[i]).collect();
+            // Missing tags make the command fail; what it found is still on stdout.
+            let output = match self.inspect_command(&wanted).run(&match self.shell() {
+                Ok(sh) => sh,
+                Err(_) => continue,
+            }) {
+                Ok(output) => output,
+                Err(err) => err
+                    .downcast_ref::<CommandFailed>()
+                    .map(|f| f.stdout.clone())
+                    .unwrap_or_default(),
+            };
+            let images: Vec<ImageFacts> = serde_json::from_str(&output).unwrap_or_default();
+            for &index in &group {
+                let tag = builds[index].tags[0].to_string();
+                let image = images.iter().find(|image| image.repo_tags.contains(&tag));
+                let labelled =
+                    image.and_then(|image| image.config.labels.as_ref()?.get(INPUTS_LABEL));
+                if labelled.is_some() && labelled == inputs[index].as_ref() {
+                    found[index] = image.cloned().map(|facts| facts.built(true));
+                }
+            }
+        }
+        found
+    }
 }
 
 /// The engine keeps what it built: nothing travels from a build to its push.
@@ -471,7 +613,9 @@ impl Backend for DockerBackend {
                 let (platform, image) = (base.platform, &base.image);
                 return vec![format!("check that {image} exists for {platform} (docker image inspect, then docker manifest inspect)")];
             }
-            Work::Image(build) => self.build_commands(build),
+            Work::Image(build) => {
+                self.build_commands(&with_inputs_label(build, Some(INPUTS_PLACEHOLDER)))
+            }
             Work::Push(push) => self.push_commands(push),
             Work::Publish(publish, sources) => self.publish_commands(publish, sources),
         };
@@ -479,6 +623,12 @@ impl Backend for DockerBackend {
     }
 
     fn describe_images(&self, builds: &[&ImageBuild]) -> Vec<(String, String)> {
+        let labelled: Vec<ImageBuild> = builds
+            .iter()
+            .map(|build| with_inputs_label(build, Some(INPUTS_PLACEHOLDER)))
+            .collect();
+        let builds: Vec<&ImageBuild> = labelled.iter().collect();
+        let builds = builds.as_slice();
         let mut lines = Vec::new();
         for group in by_engine(builds) {
             let group: Vec<&ImageBuild> = group.iter().map(|&i| builds[i]).collect();
@@ -506,24 +656,37 @@ impl Backend for DockerBackend {
             .map(|facts| Built { facts, image: () })
     }
 
+    /// Builds what changed: each build's inputs are hashed and labelled; an image already
+    /// there with the same label is reused as it is.
     fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<Built<()>>> {
-        // Each engine builds its own platforms (one bake where it can); engines in parallel.
-        let groups = by_engine(builds);
-        let results = crate::exec::runner::each_in_parallel(&groups, jobs, |group| {
-            let group: Vec<&ImageBuild> = group.iter().map(|&i| builds[i]).collect();
-            Ok(self.build_on_one_engine(&group, jobs))
-        });
-        let mut ordered: Vec<Option<Result<BuiltImage>>> = builds.iter().map(|_| None).collect();
-        for (group, built) in groups.iter().zip(results) {
-            let built = built.expect("a group's builds report one by one");
-            for (&index, result) in group.iter().zip(built) {
-                ordered[index] = Some(result);
-            }
+        let inputs: Vec<Option<String>> =
+            crate::exec::runner::each_in_parallel(builds, jobs, |build| {
+                Ok(self.inputs_digest(build))
+            })
+            .into_iter()
+            .map(|digest| digest.ok().flatten())
+            .collect();
+        let mut results: Vec<Option<Result<BuiltImage>>> = self
+            .unchanged(builds, &inputs)
+            .into_iter()
+            .map(|found| found.map(Ok))
+            .collect();
+        let labelled: Vec<ImageBuild> = builds
+            .iter()
+            .zip(&inputs)
+            .zip(&results)
+            .filter(|(_, result)| result.is_none())
+            .map(|((build, inputs), _)| with_inputs_label(build, inputs.as_deref()))
+            .collect();
+        let pending: Vec<&ImageBuild> = labelled.iter().collect();
+        let mut built = self.build_all(&pending, jobs).into_iter();
+        for result in results.iter_mut().filter(|r| r.is_none()) {
+            *result = built.next();
         }
-        ordered
+        results
             .into_iter()
             .map(|r| {
-                r.expect("every build belongs to a group")
+                r.expect("every build ran or was reused")
                     .map(|facts| Built { facts, image: () })
             })
             .collect()

@@ -20,10 +20,19 @@ use crate::tar::{Content, Entry};
 pub(crate) struct Layer {
     pub(crate) gzip: Vec<u8>,
     pub(crate) diff_id: String,
+    /// Taken from the cache rather than compressed again.
+    pub(crate) reused: bool,
 }
 
 /// Builds the layer of `copies` from the context directory, every entry dated `epoch`.
-pub(crate) fn build(context: &Path, copies: &[Copy], epoch: u64) -> Result<Layer> {
+/// The uncompressed tar is always built and hashed (it is cheap); its gzip is taken from
+/// `blobs` when `cache` says which blob an identical tar was compressed to before.
+pub(crate) fn build(
+    context: &Path,
+    copies: &[Copy],
+    epoch: u64,
+    cache: &LayerCache,
+) -> Result<Layer> {
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     for copy in copies {
         let into_directory = copy.destination.ends_with('/') || copy.sources.len() > 1;
@@ -69,16 +78,51 @@ pub(crate) fn build(context: &Path, copies: &[Copy], epoch: u64) -> Result<Layer
         });
     }
     let tar = crate::tar::write(&entries, epoch)?;
-    let diff_id = format!("sha256:{}", crate::digest::hex_sha256(&tar));
+    let diff_id = crate::digest::Digest::of(&tar);
+    if let Some(gzip) = cache.get(&diff_id) {
+        return Ok(Layer {
+            gzip,
+            diff_id: diff_id.to_string(),
+            reused: true,
+        });
+    }
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
         .write(Vec::new(), flate2::Compression::new(6));
     encoder.write_all(&tar)?;
+    let gzip = encoder.finish()?;
+    cache.put(&diff_id, &gzip);
     Ok(Layer {
-        gzip: encoder.finish()?,
-        diff_id,
+        gzip,
+        diff_id: diff_id.to_string(),
+        reused: false,
     })
+}
+
+/// Compressed layers from earlier runs: `dir/<diff_id hex>` names the blob digest, and the
+/// blob is read from the OCI layout's `blobs/sha256/` and checked against it.
+pub(crate) struct LayerCache {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) blobs: std::path::PathBuf,
+}
+
+impl LayerCache {
+    fn get(&self, diff_id: &crate::digest::Digest) -> Option<Vec<u8>> {
+        let named = std::fs::read_to_string(self.dir.join(diff_id.hex())).ok()?;
+        let digest = crate::digest::Digest::parse(named.trim())?;
+        let gzip = std::fs::read(self.blobs.join(digest.hex())).ok()?;
+        (crate::digest::Digest::of(&gzip) == digest).then_some(gzip)
+    }
+
+    /// Records the blob of `diff_id`; a cache that cannot be written only costs a gzip.
+    fn put(&self, diff_id: &crate::digest::Digest, gzip: &[u8]) {
+        let digest = crate::digest::Digest::of(gzip);
+        let _ = crate::exec::files::write_if_changed(
+            &self.dir.join(diff_id.hex()),
+            digest.as_str().as_bytes(),
+        );
+    }
 }
 
 /// `/usr//local/bin/` as `usr/local/bin`.
@@ -173,7 +217,12 @@ mod tests {
         ];
         std::fs::set_permissions(dir.join("hello"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
-        let first = build(&dir, &copies, 1_700_000_000).unwrap();
+        let cache = LayerCache {
+            dir: dir.join("cache"),
+            blobs: dir.join("blobs"),
+        };
+        let first = build(&dir, &copies, 1_700_000_000, &cache).unwrap();
+        assert!(!first.reused);
         // Another machine: a stricter umask and other times.
         std::fs::set_permissions(dir.join("hello"), std::fs::Permissions::from_mode(0o700))
             .unwrap();
@@ -188,9 +237,21 @@ mod tests {
             .unwrap()
             .set_modified(std::time::SystemTime::now())
             .unwrap();
-        let second = build(&dir, &copies, 1_700_000_000).unwrap();
+        let second = build(&dir, &copies, 1_700_000_000, &cache).unwrap();
         assert_eq!(first.diff_id, second.diff_id);
         assert_eq!(first.gzip, second.gzip);
+        // With the blob in the layout, the same tar is not compressed again; a blob that
+        // does not match its recorded digest is not trusted.
+        let blob = cache
+            .blobs
+            .join(crate::digest::Digest::of(&first.gzip).hex());
+        std::fs::create_dir_all(&cache.blobs).unwrap();
+        std::fs::write(&blob, &first.gzip).unwrap();
+        let third = build(&dir, &copies, 1_700_000_000, &cache).unwrap();
+        assert!(third.reused && third.gzip == first.gzip);
+        std::fs::write(&blob, b"tampered").unwrap();
+        let fourth = build(&dir, &copies, 1_700_000_000, &cache).unwrap();
+        assert!(!fourth.reused && fourth.gzip == first.gzip);
         let mut tar = Vec::new();
         use std::io::Read;
         flate2::read::GzDecoder::new(&first.gzip[..])
@@ -223,7 +284,11 @@ mod tests {
     #[test]
     fn a_source_outside_the_context_is_an_error() {
         let dir = std::env::temp_dir();
-        let err = build(&dir, &[copy(&["no-such-file-here"], "/x")], 0).unwrap_err();
+        let cache = LayerCache {
+            dir: dir.join("cache"),
+            blobs: dir.join("blobs"),
+        };
+        let err = build(&dir, &[copy(&["no-such-file-here"], "/x")], 0, &cache).unwrap_err();
         assert!(
             err.to_string().contains("is not in the build context"),
             "{err}"

@@ -33,6 +33,8 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 #[derive(Debug, Clone)]
 pub(crate) struct Assembled {
     manifest_digest: String,
+    /// Its layer came from the cache: nothing it holds changed since the last run.
+    reused: bool,
     manifest: Vec<u8>,
     blobs: Vec<(String, Vec<u8>)>,
     platform: &'static Platform,
@@ -76,7 +78,12 @@ impl OciBackend {
         };
         let base_config = base.as_ref().map(|b| &b.config);
         let epoch = build.source_date_epoch.unwrap_or(0);
-        let layer = layer::build(&self.root.join(&build.context), &spec.copies, epoch)?;
+        let cache = layer::LayerCache {
+            dir: self.layout.layer_cache(&build.package),
+            blobs: self.layout(build).join("blobs/sha256"),
+        };
+        let layer = layer::build(&self.root.join(&build.context), &spec.copies, epoch, &cache)?;
+        let reused = layer.reused;
         let mut labels: BTreeMap<String, String> = base_config
             .and_then(|c| serde_json::from_value(c["config"]["Labels"].clone()).ok())
             .unwrap_or_default();
@@ -124,6 +131,7 @@ impl OciBackend {
             manifest_digest.clone(),
             Assembled {
                 manifest_digest,
+                reused,
                 manifest,
                 blobs,
                 platform,
@@ -287,6 +295,7 @@ impl Backend for OciBackend {
                 os: OS.to_owned(),
                 architecture: platform.arch.to_owned(),
                 variant: platform.variant.map(String::from),
+                reused: image.reused,
             },
             image,
         })
