@@ -59,6 +59,11 @@ impl Layout {
         self.package(package).join("layers")
     }
 
+    /// A package's SBOMs, one CycloneDX and one SPDX document per platform.
+    pub(crate) fn sbom(&self, package: &str) -> PathBuf {
+        self.package(package).join("sbom")
+    }
+
     /// The native-code answer cached per lockfile.
     pub(crate) fn native_cache(&self, package: &str) -> PathBuf {
         self.package(package).join("native-code.json")

@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod process;
 pub mod registry;
 pub mod retry;
+pub mod supply;
 pub mod tar;
 
 pub use diagnostic::format_error;

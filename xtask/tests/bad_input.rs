@@ -540,11 +540,11 @@ fn attestations_on_the_oci_backend_are_refused_naming_the_backend_not_buildx() {
         "bad-oci-sbom",
         "platforms = [\"linux/amd64\"]\nbackend = \"oci\"",
     );
-    let output = xtask(&dir, &["image", "--dry-run", "--sbom"]);
+    let output = xtask(&dir, &["image", "--dry-run", "--provenance", "max"]);
     assert_error(
         &output,
-        "sbom is not attached by the OCI backend yet",
-        "use backend = \"docker\" with BuildKit for attestations",
+        "provenance is not attached by the OCI backend yet",
+        "use backend = \"docker\" with BuildKit for provenance",
     );
     assert!(
         !stderr(&output).contains("buildx plugin"),

@@ -603,3 +603,216 @@ fn the_oci_backend_names_no_engine_in_its_dry_run_or_doctor_and_writes_only_to_i
     assert!(elsewhere.join("multiarch/hello/oci/index.json").is_file());
     assert!(!record.exists(), "no docker process ran");
 }
+
+/// The validators `.ci/setup` installs from PyPI (cyclonedx-python-lib, spdx-tools).
+fn sbom_validators() -> PathBuf {
+    let venv = PathBuf::from(
+        std::env::var("MULTIARCH_SBOM_VALIDATORS")
+            .unwrap_or_else(|_| "/opt/multiarch-tools/sbom-venv".into()),
+    );
+    assert!(
+        venv.join("bin/pyspdxtools").is_file(),
+        "the SBOM validators are missing at {}: run .ci/setup",
+        venv.display()
+    );
+    venv
+}
+
+/// The crates `cargo tree` says are compiled for `target` with `features`, as purls.
+fn cargo_tree_purls(dir: &Path, target: &str, features: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "-e",
+            "normal",
+            "--target",
+            target,
+            "--features",
+            features,
+        ])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut purls: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim_end_matches(" (*)"))
+        .filter(|line| !line.ends_with("(proc-macro)"))
+        .map(|line| {
+            let (name, version) = line.split_once(" v").unwrap();
+            format!("pkg:cargo/{name}@{}", version.split(' ').next().unwrap())
+        })
+        .collect();
+    purls.sort();
+    purls.dedup();
+    purls
+}
+
+#[test]
+fn sboms_are_exact_per_platform_valid_attached_and_reproducible() {
+    if !require_docker() {
+        return;
+    }
+    let validators = sbom_validators();
+    let registry = Registry::start("oci-sbom");
+    let dir = fixture_workspace(
+        "oci-sbom",
+        &format!("platforms = [\"linux/amd64\", \"linux/arm64\"]\nbackend = \"oci\"\nsbom = true\nfeatures = [\"fast\"]\n{STATIC_TARGETS}"),
+    );
+    // A dependency for arm64 alone, and one behind a feature.
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()
+        + "\n[target.'cfg(target_arch = \"aarch64\")'.dependencies]\nitoa = \"1\"\n\
+           [dependencies]\nryu = { version = \"1\", optional = true }\n\
+           [features]\nfast = [\"dep:ryu\"]\n";
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    let second = scratch_dir("oci-sbom-other-clone").join("deeper");
+    run(
+        "cp",
+        &["-r", dir.to_str().unwrap(), second.to_str().unwrap()],
+    );
+    let image = format!("{}/sbom", registry.host());
+    let output = xtask(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "one"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    for (slug, target, only_here) in [
+        ("linux-amd64", "x86_64-unknown-linux-musl", None),
+        ("linux-arm64", "aarch64-unknown-linux-musl", Some("itoa")),
+    ] {
+        let sboms = dir.join("target/multiarch/hello/sbom");
+        let cdx_path = sboms.join(format!("{slug}.cdx.json"));
+        let cdx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cdx_path).unwrap()).unwrap();
+        let components = cdx["components"].as_array().unwrap();
+        let mut purls: Vec<String> = components
+            .iter()
+            .filter_map(|c| c["purl"].as_str().map(str::to_owned))
+            .collect();
+        purls.push(
+            cdx["metadata"]["component"]["purl"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        purls.sort();
+        assert_eq!(purls, cargo_tree_purls(&dir, target, "fast"), "{slug}");
+        assert!(
+            purls.iter().any(|p| p.starts_with("pkg:cargo/ryu@")),
+            "{slug}: the feature's crate"
+        );
+        assert_eq!(
+            purls.iter().any(|p| p.starts_with("pkg:cargo/itoa@")),
+            only_here.is_some(),
+            "{slug}"
+        );
+        let ryu = components.iter().find(|c| c["name"] == "ryu").unwrap();
+        assert_eq!(
+            ryu["hashes"][0]["content"].as_str().unwrap().len(),
+            64,
+            "the Cargo.lock checksum"
+        );
+        let binary =
+            std::fs::read(dir.join(format!("target/multiarch/hello/{slug}/hello"))).unwrap();
+        let file = components.iter().find(|c| c["type"] == "file").unwrap();
+        assert_eq!(file["name"], "/usr/local/bin/hello");
+        assert_eq!(
+            file["hashes"][0]["content"].as_str().unwrap(),
+            xtask::digest::hex_sha256(&binary)
+        );
+        // Both documents pass their own validators.
+        let script = format!(
+            "from cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\n\
+             import sys\nerr = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open({:?}).read())\nsys.exit(str(err) if err else 0)\n",
+            cdx_path.display().to_string()
+        );
+        run(
+            validators.join("bin/python").to_str().unwrap(),
+            &["-c", &script],
+        );
+        let spdx_path = sboms.join(format!("{slug}.spdx.json"));
+        let problems = run(
+            validators.join("bin/pyspdxtools").to_str().unwrap(),
+            &["-i", spdx_path.to_str().unwrap()],
+        );
+        assert!(problems.trim().is_empty(), "{slug}: {problems}");
+    }
+
+    // The index carries an attestation manifest per image, as BuildKit lays them out.
+    let index: serde_json::Value = serde_json::from_str(&run(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}:one"),
+        ],
+    ))
+    .unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    let images: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["platform"]["os"] == "linux")
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    let attested: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+        .map(|e| {
+            e["annotations"]["vnd.docker.reference.digest"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(images, attested, "{index}");
+    if Lane::current().buildkit() {
+        let sbom = run(
+            "docker",
+            &[
+                "buildx",
+                "imagetools",
+                "inspect",
+                &format!("{image}:one"),
+                "--format",
+                "{{json .SBOM}}",
+            ],
+        );
+        let sbom: serde_json::Value = serde_json::from_str(&sbom).unwrap();
+        for platform in ["linux/amd64", "linux/arm64"] {
+            assert_eq!(
+                sbom[platform]["SPDX"]["spdxVersion"], "SPDX-2.3",
+                "{platform}: {sbom}"
+            );
+        }
+    }
+
+    // Another clone at another path publishes the same index, SBOMs and all.
+    let output = xtask(
+        &second,
+        &["image", "--push", "--image", &image, "--tag", "two"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let digest = |tag: &str| {
+        run(
+            "skopeo",
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{image}:{tag}"),
+            ],
+        )
+    };
+    assert_eq!(
+        digest("one"),
+        digest("two"),
+        "the same index from another clone"
+    );
+}

@@ -19,9 +19,10 @@ const FLOORS: &[(&str, u32)] = &[
     ("registry", 3),
     ("plan", 4),
     ("exec", 5),
-    ("backend", 6),
-    ("preflight", 7),
-    ("commands", 8),
+    ("supply", 6),
+    ("backend", 7),
+    ("preflight", 8),
+    ("commands", 9),
 ];
 
 /// `crate::<module>` references outside `#[cfg(test)]` code, per top-level module.

@@ -224,6 +224,18 @@ pub(crate) struct ImageBuild {
     pub(crate) sbom: bool,
     /// `SOURCE_DATE_EPOCH` for BuildKit: the commit time, so timestamps repeat.
     pub(crate) source_date_epoch: Option<u64>,
+    /// The SBOM the OCI backend writes and attaches (`sbom = true`, cross builds).
+    pub(crate) sbom_of: Option<SbomPlan>,
+}
+
+/// The crates one image's SBOM lists: its package's, for its target, with its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SbomPlan {
+    pub(crate) package: String,
+    /// The plain triple, as `cargo tree --target` takes it.
+    pub(crate) target: String,
+    pub(crate) options: CargoOptions,
+    pub(crate) bins: Vec<String>,
 }
 
 /// Pushing one platform's tags; every tag names the same image, so one digest results.
@@ -479,14 +491,13 @@ fn publishing(
         )
     };
     if config.backend == Backend::Oci {
-        if config.sbom || config.provenance != Provenance::Off {
-            let name = if config.sbom { "sbom" } else { "provenance" };
+        if config.provenance != Provenance::Off {
             fail!(
                 help = format!(
-                    "use backend = \"docker\" with BuildKit for attestations, or remove {}",
-                    key(name)
+                    "use backend = \"docker\" with BuildKit for provenance, or remove {}",
+                    key("provenance")
                 ),
-                "{name} is not attached by the OCI backend yet"
+                "provenance is not attached by the OCI backend yet (its SBOMs are)"
             );
         }
         return Ok((PublishMethod::RegistryApi, wanted, Vec::new()));
@@ -712,7 +723,19 @@ impl PlatformSteps<'_> {
             provenance: self.attestations.0,
             sbom: self.attestations.1,
             source_date_epoch: self.source_date_epoch,
+            sbom_of: self.sbom_plan(),
         }
+    }
+
+    fn sbom_plan(&self) -> Option<SbomPlan> {
+        let config = self.config;
+        let wanted = config.backend == Backend::Oci && self.attestations.1;
+        (wanted && self.platform.build == BuildMode::Cross).then(|| SbomPlan {
+            package: config.package.name.clone(),
+            target: self.platform.target.clone(),
+            options: self.cargo_build().options,
+            bins: config.bins.clone(),
+        })
     }
 
     /// The files a context holds; anything else in it is stale and removed.

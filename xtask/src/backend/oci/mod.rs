@@ -33,6 +33,8 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 #[derive(Debug, Clone)]
 pub(crate) struct Assembled {
     manifest_digest: String,
+    /// Its SBOM's attestation manifest, with `sbom = true`.
+    attestations: Option<crate::supply::attest::Attestations>,
     /// Its layer came from the cache: nothing it holds changed since the last run.
     reused: bool,
     manifest: Vec<u8>,
@@ -131,6 +133,7 @@ impl OciBackend {
             manifest_digest.clone(),
             Assembled {
                 manifest_digest,
+                attestations: None,
                 reused,
                 manifest,
                 blobs,
@@ -284,7 +287,13 @@ impl Backend for OciBackend {
     }
 
     fn build_image(&self, build: &ImageBuild) -> Result<Built<Assembled>> {
-        let (manifest_digest, image) = self.assemble(build)?;
+        let (manifest_digest, mut image) = self.assemble(build)?;
+        if let Some(plan) = &build.sbom_of {
+            let attestations = self
+                .sbom(build, plan, &manifest_digest)
+                .with_context(|| format!("writing the SBOM of {}", build.platform))?;
+            image.attestations = Some(attestations);
+        }
         self.write_layout(build, &manifest_digest, &image)?;
         let size = image.blobs.iter().map(|(_, b)| b.len() as u64).sum();
         let platform = image.platform;
@@ -316,6 +325,17 @@ impl Backend for OciBackend {
                 anyhow::bail!("the manifest assembled as {manifest_digest} hashes to {pushed}");
             }
         }
+        // The attestations go up by digest; the tag's index names them.
+        if let Some(attestations) = &image.attestations {
+            for (blob_digest, bytes) in &attestations.blobs {
+                registry.upload_blob(blob_digest, bytes)?;
+            }
+            registry.put_manifest(
+                attestations.digest.as_str(),
+                MANIFEST,
+                &attestations.manifest,
+            )?;
+        }
         Ok(manifest_digest.clone())
     }
 
@@ -339,6 +359,15 @@ impl Backend for OciBackend {
                 "platform": platform_json(image.platform),
             }));
         }
+        // As BuildKit orders them: every image first, then every image's attestations.
+        for source in sources {
+            if let Some(attestations) = &source.image.attestations {
+                manifests.push(crate::supply::attest::index_entry(
+                    attestations,
+                    &source.image.manifest_digest,
+                ));
+            }
+        }
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": INDEX,
@@ -348,6 +377,81 @@ impl Backend for OciBackend {
         let registry = Registry::of(&publish.list, publish.insecure)?;
         let tag = publish.list.tag.clone().unwrap_or_else(|| "latest".into());
         Ok(registry.put_manifest(&tag, INDEX, &index)?.to_string())
+    }
+}
+
+impl OciBackend {
+    /// Writes the image's SBOM (CycloneDX and SPDX, beside its layout) and returns the
+    /// attestation manifest that carries both as in-toto statements about `image_digest`.
+    fn sbom(
+        &self,
+        build: &ImageBuild,
+        plan: &crate::plan::SbomPlan,
+        image_digest: &str,
+    ) -> Result<crate::supply::attest::Attestations> {
+        use crate::supply::{attest, sbom};
+        let graph = sbom::Sbom::collect(&self.root, &plan.package, &plan.target, &plan.options)?;
+        let lock = std::fs::read_to_string(self.root.join("Cargo.lock")).unwrap_or_default();
+        let dockerfile = std::fs::read_to_string(self.root.join(&build.dockerfile))
+            .with_context(|| format!("cannot read {}", build.dockerfile.display()))?;
+        let spec = spec::parse(&dockerfile, &build.dockerfile.display().to_string())?;
+        let mut binaries = Vec::new();
+        for bin in &plan.bins {
+            let bytes = std::fs::read(self.root.join(&build.context).join(bin))
+                .with_context(|| format!("cannot read the staged binary `{bin}`"))?;
+            binaries.push((
+                image_path(&spec.copies, bin),
+                crate::digest::hex_sha256(&bytes),
+            ));
+        }
+        let document = sbom::Sbom {
+            graph,
+            checksums: sbom::lock_checksums(&lock),
+            platform: build.platform.name(),
+            binaries,
+            created: rfc3339(build.source_date_epoch.unwrap_or(0)),
+        };
+        let (cyclonedx, spdx) = (document.cyclonedx(), document.spdx());
+        let dir = self.layout.sbom(&build.package);
+        let slug = build.platform.slug();
+        crate::exec::files::write_if_changed(
+            &dir.join(format!("{slug}.cdx.json")),
+            &serde_json::to_vec_pretty(&cyclonedx)?,
+        )?;
+        crate::exec::files::write_if_changed(
+            &dir.join(format!("{slug}.spdx.json")),
+            &serde_json::to_vec_pretty(&spdx)?,
+        )?;
+        let image = Digest::parse(image_digest).context("the image has no sha256 digest")?;
+        let subject = format!(
+            "pkg:docker/{}?platform={}",
+            build.tags[0].name(),
+            build.platform.name().replace('/', "%2F")
+        );
+        Ok(attest::manifest(&[
+            (
+                attest::SPDX,
+                attest::statement(attest::SPDX, &spdx, &subject, &image),
+            ),
+            (
+                attest::CYCLONEDX,
+                attest::statement(attest::CYCLONEDX, &cyclonedx, &subject, &image),
+            ),
+        ]))
+    }
+}
+
+/// Where the Dockerfile copies the staged `bin` in the image.
+fn image_path(copies: &[spec::Copy], bin: &str) -> String {
+    let copy = copies
+        .iter()
+        .find(|c| c.sources.iter().any(|s| s.trim_start_matches("./") == bin));
+    match copy {
+        Some(copy) if copy.destination.ends_with('/') || copy.sources.len() > 1 => {
+            format!("{}/{bin}", copy.destination.trim_end_matches('/'))
+        }
+        Some(copy) => copy.destination.clone(),
+        None => format!("/{bin}"),
     }
 }
 
