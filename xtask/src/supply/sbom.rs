@@ -472,11 +472,11 @@ mod tests {
             .collect();
         assert_eq!(names, ["app", "anyhow", "serde", "fork"]);
         assert_eq!(
-            graph.crates[4].purl(),
+            graph.crates[5].purl(),
             "pkg:cargo/fork@0.3.0?vcs_url=git%2Bhttps%3A%2F%2Fgithub.com%2Facme%2Ffork%230123abc"
         );
         // The repeated anyhow is the same node, now also a dependency of fork.
-        assert!(graph.edges.contains(&(4, 1)));
+        assert!(graph.edges.contains(&(5, 1)));
     }
 
     #[test]
