@@ -186,3 +186,34 @@ fn a_flag_change_on_one_platform_rebuilds_it_alone_on_the_oci_backend() {
     }
     one_platforms_flags_rebuild_that_platform_alone("oci");
 }
+
+#[test]
+fn a_tag_moved_to_another_image_is_built_again() {
+    if !require_docker() {
+        return;
+    }
+    let dir = fixture_workspace(
+        "reuse-moved-tag",
+        &format!("platforms = [\"linux/amd64\", \"linux/arm64\"]\ntags = [\"moved-a\", \"moved-b\"]\n{STATIC_TARGETS}"),
+    );
+    let first = xtask(&dir, &["image", "--json"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // Someone points one of amd64's tags at the arm64 image.
+    run(
+        "docker",
+        &["tag", "hello:arm64v8-moved-b", "hello:amd64-moved-b"],
+    );
+    let again = xtask(&dir, &["image", "--json"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let outcome = outcomes(&again);
+    assert!(
+        !outcome[0].2 && outcome[1].2,
+        "amd64 is rebuilt, arm64 reused: {outcome:?}"
+    );
+    let id = |tag: &str| run("docker", &["image", "inspect", "--format", "{{.Id}}", tag]);
+    assert_eq!(
+        id("hello:amd64-moved-a"),
+        id("hello:amd64-moved-b"),
+        "both tags name the image again"
+    );
+}

@@ -590,8 +590,12 @@ impl DockerBackend {
             };
             let images: Vec<ImageFacts> = serde_json::from_str(&output).unwrap_or_default();
             for &index in &group {
-                let tag = builds[index].tags[0].to_string();
-                let image = images.iter().find(|image| image.repo_tags.contains(&tag));
+                // Every tag must still name the image: a tag moved elsewhere is rebuilt.
+                let tags: Vec<String> =
+                    builds[index].tags.iter().map(ImageRef::to_string).collect();
+                let image = images
+                    .iter()
+                    .find(|image| tags.iter().all(|tag| image.repo_tags.contains(tag)));
                 let labelled =
                     image.and_then(|image| image.config.labels.as_ref()?.get(INPUTS_LABEL));
                 if labelled.is_some() && labelled == inputs[index].as_ref() {
