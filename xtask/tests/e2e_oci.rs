@@ -816,3 +816,77 @@ fn sboms_are_exact_per_platform_valid_attached_and_reproducible() {
         "the same index from another clone"
     );
 }
+
+#[test]
+fn cosign_signs_every_image_and_the_index_and_attests_each_sbom() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("oci-sign");
+    let keys = scratch_dir("oci-sign-keys");
+    let (key, public) = cosign_keys(&keys.join("right"));
+    let (_, wrong) = cosign_keys(&keys.join("wrong"));
+    let dir = fixture_workspace(
+        "oci-sign",
+        &format!(
+            "platforms = [\"linux/amd64\", \"linux/arm64\"]\nbackend = \"oci\"\nsbom = true\n\
+             sign = {{ key = \"{}\", tlog = false }}\n{STATIC_TARGETS}",
+            key.display()
+        ),
+    );
+    let image = format!("{}/signed", registry.host());
+    let path = format!(
+        "{}:{}",
+        cosign_dir().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let output = xtask_with_env(
+        &dir,
+        &[
+            "image", "--push", "--image", &image, "--tag", "v1", "--json",
+        ],
+        &[("PATH", &path), ("COSIGN_PASSWORD", "pw")],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("pw\n"),
+        "the password is never printed"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let mut references: Vec<String> = report["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{image}@{}", p["digest"].as_str().unwrap()))
+        .collect();
+    for reference in &references {
+        assert!(cosign_verifies(reference, &public, false), "{reference}");
+        assert!(
+            cosign_verifies(reference, &public, true),
+            "the SBOM attestation of {reference}"
+        );
+        assert!(
+            !cosign_verifies(reference, &wrong, false),
+            "a wrong key is refused: {reference}"
+        );
+    }
+    references.push(format!(
+        "{image}@{}",
+        report["manifests"][0]["digest"].as_str().unwrap()
+    ));
+    assert!(
+        cosign_verifies(references.last().unwrap(), &public, false),
+        "the index"
+    );
+
+    // Without cosign the run stops before anything compiles, naming the fix.
+    let _ = std::fs::remove_dir_all(dir.join("target"));
+    let output = xtask(&dir, &["image", "--push", "--image", &image, "--tag", "v2"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cosign is not on PATH"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.join("target/x86_64-unknown-linux-musl").exists());
+}

@@ -462,3 +462,63 @@ fn sbom_names_what_it_needs() {
         );
     }
 }
+
+#[test]
+fn cosign_signs_every_pushed_image_and_the_tag_on_the_docker_backend() {
+    if !require_docker() {
+        return;
+    }
+    let registry = Registry::start("docker-sign");
+    let (key, public) = cosign_keys(&scratch_dir("docker-sign-keys"));
+    let dir = fixture_workspace(
+        "docker-sign",
+        &format!("platforms = [\"linux/amd64\", \"linux/arm64\"]\n{STATIC_TARGETS}"),
+    );
+    let image = format!("{}/hello", registry.host());
+    let path = format!(
+        "{}:{}",
+        cosign_dir().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let key = key.display().to_string();
+    // The table names a key that is not there: the run stops before anything compiles.
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .unwrap()
+            .replace(
+                "[package.metadata.multiarch]\n",
+                "[package.metadata.multiarch]\nsign = { key = \"missing.key\", tlog = false }\n",
+            ),
+    )
+    .unwrap();
+    let env = [("PATH", path.as_str()), ("COSIGN_PASSWORD", "pw")];
+    let args = [
+        "image", "--push", "--image", &image, "--tag", "signed", "--json",
+    ];
+    let output = xtask_with_env(&dir, &args, &env);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("the signing key `missing.key` is not a file"),
+        "{}",
+        stderr(&output)
+    );
+    // `--sign KEY` overrides the table's key, keeping its `tlog = false`.
+    let with_key: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--sign", key.as_str()])
+        .collect();
+    let output = xtask_with_env(&dir, &with_key, &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for platform in report["platforms"].as_array().unwrap() {
+        let reference = format!("{image}@{}", platform["digest"].as_str().unwrap());
+        assert!(cosign_verifies(&reference, &public, false), "{reference}");
+    }
+    let index = format!(
+        "{image}@{}",
+        report["manifests"][0]["digest"].as_str().unwrap()
+    );
+    assert!(cosign_verifies(&index, &public, false), "{index}");
+}

@@ -15,7 +15,7 @@ usage:
     cargo xtask image [--push] [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]... [--tag T]... [--image REPO]
                       [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
                       [--network NET] [--features F,...] [--profile NAME]
-                      [--metadata-file PATH] [--backend docker|oci] [--load]
+                      [--metadata-file PATH] [--backend docker|oci] [--load] [--sign KEY]
     cargo xtask render [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]...
     cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
     cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
@@ -234,6 +234,7 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
                     }
                 })
             }
+            "--sign" => image.overrides.sign = Some(flags.value(&flag)?),
             "--network" => {
                 let value = flags.value(&flag)?;
                 image.overrides.network = Some(Network::parse(&value).ok_or_else(|| {

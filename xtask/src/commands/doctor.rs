@@ -57,7 +57,22 @@ pub(crate) fn diagnose(selection: &Selection) -> Vec<Finding> {
         Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
     }
     rows.push(credentials::finding(&config));
+    rows.extend(cosign_finding(&config));
     rows
+}
+
+/// Whether cosign is there, when `sign` is configured.
+fn cosign_finding(config: &Config) -> Option<Finding> {
+    config.sign.as_ref()?;
+    Some(match which::which("cosign") {
+        Ok(path) => Finding::ok("cosign", path.display().to_string()),
+        Err(_) => Finding::new(
+            "cosign",
+            Status::Missing,
+            "`sign` is configured, and cosign is not on PATH",
+            "install cosign 2 (Debian 13: apt install cosign)",
+        ),
+    })
 }
 
 /// The package and its platforms, for the config row.
@@ -123,6 +138,7 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
         Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
     }
     rows.push(credentials::finding(config));
+    rows.extend(cosign_finding(config));
     rows
 }
 

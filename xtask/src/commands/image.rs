@@ -142,8 +142,35 @@ fn docker_checks(
     Ok(docker)
 }
 
-/// What the host needs (targets, linkers, C compilers, emulation), for every package.
+/// Signing needs cosign on PATH and, for a key file, the file.
+fn signing_checks(root: &std::path::Path, plans: &[Plan]) -> Result<()> {
+    let signing = plans
+        .iter()
+        .flat_map(|plan| plan.pushes().map(|(_, push)| push))
+        .find_map(|push| push.sign.as_ref());
+    let Some(signing) = signing else {
+        return Ok(());
+    };
+    if which::which("cosign").is_err() {
+        return Err(crate::diagnostic::diagnostic(
+            "`sign` is configured, and cosign is not on PATH",
+            "install cosign 2 (Debian 13: apt install cosign; elsewhere https://docs.sigstore.dev/cosign/system_config/installation/), or drop `sign`",
+        ));
+    }
+    match &signing.key {
+        Some(key) if !key.contains("://") && !root.join(key).is_file() => {
+            Err(crate::diagnostic::diagnostic(
+                format!("the signing key `{}` is not a file", crate::diagnostic::escape(key)),
+                "create one with `cosign generate-key-pair`, or name a KMS key (`awskms://...`, `gcpkms://...`, `hashivault://...`)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What the host needs (targets, linkers, C compilers, emulation, cosign), for every package.
 fn host_checks(configs: &[Config], plans: &[Plan], toolchain: &Toolchain) -> Result<()> {
+    signing_checks(&configs[0].workspace_root, plans)?;
     for (config, plan) in configs.iter().zip(plans) {
         let checks = PlatformChecks {
             config,

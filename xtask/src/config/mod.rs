@@ -177,8 +177,29 @@ pub(crate) struct RawConfig {
     vars: BTreeMap<String, toml::Value>,
     #[serde(default)]
     qemu: RawQemu,
+    sign: Option<RawSign>,
     #[serde(default)]
     platform: BTreeMap<String, RawPlatform>,
+}
+
+/// `sign = { key = "<cosign key ref>" }` or `{ keyless = true }`, with `tlog = false` to
+/// skip the transparency log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSign {
+    key: Option<String>,
+    keyless: Option<bool>,
+    tlog: Option<bool>,
+}
+
+/// How every pushed image and tag is signed, by digest, through cosign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Signing {
+    /// A key reference cosign takes (a file, `awskms://...`, `k8s://...`); `None` signs
+    /// keylessly with the CI's OIDC identity.
+    pub(crate) key: Option<String>,
+    /// Whether signatures are recorded in the transparency log.
+    pub(crate) tlog: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -367,6 +388,8 @@ pub(crate) struct QemuConfig {
 /// A package's multiarch config with workspace defaults merged in and every value checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// Signing of pushed images and tags, when configured.
+    pub(crate) sign: Option<Signing>,
     pub(crate) package: Package,
     pub(crate) workspace_root: PathBuf,
     pub(crate) target_dir: PathBuf,
@@ -520,9 +543,11 @@ impl Config {
         layers.check_labels(&own, Origin::Package)?;
         let mut labels = defaults.labels.clone();
         labels.extend(own.labels.clone());
+        let sign = layers.signing(cli, &own, &defaults)?;
         let mut vars = defaults.vars;
         vars.extend(own.vars);
         Ok(Config {
+            sign,
             package: package.clone(),
             workspace_root: workspace.root.clone(),
             target_dir: workspace.target_dir.clone(),
@@ -659,6 +684,8 @@ pub(crate) struct CliLayer {
     /// Added to the configured features.
     pub(crate) features: Vec<String>,
     pub(crate) profile: Option<String>,
+    /// `--sign KEY`: signs with this key, whatever `sign` says.
+    pub(crate) sign: Option<String>,
 }
 
 /// Which layer a value came from, so that errors name the right key and manifest.
@@ -798,6 +825,36 @@ impl Layers<'_> {
             None => None,
         };
         Ok(image)
+    }
+
+    /// `--sign`, else the package's `sign` table, else the workspace's.
+    fn signing(
+        &self,
+        cli: &CliLayer,
+        own: &RawConfig,
+        defaults: &RawConfig,
+    ) -> Result<Option<Signing>> {
+        let (table, origin) = pick(own.sign.clone(), defaults.sign.clone());
+        let tlog = table.as_ref().and_then(|t| t.tlog).unwrap_or(true);
+        if let Some(key) = &cli.sign {
+            return Ok(Some(Signing {
+                key: Some(key.clone()),
+                tlog,
+            }));
+        }
+        let Some(table) = table else {
+            return Ok(None);
+        };
+        match (table.key, table.keyless.unwrap_or(false)) {
+            (Some(key), false) if !key.trim().is_empty() => Ok(Some(Signing { key: Some(key), tlog })),
+            (None, true) => Ok(Some(Signing { key: None, tlog })),
+            _ => Err(self.error(
+                origin,
+                "sign",
+                "name exactly one of `key` and `keyless = true`",
+                "write sign = { key = \"cosign.key\" } (any key reference cosign takes), or sign = { keyless = true } in CI",
+            )),
+        }
     }
 
     /// The engine of platforms that name none: a Docker context or buildx builder.
@@ -1288,6 +1345,50 @@ mod tests {
 
     fn error(toml_text: &str) -> String {
         crate::diagnostic::format_error(&resolve(toml_text).unwrap_err()).replacen("error: ", "", 1)
+    }
+
+    #[test]
+    fn signing_takes_a_key_or_keyless_and_the_workspace_default() {
+        let key = resolve(
+            "[package.metadata.multiarch]\nsign = { key = \"cosign.key\", tlog = false }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            key.sign,
+            Some(Signing {
+                key: Some("cosign.key".into()),
+                tlog: false
+            })
+        );
+        let keyless =
+            resolve("[workspace.metadata.multiarch]\nsign = { keyless = true }\n").unwrap();
+        assert_eq!(
+            keyless.sign,
+            Some(Signing {
+                key: None,
+                tlog: true
+            })
+        );
+        assert_eq!(
+            resolve("[package.metadata.multiarch]\n").unwrap().sign,
+            None
+        );
+        for bad in [
+            "sign = {}",
+            "sign = { key = \"k\", keyless = true }",
+            "sign = { keyless = false }",
+        ] {
+            let message = error(&format!("[package.metadata.multiarch]\n{bad}\n"));
+            assert!(
+                message.contains("`package.metadata.multiarch.sign`")
+                    && message.contains("exactly one of `key` and `keyless = true`"),
+                "{bad}: {message}"
+            );
+        }
+        assert!(
+            error("[package.metadata.multiarch]\nsign = { kee = \"k\" }\n")
+                .contains("unknown field `kee`")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and the report.
 
 pub mod cargo;
+pub mod cosign;
 pub mod files;
 pub mod report;
 pub mod runner;

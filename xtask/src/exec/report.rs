@@ -323,7 +323,53 @@ pub(crate) fn dry_run_lines<B: Backend>(plan: &Plan, backend: &B) -> Vec<String>
                     lines.extend(describe_publish(backend, publish));
                 }
             }
+            Phase::Sign(pushes, publishes) => {
+                lines.extend(describe_signing(plan, &pushes, publishes))
+            }
         }
+    }
+    lines
+}
+
+/// The cosign calls, with placeholders where the digests will be.
+fn describe_signing(
+    plan: &Plan,
+    pushes: &[(crate::plan::PushId, &crate::plan::Push)],
+    publishes: &[Publish],
+) -> Vec<String> {
+    use crate::exec::cosign;
+    let mut lines = Vec::new();
+    for (_, push) in pushes {
+        let Some(signing) = &push.sign else { continue };
+        let scope = plan.scope(&push.package, push.platform);
+        let reference = format!(
+            "{}@<digest pushed as {}>",
+            push.images[0].name(),
+            push.images[0]
+        );
+        let unquoted =
+            |line: String| line.replace(&crate::process::shell_quote(&reference), &reference);
+        lines.push(format!(
+            "[{scope}] {}",
+            unquoted(cosign::sign(&reference, signing, push.insecure).to_string())
+        ));
+        if let Some(sbom) = &push.sbom_file {
+            let attest = cosign::attest_sbom(&reference, signing, push.insecure, sbom).to_string();
+            lines.push(format!("[{scope}] {}", unquoted(attest)));
+        }
+    }
+    for publish in publishes {
+        let Some(signing) = &publish.sign else {
+            continue;
+        };
+        let reference = format!(
+            "{}@<digest published as {}>",
+            publish.list.name(),
+            publish.list
+        );
+        let line = cosign::sign(&reference, signing, publish.insecure).to_string();
+        let line = line.replace(&crate::process::shell_quote(&reference), &reference);
+        lines.push(format!("[{}] {line}", publish.list));
     }
     lines
 }

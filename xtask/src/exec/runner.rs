@@ -83,6 +83,7 @@ pub(crate) fn execute_with<B: Backend>(
             Phase::Publishes(publishes) => {
                 progress.manifests = publish_all(plan, backend, publishes, &progress)?;
             }
+            Phase::Sign(pushes, publishes) => sign_all(plan, &pushes, publishes, &progress)?,
         }
     }
     Ok(finish(plan, progress, started))
@@ -268,6 +269,55 @@ fn publish_all<B: Backend>(
         });
     }
     Ok(manifests)
+}
+
+/// Signs every push and tag that asks for it, by the digest this run published; a failed
+/// signature fails the run and names the image.
+fn sign_all<I>(
+    plan: &Plan,
+    pushes: &[(PushId, &Push)],
+    publishes: &[Publish],
+    progress: &Progress<I>,
+) -> Result<()> {
+    use crate::exec::cosign;
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(&plan.root);
+    let run = |command: crate::process::Command, what: &str| {
+        retrying(|| command.run(&sh))
+            .map(drop)
+            .with_context(|| format!("{what} failed"))
+    };
+    for (id, push) in pushes {
+        let Some(signing) = &push.sign else { continue };
+        let reference = cosign::pinned(&push.images[0], &progress.digests[id]);
+        let scope = plan.scope(&push.package, push.platform);
+        self::progress(&scope, "sign", || {
+            run(
+                cosign::sign(&reference, signing, push.insecure),
+                &format!("signing {reference}"),
+            )?;
+            match &push.sbom_file {
+                Some(sbom) => run(
+                    cosign::attest_sbom(&reference, signing, push.insecure, sbom),
+                    &format!("attesting the SBOM of {reference}"),
+                ),
+                None => Ok(()),
+            }
+        })?;
+    }
+    for (publish, published) in publishes.iter().zip(&progress.manifests) {
+        let Some(signing) = &publish.sign else {
+            continue;
+        };
+        let reference = cosign::pinned(&publish.list, &published.digest);
+        self::progress(&publish.list, "sign", || {
+            run(
+                cosign::sign(&reference, signing, publish.insecure),
+                &format!("signing {reference}"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The platforms of `builds`, for progress lines.

@@ -19,6 +19,7 @@ use crate::config::platform::Platform;
 use crate::config::template::{self, TagContext, Template};
 use crate::config::{
     Backend, BuildMode, Config, EngineTarget, Network, PlatformConfig, Provenance, QemuConfig,
+    Signing,
 };
 use crate::emulation::binfmt::{Emulation, Handler};
 use crate::fail;
@@ -247,6 +248,10 @@ pub(crate) struct Push {
     /// Plain HTTP to the registry (loopback, or `insecure_registry`), for the OCI backend.
     pub(crate) insecure: bool,
     pub(crate) images: Vec<ImageRef>,
+    /// Signing of what this push wrote, once every tag is published.
+    pub(crate) sign: Option<Signing>,
+    /// The CycloneDX SBOM attested with the signature (the OCI backend writes it).
+    pub(crate) sbom_file: Option<PathBuf>,
 }
 
 /// Publishing one multi-arch tag from the digests the named pushes produced.
@@ -257,6 +262,8 @@ pub(crate) struct Publish {
     /// Talk plain HTTP to the registry (loopback, or `insecure_registry`).
     pub(crate) insecure: bool,
     pub(crate) entries: Vec<PublishEntry>,
+    /// Signing of the published index.
+    pub(crate) sign: Option<Signing>,
 }
 
 /// One platform of a published tag.
@@ -330,6 +337,9 @@ impl Plan {
         if inputs.push {
             let insecure = config.insecure();
             plan.publishes = publishes(&plan.platforms, &repository, &tags, insecure, method);
+            for publish in &mut plan.publishes {
+                publish.sign = config.sign.clone();
+            }
         }
         Ok(plan)
     }
@@ -632,6 +642,12 @@ impl PlatformSteps<'_> {
                 engine: self.platform.engine.clone(),
                 insecure: config.insecure(),
                 images,
+                sign: config.sign.clone(),
+                sbom_file: self.sbom_plan().map(|_| {
+                    layout
+                        .sbom(&config.package.name)
+                        .join(format!("{}.cdx.json", platform.slug()))
+                }),
             }),
         }
     }
@@ -835,6 +851,7 @@ fn publishes(
             list: repository.with_tag(tag),
             method,
             insecure,
+            sign: None,
             entries: platforms
                 .iter()
                 .enumerate()

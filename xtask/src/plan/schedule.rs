@@ -21,6 +21,9 @@ pub(crate) enum Phase<'a> {
     Pushes(Vec<(PushId, &'a Push)>),
     /// Every tag, from the digests of the pushes it names; none before every push.
     Publishes(&'a [Publish]),
+    /// Signatures (and SBOM attestations) of every push and every tag that asks for
+    /// them, once everything is published.
+    Sign(Vec<(PushId, &'a Push)>, &'a [Publish]),
 }
 
 /// The phases of `plan`, in the order they run.
@@ -33,5 +36,6 @@ pub(crate) fn schedule(plan: &Plan) -> Vec<Phase<'_>> {
         Phase::Images(plan.platforms.iter().map(|p| &p.image).collect()),
         Phase::Pushes(plan.pushes().collect()),
         Phase::Publishes(&plan.publishes),
+        Phase::Sign(plan.pushes().collect(), &plan.publishes),
     ]
 }

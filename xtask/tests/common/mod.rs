@@ -974,3 +974,62 @@ fn answer_token_request(mut client: TcpStream, key: &Path, x5c: &str) -> std::io
         body.len()
     )
 }
+
+/// The directory holding cosign (`.ci/install-cosign` unpacks it), for PATH.
+pub fn cosign_dir() -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("MULTIARCH_COSIGN_DIR").unwrap_or_else(|_| "/opt/cosign/usr/bin".into()),
+    );
+    assert!(
+        dir.join("cosign").is_file(),
+        "cosign is missing at {}: run .ci/setup",
+        dir.display()
+    );
+    dir
+}
+
+/// A cosign key pair in `dir` with the password `pw`: (private key, public key).
+pub fn cosign_keys(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let output = Command::new(cosign_dir().join("cosign"))
+        .args(["generate-key-pair"])
+        .env("COSIGN_PASSWORD", "pw")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (dir.join("cosign.key"), dir.join("cosign.pub"))
+}
+
+/// Whether `cosign verify` (or `verify-attestation --type cyclonedx`) with `public` accepts
+/// `reference` on a loopback registry.
+pub fn cosign_verifies(reference: &str, public: &Path, attestation: bool) -> bool {
+    let verb = if attestation {
+        "verify-attestation"
+    } else {
+        "verify"
+    };
+    let mut command = Command::new(cosign_dir().join("cosign"));
+    command.args([
+        verb,
+        "--key",
+        public.to_str().unwrap(),
+        "--insecure-ignore-tlog=true",
+    ]);
+    command.args(["--allow-http-registry", "--allow-insecure-registry"]);
+    if attestation {
+        command.args(["--type", "cyclonedx"]);
+    }
+    let output = command.arg(reference).output().unwrap();
+    if !output.status.success() {
+        eprintln!(
+            "cosign {verb} {reference}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output.status.success()
+}
