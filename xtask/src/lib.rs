@@ -24,6 +24,7 @@ pub mod registry;
 pub mod retry;
 pub mod supply;
 pub mod tar;
+pub mod time;
 
 pub use diagnostic::format_error;
 

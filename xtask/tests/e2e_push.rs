@@ -427,11 +427,14 @@ fn sbom_names_what_it_needs() {
         return;
     }
     let dir = fixture_workspace("e2e-sbom", STATIC_TARGETS);
-    let output = xtask(&dir, &["image", "--platform", "linux/amd64", "--sbom"]);
+    let output = xtask(
+        &dir,
+        &["image", "--platform", "linux/amd64", "--sbom=buildkit"],
+    );
     let message = stderr(&output);
     if !Lane::current().buildkit() {
         assert!(
-            message.contains("error: sbom = true needs BuildKit"),
+            message.contains("error: sbom = \"buildkit\" needs BuildKit"),
             "{message}"
         );
         return;
@@ -488,7 +491,7 @@ fn cosign_signs_every_pushed_image_and_the_tag_on_the_docker_backend() {
             .unwrap()
             .replace(
                 "[package.metadata.multiarch]\n",
-                "[package.metadata.multiarch]\nsign = { key = \"missing.key\", tlog = false }\n",
+                "[package.metadata.multiarch]\nsbom = true\nsign = { key = \"missing.key\", tlog = false }\n",
             ),
     )
     .unwrap();
@@ -515,7 +518,20 @@ fn cosign_signs_every_pushed_image_and_the_tag_on_the_docker_backend() {
     for platform in report["platforms"].as_array().unwrap() {
         let reference = format!("{image}@{}", platform["digest"].as_str().unwrap());
         assert!(cosign_verifies(&reference, &public, false), "{reference}");
+        // `sbom = true` is the tool's own SBOM on this backend too, attested with the key.
+        assert!(
+            cosign_verifies(&reference, &public, true),
+            "the SBOM attestation of {reference}"
+        );
     }
+    let sbom: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("target/multiarch/hello/sbom/linux-arm64.cdx.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        sbom["metadata"]["component"]["purl"],
+        "pkg:cargo/hello@1.2.3"
+    );
     let index = format!(
         "{image}@{}",
         report["manifests"][0]["digest"].as_str().unwrap()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::{Backend, CliLayer, Network, Provenance};
+use crate::config::{Backend, CliLayer, Network, Provenance, Sbom};
 use crate::diagnostic::diagnostic;
 
 pub(crate) const USAGE: &str = "\
@@ -223,16 +223,13 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
                 })?);
             }
             "--sbom" => {
-                image.overrides.sbom = Some(match flag.inline.as_deref() {
-                    None | Some("true") => true,
-                    Some("false") => false,
-                    Some(other) => {
-                        return Err(diagnostic(
-                            format!("`--sbom={other}` is not true or false"),
-                            "pass --sbom or --sbom=false",
-                        ))
-                    }
-                })
+                let value = flag.inline.as_deref().unwrap_or("true");
+                image.overrides.sbom = Some(Sbom::parse(value).ok_or_else(|| {
+                    diagnostic(
+                        format!("`--sbom={value}` is not true, false or buildkit"),
+                        "pass --sbom, --sbom=false or --sbom=buildkit",
+                    )
+                })?)
             }
             "--sign" => image.overrides.sign = Some(flags.value(&flag)?),
             "--network" => {

@@ -95,6 +95,37 @@ impl<'de> Deserialize<'de> for Provenance {
 }
 
 /// The network `RUN` steps get while building.
+/// Which SBOM each image gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Sbom {
+    #[default]
+    Off,
+    /// `sbom = true`: the tool's own, exact for the platform, on every backend.
+    Exact,
+    /// `sbom = "buildkit"`: BuildKit's scanner attestation (docker backend, BuildKit).
+    BuildKit,
+}
+
+/// `sbom` as written: a bool, or the name of a kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawSbom {
+    Flag(bool),
+    Kind(String),
+}
+
+impl Sbom {
+    /// `true`, `false` or `buildkit`.
+    pub(crate) fn parse(text: &str) -> Option<Sbom> {
+        match text {
+            "true" => Some(Sbom::Exact),
+            "false" => Some(Sbom::Off),
+            "buildkit" => Some(Sbom::BuildKit),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Network {
@@ -157,7 +188,7 @@ pub(crate) struct RawConfig {
     files: Option<Vec<String>>,
     insecure_registry: Option<bool>,
     provenance: Option<Provenance>,
-    sbom: Option<bool>,
+    sbom: Option<RawSbom>,
     network: Option<Network>,
     backend: Option<Backend>,
     /// The Docker context every platform builds on, unless its table names another.
@@ -408,7 +439,7 @@ pub(crate) struct Config {
     pub(crate) insecure_registry: bool,
     /// Attestations BuildKit attaches to each image.
     pub(crate) provenance: Provenance,
-    pub(crate) sbom: bool,
+    pub(crate) sbom: Sbom,
     pub(crate) network: Network,
     pub(crate) backend: Backend,
     /// The toolchain of platforms that do not name their own.
@@ -544,6 +575,7 @@ impl Config {
         let mut labels = defaults.labels.clone();
         labels.extend(own.labels.clone());
         let sign = layers.signing(cli, &own, &defaults)?;
+        let sbom = layers.sbom(cli, &own, &defaults)?;
         let mut vars = defaults.vars;
         vars.extend(own.vars);
         Ok(Config {
@@ -565,7 +597,7 @@ impl Config {
                 .or(own.provenance)
                 .or(defaults.provenance)
                 .unwrap_or_default(),
-            sbom: cli.sbom.or(own.sbom).or(defaults.sbom).unwrap_or(false),
+            sbom,
             network: cli
                 .network
                 .or(own.network)
@@ -678,7 +710,7 @@ pub(crate) struct CliLayer {
     pub(crate) tags: Vec<String>,
     pub(crate) image: Option<String>,
     pub(crate) provenance: Option<Provenance>,
-    pub(crate) sbom: Option<bool>,
+    pub(crate) sbom: Option<Sbom>,
     pub(crate) network: Option<Network>,
     pub(crate) backend: Option<Backend>,
     /// Added to the configured features.
@@ -825,6 +857,26 @@ impl Layers<'_> {
             None => None,
         };
         Ok(image)
+    }
+
+    /// `--sbom`, else the package's `sbom`, else the workspace's.
+    fn sbom(&self, cli: &CliLayer, own: &RawConfig, defaults: &RawConfig) -> Result<Sbom> {
+        if let Some(sbom) = cli.sbom {
+            return Ok(sbom);
+        }
+        let (raw, origin) = pick(own.sbom.clone(), defaults.sbom.clone());
+        match raw {
+            None | Some(RawSbom::Flag(false)) => Ok(Sbom::Off),
+            Some(RawSbom::Flag(true)) => Ok(Sbom::Exact),
+            Some(RawSbom::Kind(name)) => Sbom::parse(&name).ok_or_else(|| {
+                self.error(
+                    origin,
+                    "sbom",
+                    format!("`{}` is not an SBOM kind", crate::diagnostic::escape(&name)),
+                    "write sbom = true (the tool's own, exact per platform) or sbom = \"buildkit\" (BuildKit's scanner)",
+                )
+            }),
+        }
     }
 
     /// `--sign`, else the package's `sign` table, else the workspace's.

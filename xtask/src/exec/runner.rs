@@ -167,13 +167,14 @@ fn compile_all(
 fn stage_all(plan: &Plan, jobs: usize, seconds: &mut [f64]) -> Result<()> {
     let staged = run_parallel(&plan.platforms, jobs, |platform_plan| {
         let started = Instant::now();
+        let scope = plan.scope(&platform_plan.package, platform_plan.platform);
         for step in &platform_plan.staging {
-            stage(&plan.root, platform_plan, step).with_context(|| {
-                format!(
-                    "staging failed for {}",
-                    plan.scope(&platform_plan.package, platform_plan.platform)
-                )
-            })?;
+            stage(&plan.root, platform_plan, step)
+                .with_context(|| format!("staging failed for {scope}"))?;
+        }
+        if let Some(sbom) = &platform_plan.image.sbom_of {
+            write_sbom(&plan.root, platform_plan, sbom)
+                .with_context(|| format!("writing the SBOM failed for {scope}"))?;
         }
         Ok(started.elapsed().as_secs_f64())
     })?;
@@ -365,6 +366,18 @@ fn write_context_step(root: &std::path::Path, step: &ContextStep) -> Result<()> 
             mirror_if_changed(&root.join(from).join(file), &root.join(to).join(file))
         }),
     }
+}
+
+/// The image's SBOM documents, from what cargo resolves for it and what was staged.
+fn write_sbom(
+    root: &std::path::Path,
+    platform_plan: &PlatformPlan,
+    sbom: &crate::plan::SbomPlan,
+) -> Result<()> {
+    let context = root.join(&platform_plan.context_dir);
+    let (cyclonedx, spdx) = crate::supply::sbom::documents(root, sbom, &context)?;
+    write_if_changed(&sbom.cyclonedx, &serde_json::to_vec_pretty(&cyclonedx)?)?;
+    write_if_changed(&sbom.spdx, &serde_json::to_vec_pretty(&spdx)?)
 }
 
 /// Executes a staging step.

@@ -19,7 +19,7 @@ use crate::config::platform::Platform;
 use crate::config::template::{self, TagContext, Template};
 use crate::config::{
     Backend, BuildMode, Config, EngineTarget, Network, PlatformConfig, Provenance, QemuConfig,
-    Signing,
+    Sbom, Signing,
 };
 use crate::emulation::binfmt::{Emulation, Handler};
 use crate::fail;
@@ -229,14 +229,20 @@ pub(crate) struct ImageBuild {
     pub(crate) sbom_of: Option<SbomPlan>,
 }
 
-/// The crates one image's SBOM lists: its package's, for its target, with its options.
+/// The crates one image's SBOM lists (its package's, for its target, with its options),
+/// and where its documents go; written after staging, on every backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SbomPlan {
     pub(crate) package: String,
+    pub(crate) platform: &'static Platform,
     /// The plain triple, as `cargo tree --target` takes it.
     pub(crate) target: String,
     pub(crate) options: CargoOptions,
     pub(crate) bins: Vec<String>,
+    /// The commit time, RFC 3339: the documents' time, so they repeat.
+    pub(crate) created: String,
+    pub(crate) cyclonedx: PathBuf,
+    pub(crate) spdx: PathBuf,
 }
 
 /// Pushing one platform's tags; every tag names the same image, so one digest results.
@@ -493,7 +499,7 @@ fn publishing(
     config: &Config,
     inputs: &PlanInputs,
 ) -> Result<(PublishMethod, (Provenance, bool), Vec<String>)> {
-    let wanted = (config.provenance, config.sbom);
+    let wanted = (config.provenance, config.sbom == Sbom::BuildKit);
     let key = |name: &str| {
         format!(
             "`{name}` in [package.metadata.multiarch] of {}",
@@ -510,16 +516,29 @@ fn publishing(
                 "provenance is not attached by the OCI backend yet (its SBOMs are)"
             );
         }
-        return Ok((PublishMethod::RegistryApi, wanted, Vec::new()));
-    }
-    if inputs.builder == Builder::Legacy {
-        if config.sbom {
+        if config.sbom == Sbom::BuildKit {
             fail!(
                 help = format!(
-                    "set up the buildx plugin (BuildKit), or remove {}",
+                    "write sbom = true for the tool's own SBOM, or remove {}",
                     key("sbom")
                 ),
-                "sbom = true needs BuildKit, and this engine has only the legacy builder"
+                "sbom = \"buildkit\" is BuildKit's scanner, and backend = \"oci\" has no BuildKit"
+            );
+        }
+        return Ok((
+            PublishMethod::RegistryApi,
+            (Provenance::Off, false),
+            Vec::new(),
+        ));
+    }
+    if inputs.builder == Builder::Legacy {
+        if config.sbom == Sbom::BuildKit {
+            fail!(
+                help = format!(
+                    "set up the buildx plugin (BuildKit), or write sbom = true for the tool's own SBOM in {}",
+                    key("sbom")
+                ),
+                "sbom = \"buildkit\" needs BuildKit, and this engine has only the legacy builder"
             );
         }
         if config.provenance != Provenance::Off {
@@ -745,12 +764,18 @@ impl PlatformSteps<'_> {
 
     fn sbom_plan(&self) -> Option<SbomPlan> {
         let config = self.config;
-        let wanted = config.backend == Backend::Oci && self.attestations.1;
+        let wanted = config.sbom == Sbom::Exact;
+        let platform = self.platform.platform;
+        let dir = crate::layout::Layout::new(&config.target_dir).sbom(&config.package.name);
         (wanted && self.platform.build == BuildMode::Cross).then(|| SbomPlan {
             package: config.package.name.clone(),
+            platform,
             target: self.platform.target.clone(),
             options: self.cargo_build().options,
             bins: config.bins.clone(),
+            created: crate::time::rfc3339(self.source_date_epoch.unwrap_or(0)),
+            cyclonedx: dir.join(format!("{}.cdx.json", platform.slug())),
+            spdx: dir.join(format!("{}.spdx.json", platform.slug())),
         })
     }
 
@@ -1096,11 +1121,11 @@ pub(crate) mod tests {
     #[test]
     fn attestations_need_buildkit_and_a_registry_imagetools_reaches() {
         let mut config = sample_config("");
-        config.sbom = true;
+        config.sbom = Sbom::BuildKit;
         let message =
             crate::diagnostic::format_error(&Plan::new(&config, &inputs(true)).unwrap_err());
         assert!(
-            message.starts_with("error: sbom = true needs BuildKit"),
+            message.starts_with("error: sbom = \"buildkit\" needs BuildKit"),
             "{message}"
         );
         let mut buildkit = inputs(true);

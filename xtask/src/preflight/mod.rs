@@ -278,11 +278,12 @@ fn containerd_store(docker: &Docker) -> Result<bool, String> {
 /// Attestations need BuildKit to keep them in the engine: the containerd image store. On
 /// the classic store buildx refuses them ("not supported for the docker driver").
 pub(crate) fn attestations(config: &Config, engine: &Engine, docker: &Docker) -> Option<Finding> {
-    let wanted = config.provenance != Provenance::Off || config.sbom;
+    let buildkit_sbom = config.sbom == crate::config::Sbom::BuildKit;
+    let wanted = config.provenance != Provenance::Off || buildkit_sbom;
     if !wanted || engine.builder != Builder::Buildx || containerd_store(docker) != Ok(false) {
         return None;
     }
-    let key = if config.sbom { "sbom" } else { "provenance" };
+    let key = if buildkit_sbom { "sbom" } else { "provenance" };
     Some(
         Finding::new(
             "attestations",

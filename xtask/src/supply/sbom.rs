@@ -154,6 +154,31 @@ impl Graph {
     }
 }
 
+/// The CycloneDX and SPDX documents of one image, from cargo's view of `plan` in the
+/// workspace `root` and the binaries staged in `context`.
+pub(crate) fn documents(
+    root: &Path,
+    plan: &crate::plan::SbomPlan,
+    context: &Path,
+) -> Result<(Value, Value)> {
+    let graph = Sbom::collect(root, &plan.package, &plan.target, &plan.options)?;
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
+    let mut binaries = Vec::new();
+    for bin in &plan.bins {
+        let bytes = std::fs::read(context.join(bin))
+            .with_context(|| format!("cannot read the staged binary `{bin}`"))?;
+        binaries.push((bin.clone(), hex_sha256(&bytes)));
+    }
+    let sbom = Sbom {
+        graph,
+        checksums: lock_checksums(&lock),
+        platform: plan.platform.name(),
+        binaries,
+        created: plan.created.clone(),
+    };
+    Ok((sbom.cyclonedx(), sbom.spdx()))
+}
+
 /// The `checksum` of every registry package in `Cargo.lock`, by name and version.
 pub(crate) fn lock_checksums(lockfile: &str) -> BTreeMap<(String, String), String> {
     let Ok(lock) = lockfile.parse::<toml::Table>() else {
@@ -177,7 +202,7 @@ pub(crate) struct Sbom {
     pub(crate) checksums: BTreeMap<(String, String), String>,
     /// `linux/arm64`.
     pub(crate) platform: String,
-    /// Each binary in the image: its path there and its SHA-256.
+    /// Each binary of the image: its name and its SHA-256.
     pub(crate) binaries: Vec<(String, String)>,
     /// RFC 3339, from the commit time.
     pub(crate) created: String,

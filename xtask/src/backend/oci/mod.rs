@@ -91,7 +91,7 @@ impl OciBackend {
             .unwrap_or_default();
         labels.extend(spec.config.labels.clone());
         labels.extend(build.labels.iter().cloned());
-        let created = rfc3339(epoch);
+        let created = crate::time::rfc3339(epoch);
         let inherited = |key: &str| -> Vec<Value> {
             base_config
                 .and_then(|c| c["rootfs"][key].as_array().or(c[key].as_array()).cloned())
@@ -381,47 +381,21 @@ impl Backend for OciBackend {
 }
 
 impl OciBackend {
-    /// Writes the image's SBOM (CycloneDX and SPDX, beside its layout) and returns the
-    /// attestation manifest that carries both as in-toto statements about `image_digest`.
+    /// The attestation manifest that carries the image's SBOM (the CycloneDX and SPDX
+    /// documents the runner wrote after staging) as in-toto statements about `image_digest`.
     fn sbom(
         &self,
         build: &ImageBuild,
         plan: &crate::plan::SbomPlan,
         image_digest: &str,
     ) -> Result<crate::supply::attest::Attestations> {
-        use crate::supply::{attest, sbom};
-        let graph = sbom::Sbom::collect(&self.root, &plan.package, &plan.target, &plan.options)?;
-        let lock = std::fs::read_to_string(self.root.join("Cargo.lock")).unwrap_or_default();
-        let dockerfile = std::fs::read_to_string(self.root.join(&build.dockerfile))
-            .with_context(|| format!("cannot read {}", build.dockerfile.display()))?;
-        let spec = spec::parse(&dockerfile, &build.dockerfile.display().to_string())?;
-        let mut binaries = Vec::new();
-        for bin in &plan.bins {
-            let bytes = std::fs::read(self.root.join(&build.context).join(bin))
-                .with_context(|| format!("cannot read the staged binary `{bin}`"))?;
-            binaries.push((
-                image_path(&spec.copies, bin),
-                crate::digest::hex_sha256(&bytes),
-            ));
-        }
-        let document = sbom::Sbom {
-            graph,
-            checksums: sbom::lock_checksums(&lock),
-            platform: build.platform.name(),
-            binaries,
-            created: rfc3339(build.source_date_epoch.unwrap_or(0)),
+        use crate::supply::attest;
+        let read = |path: &Path| -> Result<Value> {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(serde_json::from_slice(&bytes)?)
         };
-        let (cyclonedx, spdx) = (document.cyclonedx(), document.spdx());
-        let dir = self.layout.sbom(&build.package);
-        let slug = build.platform.slug();
-        crate::exec::files::write_if_changed(
-            &dir.join(format!("{slug}.cdx.json")),
-            &serde_json::to_vec_pretty(&cyclonedx)?,
-        )?;
-        crate::exec::files::write_if_changed(
-            &dir.join(format!("{slug}.spdx.json")),
-            &serde_json::to_vec_pretty(&spdx)?,
-        )?;
+        let (cyclonedx, spdx) = (read(&plan.cyclonedx)?, read(&plan.spdx)?);
         let image = Digest::parse(image_digest).context("the image has no sha256 digest")?;
         let subject = format!(
             "pkg:docker/{}?platform={}",
@@ -438,20 +412,6 @@ impl OciBackend {
                 attest::statement(attest::CYCLONEDX, &cyclonedx, &subject, &image),
             ),
         ]))
-    }
-}
-
-/// Where the Dockerfile copies the staged `bin` in the image.
-fn image_path(copies: &[spec::Copy], bin: &str) -> String {
-    let copy = copies
-        .iter()
-        .find(|c| c.sources.iter().any(|s| s.trim_start_matches("./") == bin));
-    match copy {
-        Some(copy) if copy.destination.ends_with('/') || copy.sources.len() > 1 => {
-            format!("{}/{bin}", copy.destination.trim_end_matches('/'))
-        }
-        Some(copy) => copy.destination.clone(),
-        None => format!("/{bin}"),
     }
 }
 
@@ -558,37 +518,4 @@ fn descriptor(descriptor: &Value, base: &ImageRef) -> Result<(Digest, u64)> {
         )
     })?;
     Ok((digest, size))
-}
-
-/// `epoch` seconds as RFC 3339 in UTC (the civil-from-days algorithm).
-pub(crate) fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let seconds = epoch % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        seconds / 3600,
-        seconds % 3600 / 60,
-        seconds % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_827_600), "2026-11-28T01:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 }
