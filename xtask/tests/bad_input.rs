@@ -535,16 +535,16 @@ fn super_tree(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn attestations_on_the_oci_backend_are_refused_naming_the_backend_not_buildx() {
+fn buildkits_scanner_on_the_oci_backend_is_refused_naming_the_backend_not_buildx() {
     let dir = fixture_workspace(
         "bad-oci-sbom",
         "platforms = [\"linux/amd64\"]\nbackend = \"oci\"",
     );
-    let output = xtask(&dir, &["image", "--dry-run", "--provenance", "max"]);
+    let output = xtask(&dir, &["image", "--dry-run", "--sbom=buildkit"]);
     assert_error(
         &output,
-        "provenance is not attached by the OCI backend yet",
-        "use backend = \"docker\" with BuildKit for provenance",
+        "sbom = \"buildkit\" is BuildKit's scanner, and backend = \"oci\" has no BuildKit",
+        "write sbom = true for the tool's own SBOM",
     );
     assert!(
         !stderr(&output).contains("buildx plugin"),

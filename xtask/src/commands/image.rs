@@ -34,7 +34,9 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
             if !args.dry_run {
                 oci_checks(&configs, &plans, &toolchain)?;
             }
-            let backend = OciBackend::new(&configs[0].workspace_root, &configs[0].target_dir);
+            let rustc = toolchain.as_ref().ok().map(|t| t.version.clone());
+            let backend =
+                OciBackend::new(&configs[0].workspace_root, &configs[0].target_dir, rustc);
             execute(args, &configs, plans, &backend, |run| {
                 load_into_engine(args, run, &configs[0].target_dir)
             })

@@ -42,11 +42,31 @@ pub(crate) fn attest_sbom(
     insecure: bool,
     predicate: &Path,
 ) -> Command {
+    attest("cyclonedx", reference, signing, insecure, predicate)
+}
+
+/// `cosign attest --type slsaprovenance1` of `reference` with the provenance at `predicate`.
+pub(crate) fn attest_provenance(
+    reference: &str,
+    signing: &Signing,
+    insecure: bool,
+    predicate: &Path,
+) -> Command {
+    attest("slsaprovenance1", reference, signing, insecure, predicate)
+}
+
+fn attest(
+    kind: &str,
+    reference: &str,
+    signing: &Signing,
+    insecure: bool,
+    predicate: &Path,
+) -> Command {
     let mut args = vec!["attest".to_owned()];
     args.extend(flags(signing, insecure));
     args.extend([
         "--type".to_owned(),
-        "cyclonedx".to_owned(),
+        kind.to_owned(),
         "--predicate".to_owned(),
         predicate.display().to_string(),
         reference.to_owned(),

@@ -357,6 +357,10 @@ fn describe_signing(
             let attest = cosign::attest_sbom(&reference, signing, push.insecure, sbom).to_string();
             lines.push(format!("[{scope}] {}", unquoted(attest)));
         }
+        if let Some(provenance) = &push.provenance_file {
+            let attest = cosign::attest_provenance(&reference, signing, push.insecure, provenance);
+            lines.push(format!("[{scope}] {}", unquoted(attest.to_string())));
+        }
     }
     for publish in publishes {
         let Some(signing) = &publish.sign else {

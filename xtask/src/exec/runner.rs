@@ -297,13 +297,16 @@ fn sign_all<I>(
                 cosign::sign(&reference, signing, push.insecure),
                 &format!("signing {reference}"),
             )?;
-            match &push.sbom_file {
-                Some(sbom) => run(
-                    cosign::attest_sbom(&reference, signing, push.insecure, sbom),
-                    &format!("attesting the SBOM of {reference}"),
-                ),
-                None => Ok(()),
+            if let Some(sbom) = &push.sbom_file {
+                let command = cosign::attest_sbom(&reference, signing, push.insecure, sbom);
+                run(command, &format!("attesting the SBOM of {reference}"))?;
             }
+            if let Some(provenance) = &push.provenance_file {
+                let command =
+                    cosign::attest_provenance(&reference, signing, push.insecure, provenance);
+                run(command, &format!("attesting the provenance of {reference}"))?;
+            }
+            Ok(())
         })?;
     }
     for (publish, published) in publishes.iter().zip(&progress.manifests) {

@@ -225,8 +225,10 @@ pub(crate) struct ImageBuild {
     pub(crate) sbom: bool,
     /// `SOURCE_DATE_EPOCH` for BuildKit: the commit time, so timestamps repeat.
     pub(crate) source_date_epoch: Option<u64>,
-    /// The SBOM the OCI backend writes and attaches (`sbom = true`, cross builds).
+    /// The SBOM written after staging (`sbom = true`, cross builds).
     pub(crate) sbom_of: Option<SbomPlan>,
+    /// The SLSA provenance the OCI backend attaches (`provenance`), and where it is written.
+    pub(crate) provenance_of: Option<(crate::supply::provenance::Facts, PathBuf)>,
 }
 
 /// The crates one image's SBOM lists (its package's, for its target, with its options),
@@ -256,8 +258,10 @@ pub(crate) struct Push {
     pub(crate) images: Vec<ImageRef>,
     /// Signing of what this push wrote, once every tag is published.
     pub(crate) sign: Option<Signing>,
-    /// The CycloneDX SBOM attested with the signature (the OCI backend writes it).
+    /// The CycloneDX SBOM attested with the signature.
     pub(crate) sbom_file: Option<PathBuf>,
+    /// The SLSA provenance attested with the signature (the OCI backend writes it).
+    pub(crate) provenance_file: Option<PathBuf>,
 }
 
 /// Publishing one multi-arch tag from the digests the named pushes produced.
@@ -336,6 +340,7 @@ impl Plan {
                 builder: inputs.builder,
                 attestations,
                 source_date_epoch: inputs.git_epoch,
+                revision: inputs.git_revision.clone(),
             }
             .plan(rendered, images, inputs.push);
             plan.platforms.push(platform_plan);
@@ -507,15 +512,6 @@ fn publishing(
         )
     };
     if config.backend == Backend::Oci {
-        if config.provenance != Provenance::Off {
-            fail!(
-                help = format!(
-                    "use backend = \"docker\" with BuildKit for provenance, or remove {}",
-                    key("provenance")
-                ),
-                "provenance is not attached by the OCI backend yet (its SBOMs are)"
-            );
-        }
         if config.sbom == Sbom::BuildKit {
             fail!(
                 help = format!(
@@ -618,6 +614,8 @@ struct PlatformSteps<'a> {
     builder: Builder,
     attestations: (Provenance, bool),
     source_date_epoch: Option<u64>,
+    /// The commit the workspace is at, for provenance.
+    revision: Option<String>,
 }
 
 impl PlatformSteps<'_> {
@@ -662,11 +660,8 @@ impl PlatformSteps<'_> {
                 insecure: config.insecure(),
                 images,
                 sign: config.sign.clone(),
-                sbom_file: self.sbom_plan().map(|_| {
-                    layout
-                        .sbom(&config.package.name)
-                        .join(format!("{}.cdx.json", platform.slug()))
-                }),
+                sbom_file: self.sbom_plan().map(|sbom| sbom.cyclonedx),
+                provenance_file: self.provenance_plan().map(|(_, file)| file),
             }),
         }
     }
@@ -759,7 +754,33 @@ impl PlatformSteps<'_> {
             sbom: self.attestations.1,
             source_date_epoch: self.source_date_epoch,
             sbom_of: self.sbom_plan(),
+            provenance_of: self.provenance_plan(),
         }
+    }
+
+    /// The OCI backend's provenance: what this plan knows of the build.
+    fn provenance_plan(&self) -> Option<(crate::supply::provenance::Facts, PathBuf)> {
+        let config = self.config;
+        let wanted = config.backend == Backend::Oci && config.provenance != Provenance::Off;
+        if !wanted || self.platform.build != BuildMode::Cross {
+            return None;
+        }
+        let platform = self.platform.platform;
+        let build = self.cargo_build();
+        let facts = crate::supply::provenance::Facts {
+            package: config.package.name.clone(),
+            platform: platform.name(),
+            target: build.target.for_cargo(),
+            toolchain: format!("{:?}", build.toolchain).to_ascii_lowercase(),
+            features: build.options.features.clone(),
+            profile: build.options.profile.clone(),
+            rustflags: self.platform.rustflags.clone(),
+            command: std::env::args().skip(1).collect(),
+            repository: config.package.repository.clone(),
+            revision: self.revision.clone(),
+        };
+        let dir = crate::layout::Layout::new(&config.target_dir).sbom(&config.package.name);
+        Some((facts, dir.join(format!("{}.slsa.json", platform.slug()))))
     }
 
     fn sbom_plan(&self) -> Option<SbomPlan> {

@@ -19,6 +19,8 @@ pub(crate) struct RustToolchain {
     sysroot: PathBuf,
     /// The host's target triple, which cc-rs compiles for with plain `cc`.
     pub(crate) host: String,
+    /// `rustc -V` as it answers (`rustc 1.95.0 (59807616e 2026-04-14)`), for provenance.
+    pub(crate) version: String,
 }
 
 /// The rustc to ask: `RUSTC`, else the one beside `CARGO` (the real binary of the toolchain
@@ -75,16 +77,23 @@ impl RustToolchain {
             .as_ref()
             .and_then(|path| std::fs::read_to_string(path).ok())
         {
-            if let Some((sysroot, host)) = cached.split_once('\n') {
+            let lines: Vec<&str> = cached.lines().collect();
+            if let [sysroot, host, version] = lines.as_slice() {
                 return Ok(RustToolchain {
                     sysroot: PathBuf::from(sysroot),
-                    host: host.trim().to_owned(),
+                    host: (*host).to_owned(),
+                    version: (*version).to_owned(),
                 });
             }
         }
         let toolchain = RustToolchain::ask(&rustc)?;
         if let Some(path) = cache {
-            let text = format!("{}\n{}\n", toolchain.sysroot.display(), toolchain.host);
+            let text = format!(
+                "{}\n{}\n{}\n",
+                toolchain.sysroot.display(),
+                toolchain.host,
+                toolchain.version
+            );
             let _ = crate::exec::files::write_if_changed(&path, text.as_bytes());
         }
         Ok(toolchain)
@@ -118,6 +127,7 @@ impl RustToolchain {
         Ok(RustToolchain {
             sysroot: PathBuf::from(sysroot),
             host,
+            version: version.lines().next().unwrap_or_default().trim().to_owned(),
         })
     }
 

@@ -2,4 +2,5 @@
 //! statements that attach them to an OCI index the way BuildKit lays attestations out.
 
 pub mod attest;
+pub mod provenance;
 pub mod sbom;

@@ -1005,10 +1005,10 @@ pub fn cosign_keys(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("cosign.key"), dir.join("cosign.pub"))
 }
 
-/// Whether `cosign verify` (or `verify-attestation --type cyclonedx`) with `public` accepts
+/// Whether `cosign verify` (or `verify-attestation --type KIND`) with `public` accepts
 /// `reference` on a loopback registry.
-pub fn cosign_verifies(reference: &str, public: &Path, attestation: bool) -> bool {
-    let verb = if attestation {
+pub fn cosign_verifies(reference: &str, public: &Path, attestation: Option<&str>) -> bool {
+    let verb = if attestation.is_some() {
         "verify-attestation"
     } else {
         "verify"
@@ -1021,8 +1021,8 @@ pub fn cosign_verifies(reference: &str, public: &Path, attestation: bool) -> boo
         "--insecure-ignore-tlog=true",
     ]);
     command.args(["--allow-http-registry", "--allow-insecure-registry"]);
-    if attestation {
-        command.args(["--type", "cyclonedx"]);
+    if let Some(kind) = attestation {
+        command.args(["--type", kind]);
     }
     let output = command.arg(reference).output().unwrap();
     if !output.status.success() {

@@ -33,8 +33,10 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 #[derive(Debug, Clone)]
 pub(crate) struct Assembled {
     manifest_digest: String,
-    /// Its SBOM's attestation manifest, with `sbom = true`.
+    /// Its SBOM's and provenance's attestation manifest, when either is on.
     attestations: Option<crate::supply::attest::Attestations>,
+    /// The base image and its manifest digest for this platform.
+    base: Option<(String, String)>,
     /// Its layer came from the cache: nothing it holds changed since the last run.
     reused: bool,
     manifest: Vec<u8>,
@@ -47,6 +49,8 @@ pub(crate) struct Assembled {
 struct BaseImage {
     config: Value,
     layers: Vec<(String, Vec<u8>)>,
+    /// The base as written and its manifest digest for this platform, for provenance.
+    pinned: (String, String),
 }
 
 /// Builds images with no engine at all: assembled here, written as an OCI layout, pushed
@@ -54,13 +58,16 @@ struct BaseImage {
 pub(crate) struct OciBackend {
     pub(crate) root: PathBuf,
     layout: crate::layout::Layout,
+    /// `rustc -V`, for provenance.
+    rustc: Option<String>,
 }
 
 impl OciBackend {
-    pub(crate) fn new(root: &Path, target_dir: &Path) -> OciBackend {
+    pub(crate) fn new(root: &Path, target_dir: &Path, rustc: Option<String>) -> OciBackend {
         OciBackend {
             root: root.to_path_buf(),
             layout: crate::layout::Layout::new(target_dir),
+            rustc,
         }
     }
 
@@ -116,6 +123,7 @@ impl OciBackend {
         }
         let config = serde_json::to_vec(&config)?;
         let mut blobs = vec![(digest(&config), config)];
+        let pinned_base = base.as_ref().map(|b| b.pinned.clone());
         blobs.extend(base.map(|b| b.layers).unwrap_or_default());
         blobs.push((digest(&layer.gzip), layer.gzip));
         let layers: Vec<Value> = blobs[1..]
@@ -134,6 +142,7 @@ impl OciBackend {
             Assembled {
                 manifest_digest,
                 attestations: None,
+                base: pinned_base,
                 reused,
                 manifest,
                 blobs,
@@ -153,7 +162,9 @@ impl OciBackend {
             .clone()
             .or_else(|| base.tag.clone())
             .unwrap_or_else(|| "latest".into());
-        let top: Value = serde_json::from_slice(&registry.get_manifest(&reference)?)
+        let top_bytes = registry.get_manifest(&reference)?;
+        let mut pinned = Digest::of(&top_bytes).to_string();
+        let top: Value = serde_json::from_slice(&top_bytes)
             .with_context(|| format!("the manifest of the base image {base} is not JSON"))?;
         let not_published = || {
             crate::diagnostic::diagnostic(
@@ -175,6 +186,7 @@ impl OciBackend {
                     })
                     .ok_or_else(not_published)?;
                 let (digest, _) = descriptor(entry, base)?;
+                pinned = digest.to_string();
                 serde_json::from_slice(&registry.get_manifest(digest.as_str())?)
                     .with_context(|| format!("the {platform} manifest of {base} is not JSON"))?
             }
@@ -206,7 +218,11 @@ impl OciBackend {
             let bytes = registry.get_blob(&digest, size)?;
             layers.push((digest.to_string(), bytes));
         }
-        Ok(BaseImage { config, layers })
+        Ok(BaseImage {
+            config,
+            layers,
+            pinned: (base.to_string(), pinned),
+        })
     }
 
     /// Writes the image's blobs into the layout and names it in `index.json` by its tags.
@@ -288,12 +304,9 @@ impl Backend for OciBackend {
 
     fn build_image(&self, build: &ImageBuild) -> Result<Built<Assembled>> {
         let (manifest_digest, mut image) = self.assemble(build)?;
-        if let Some(plan) = &build.sbom_of {
-            let attestations = self
-                .sbom(build, plan, &manifest_digest)
-                .with_context(|| format!("writing the SBOM of {}", build.platform))?;
-            image.attestations = Some(attestations);
-        }
+        image.attestations = self
+            .attestations(build, &manifest_digest, image.base.clone())
+            .with_context(|| format!("attaching the SBOM and provenance of {}", build.platform))?;
         self.write_layout(build, &manifest_digest, &image)?;
         let size = image.blobs.iter().map(|(_, b)| b.len() as u64).sum();
         let platform = image.platform;
@@ -381,37 +394,52 @@ impl Backend for OciBackend {
 }
 
 impl OciBackend {
-    /// The attestation manifest that carries the image's SBOM (the CycloneDX and SPDX
-    /// documents the runner wrote after staging) as in-toto statements about `image_digest`.
-    fn sbom(
+    /// The attestation manifest of the image: its SBOM (the CycloneDX and SPDX documents
+    /// the runner wrote after staging) and its SLSA provenance (written here), as in-toto
+    /// statements about `image_digest`; `None` when neither is on.
+    fn attestations(
         &self,
         build: &ImageBuild,
-        plan: &crate::plan::SbomPlan,
         image_digest: &str,
-    ) -> Result<crate::supply::attest::Attestations> {
-        use crate::supply::attest;
-        let read = |path: &Path| -> Result<Value> {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok(serde_json::from_slice(&bytes)?)
-        };
-        let (cyclonedx, spdx) = (read(&plan.cyclonedx)?, read(&plan.spdx)?);
+        base: Option<(String, String)>,
+    ) -> Result<Option<crate::supply::attest::Attestations>> {
+        use crate::supply::{attest, provenance};
         let image = Digest::parse(image_digest).context("the image has no sha256 digest")?;
         let subject = format!(
             "pkg:docker/{}?platform={}",
             build.tags[0].name(),
             build.platform.name().replace('/', "%2F")
         );
-        Ok(attest::manifest(&[
-            (
-                attest::SPDX,
-                attest::statement(attest::SPDX, &spdx, &subject, &image),
-            ),
-            (
-                attest::CYCLONEDX,
-                attest::statement(attest::CYCLONEDX, &cyclonedx, &subject, &image),
-            ),
-        ]))
+        let read = |path: &Path| -> Result<Value> {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(serde_json::from_slice(&bytes)?)
+        };
+        let mut statements = Vec::new();
+        if let Some(plan) = &build.sbom_of {
+            for (kind, path) in [
+                (attest::SPDX, &plan.spdx),
+                (attest::CYCLONEDX, &plan.cyclonedx),
+            ] {
+                statements.push((
+                    kind,
+                    attest::statement(kind, &read(path)?, &subject, &image),
+                ));
+            }
+        }
+        if let Some((facts, file)) = &build.provenance_of {
+            let lock = std::fs::read(self.root.join("Cargo.lock")).ok();
+            let resolved = provenance::Resolved {
+                rustc: self.rustc.clone(),
+                lock_sha256: lock.map(|bytes| crate::digest::hex_sha256(&bytes)),
+                base,
+            };
+            let predicate = provenance::predicate(facts, &resolved);
+            crate::exec::files::write_if_changed(file, &serde_json::to_vec_pretty(&predicate)?)?;
+            let kind = provenance::PREDICATE_TYPE;
+            statements.push((kind, attest::statement(kind, &predicate, &subject, &image)));
+        }
+        Ok((!statements.is_empty()).then(|| attest::manifest(&statements)))
     }
 }
 
