@@ -847,6 +847,24 @@ fn cosign_signs_every_image_and_the_index_and_attests_each_sbom() {
         "the password is never printed"
     );
     let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    // The report (and so `--metadata-file` and the CI outputs) names what was attached.
+    for platform in report["platforms"].as_array().unwrap() {
+        for field in ["sbom", "signature"] {
+            let digest = platform[field].as_str().unwrap_or_default();
+            assert!(
+                xtask::digest::Digest::parse(digest).is_some(),
+                "{field}: {platform}"
+            );
+        }
+    }
+    assert!(report["manifests"][0]["signature"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(
+        stderr(&output).contains("sbom, signature"),
+        "the summary says so"
+    );
     let mut references: Vec<String> = report["platforms"]
         .as_array()
         .unwrap()

@@ -21,6 +21,10 @@ pub(crate) struct PlatformResult {
     pub(crate) digest: Option<String>,
     /// The image was not built again: none of its inputs changed.
     pub(crate) reused: bool,
+    /// The digest of its CycloneDX SBOM document, with `sbom = true`.
+    pub(crate) sbom: Option<String>,
+    /// The digest of its cosign signature, when signed.
+    pub(crate) signature: Option<String>,
     pub(crate) seconds: f64,
 }
 
@@ -30,6 +34,8 @@ pub(crate) struct ListResult {
     pub(crate) package: String,
     pub(crate) list: String,
     pub(crate) digest: String,
+    /// The digest of its cosign signature, when signed.
+    pub(crate) signature: Option<String>,
 }
 
 /// Everything a run produced.
@@ -67,12 +73,18 @@ pub(crate) struct PlatformMetadata<'a> {
     pub(crate) image_id: &'a str,
     /// The registry digest, after a push.
     pub(crate) digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sbom: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct TagMetadata<'a> {
     pub(crate) tag: &'a str,
     pub(crate) digest: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<&'a str>,
 }
 
 impl Report {
@@ -91,6 +103,8 @@ impl Report {
                         image: &p.image,
                         image_id: &p.id,
                         digest: p.digest.as_deref(),
+                        sbom: p.sbom.as_deref(),
+                        signature: p.signature.as_deref(),
                     })
                     .collect(),
                 tags: self
@@ -100,6 +114,7 @@ impl Report {
                     .map(|m| TagMetadata {
                         tag: &m.list,
                         digest: &m.digest,
+                        signature: m.signature.as_deref(),
                     })
                     .collect(),
             })
@@ -442,7 +457,8 @@ fn describe_stage_step(step: &StageStep) -> String {
 /// The end-of-run table: platform, image, id or digest, size, context bytes, seconds.
 pub(crate) fn summary_table(report: &Report) -> String {
     let mut rows = vec![[
-        "package", "platform", "image", "image id", "digest", "size", "context", "build", "seconds",
+        "package", "platform", "image", "image id", "digest", "size", "context", "build",
+        "attached", "seconds",
     ]
     .map(String::from)
     .to_vec()];
@@ -456,6 +472,7 @@ pub(crate) fn summary_table(report: &Report) -> String {
             human_bytes(p.size),
             human_bytes(p.context_bytes),
             if p.reused { "reused" } else { "built" }.to_owned(),
+            attached(p.sbom.is_some(), p.signature.is_some()),
             format!("{:.1}", p.seconds),
         ]);
     }
@@ -469,6 +486,7 @@ pub(crate) fn summary_table(report: &Report) -> String {
             "-".into(),
             "-".into(),
             "-".into(),
+            attached(false, list.signature.is_some()),
             "-".into(),
         ]);
     }
@@ -492,6 +510,16 @@ pub(crate) fn summary_table(report: &Report) -> String {
         report.seconds
     ));
     table
+}
+
+/// What went beside an image: its SBOM, its signature.
+fn attached(sbom: bool, signature: bool) -> String {
+    match (sbom, signature) {
+        (true, true) => "sbom, signature".into(),
+        (true, false) => "sbom".into(),
+        (false, true) => "signature".into(),
+        (false, false) => "-".into(),
+    }
 }
 
 fn short_id(id: &str) -> String {
@@ -525,19 +553,22 @@ mod tests {
                 context_bytes: 411_900,
                 digest: None,
                 reused: true,
+                sbom: None,
+                signature: None,
                 seconds: 3.25,
             }],
             manifests: vec![ListResult {
                 package: "hello".into(),
                 list: "r/hello:0.1.0".into(),
                 digest: format!("sha256:{}", "2".repeat(64)),
+                signature: None,
             }],
             seconds: 4.0,
         };
         let table = summary_table(&report);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0], "package  platform     image                image id             digest               size      context   build   seconds");
-        assert_eq!(lines[1], "hello    linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  reused  3.2");
+        assert_eq!(lines[0], "package  platform     image                image id             digest               size      context   build   attached  seconds");
+        assert_eq!(lines[1], "hello    linux/arm64  hello:arm64v8-0.1.0  sha256:111111111111  -                    412.0 kB  411.9 kB  reused  -         3.2");
         assert!(lines[2].starts_with(
             "hello    (list)       r/hello:0.1.0        -                    sha256:222222222222"
         ));

@@ -44,6 +44,8 @@ struct Progress<I> {
     built: Vec<Built<I>>,
     digests: BTreeMap<PushId, String>,
     manifests: Vec<ListResult>,
+    /// The digests of the cosign signatures of pushes.
+    signatures: BTreeMap<PushId, String>,
 }
 
 /// Executes `plan` phase by phase, as [`schedule`] orders it.
@@ -59,6 +61,7 @@ pub(crate) fn execute_with<B: Backend>(
         built: Vec::new(),
         digests: BTreeMap::new(),
         manifests: Vec::new(),
+        signatures: BTreeMap::new(),
     };
     for phase in schedule(plan) {
         match phase {
@@ -83,7 +86,15 @@ pub(crate) fn execute_with<B: Backend>(
             Phase::Publishes(publishes) => {
                 progress.manifests = publish_all(plan, backend, publishes, &progress)?;
             }
-            Phase::Sign(pushes, publishes) => sign_all(plan, &pushes, publishes, &progress)?,
+            Phase::Sign(pushes, publishes) => {
+                progress.signatures = sign_all(
+                    plan,
+                    &pushes,
+                    publishes,
+                    &mut progress.manifests,
+                    &progress.digests,
+                )?;
+            }
         }
     }
     Ok(finish(plan, progress, started))
@@ -96,6 +107,7 @@ fn finish<I>(plan: &Plan, progress: Progress<I>, started: Instant) -> Run<I> {
         built,
         digests,
         manifests,
+        signatures,
     } = progress;
     let mut images = Vec::new();
     let mut platforms = Vec::new();
@@ -111,6 +123,12 @@ fn finish<I>(plan: &Plan, progress: Progress<I>, started: Instant) -> Run<I> {
             context_bytes: dir_size(&plan.root.join(&platform_plan.context_dir)),
             digest: digests.get(&PushId(index)).cloned(),
             reused: built.facts.reused,
+            sbom: build
+                .sbom_of
+                .as_ref()
+                .and_then(|sbom| std::fs::read(&sbom.cyclonedx).ok())
+                .map(|bytes| crate::digest::Digest::of(&bytes).to_string()),
+            signature: signatures.get(&PushId(index)).cloned(),
             seconds: seconds[index],
         });
         images.push(built.image);
@@ -267,6 +285,7 @@ fn publish_all<B: Backend>(
             package: plan.push(publish.entries[0].push).package.clone(),
             list: publish.list.to_string(),
             digest,
+            signature: None,
         });
     }
     Ok(manifests)
@@ -274,12 +293,13 @@ fn publish_all<B: Backend>(
 
 /// Signs every push and tag that asks for it, by the digest this run published; a failed
 /// signature fails the run and names the image.
-fn sign_all<I>(
+fn sign_all(
     plan: &Plan,
     pushes: &[(PushId, &Push)],
     publishes: &[Publish],
-    progress: &Progress<I>,
-) -> Result<()> {
+    manifests: &mut [ListResult],
+    digests: &BTreeMap<PushId, String>,
+) -> Result<BTreeMap<PushId, String>> {
     use crate::exec::cosign;
     let sh = xshell::Shell::new()?;
     sh.change_dir(&plan.root);
@@ -288,9 +308,10 @@ fn sign_all<I>(
             .map(drop)
             .with_context(|| format!("{what} failed"))
     };
+    let mut signatures = BTreeMap::new();
     for (id, push) in pushes {
         let Some(signing) = &push.sign else { continue };
-        let reference = cosign::pinned(&push.images[0], &progress.digests[id]);
+        let reference = cosign::pinned(&push.images[0], &digests[id]);
         let scope = plan.scope(&push.package, push.platform);
         self::progress(&scope, "sign", || {
             run(
@@ -308,8 +329,11 @@ fn sign_all<I>(
             }
             Ok(())
         })?;
+        if let Some(signature) = signature_digest(&push.images[0], push.insecure, &digests[id]) {
+            signatures.insert(*id, signature);
+        }
     }
-    for (publish, published) in publishes.iter().zip(&progress.manifests) {
+    for (publish, published) in publishes.iter().zip(manifests.iter_mut()) {
         let Some(signing) = &publish.sign else {
             continue;
         };
@@ -320,8 +344,28 @@ fn sign_all<I>(
                 &format!("signing {reference}"),
             )
         })?;
+        published.signature = signature_digest(&publish.list, publish.insecure, &published.digest);
     }
-    Ok(())
+    Ok(signatures)
+}
+
+/// The digest of the signature cosign stored for `digest` (its `sha256-<hex>.sig` tag),
+/// read back from the registry and hashed here. The image is signed either way; a
+/// signature stored elsewhere (`COSIGN_REPOSITORY`) is only not reported.
+fn signature_digest(image: &ImageRef, insecure: bool, digest: &str) -> Option<String> {
+    let tag = format!("{}.sig", digest.replace(':', "-"));
+    let read = crate::registry::Registry::of(image, insecure).and_then(|r| r.get_manifest(&tag));
+    match read {
+        Ok(bytes) => Some(crate::digest::Digest::of(&bytes).to_string()),
+        Err(err) => {
+            let cause = Diagnostic::of(&err).cause;
+            eprintln!(
+                "note: the signature of {}@{digest} is not at {tag}: {cause}",
+                image.name()
+            );
+            None
+        }
+    }
 }
 
 /// The platforms of `builds`, for progress lines.

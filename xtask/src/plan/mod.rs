@@ -228,7 +228,25 @@ pub(crate) struct ImageBuild {
     /// The SBOM written after staging (`sbom = true`, cross builds).
     pub(crate) sbom_of: Option<SbomPlan>,
     /// The SLSA provenance the OCI backend attaches (`provenance`), and where it is written.
-    pub(crate) provenance_of: Option<(crate::supply::provenance::Facts, PathBuf)>,
+    pub(crate) provenance_of: Option<(ProvenanceFacts, PathBuf)>,
+}
+
+/// What the plan knows of one image's build, for its SLSA provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProvenanceFacts {
+    pub(crate) package: String,
+    pub(crate) platform: String,
+    pub(crate) target: String,
+    /// `cargo` or `zig`.
+    pub(crate) toolchain: String,
+    pub(crate) features: Vec<String>,
+    pub(crate) profile: String,
+    pub(crate) rustflags: Vec<String>,
+    /// The command line, as the user typed it after the program.
+    pub(crate) command: Vec<String>,
+    /// The package's `repository`, and the commit the workspace is at.
+    pub(crate) repository: Option<String>,
+    pub(crate) revision: Option<String>,
 }
 
 /// The crates one image's SBOM lists (its package's, for its target, with its options),
@@ -759,7 +777,7 @@ impl PlatformSteps<'_> {
     }
 
     /// The OCI backend's provenance: what this plan knows of the build.
-    fn provenance_plan(&self) -> Option<(crate::supply::provenance::Facts, PathBuf)> {
+    fn provenance_plan(&self) -> Option<(ProvenanceFacts, PathBuf)> {
         let config = self.config;
         let wanted = config.backend == Backend::Oci && config.provenance != Provenance::Off;
         if !wanted || self.platform.build != BuildMode::Cross {
@@ -767,7 +785,7 @@ impl PlatformSteps<'_> {
         }
         let platform = self.platform.platform;
         let build = self.cargo_build();
-        let facts = crate::supply::provenance::Facts {
+        let facts = ProvenanceFacts {
             package: config.package.name.clone(),
             platform: platform.name(),
             target: build.target.for_cargo(),

@@ -8,23 +8,7 @@ use serde_json::{json, Value};
 pub(crate) const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
 const BUILD_TYPE: &str = "https://github.com/multiarch-rs/multiarch/oci@v1";
 
-/// What the plan knows of one image's build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Facts {
-    pub(crate) package: String,
-    pub(crate) platform: String,
-    pub(crate) target: String,
-    /// `cargo` or `zig`.
-    pub(crate) toolchain: String,
-    pub(crate) features: Vec<String>,
-    pub(crate) profile: String,
-    pub(crate) rustflags: Vec<String>,
-    /// The command line, as the user typed it after the program.
-    pub(crate) command: Vec<String>,
-    /// The package's `repository`, and the commit the workspace is at.
-    pub(crate) repository: Option<String>,
-    pub(crate) revision: Option<String>,
-}
+pub(crate) use crate::plan::ProvenanceFacts as Facts;
 
 /// What only the build knows: rustc's version, Cargo.lock's digest, the base by digest.
 #[derive(Debug, Clone, Default)]
