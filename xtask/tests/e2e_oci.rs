@@ -895,6 +895,23 @@ fn cosign_signs_every_image_and_the_index_and_attests_each_sbom() {
         "the index"
     );
 
+    // A signature that fails (the wrong key password) fails the run and names the image.
+    let output = xtask_with_env(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "v1"],
+        &[("PATH", &path), ("COSIGN_PASSWORD", "wrong")],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("signing {image}@sha256:")),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("wrong\n"),
+        "the password is never printed"
+    );
+
     // Without cosign the run stops before anything compiles, naming the fix.
     let _ = std::fs::remove_dir_all(dir.join("target"));
     let output = xtask(&dir, &["image", "--push", "--image", &image, "--tag", "v2"]);
