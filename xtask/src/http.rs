@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use ureq::http;
 
+use crate::diagnostic::escape;
+
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one read may wait for any byte.
@@ -398,10 +400,18 @@ pub(crate) fn transient(outcome: &Result<Response, Failure>) -> crate::retry::Ve
     }
 }
 
-/// Text from a peer or the user, made safe to print: control characters are shown as
-/// escapes, never sent.
-pub(crate) fn escape(text: &str) -> String {
-    crate::diagnostic::escape(text)
+/// Percent-encodes all but RFC 3986's unreserved characters (query values, purl
+/// qualifiers).
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut encoded = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 #[cfg(test)]

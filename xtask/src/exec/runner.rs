@@ -46,6 +46,8 @@ struct Progress<I> {
     manifests: Vec<ListResult>,
     /// The digests of the cosign signatures of pushes.
     signatures: BTreeMap<PushId, String>,
+    /// Each platform's SBOM digest, in platform order.
+    sboms: Vec<Option<String>>,
 }
 
 /// Executes `plan` phase by phase, as [`schedule`] orders it.
@@ -62,6 +64,7 @@ pub(crate) fn execute_with<B: Backend>(
         digests: BTreeMap::new(),
         manifests: Vec::new(),
         signatures: BTreeMap::new(),
+        sboms: Vec::new(),
     };
     for phase in schedule(plan) {
         match phase {
@@ -69,7 +72,7 @@ pub(crate) fn execute_with<B: Backend>(
             Phase::BaseImages(_) => {}
             Phase::Contexts => write_contexts(plan)?,
             Phase::Compile(groups) => compile_all(&groups, compile, &mut progress.seconds)?,
-            Phase::Stage => stage_all(plan, jobs, &mut progress.seconds)?,
+            Phase::Stage => progress.sboms = stage_all(plan, jobs, &mut progress.seconds)?,
             Phase::Images(builds) => {
                 progress.built = build_all(backend, &builds, jobs)?;
             }
@@ -108,6 +111,7 @@ fn finish<I>(plan: &Plan, progress: Progress<I>, started: Instant) -> Run<I> {
         digests,
         manifests,
         signatures,
+        sboms,
     } = progress;
     let mut images = Vec::new();
     let mut platforms = Vec::new();
@@ -123,11 +127,7 @@ fn finish<I>(plan: &Plan, progress: Progress<I>, started: Instant) -> Run<I> {
             context_bytes: dir_size(&plan.root.join(&platform_plan.context_dir)),
             digest: digests.get(&PushId(index)).cloned(),
             reused: built.facts.reused,
-            sbom: build
-                .sbom_of
-                .as_ref()
-                .and_then(|sbom| std::fs::read(&sbom.cyclonedx).ok())
-                .map(|bytes| crate::digest::Digest::of(&bytes).to_string()),
+            sbom: sboms.get(index).cloned().flatten(),
             signature: signatures.get(&PushId(index)).cloned(),
             seconds: seconds[index],
         });
@@ -181,8 +181,9 @@ fn compile_all(
     Ok(())
 }
 
-/// Stages each platform's binaries (and QEMU), `jobs` platforms at a time.
-fn stage_all(plan: &Plan, jobs: usize, seconds: &mut [f64]) -> Result<()> {
+/// Stages each platform's binaries (and QEMU) and writes its SBOM, `jobs` platforms at a
+/// time; returns each platform's SBOM digest.
+fn stage_all(plan: &Plan, jobs: usize, seconds: &mut [f64]) -> Result<Vec<Option<String>>> {
     let staged = run_parallel(&plan.platforms, jobs, |platform_plan| {
         let started = Instant::now();
         let scope = plan.scope(&platform_plan.package, platform_plan.platform);
@@ -190,16 +191,21 @@ fn stage_all(plan: &Plan, jobs: usize, seconds: &mut [f64]) -> Result<()> {
             stage(&plan.root, platform_plan, step)
                 .with_context(|| format!("staging failed for {scope}"))?;
         }
-        if let Some(sbom) = &platform_plan.image.sbom_of {
-            write_sbom(&plan.root, platform_plan, sbom)
-                .with_context(|| format!("writing the SBOM failed for {scope}"))?;
-        }
-        Ok(started.elapsed().as_secs_f64())
+        let sbom = match &platform_plan.image.sbom_of {
+            Some(sbom) => Some(
+                write_sbom(&plan.root, platform_plan, sbom)
+                    .with_context(|| format!("writing the SBOM failed for {scope}"))?,
+            ),
+            None => None,
+        };
+        Ok((started.elapsed().as_secs_f64(), sbom))
     })?;
-    for (total, spent) in seconds.iter_mut().zip(staged) {
+    let mut sboms = Vec::new();
+    for (total, (spent, sbom)) in seconds.iter_mut().zip(staged) {
         *total += spent;
+        sboms.push(sbom);
     }
-    Ok(())
+    Ok(sboms)
 }
 
 /// Builds every image, then checks each carries its platform and a sha256 id.
@@ -416,15 +422,18 @@ fn write_context_step(root: &std::path::Path, step: &ContextStep) -> Result<()> 
 }
 
 /// The image's SBOM documents, from what cargo resolves for it and what was staged.
+/// Returns the digest of the CycloneDX document, for the report.
 fn write_sbom(
     root: &std::path::Path,
     platform_plan: &PlatformPlan,
     sbom: &crate::plan::SbomPlan,
-) -> Result<()> {
+) -> Result<String> {
     let context = root.join(&platform_plan.context_dir);
     let (cyclonedx, spdx) = crate::supply::sbom::documents(root, sbom, &context)?;
-    write_if_changed(&sbom.cyclonedx, &serde_json::to_vec_pretty(&cyclonedx)?)?;
-    write_if_changed(&sbom.spdx, &serde_json::to_vec_pretty(&spdx)?)
+    let cyclonedx = serde_json::to_vec_pretty(&cyclonedx)?;
+    write_if_changed(&sbom.cyclonedx, &cyclonedx)?;
+    write_if_changed(&sbom.spdx, &serde_json::to_vec_pretty(&spdx)?)?;
+    Ok(crate::digest::Digest::of(&cyclonedx).to_string())
 }
 
 /// Executes a staging step.

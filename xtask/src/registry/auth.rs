@@ -73,10 +73,10 @@ fn token(
     let mut url = format!(
         "{realm}{}scope={}",
         if realm.contains('?') { '&' } else { '?' },
-        percent_encode(&format!("repository:{}:pull,push", target.repository))
+        http::percent_encode(&format!("repository:{}:pull,push", target.repository))
     );
     if let Some(service) = service {
-        url.push_str(&format!("&service={}", percent_encode(service)));
+        url.push_str(&format!("&service={}", http::percent_encode(service)));
     }
     // Credentials travel to a token server only over TLS, unless the registry itself is
     // plain HTTP (loopback or `insecure_registry`).
@@ -135,19 +135,6 @@ pub(crate) fn is_token68(token: &str) -> bool {
         && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 /// A registry's `WWW-Authenticate` challenge.
@@ -243,7 +230,7 @@ mod tests {
         }
         assert!(!is_token68(&"a".repeat(1 << 20)));
         assert_eq!(
-            percent_encode("repository:a/b:pull,push"),
+            http::percent_encode("repository:a/b:pull,push"),
             "repository%3Aa%2Fb%3Apull%2Cpush"
         );
     }

@@ -38,7 +38,10 @@ impl Crate {
     pub(crate) fn purl(&self) -> String {
         let base = format!("pkg:cargo/{}@{}", self.name, self.version);
         match &self.source {
-            Source::Git(url) => format!("{base}?vcs_url={}", percent(&format!("git+{url}"))),
+            Source::Git(url) => format!(
+                "{base}?vcs_url={}",
+                crate::http::percent_encode(&format!("git+{url}"))
+            ),
             Source::CratesIo | Source::Path => base,
         }
     }
@@ -448,18 +451,6 @@ fn sanitize(text: &str) -> String {
                 '-'
             }
         })
-        .collect()
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(
-            |b| match b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                true => char::from(b).to_string(),
-                false => format!("%{b:02X}"),
-            },
-        )
         .collect()
 }
 
