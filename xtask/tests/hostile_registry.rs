@@ -215,6 +215,19 @@ fn registry_answer(seen: &Seen, body: Vec<u8>, state: &Mutex<State>) -> Answer {
     }
 }
 
+/// A registry that answers everything but its token server with a Bearer challenge
+/// pointing there, and whose token server answers with `token_answer`.
+fn behind_tokens(token_answer: impl Fn() -> Answer + Send + Sync + 'static) -> Hook {
+    Box::new(move |seen, _| {
+        if seen.path.starts_with("/token") {
+            return Some(token_answer());
+        }
+        let host = seen.headers.get("host").cloned().unwrap_or_default();
+        let realm = format!("Bearer realm=\"http://{host}/token\",service=\"fake\"");
+        Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", realm))
+    })
+}
+
 fn honest() -> Hook {
     Box::new(|_, _| None)
 }
@@ -251,14 +264,9 @@ fn a_token_that_carries_configuration_is_refused_and_writes_nothing() {
     let token = format!("abc\noutput = {}\ncreate-dirs\nx", trap.display());
     let registry = FakeRegistry::start(
         "127.0.0.1",
-        Box::new(move |seen, _| {
-            let port = seen.headers.get("host").cloned().unwrap_or_default();
-            if seen.path.starts_with("/token") {
-                let body = serde_json::json!({ "token": token }).to_string();
-                return Some(Answer::new("200 OK", body));
-            }
-            let realm = format!("Bearer realm=\"http://{port}/token\",service=\"fake\"");
-            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", realm))
+        behind_tokens(move || {
+            let body = serde_json::json!({ "token": token }).to_string();
+            Answer::new("200 OK", body)
         }),
     );
     let base = format!("{}/base:1", registry.host);
@@ -288,14 +296,9 @@ fn a_token_that_carries_configuration_is_refused_and_writes_nothing() {
 fn a_huge_or_endless_token_answer_stops_with_a_message() {
     let registry = FakeRegistry::start(
         "127.0.0.1",
-        Box::new(|seen, _| {
-            let port = seen.headers.get("host").cloned().unwrap_or_default();
-            if seen.path.starts_with("/token") {
-                let body = format!("{{\"token\": \"{}\"}}", "a".repeat(1 << 20));
-                return Some(Answer::new("200 OK", body));
-            }
-            let realm = format!("Bearer realm=\"http://{port}/token\"");
-            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", realm))
+        behind_tokens(|| {
+            let body = format!("{{\"token\": \"{}\"}}", "a".repeat(1 << 20));
+            Answer::new("200 OK", body)
         }),
     );
     let dir = workspace(
@@ -322,16 +325,11 @@ fn a_huge_or_endless_token_answer_stops_with_a_message() {
 fn a_token_server_that_drips_is_given_up_on_in_seconds() {
     let registry = FakeRegistry::start(
         "127.0.0.1",
-        Box::new(|seen, _| {
-            let port = seen.headers.get("host").cloned().unwrap_or_default();
-            if seen.path.starts_with("/token") {
-                let mut answer =
-                    Answer::new("200 OK", format!("{{\"token\": \"{}\"}}", "a".repeat(4096)));
-                answer.drip = Some(Duration::from_millis(200));
-                return Some(answer);
-            }
-            let realm = format!("Bearer realm=\"http://{port}/token\"");
-            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", realm))
+        behind_tokens(|| {
+            let mut answer =
+                Answer::new("200 OK", format!("{{\"token\": \"{}\"}}", "a".repeat(4096)));
+            answer.drip = Some(Duration::from_millis(200));
+            answer
         }),
     );
     let dir = workspace(

@@ -74,6 +74,29 @@ fn attest(
     Command::new("cosign", args)
 }
 
+/// Every cosign call for one pushed image (`reference`, `repo@sha256:...`), each with what
+/// it does: the signature, then the attestations of the SBOM and provenance `build` has.
+pub(crate) fn image_commands(
+    reference: &str,
+    signing: &Signing,
+    insecure: bool,
+    build: &crate::plan::ImageBuild,
+) -> Vec<(Command, String)> {
+    let mut commands = vec![(
+        sign(reference, signing, insecure),
+        format!("signing {reference}"),
+    )];
+    if let Some(sbom) = &build.sbom_of {
+        let attest = attest_sbom(reference, signing, insecure, &sbom.cyclonedx);
+        commands.push((attest, format!("attesting the SBOM of {reference}")));
+    }
+    if let Some((_, provenance)) = &build.provenance_of {
+        let attest = attest_provenance(reference, signing, insecure, provenance);
+        commands.push((attest, format!("attesting the provenance of {reference}")));
+    }
+    commands
+}
+
 /// `reference` pinned to `digest`, as cosign is given it.
 pub(crate) fn pinned(reference: &ImageRef, digest: &str) -> String {
     reference.with_digest(digest).to_string()

@@ -354,7 +354,7 @@ fn describe_signing(
 ) -> Vec<String> {
     use crate::exec::cosign;
     let mut lines = Vec::new();
-    for (_, push) in pushes {
+    for (id, push) in pushes {
         let Some(signing) = &push.sign else { continue };
         let scope = plan.scope(&push.package, push.platform);
         let reference = format!(
@@ -364,17 +364,9 @@ fn describe_signing(
         );
         let unquoted =
             |line: String| line.replace(&crate::process::shell_quote(&reference), &reference);
-        lines.push(format!(
-            "[{scope}] {}",
-            unquoted(cosign::sign(&reference, signing, push.insecure).to_string())
-        ));
-        if let Some(sbom) = &push.sbom_file {
-            let attest = cosign::attest_sbom(&reference, signing, push.insecure, sbom).to_string();
-            lines.push(format!("[{scope}] {}", unquoted(attest)));
-        }
-        if let Some(provenance) = &push.provenance_file {
-            let attest = cosign::attest_provenance(&reference, signing, push.insecure, provenance);
-            lines.push(format!("[{scope}] {}", unquoted(attest.to_string())));
+        let build = &plan.platforms[id.0].image;
+        for (command, _) in cosign::image_commands(&reference, signing, push.insecure, build) {
+            lines.push(format!("[{scope}] {}", unquoted(command.to_string())));
         }
     }
     for publish in publishes {

@@ -319,21 +319,11 @@ fn sign_all(
         let Some(signing) = &push.sign else { continue };
         let reference = cosign::pinned(&push.images[0], &digests[id]);
         let scope = plan.scope(&push.package, push.platform);
+        let build = &plan.platforms[id.0].image;
         self::progress(&scope, "sign", || {
-            run(
-                cosign::sign(&reference, signing, push.insecure),
-                &format!("signing {reference}"),
-            )?;
-            if let Some(sbom) = &push.sbom_file {
-                let command = cosign::attest_sbom(&reference, signing, push.insecure, sbom);
-                run(command, &format!("attesting the SBOM of {reference}"))?;
-            }
-            if let Some(provenance) = &push.provenance_file {
-                let command =
-                    cosign::attest_provenance(&reference, signing, push.insecure, provenance);
-                run(command, &format!("attesting the provenance of {reference}"))?;
-            }
-            Ok(())
+            cosign::image_commands(&reference, signing, push.insecure, build)
+                .into_iter()
+                .try_for_each(|(command, what)| run(command, &what))
         })?;
         if let Some(signature) = signature_digest(&push.images[0], push.insecure, &digests[id]) {
             signatures.insert(*id, signature);

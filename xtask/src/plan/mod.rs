@@ -274,12 +274,9 @@ pub(crate) struct Push {
     /// Plain HTTP to the registry (loopback, or `insecure_registry`), for the OCI backend.
     pub(crate) insecure: bool,
     pub(crate) images: Vec<ImageRef>,
-    /// Signing of what this push wrote, once every tag is published.
+    /// Signing of what this push wrote, once every tag is published; the image's SBOM
+    /// and provenance (its build's `sbom_of` and `provenance_of`) are attested with it.
     pub(crate) sign: Option<Signing>,
-    /// The CycloneDX SBOM attested with the signature.
-    pub(crate) sbom_file: Option<PathBuf>,
-    /// The SLSA provenance attested with the signature (the OCI backend writes it).
-    pub(crate) provenance_file: Option<PathBuf>,
 }
 
 /// Publishing one multi-arch tag from the digests the named pushes produced.
@@ -678,8 +675,6 @@ impl PlatformSteps<'_> {
                 insecure: config.insecure(),
                 images,
                 sign: config.sign.clone(),
-                sbom_file: self.sbom_plan().map(|sbom| sbom.cyclonedx),
-                provenance_file: self.provenance_plan().map(|(_, file)| file),
             }),
         }
     }
