@@ -889,10 +889,9 @@ impl Layers<'_> {
         let (table, origin) = pick(own.sign.clone(), defaults.sign.clone());
         let tlog = table.as_ref().and_then(|t| t.tlog).unwrap_or(true);
         if let Some(key) = &cli.sign {
-            return Ok(Some(Signing {
-                key: Some(key.clone()),
-                tlog,
-            }));
+            // `--sign keyless` signs with the CI's OIDC identity.
+            let key = (key != "keyless").then(|| key.clone());
+            return Ok(Some(Signing { key, tlog }));
         }
         let Some(table) = table else {
             return Ok(None);
