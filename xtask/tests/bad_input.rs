@@ -174,16 +174,15 @@ fn tree(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn init_refuses_a_workspace_with_its_own_xtask_and_writes_nothing() {
+fn init_beside_an_own_xtask_refuses_a_foreign_xtask_multiarch_and_writes_nothing() {
     let dir = scratch_dir("init-foreign-xtask");
-    std::fs::create_dir_all(dir.join("app/src")).unwrap();
-    std::fs::create_dir_all(dir.join("xtask/src")).unwrap();
     std::fs::write(
         dir.join("Cargo.toml"),
         "[workspace]\nmembers = [\"app\", \"xtask\"]\nresolver = \"2\"\n",
     )
     .unwrap();
-    for package in ["app", "xtask"] {
+    for package in ["app", "xtask", "xtask-multiarch"] {
+        std::fs::create_dir_all(dir.join(package).join("src")).unwrap();
         std::fs::write(
             dir.join(package).join("Cargo.toml"),
             format!("[package]\nname = \"{package}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
@@ -195,15 +194,43 @@ fn init_refuses_a_workspace_with_its_own_xtask_and_writes_nothing() {
     let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
     assert_error(
         &output,
-        "the workspace already has its own xtask: ",
-        "rename yours",
-    );
-    assert!(
-        stderr(&output).contains("xtask holding Cargo.toml, src"),
-        "{}",
-        stderr(&output)
+        &format!(
+            "the workspace has its own xtask, and {} is not multiarch's",
+            dir.join("xtask-multiarch").display()
+        ),
+        "move",
     );
     assert_eq!(tree(&dir), before);
+}
+
+#[test]
+fn init_refuses_an_engine_path_that_is_not_a_checkout_and_writes_nothing() {
+    let dir = scratch_dir("init-bad-engine");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let before = tree(&dir);
+    let elsewhere = dir.join("src");
+    let output = xtask(
+        &repo_root(),
+        &[
+            "init",
+            dir.to_str().unwrap(),
+            "--engine-path",
+            elsewhere.to_str().unwrap(),
+        ],
+    );
+    assert_error(
+        &output,
+        &format!("{} is not a checkout of multiarch", elsewhere.display()),
+        "pass the root of a clone of the multiarch repository",
+    );
+    let lock_gone = tree(&dir);
+    assert_eq!(lock_gone, before, "not even a Cargo.lock");
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use common::*;
-use xtask::config::platform::Platform;
-use xtask::emulation::binfmt::{self, Handler, BINFMT_DIR};
+use multiarch::config::platform::Platform;
+use multiarch::emulation::binfmt::{self, Handler, BINFMT_DIR};
 
 /// Tests here change the host's binfmt handlers, so they take turns. (The image's command
 /// is an exec-form `cat`: a handler without the P flag loses argv[0], which busybox's

@@ -1,5 +1,6 @@
-//! End to end for `cargo xtask init`: the xtask embedded into a fresh `cargo new` project
-//! and into a virtual workspace, then real images built and run there.
+//! End to end for `cargo xtask init` and `cargo multiarch`: a thin xtask over this checkout
+//! in a fresh `cargo new` project, a vendored copy in a virtual workspace, a workspace with
+//! an xtask of its own, and the installed `cargo-multiarch`; real images built and run.
 
 mod common;
 
@@ -29,25 +30,70 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
     files
 }
 
-/// `cargo xtask ARGS` inside `dir`, through the alias `init` added; one shared target dir
-/// keeps the embedded xtask's dependencies compiled once.
-fn cargo_xtask(dir: &Path, args: &[&str]) -> Output {
+/// One target dir for every project here keeps the engine and its dependencies compiled once.
+fn shared_target() -> PathBuf {
+    std::env::temp_dir().join("multiarch-test-init-target")
+}
+
+/// `cargo SUBCOMMAND ARGS` inside `dir` (`xtask` or `multiarch`, through the aliases `init`
+/// added or an installed `cargo-multiarch` on `path`).
+fn cargo_in(dir: &Path, subcommand: &str, args: &[&str], path: Option<&Path>) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = std::env::temp_dir().join("multiarch-test-init-target");
-    let output = Command::new(cargo)
-        .arg("xtask")
+    let mut command = Command::new(cargo);
+    command
+        .arg(subcommand)
         .args(args)
         .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target)
-        .output()
+        .env("CARGO_TARGET_DIR", shared_target());
+    if let Some(path) = path {
+        let search = std::env::join_paths(
+            std::iter::once(path.to_path_buf())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+        )
         .unwrap();
+        command.env("PATH", search);
+    }
+    let output = command.output().unwrap();
     eprintln!(
-        "$ cargo xtask {}\n{}{}",
+        "$ cargo {subcommand} {}\n{}{}",
         args.join(" "),
         stderr(&output),
         stdout(&output)
     );
     output
+}
+
+fn cargo_xtask(dir: &Path, args: &[&str]) -> Output {
+    cargo_in(dir, "xtask", args, None)
+}
+
+fn init(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["init", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    xtask(&repo_root(), &args)
+}
+
+/// `init` with the engine from this checkout.
+fn init_thin(dir: &Path, extra: &[&str]) -> Output {
+    let checkout = repo_root();
+    let mut args = vec!["--engine-path", checkout.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    init(dir, &args)
+}
+
+/// The arm64 image of `package`, as `cargo SUBCOMMAND image` built it, prints its greeting.
+fn arm64_image_runs(package: &str, greeting: &str) {
+    let image = format!("{package}:arm64v8-0.1.0");
+    let printed = run(
+        "docker",
+        &["run", "--rm", "--platform", "linux/arm64", &image],
+    );
+    assert_eq!(printed.trim(), greeting, "{image}");
+    let inspected = run(
+        "docker",
+        &["image", "inspect", "--format", "{{.Architecture}}", &image],
+    );
+    assert_eq!(inspected.trim(), "arm64");
 }
 
 fn builds_and_runs(dir: &Path, package: &str) {
@@ -60,9 +106,7 @@ fn builds_and_runs(dir: &Path, package: &str) {
             "[linux/amd64, linux/arm64] ",
             format!(
                 "docker buildx bake --load --file {}/multiarch/{package}/bake.json",
-                std::env::temp_dir()
-                    .join("multiarch-test-init-target")
-                    .display()
+                shared_target().display()
             ),
         )
     } else {
@@ -111,18 +155,17 @@ fn cargo_new(dir: &Path) {
 }
 
 #[test]
-fn init_into_a_cargo_new_project_builds_images_and_is_idempotent() {
+fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_idempotent() {
     if !require_docker() {
         return;
     }
     let dir = scratch_dir("init-new").join("hello-app");
     cargo_new(&dir);
-    let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    let output = init_thin(&dir, &[]);
     assert!(output.status.success());
     for file in [
         "xtask/Cargo.toml",
         "xtask/src/main.rs",
-        "xtask/src/lib.rs",
         "docker/Dockerfile.j2",
         ".cargo/config.toml",
     ] {
@@ -131,17 +174,44 @@ fn init_into_a_cargo_new_project_builds_images_and_is_idempotent() {
             "{file}"
         );
     }
+    let rust_files: Vec<_> = snapshot(&dir.join("xtask"))
+        .into_iter()
+        .filter(|(path, _)| path.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    assert_eq!(rust_files.len(), 1, "only main.rs: {rust_files:?}");
+    let main = String::from_utf8(rust_files[0].1 .0.clone()).unwrap();
+    assert!(
+        main.lines().count() <= 30 && main.contains("multiarch::main()"),
+        "{main}"
+    );
+    let xtask_manifest = std::fs::read_to_string(dir.join("xtask/Cargo.toml")).unwrap();
+    let engine = repo_root().canonicalize().unwrap().join("xtask/engine");
+    assert!(
+        xtask_manifest.contains(&format!(
+            "\nmultiarch = {{ path = \"{}\" }}\n",
+            engine.display()
+        )),
+        "{xtask_manifest}"
+    );
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
         manifest.contains("[workspace]\nmembers = [\"xtask\"]")
             && manifest.contains("[package.metadata.multiarch]"),
         "{manifest}"
     );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap(),
+        "[alias]\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask --\"\n"
+    );
 
     builds_and_runs(&dir, "hello-app");
+    // `cargo multiarch` is the same engine behind the other alias.
+    let again = cargo_in(&dir, "multiarch", &["image", "--platform", "arm64"], None);
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("hello-app:arm64v8-0.1.0"));
 
     let before = snapshot(&dir);
-    let again = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    let again = init_thin(&dir, &[]);
     assert!(again.status.success());
     assert_eq!(stdout(&again), "", "the second run changes nothing");
     assert!(stderr(&again).contains("nothing to do"));
@@ -150,10 +220,22 @@ fn init_into_a_cargo_new_project_builds_images_and_is_idempotent() {
         dir.join("xtask/src/main.rs").display()
     )));
     assert!(before == snapshot(&dir), "no file changed");
+
+    // A thin xtask does not become a copy.
+    let vendor = init(&dir, &["--vendor"]);
+    assert_eq!(vendor.status.code(), Some(1));
+    assert!(
+        stderr(&vendor).contains(
+            "already holds a thin xtask over the multiarch engine; `init` does not mix the two"
+        ),
+        "{}",
+        stderr(&vendor)
+    );
+    assert!(before == snapshot(&dir), "no file changed");
 }
 
 #[test]
-fn init_into_a_virtual_workspace_needs_a_package_choice() {
+fn init_vendor_copies_the_engine_into_a_virtual_workspace_that_needs_a_package_choice() {
     if !require_docker() {
         return;
     }
@@ -169,7 +251,7 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
     std::fs::create_dir_all(dir.join(".cargo")).unwrap();
     std::fs::write(dir.join(".cargo/config.toml"), "[alias]\nb = \"build\"\n").unwrap();
 
-    let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    let output = init(&dir, &["--vendor"]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
     assert!(
@@ -183,11 +265,28 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
     );
     assert!(!dir.join("xtask").exists(), "a refused init writes nothing");
 
-    let output = xtask(
-        &repo_root(),
-        &["init", dir.to_str().unwrap(), "--package", "api"],
-    );
+    let output = init(&dir, &["--vendor", "--package", "api"]);
     assert!(output.status.success());
+    for file in [
+        "xtask/src/lib.rs",
+        "xtask/src/main.rs",
+        "xtask/build.rs",
+        "xtask/src/commands/init.rs",
+    ] {
+        assert!(
+            stdout(&output).contains(&format!("created {}", dir.join(file).display())),
+            "{file}"
+        );
+    }
+    assert!(
+        !dir.join("xtask/src/bin").exists(),
+        "no cargo-multiarch in a vendored copy"
+    );
+    let xtask_manifest = std::fs::read_to_string(dir.join("xtask/Cargo.toml")).unwrap();
+    assert!(
+        xtask_manifest.contains("name = \"xtask\"") && !xtask_manifest.contains("multiarch = {"),
+        "{xtask_manifest}"
+    );
     let root = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
         root.contains("members = [\"api\", \"worker\", \"xtask\"]"),
@@ -196,7 +295,7 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
     let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
     assert_eq!(
         config,
-        "[alias]\nb = \"build\"\nxtask = \"run --package xtask --\"\n"
+        "[alias]\nb = \"build\"\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask --\"\n"
     );
     assert!(std::fs::read_to_string(dir.join("api/Cargo.toml"))
         .unwrap()
@@ -206,6 +305,15 @@ fn init_into_a_virtual_workspace_needs_a_package_choice() {
         .contains("multiarch"));
 
     builds_and_runs(&dir, "api");
+
+    // A vendored copy does not become thin.
+    let thin = init_thin(&dir, &[]);
+    assert_eq!(thin.status.code(), Some(1));
+    assert!(
+        stderr(&thin).contains("already holds a vendored copy of the multiarch engine"),
+        "{}",
+        stderr(&thin)
+    );
 }
 
 #[test]
@@ -245,7 +353,7 @@ fn init_into_a_package_that_compiles_c_chooses_zig_and_the_first_image_works() {
     std::fs::write(dir.join("src/value.c"), C_SOURCE).unwrap();
     std::fs::write(dir.join("src/main.rs"), C_MAIN).unwrap();
 
-    let output = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    let output = init_thin(&dir, &[]);
     assert!(output.status.success());
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
@@ -281,13 +389,22 @@ fn init_into_a_package_that_compiles_c_chooses_zig_and_the_first_image_works() {
 fn a_second_init_with_nothing_to_do_changes_no_file_not_even_the_lock() {
     let dir = scratch_dir("init-twice").join("app");
     cargo_new(&dir);
-    let first = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    let first = init(&dir, &[]);
     assert!(first.status.success(), "{}", stderr(&first));
+    // Without an engine source, the dependency is the crates.io release of this engine.
+    let xtask_manifest = std::fs::read_to_string(dir.join("xtask/Cargo.toml")).unwrap();
+    assert!(
+        xtask_manifest.contains(&format!(
+            "\nmultiarch = \"{}\"\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{xtask_manifest}"
+    );
     // No build in between: the lock is as the first run's `cargo metadata` left it.
     let before = snapshot(&dir);
     assert!(before.keys().any(|p| p.ends_with("Cargo.lock")));
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let again = xtask(&repo_root(), &["init", dir.to_str().unwrap()]);
+    let again = init(&dir, &[]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("nothing to do"));
     let after = snapshot(&dir);
@@ -299,5 +416,126 @@ fn a_second_init_with_nothing_to_do_changes_no_file_not_even_the_lock() {
     assert!(
         changed.is_empty() && before.len() == after.len(),
         "changed: {changed:?}"
+    );
+}
+
+#[test]
+fn init_beside_a_workspaces_own_xtask_leaves_it_untouched_and_cargo_multiarch_builds() {
+    if !require_docker() {
+        return;
+    }
+    let dir = scratch_dir("init-own-xtask").join("shop");
+    cargo_new(&dir);
+    cargo_new(&dir.join("xtask"));
+    std::fs::write(
+        dir.join("xtask/src/main.rs"),
+        "fn main() {\n    println!(\"own xtask: {:?}\", std::env::args().skip(1).collect::<Vec<_>>());\n}\n",
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("{manifest}\n[workspace]\nmembers = [\"xtask\"]\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+    std::fs::write(
+        dir.join(".cargo/config.toml"),
+        "[alias]\nxtask = \"run --package xtask --\"\n",
+    )
+    .unwrap();
+    let theirs = || snapshot(&dir.join("xtask"));
+    let before = theirs();
+
+    let output = init_thin(&dir, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(before == theirs(), "the own xtask is byte-identical");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap(),
+        "[alias]\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask-multiarch --\"\n"
+    );
+    let message = stderr(&output);
+    let engine = repo_root().canonicalize().unwrap().join("xtask/engine");
+    for line in [
+        "your xtask is untouched; `cargo multiarch` runs the engine through xtask-multiarch/".to_owned(),
+        format!("    multiarch = {{ path = \"{}\" }}", engine.display()),
+        "    Some(\"image\" | \"doctor\" | \"render\" | \"setup\" | \"qemu\") => multiarch::main(),".to_owned(),
+    ] {
+        assert!(message.lines().any(|l| l == line), "{line}\n{message}");
+    }
+
+    let own = cargo_xtask(&dir, &["hello"]);
+    assert!(own.status.success());
+    assert_eq!(stdout(&own), "own xtask: [\"hello\"]\n");
+    let built = cargo_in(
+        &dir,
+        "multiarch",
+        &["image", "--platform", "linux/arm64"],
+        None,
+    );
+    assert!(built.status.success());
+    arm64_image_runs("shop", "Hello, world!");
+
+    let again = init_thin(&dir, &[]);
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("nothing to do"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn cargo_install_gives_cargo_multiarch_which_builds_a_plain_project() {
+    if !require_docker() {
+        return;
+    }
+    let scratch = scratch_dir("install");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = scratch.join("installed");
+    let status = Command::new(cargo)
+        .args(["install", "--quiet", "--debug", "--locked", "--path"])
+        .arg(repo_root().join("xtask/engine"))
+        .arg("--root")
+        .arg(&root)
+        .env("CARGO_TARGET_DIR", shared_target())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bin = root.join("bin");
+    assert!(bin.join("cargo-multiarch").is_file());
+
+    let dir = scratch.join("plain");
+    cargo_new(&dir);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("{manifest}\n[package.metadata.multiarch]\nplatforms = [\"linux/arm64\"]\n\n[package.metadata.multiarch.vars]\nbase = \"scratch\"\n\n[package.metadata.multiarch.platform.\"linux/arm64\"]\nlinker = \"rust-lld\"\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("docker")).unwrap();
+    std::fs::copy(
+        repo_root().join("docker/Dockerfile.j2"),
+        dir.join("docker/Dockerfile.j2"),
+    )
+    .unwrap();
+
+    let help = cargo_in(&dir, "multiarch", &["help"], Some(&bin));
+    assert!(help.status.success() && stdout(&help).contains("usage:"));
+    let built = cargo_in(&dir, "multiarch", &["image"], Some(&bin));
+    assert!(built.status.success());
+    assert_eq!(
+        stdout(&built)
+            .lines()
+            .filter(|l| l.contains("plain:arm64v8-0.1.0"))
+            .count(),
+        1,
+        "{}",
+        stdout(&built)
+    );
+    arm64_image_runs("plain", "Hello, world!");
+    assert!(
+        !dir.join("xtask").exists() && !dir.join(".cargo").exists(),
+        "nothing added to the project"
     );
 }

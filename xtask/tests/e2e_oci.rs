@@ -725,7 +725,7 @@ fn sboms_are_exact_per_platform_valid_attached_and_reproducible() {
         assert_eq!(file["name"], "hello");
         assert_eq!(
             file["hashes"][0]["content"].as_str().unwrap(),
-            xtask::digest::hex_sha256(&binary)
+            multiarch::digest::hex_sha256(&binary)
         );
         // Both documents pass their own validators.
         let script = format!(
@@ -852,7 +852,7 @@ fn cosign_signs_every_image_and_the_index_and_attests_each_sbom() {
         for field in ["sbom", "signature"] {
             let digest = platform[field].as_str().unwrap_or_default();
             assert!(
-                xtask::digest::Digest::parse(digest).is_some(),
+                multiarch::digest::Digest::parse(digest).is_some(),
                 "{field}: {platform}"
             );
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use xtask::digest::Digest;
+use multiarch::digest::Digest;
 
 /// One request as the fake registry saw it.
 #[derive(Debug, Clone)]

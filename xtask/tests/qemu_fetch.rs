@@ -36,7 +36,7 @@ fn which_qemu(arch: &str) -> PathBuf {
 }
 
 fn sha256(data: &[u8]) -> String {
-    xtask::digest::hex_sha256(data)
+    multiarch::digest::hex_sha256(data)
 }
 
 fn workspace(name: &str, server: &FileServer, pin: Option<&str>) -> PathBuf {

@@ -956,7 +956,10 @@ pub(crate) mod tests {
     use crate::exec::report::dry_run_lines;
 
     pub(crate) fn sample_config(extra: &str) -> Config {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .unwrap();
         let manifest = root.join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap() + extra;
         let tables = parse_manifest(&manifest, &text).unwrap();

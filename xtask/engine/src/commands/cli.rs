@@ -20,7 +20,8 @@ usage:
     cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
     cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
     cargo xtask doctor [-p PACKAGE] [--platform P]...
-    cargo xtask init DIR [--package NAME]
+    cargo xtask init DIR [--package NAME] [--engine-version REQ | --engine-path CHECKOUT
+                     | --engine-git URL [--rev REV] | --vendor]
     cargo xtask help
 
     --push          push every platform's image, then publish one manifest list per tag
@@ -41,7 +42,10 @@ usage:
     --metadata-file write the refs and digests of every package, platform and tag as JSON
     --backend       docker (default) or oci: the tool writes and pushes the images itself
     --load          (oci) load the images into the local engine too
-    --reset         (setup) replace binfmt handlers that are already registered";
+    --reset         (setup) replace binfmt handlers that are already registered
+    --engine-*      (init) where the thin xtask gets the engine: a crates.io version
+                    (default: this one's), a checkout of multiarch, or a git repository
+    --vendor        (init) copy the engine's sources into the xtask instead";
 
 /// Which package and platforms a command works on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -97,9 +101,31 @@ pub(crate) struct SetupArgs {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InitArgs {
-    /// The workspace to embed the xtask into.
+    /// The workspace to add the xtask to.
     pub(crate) dir: PathBuf,
     pub(crate) package: Option<String>,
+    pub(crate) engine: EngineSource,
+}
+
+/// Where the xtask that `init` writes gets the engine from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EngineSource {
+    /// `multiarch = "REQ"` from crates.io; by default this engine's own version.
+    Version(String),
+    /// A checkout of the multiarch repository (its root) or of the engine package.
+    Path(PathBuf),
+    Git {
+        url: String,
+        rev: Option<String>,
+    },
+    /// The engine's sources copied into the xtask, for projects without a registry.
+    Vendor,
+}
+
+impl Default for EngineSource {
+    fn default() -> Self {
+        EngineSource::Version(env!("CARGO_PKG_VERSION").to_owned())
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -159,20 +185,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
             }
             Task::Setup(setup)
         }
-        "init" => {
-            let mut package = None;
-            flags.positional_allowed = 1;
-            while let Some(flag) = flags.next()? {
-                match flag.name.as_str() {
-                    "--package" => package = Some(flags.value(&flag)?),
-                    _ => return Err(flags.unknown(&flag)),
-                }
-            }
-            let Some(dir) = flags.positional.pop() else {
-                return Err(diagnostic("`cargo xtask init` needs a directory", "cargo xtask init path/to/workspace"));
-            };
-            Task::Init(InitArgs { dir: PathBuf::from(dir), package })
-        }
+        "init" => Task::Init(parse_init(&mut flags)?),
         other => {
             return Err(diagnostic(
                 format!("unknown command `{other}`"),
@@ -245,6 +258,65 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
         }
     }
     Ok(image)
+}
+
+/// The options of `init`: one engine source at most, `--rev` only with `--engine-git`.
+fn parse_init<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<InitArgs> {
+    let mut package = None;
+    let mut sources = Vec::new();
+    let mut rev = None;
+    flags.positional_allowed = 1;
+    while let Some(flag) = flags.next()? {
+        match flag.name.as_str() {
+            "--package" => package = Some(flags.value(&flag)?),
+            "--engine-version" => {
+                let requirement = flags.value(&flag)?;
+                sources.push((flag.name, EngineSource::Version(requirement)));
+            }
+            "--engine-path" => {
+                let checkout = flags.value(&flag)?;
+                sources.push((flag.name, EngineSource::Path(checkout.into())));
+            }
+            "--engine-git" => {
+                let url = flags.value(&flag)?;
+                sources.push((flag.name, EngineSource::Git { url, rev: None }));
+            }
+            "--rev" => rev = Some(flags.value(&flag)?),
+            "--vendor" => sources.push((flag.name, EngineSource::Vendor)),
+            _ => return Err(flags.unknown(&flag)),
+        }
+    }
+    let Some(dir) = flags.positional.pop() else {
+        return Err(diagnostic(
+            "`cargo xtask init` needs a directory",
+            "cargo xtask init path/to/workspace",
+        ));
+    };
+    let mut engine = match sources.as_slice() {
+        [] => EngineSource::default(),
+        [(_, source)] => source.clone(),
+        [(first, _), (second, _), ..] => {
+            return Err(diagnostic(
+                format!("`{first}` and `{second}` both say where the engine comes from"),
+                "pass one of --engine-version, --engine-path, --engine-git and --vendor",
+            ))
+        }
+    };
+    match (&mut engine, rev) {
+        (EngineSource::Git { rev: slot, .. }, rev) => *slot = rev,
+        (_, Some(_)) => {
+            return Err(diagnostic(
+                "`--rev` names a commit of `--engine-git`, which is not given",
+                "pass `--engine-git URL --rev REV`, or leave `--rev` out",
+            ))
+        }
+        (_, None) => {}
+    }
+    Ok(InitArgs {
+        dir: PathBuf::from(dir),
+        package,
+        engine,
+    })
 }
 
 /// One option as written, with an inline `--flag=value` split off.
@@ -395,8 +467,32 @@ mod tests {
             Task::Init(InitArgs {
                 dir: "../app".into(),
                 package: Some("api".into()),
+                engine: EngineSource::Version(env!("CARGO_PKG_VERSION").into()),
             })
         );
+        for (words, engine) in [
+            (
+                "init . --engine-path ../multiarch",
+                EngineSource::Path("../multiarch".into()),
+            ),
+            (
+                "init . --engine-version 0.2",
+                EngineSource::Version("0.2".into()),
+            ),
+            ("init . --vendor", EngineSource::Vendor),
+            (
+                "init . --engine-git https://example.com/m.git --rev abc",
+                EngineSource::Git {
+                    url: "https://example.com/m.git".into(),
+                    rev: Some("abc".into()),
+                },
+            ),
+        ] {
+            let Task::Init(args) = parse_words(words).unwrap() else {
+                panic!("{words}")
+            };
+            assert_eq!(args.engine, engine, "{words}");
+        }
         assert_eq!(parse_words("").unwrap(), Task::Help);
     }
 
@@ -411,6 +507,14 @@ mod tests {
             ("image extra", "unknown option `extra` for `image`"),
             ("init", "`cargo xtask init` needs a directory"),
             ("init a b", "unknown option `b` for `init`"),
+            (
+                "init a --vendor --engine-path b",
+                "`--vendor` and `--engine-path` both say",
+            ),
+            (
+                "init a --rev abc",
+                "`--rev` names a commit of `--engine-git`",
+            ),
             ("qemu", "`cargo xtask qemu` needs a subcommand"),
             ("build", "unknown command `build`"),
         ] {

@@ -1,25 +1,39 @@
-//! `cargo xtask init DIR`: embeds this xtask into another Cargo workspace, adding files and
-//! entries but never overwriting what is there.
+//! `cargo xtask init DIR`: gives another Cargo workspace a thin xtask over the engine (or,
+//! with `--vendor`, a copy of the engine's sources), adding files and entries but never
+//! overwriting what is there.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::commands::cli::InitArgs;
+use crate::commands::cli::{EngineSource, InitArgs};
 use crate::config::compile::{CargoOptions, Toolchain};
 use crate::config::platform::{Platform, PLATFORMS};
 use crate::config::workspace::Workspace;
 use crate::preflight::native::BuildGraph;
 
-/// This xtask's own sources, embedded so that `init` needs no network but the crate registry;
-/// the list is written by `build.rs` from what `src/` holds.
+/// The engine library's sources, embedded so that `init --vendor` needs no network but the
+/// crate registry; the list is written by `build.rs` from what `src/` holds.
 const SOURCES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/sources.rs"));
 
 /// The build script that writes that list, copied beside the sources.
 const BUILD_SCRIPT: &str = include_str!("../../build.rs");
 
+/// The engine's own manifest, the base of a vendored xtask's.
 const MANIFEST: &str = include_str!("../../Cargo.toml");
+
+/// The `main.rs` of every xtask `init` writes, thin or vendored.
+pub(crate) const THIN_MAIN: &str = r#"//! `cargo xtask`: this workspace's tasks, all of them the multiarch engine's (`image`,
+//! `init`, `doctor`, ...); a thin binary, so the engine stays a library.
+
+fn main() {
+    multiarch::main()
+}
+"#;
+
+/// The package `init` adds beside a workspace's own xtask, which it leaves alone.
+const BESIDE_XTASK: &str = "xtask-multiarch";
 
 /// The Dockerfile template for a static binary that `init` writes.
 pub(crate) const DOCKERFILE: &str = r#"# Rendered by `cargo xtask image` for {{ platform }}; the context holds only this
@@ -39,10 +53,28 @@ enum Change {
     Skipped(&'static str),
 }
 
+/// The package that carries the engine in the workspace: `xtask`, or beside the
+/// workspace's own xtask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Home {
+    /// Its directory and package name, relative to the workspace root.
+    name: &'static str,
+    /// The workspace had an xtask of its own: `cargo xtask` stays the user's.
+    beside_own_xtask: bool,
+}
+
+/// What `init` did: the files, and where the engine went.
+struct Done {
+    changes: Vec<(PathBuf, Change)>,
+    home: Home,
+    /// The `[dependencies]` line of a thin xtask.
+    dependency: Option<String>,
+}
+
 pub(crate) fn run(args: &InitArgs) -> Result<()> {
     let dir = args.dir.as_path();
-    let changes = init(dir, args.package.as_deref())?;
-    for (path, change) in &changes {
+    let done = init(dir, args.package.as_deref(), &args.engine)?;
+    for (path, change) in &done.changes {
         match change {
             Change::Created => println!("created {}", path.display()),
             Change::Updated(what) => println!("updated {} ({what})", path.display()),
@@ -51,27 +83,40 @@ pub(crate) fn run(args: &InitArgs) -> Result<()> {
             }
         }
     }
-    if changes.iter().all(|(_, c)| matches!(c, Change::Skipped(_))) {
+    let quoted = crate::process::shell_quote(&dir.display().to_string());
+    if done
+        .changes
+        .iter()
+        .all(|(_, c)| matches!(c, Change::Skipped(_)))
+    {
         eprintln!("nothing to do: {} already has the xtask", dir.display());
-    } else {
+    } else if done.home.beside_own_xtask {
         eprintln!(
-            "next: cd {} && cargo xtask image --dry-run",
-            crate::process::shell_quote(&dir.display().to_string())
+            "your xtask is untouched; `cargo multiarch` runs the engine through {BESIDE_XTASK}/"
         );
+        if let Some(dependency) = &done.dependency {
+            eprintln!("to call the engine from your own xtask instead (then remove {BESIDE_XTASK}/ and its alias):");
+            eprintln!("    # xtask/Cargo.toml, [dependencies]\n    {dependency}");
+            eprintln!("    // xtask/src/main.rs, where it matches its subcommands");
+            eprintln!("    Some(\"image\" | \"doctor\" | \"render\" | \"setup\" | \"qemu\") => multiarch::main(),");
+        }
+        eprintln!("next: cd {quoted} && cargo multiarch image --dry-run");
+    } else {
+        eprintln!("next: cd {quoted} && cargo xtask image --dry-run");
     }
     Ok(())
 }
 
-/// Embeds the xtask; a failure leaves the directory as it was, down to the `Cargo.lock`
+/// Adds the xtask; a failure leaves the directory as it was, down to the `Cargo.lock`
 /// that reading the workspace with `cargo metadata` creates or updates. With nothing to
 /// do, no file changes, the lock included.
-fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
+fn init(dir: &Path, package: Option<&str>, engine: &EngineSource) -> Result<Done> {
     let lock = dir.join("Cargo.lock");
     let before = std::fs::read(&lock).ok();
     let modified = std::fs::metadata(&lock).and_then(|m| m.modified()).ok();
-    let result = init_workspace(dir, package);
-    let changed = result.as_ref().is_ok_and(|changes| {
-        changes
+    let result = init_workspace(dir, package, engine);
+    let changed = result.as_ref().is_ok_and(|done| {
+        done.changes
             .iter()
             .any(|(_, c)| !matches!(c, Change::Skipped(_)))
     });
@@ -96,7 +141,7 @@ fn init(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
     result
 }
 
-fn init_workspace(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Change)>> {
+fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> Result<Done> {
     let root_manifest = dir.join("Cargo.toml");
     if !root_manifest.is_file() {
         return Err(crate::diagnostic::diagnostic(format!("{} is not a Cargo project (no Cargo.toml)", dir.display()), "run `cargo new` there first, or pass the directory of an existing package or workspace"));
@@ -118,24 +163,46 @@ fn init_workspace(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Cha
         ));
     }
     let chosen = choose_package(&workspace, &root, package)?;
-    refuse_a_foreign_xtask(&root, &workspace)?;
-    let xtask = root.join("xtask");
+    let home = find_home(&root, &workspace, engine)?;
+    let package_dir = root.join(home.name);
     let mut writes = Writes::default();
-    writes.create(&xtask.join("Cargo.toml"), &embedded_manifest());
-    writes.create(&xtask.join("build.rs"), BUILD_SCRIPT);
-    for (name, source) in SOURCES {
-        writes.create(&xtask.join("src").join(name), &strip_tests(source));
-    }
+    let dependency = match engine {
+        EngineSource::Vendor => {
+            writes.create(
+                &package_dir.join("Cargo.toml"),
+                &vendored_manifest(home.name)?,
+            );
+            writes.create(&package_dir.join("build.rs"), BUILD_SCRIPT);
+            for (name, source) in SOURCES {
+                writes.create(&package_dir.join("src").join(name), &strip_tests(source));
+            }
+            None
+        }
+        thin => {
+            let dependency = dependency_line(thin, &root, &package_dir)?;
+            writes.create(
+                &package_dir.join("Cargo.toml"),
+                &thin_manifest(home.name, &dependency),
+            );
+            Some(dependency)
+        }
+    };
+    writes.create(&package_dir.join("src/main.rs"), THIN_MAIN);
     writes.create(&root.join("docker/Dockerfile.j2"), DOCKERFILE);
+    let aliases: &[&str] = if home.beside_own_xtask {
+        &["multiarch"]
+    } else {
+        &["xtask", "multiarch"]
+    };
     writes.edit(
         &root.join(".cargo/config.toml"),
-        add_alias,
-        "the xtask alias",
+        |text| add_aliases(text, aliases, home.name),
+        "the aliases",
     )?;
     writes.edit(
         &root.join("Cargo.toml"),
-        add_workspace_member,
-        "the xtask workspace member",
+        |text| add_workspace_member(text, home.name),
+        "the workspace member",
     )?;
     let toolchain = suggested_toolchain(&root, &chosen.name);
     writes.edit(
@@ -143,10 +210,15 @@ fn init_workspace(dir: &Path, package: Option<&str>) -> Result<Vec<(PathBuf, Cha
         |text| add_multiarch_table(text, toolchain),
         "[package.metadata.multiarch]",
     )?;
-    writes.apply()
+    Ok(Done {
+        changes: writes.apply()?,
+        home,
+        dependency,
+    })
 }
 
-/// The package that ships as an image: the one named, else the only binary package.
+/// The package that ships as an image: the one named, else the only binary package, else
+/// the only one with a multiarch table.
 fn choose_package<'a>(
     workspace: &'a Workspace,
     root: &Path,
@@ -155,7 +227,8 @@ fn choose_package<'a>(
     let candidates: Vec<_> = workspace
         .packages
         .iter()
-        .filter(|p| p.name != "xtask" && !p.bins.is_empty())
+        .filter(|p| !["xtask", BESIDE_XTASK, "multiarch"].contains(&p.name.as_str()))
+        .filter(|p| !p.bins.is_empty())
         .collect();
     let chosen = match (package, candidates.as_slice()) {
         (Some(name), _) => candidates
@@ -172,6 +245,11 @@ fn choose_package<'a>(
                 )
             })?,
         (None, [one]) => *one,
+        (None, several) if several.iter().filter(|p| has_table(p)).count() == 1 => several
+            .iter()
+            .copied()
+            .find(|p| has_table(p))
+            .expect("counted one"),
         (None, []) => {
             return Err(crate::diagnostic::diagnostic(
                 format!("no package in {} has a binary target", root.display()),
@@ -192,45 +270,205 @@ fn choose_package<'a>(
     Ok(chosen)
 }
 
-/// A workspace's own `xtask/` (or a package named `xtask` elsewhere) is never touched.
-fn refuse_a_foreign_xtask(root: &Path, workspace: &Workspace) -> Result<()> {
+/// Whether a package's manifest already has a `[package.metadata.multiarch]` table.
+fn has_table(package: &crate::config::workspace::Package) -> bool {
+    std::fs::read_to_string(&package.manifest_path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|manifest| {
+            manifest
+                .get("package")
+                .and_then(|p| p.get("metadata"))
+                .and_then(|m| m.get("multiarch"))
+                .is_some()
+        })
+}
+
+/// Where the engine goes: `xtask/` when the workspace has no xtask or has one of
+/// multiarch's, else [`BESIDE_XTASK`]. An xtask `init` wrote before is kept in its kind:
+/// a thin one does not become a copy, nor a copy thin.
+fn find_home(root: &Path, workspace: &Workspace, engine: &EngineSource) -> Result<Home> {
     let xtask = root.join("xtask");
-    let manifest = xtask.join("Cargo.toml");
-    let ours = std::fs::read_to_string(&manifest)
-        .is_ok_and(|text| text.contains("\ndescription = \"multiarch: "));
-    let other_package = workspace
+    let beside = root.join(BESIDE_XTASK);
+    let own_elsewhere = workspace
         .packages
         .iter()
-        .find(|p| p.name == "xtask" && p.manifest_path != manifest);
-    let found = if let Some(package) = other_package {
-        Some(format!(
-            "a package `xtask` at {}",
-            package.manifest_path.display()
-        ))
-    } else if xtask.exists() && !ours {
-        let mut entries: Vec<String> = std::fs::read_dir(&xtask)
-            .map(|dir| {
-                dir.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        entries.sort();
-        Some(format!(
-            "{} holding {}",
-            xtask.display(),
-            entries.join(", ")
-        ))
-    } else {
-        None
+        .any(|p| p.name == "xtask" && p.manifest_path != xtask.join("Cargo.toml"));
+    let home = match (ours(&xtask), ours(&beside)) {
+        (Some(_), _) => Home {
+            name: "xtask",
+            beside_own_xtask: false,
+        },
+        (None, Some(_)) => Home {
+            name: BESIDE_XTASK,
+            beside_own_xtask: true,
+        },
+        (None, None) if xtask.exists() || own_elsewhere => {
+            if beside.exists() {
+                return Err(crate::diagnostic::diagnostic(
+                    format!(
+                        "the workspace has its own xtask, and {} is not multiarch's",
+                        beside.display()
+                    ),
+                    format!(
+                        "move {} aside; `init` puts the engine there",
+                        beside.display()
+                    ),
+                ));
+            }
+            Home {
+                name: BESIDE_XTASK,
+                beside_own_xtask: true,
+            }
+        }
+        (None, None) => Home {
+            name: "xtask",
+            beside_own_xtask: false,
+        },
     };
-    match found {
-        Some(found) => Err(crate::diagnostic::diagnostic(
-            format!("the workspace already has its own xtask: {found}"),
-            "init embeds multiarch as the workspace's `xtask`; rename yours, or copy multiarch's sources into it by hand",
-        )),
-        None => Ok(()),
+    let dir = root.join(home.name);
+    if let Some(vendored) = ours(&dir) {
+        let wanted = *engine == EngineSource::Vendor;
+        if vendored != wanted {
+            let (is, flag) = if vendored {
+                ("a vendored copy of", "--vendor")
+            } else {
+                ("a thin xtask over", "--engine-…")
+            };
+            return Err(crate::diagnostic::diagnostic(
+                format!(
+                    "{} already holds {is} the multiarch engine; `init` does not mix the two",
+                    dir.display()
+                ),
+                format!(
+                    "pass {flag} to keep it as it is, or delete {} to switch",
+                    dir.display()
+                ),
+            ));
+        }
     }
+    Ok(home)
+}
+
+/// Whether `dir` holds an xtask that `init` wrote: `Some(true)` for a vendored copy of
+/// the engine, `Some(false)` for a thin one.
+fn ours(dir: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    text.contains("\ndescription = \"multiarch: ")
+        .then(|| dir.join("src/lib.rs").exists())
+}
+
+/// The `[dependencies]` line of a thin xtask, checked before anything is written.
+fn dependency_line(engine: &EngineSource, root: &Path, package_dir: &Path) -> Result<String> {
+    let quote = |text: &str| toml_edit::Value::from(text).to_string().trim().to_owned();
+    Ok(match engine {
+        EngineSource::Version(requirement) => {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || " .*^~=<>,+-".contains(c);
+            if requirement.trim().is_empty() || !requirement.chars().all(allowed) {
+                return Err(crate::diagnostic::diagnostic(
+                    format!(
+                        "`--engine-version {}` is not a version requirement",
+                        crate::diagnostic::escape(requirement)
+                    ),
+                    "pass one as Cargo writes them, such as `0.1` or `=0.1.0`",
+                ));
+            }
+            format!("multiarch = {}", quote(requirement))
+        }
+        EngineSource::Path(checkout) => {
+            let engine = engine_package(checkout)?;
+            let path = match engine.strip_prefix(root) {
+                Ok(inside) => relative_from(package_dir, root).join(inside),
+                Err(_) => engine,
+            };
+            format!(
+                "multiarch = {{ path = {} }}",
+                quote(&path.display().to_string())
+            )
+        }
+        EngineSource::Git { url, rev } => {
+            let plain = |text: &str| {
+                !text.is_empty() && !text.chars().any(|c| c.is_control() || c.is_whitespace())
+            };
+            if !plain(url) || rev.as_deref().is_some_and(|rev| !plain(rev)) {
+                return Err(crate::diagnostic::diagnostic(
+                    "`--engine-git` and `--rev` take one word each, without spaces or control characters",
+                    "pass the repository's URL, such as `--engine-git https://github.com/multiarch-rs/multiarch`",
+                ));
+            }
+            match rev {
+                Some(rev) => format!(
+                    "multiarch = {{ git = {}, rev = {} }}",
+                    quote(url),
+                    quote(rev)
+                ),
+                None => format!("multiarch = {{ git = {} }}", quote(url)),
+            }
+        }
+        EngineSource::Vendor => unreachable!("a vendored xtask has no engine dependency"),
+    })
+}
+
+/// The engine package of a checkout of this repository (its root) or the package itself.
+fn engine_package(checkout: &Path) -> Result<PathBuf> {
+    let name_of = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+        let manifest: toml::Table = text.parse().ok()?;
+        let name = manifest.get("package")?.get("name")?.as_str()?.to_owned();
+        Some(name)
+    };
+    [checkout.join("xtask/engine"), checkout.to_path_buf()]
+        .into_iter()
+        .find(|dir| name_of(dir).as_deref() == Some("multiarch"))
+        .and_then(|dir| dir.canonicalize().ok())
+        .ok_or_else(|| {
+            crate::diagnostic::diagnostic(
+                format!(
+                    "{} is not a checkout of multiarch (no package `multiarch` at xtask/engine)",
+                    checkout.display()
+                ),
+                "pass the root of a clone of the multiarch repository to `--engine-path`",
+            )
+        })
+}
+
+/// `../` once for every level `dir` sits below `root`.
+fn relative_from(dir: &Path, root: &Path) -> PathBuf {
+    let depth = dir
+        .strip_prefix(root)
+        .map_or(0, |inside| inside.components().count());
+    (0..depth).map(|_| "..").collect()
+}
+
+/// A thin xtask's manifest: one dependency, on the engine.
+fn thin_manifest(name: &str, dependency: &str) -> String {
+    format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\
+         description = \"multiarch: this workspace's container images, a thin binary over the multiarch engine\"\n\n\
+         [dependencies]\n\
+         # Updating the engine is changing this line, then `cargo update -p multiarch`.\n\
+         {dependency}\n"
+    )
+}
+
+/// The engine's manifest as a workspace's own package: its name, no binary but `main.rs`,
+/// not for publishing, and nothing only this repository's tests need.
+fn vendored_manifest(name: &str) -> Result<String> {
+    let mut manifest = parse(MANIFEST)?;
+    manifest.remove("bin");
+    manifest.remove("dev-dependencies");
+    let package = manifest["package"]
+        .as_table_mut()
+        .context("the engine's manifest has a [package] table")?;
+    for key in ["keywords", "categories", "repository"] {
+        package.remove(key);
+    }
+    package["name"] = toml_edit::value(name);
+    package["publish"] = toml_edit::value(false);
+    package["description"] = toml_edit::value(
+        "multiarch: this workspace's container images, a vendored copy of the multiarch engine",
+    );
+    Ok(manifest.to_string())
 }
 
 /// Everything `init` writes, decided before anything is written, then applied all or
@@ -360,14 +598,6 @@ fn names(packages: &[&crate::config::workspace::Package]) -> String {
         .join(", ")
 }
 
-/// The xtask's manifest without what only this repository's tests need.
-fn embedded_manifest() -> String {
-    let end = MANIFEST
-        .find("\n[dev-dependencies]")
-        .unwrap_or(MANIFEST.len());
-    format!("{}\n", MANIFEST[..end].trim_end())
-}
-
 /// A source file without its unit tests (and their doc comments), which read files only
 /// this repository has. Test code comes last in every module.
 fn strip_tests(source: &str) -> String {
@@ -382,23 +612,30 @@ fn strip_tests(source: &str) -> String {
     format!("{}\n", lines[..end].join("\n").trim_end())
 }
 
-/// Adds `xtask = "run --package xtask --"` to `[alias]`, keeping everything else as written.
-fn add_alias(text: &str) -> Result<Option<String>> {
+/// Adds each of `names` to `[alias]` as `run --package PACKAGE --`, keeping everything
+/// else as written; an alias of that name already there is left alone.
+fn add_aliases(text: &str, names: &[&str], package: &str) -> Result<Option<String>> {
     let mut doc = parse(text)?;
     let alias = doc
         .entry("alias")
         .or_insert(toml_edit::table())
         .as_table_like_mut()
         .context("`alias` is not a table")?;
-    if alias.contains_key("xtask") {
-        return Ok(None);
+    let mut changed = false;
+    for name in names {
+        if !alias.contains_key(name) {
+            alias.insert(
+                name,
+                toml_edit::value(format!("run --package {package} --")),
+            );
+            changed = true;
+        }
     }
-    alias.insert("xtask", toml_edit::value("run --package xtask --"));
-    Ok(Some(doc.to_string()))
+    Ok(changed.then(|| doc.to_string()))
 }
 
-/// Makes `xtask` a workspace member, creating `[workspace]` when the package has none.
-fn add_workspace_member(text: &str) -> Result<Option<String>> {
+/// Makes `member` a workspace member, creating `[workspace]` when the package has none.
+fn add_workspace_member(text: &str, member: &str) -> Result<Option<String>> {
     let mut doc = parse(text)?;
     let workspace = doc
         .entry("workspace")
@@ -410,13 +647,14 @@ fn add_workspace_member(text: &str) -> Result<Option<String>> {
         .or_insert(toml_edit::value(toml_edit::Array::new()))
         .as_array_mut()
         .context("`workspace.members` is not an array")?;
-    if members
-        .iter()
-        .any(|m| matches!(m.as_str(), Some("xtask" | "*" | "./xtask")))
-    {
+    let dotted = format!("./{member}");
+    if members.iter().any(|m| {
+        m.as_str()
+            .is_some_and(|m| m == member || m == "*" || m == dotted)
+    }) {
         return Ok(None);
     }
-    members.push("xtask");
+    members.push(member);
     Ok(Some(doc.to_string()))
 }
 
@@ -511,8 +749,10 @@ mod tests {
                 let entry = entry.unwrap();
                 let path = relative.join(entry.file_name());
                 if entry.file_type().unwrap().is_dir() {
-                    rust_files(dir, &path, files);
-                } else {
+                    if path != Path::new("bin") {
+                        rust_files(dir, &path, files);
+                    }
+                } else if path != Path::new("main.rs") {
                     files.push(path.display().to_string());
                 }
             }
@@ -534,21 +774,128 @@ mod tests {
             );
             assert!(stripped.starts_with("//!"), "{name}");
         }
-        assert!(!embedded_manifest().contains("dev-dependencies"));
-        assert!(embedded_manifest().contains("xshell = \"=0.2.7\""));
+        assert!(!embedded.contains(&"main.rs") && !embedded.iter().any(|f| f.starts_with("bin/")));
+    }
+
+    #[test]
+    fn a_vendored_manifest_is_the_engines_as_a_workspace_package() {
+        let manifest: toml::Table = vendored_manifest("xtask").unwrap().parse().unwrap();
+        let package = manifest["package"].as_table().unwrap();
+        assert_eq!(package["name"].as_str(), Some("xtask"));
+        assert_eq!(package["publish"].as_bool(), Some(false));
+        assert!(package["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("multiarch: "));
+        assert_eq!(manifest["lib"]["name"].as_str(), Some("multiarch"));
+        assert!(!manifest.contains_key("bin") && !manifest.contains_key("dev-dependencies"));
+        assert_eq!(manifest["dependencies"]["xshell"].as_str(), Some("=0.2.7"));
+    }
+
+    #[test]
+    fn the_thin_main_is_this_repositorys_own_xtask() {
+        let own =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/main.rs"))
+                .unwrap();
+        assert_eq!(own, THIN_MAIN);
+        assert!(THIN_MAIN.lines().count() <= 30);
+    }
+
+    #[test]
+    fn a_thin_manifest_names_the_engine_as_each_source_says() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .unwrap()
+            .canonicalize()
+            .unwrap();
+        let elsewhere = Path::new("/ws/xtask");
+        let line = |engine: &EngineSource, package_dir: &Path| {
+            dependency_line(engine, Path::new("/ws"), package_dir).unwrap()
+        };
+        assert_eq!(
+            line(&EngineSource::Version("0.1.0".into()), elsewhere),
+            "multiarch = \"0.1.0\""
+        );
+        assert_eq!(
+            line(&EngineSource::Path(root.clone()), elsewhere),
+            format!(
+                "multiarch = {{ path = \"{}/xtask/engine\" }}",
+                root.display()
+            )
+        );
+        // A checkout inside the workspace, such as a submodule, is named relatively.
+        let inside = dependency_line(
+            &EngineSource::Path(root.clone()),
+            root.parent().unwrap(),
+            &root.parent().unwrap().join("xtask"),
+        )
+        .unwrap();
+        assert_eq!(
+            inside,
+            format!(
+                "multiarch = {{ path = \"../{}/xtask/engine\" }}",
+                root.file_name().unwrap().to_string_lossy()
+            )
+        );
+        assert_eq!(
+            line(
+                &EngineSource::Git {
+                    url: "https://example.com/m.git".into(),
+                    rev: Some("abc".into())
+                },
+                elsewhere
+            ),
+            "multiarch = { git = \"https://example.com/m.git\", rev = \"abc\" }"
+        );
+        let manifest: toml::Table = thin_manifest(
+            "xtask",
+            &line(&EngineSource::Version("0.1".into()), elsewhere),
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(manifest["dependencies"]["multiarch"].as_str(), Some("0.1"));
+        assert_eq!(manifest["package"]["name"].as_str(), Some("xtask"));
+        for (engine, expected) in [
+            (
+                EngineSource::Version("0.1\"\nx = 1".into()),
+                "is not a version requirement",
+            ),
+            (
+                EngineSource::Version(String::new()),
+                "is not a version requirement",
+            ),
+            (
+                EngineSource::Path("/nonexistent".into()),
+                "/nonexistent is not a checkout of multiarch",
+            ),
+            (
+                EngineSource::Git {
+                    url: "a b".into(),
+                    rev: None,
+                },
+                "take one word each",
+            ),
+        ] {
+            let message = format!(
+                "{:#}",
+                dependency_line(&engine, Path::new("/ws"), elsewhere).unwrap_err()
+            );
+            assert!(message.contains(expected), "{engine:?}: {message}");
+        }
     }
 
     #[test]
     fn the_demo_template_is_the_one_init_writes() {
         let demo = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/Dockerfile.j2"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker/Dockerfile.j2"),
         )
         .unwrap();
         assert_eq!(demo, DOCKERFILE);
     }
 
     fn member(text: &str) -> Option<String> {
-        add_workspace_member(text).unwrap()
+        add_workspace_member(text, "xtask").unwrap()
     }
 
     #[test]
@@ -585,15 +932,31 @@ mod tests {
             assert!(edited.parse::<toml::Table>().is_ok(), "{edited}");
             assert_eq!(member(&edited), None, "idempotent: {edited}");
         }
-        assert!(add_workspace_member("workspace = 3\n").is_err());
+        assert!(add_workspace_member("workspace = 3\n", "xtask").is_err());
+        assert_eq!(
+            add_workspace_member("[workspace]\nmembers = [\"xtask\"]\n", BESIDE_XTASK)
+                .unwrap()
+                .unwrap(),
+            "[workspace]\nmembers = [\"xtask\", \"xtask-multiarch\"]\n"
+        );
     }
 
     #[test]
     fn aliases_merge_into_an_existing_config() {
-        let alias = |text: &str| add_alias(text).unwrap();
+        let alias = |text: &str| add_aliases(text, &["xtask"], "xtask").unwrap();
         assert_eq!(
             alias("").unwrap(),
             "[alias]\nxtask = \"run --package xtask --\"\n"
+        );
+        assert_eq!(
+            add_aliases("[alias]\nxtask = \"run -p theirs --\"\n", &["multiarch"], BESIDE_XTASK).unwrap().unwrap(),
+            "[alias]\nxtask = \"run -p theirs --\"\nmultiarch = \"run --package xtask-multiarch --\"\n"
+        );
+        assert_eq!(
+            add_aliases("", &["xtask", "multiarch"], "xtask")
+                .unwrap()
+                .unwrap(),
+            "[alias]\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask --\"\n"
         );
         assert_eq!(
             alias("[build]\njobs = 2\n").unwrap(),
@@ -625,7 +988,11 @@ mod tests {
         let mut writes = Writes::default();
         writes.create(&dir.join("new/dir/created.rs"), "x");
         writes
-            .edit(&dir.join("Cargo.toml"), add_workspace_member, "member")
+            .edit(
+                &dir.join("Cargo.toml"),
+                |t| add_workspace_member(t, "xtask"),
+                "member",
+            )
             .unwrap();
         writes.create(&dir.join("blocker/child.rs"), "y");
         let message = format!("{:#}", writes.apply().unwrap_err());
@@ -657,7 +1024,11 @@ mod tests {
         std::os::unix::fs::symlink("real/Cargo.toml", dir.join("Cargo.toml")).unwrap();
         let mut writes = Writes::default();
         writes
-            .edit(&dir.join("Cargo.toml"), add_workspace_member, "member")
+            .edit(
+                &dir.join("Cargo.toml"),
+                |t| add_workspace_member(t, "xtask"),
+                "member",
+            )
             .unwrap();
         writes.apply().unwrap();
         let link = std::fs::symlink_metadata(dir.join("Cargo.toml")).unwrap();

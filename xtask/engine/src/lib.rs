@@ -1,11 +1,12 @@
-//! multiarch: the engine behind `cargo xtask`, which turns this workspace into
-//! multi-architecture container images.
+//! multiarch: the engine that turns a Cargo workspace into multi-architecture container
+//! images. Thin binaries call [`main`]: a workspace's `cargo xtask`, and `cargo-multiarch`
+//! for `cargo install`; [`run`] is the same command line for a program of its own.
 //!
 //! Floors, each using only the ones below it: the ground (`diagnostic`, `process`,
 //! `digest`, `http`, `retry`, `docker_config`); `config` (manifest, platforms, image refs,
 //! templates); `emulation` (QEMU, binfmt); `registry` (the registry client); `plan` (typed
 //! steps); `exec` (the runner and the programs it drives); `preflight` (checks as
-//! findings); `commands` (one module per subcommand); `cli` and `main` on top.
+//! findings); `commands` (one module per subcommand, and the command line); this file on top.
 
 pub mod backend;
 pub mod commands;
@@ -34,6 +35,40 @@ pub enum Outcome {
     Success,
     /// The command ran and found problems (doctor): exit code 1, nothing else printed.
     ProblemsFound,
+}
+
+/// Runs the command line this process was started with and exits: 0 on success, 1 on a
+/// failure (printed as `error:` and `help:` lines) or when `doctor` finds problems.
+///
+/// A leading `multiarch` argument is dropped, so the same binary serves as
+/// `cargo-multiarch` (which cargo starts as `cargo-multiarch multiarch ARGS`), behind a
+/// `cargo multiarch` alias, and as a workspace's `cargo xtask`.
+pub fn main() -> ! {
+    restore_default_sigpipe();
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("multiarch") {
+        args.next();
+    }
+    let code = match run(args) {
+        Ok(Outcome::Success) => 0,
+        Ok(Outcome::ProblemsFound) => 1,
+        Err(err) => {
+            eprintln!("{}", format_error(&err));
+            1
+        }
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// Lets `cargo xtask doctor | head` end quietly, as Unix tools do, instead of panicking
+/// on a closed stdout.
+fn restore_default_sigpipe() {
+    // SAFETY: resetting SIGPIPE to its default disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Runs one command line (without the program name).

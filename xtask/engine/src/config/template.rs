@@ -296,7 +296,7 @@ mod tests {
     }
 
     fn demo_render(platform: &str, vars: &BTreeMap<String, toml::Value>) -> Result<String> {
-        let source = include_str!("../../../docker/Dockerfile.j2");
+        let source = include_str!("../../../../docker/Dockerfile.j2");
         let platform = Platform::parse(platform).unwrap();
         let bins = ["hello".to_owned()];
         let context = DockerfileContext::new(

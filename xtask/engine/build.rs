@@ -1,5 +1,6 @@
-//! Lists the xtask's own sources for `init --vendor`-style embedding, so the list is never
-//! kept by hand: every `.rs` file under `src/`, sorted, as `(path, include_str!(...))`.
+//! Lists the engine library's sources for `init --vendor`, so the list is never kept by
+//! hand: every `.rs` file under `src/` but the binaries (`main.rs`, `bin/`), sorted, as
+//! `(path, include_str!(...))`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,7 @@ fn main() {
     let src =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("src");
     let mut files = Vec::new();
-    collect(&src, &mut files);
+    collect(&src, &src, &mut files);
     files.sort();
     let mut out = String::from("&[\n");
     for file in &files {
@@ -28,12 +29,16 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
 }
 
-fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
+fn collect(src: &Path, dir: &Path, files: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("src is readable").flatten() {
         let path = entry.path();
+        let name = entry.file_name();
         if path.is_dir() {
-            collect(&path, files);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+            if !(dir == src && name == "bin") {
+                collect(src, &path, files);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") && !(dir == src && name == "main.rs")
+        {
             files.push(path);
         }
     }

@@ -1,0 +1,5 @@
+//! `cargo multiarch` for `cargo install`: the multiarch engine's command line.
+
+fn main() {
+    multiarch::main()
+}
