@@ -125,7 +125,7 @@ pub(crate) fn engine() -> (Engine, Vec<Finding>) {
     let [client, daemon, manifest, buildx] = std::thread::scope(|scope| {
         let probes: [&[&str]; 4] = [
             &["--version"],
-            &["version", "--format", "{{.Server.Version}}"],
+            &["version", "--format", ENGINE_FORMAT],
             &["manifest", "--help"],
             &["buildx", "version"],
         ];
@@ -194,11 +194,30 @@ fn client_finding(docker: &Docker, probe: Probe) -> Finding {
     }
 }
 
+/// The engine's first component and its version, as `Name|version`: Docker says
+/// `Engine`, Podman's Docker-compatible service `Podman Engine`.
+const ENGINE_FORMAT: &str =
+    "{{range $i, $c := .Server.Components}}{{if eq $i 0}}{{$c.Name}}{{end}}{{end}}|{{.Server.Version}}";
+
+/// The engine's product and version from an [`ENGINE_FORMAT`] answer, such as
+/// `Docker Engine 26.1.5` or `Podman Engine 4.3.1`; what the engine says is shown escaped.
+fn engine_name(answer: &str) -> String {
+    let (name, version) = answer.split_once('|').unwrap_or(("", answer));
+    let name = match name.trim() {
+        "" | "Engine" => "Docker Engine",
+        other => other,
+    };
+    crate::diagnostic::escape(&format!("{name} {}", version.trim()))
+}
+
 /// The daemon's version, when it answered, and its row.
 fn daemon_finding(probe: Probe) -> Finding {
     let host = docker_host();
     match probe {
-        Probe::Answered(version) => Finding::ok("docker daemon", format!("{version} at {host}")),
+        Probe::Answered(answer) => Finding::ok(
+            "docker daemon",
+            format!("{} at {host}", engine_name(&answer)),
+        ),
         other => {
             let cause = format!(
                 "the docker daemon at {host} does not answer: {}",
@@ -647,6 +666,17 @@ mod tests {
     use super::*;
     use crate::config::QemuCopy;
     use crate::plan::tests::{emulated_config, handler, inputs};
+
+    #[test]
+    fn the_engine_is_named_by_its_first_component() {
+        assert_eq!(
+            engine_name("Engine|26.1.5+dfsg1"),
+            "Docker Engine 26.1.5+dfsg1"
+        );
+        assert_eq!(engine_name("Podman Engine|4.3.1"), "Podman Engine 4.3.1");
+        assert_eq!(engine_name("|20.10.24"), "Docker Engine 20.10.24");
+        assert_eq!(engine_name("Evil\u{1b}[2J|1"), "Evil\\u{1b}[2J 1");
+    }
 
     #[test]
     fn foreign_run_steps_without_a_handler_stop_the_build() {
