@@ -48,6 +48,16 @@ fn doctor_passes_on_a_complete_host_quickly() {
             row(&output, check)
         );
     }
+    let engine = if Lane::current() == Lane::Podman {
+        " ok      Podman Engine 4."
+    } else {
+        " ok      Docker Engine "
+    };
+    assert!(
+        row(&output, "docker daemon").contains(engine),
+        "{}",
+        row(&output, "docker daemon")
+    );
     assert!(!stdout(&output).contains("missing"));
 }
 

@@ -68,6 +68,8 @@ fn builds_runs_and_inspects_every_platform() {
                 image,
             ],
         );
+        // Podman 4.3 records no variant in an image built `FROM scratch`.
+        let variant = variant.filter(|_| Lane::current() != Lane::Podman);
         assert_eq!(
             inspected.trim(),
             format!("linux/{arch}/{}", variant.unwrap_or("")),

@@ -194,6 +194,8 @@ pub enum Lane {
     Docker26Classic,
     /// Docker 26.1 with buildx and the containerd image store.
     Docker26Containerd,
+    /// Podman 4.3 through its Docker-compatible service, driven by the docker CLI.
+    Podman,
 }
 
 impl Lane {
@@ -201,6 +203,7 @@ impl Lane {
         match std::env::var("MULTIARCH_LANE").as_deref() {
             Ok("docker26-classic") => Lane::Docker26Classic,
             Ok("docker26-containerd") => Lane::Docker26Containerd,
+            Ok("podman") => Lane::Podman,
             _ => Lane::Docker20,
         }
     }
@@ -210,12 +213,13 @@ impl Lane {
             Lane::Docker20 => "docker20",
             Lane::Docker26Classic => "docker26-classic",
             Lane::Docker26Containerd => "docker26-containerd",
+            Lane::Podman => "podman",
         }
     }
 
     /// Whether builds go through BuildKit (buildx) on this lane.
     pub fn buildkit(self) -> bool {
-        self != Lane::Docker20
+        !matches!(self, Lane::Docker20 | Lane::Podman)
     }
 }
 

@@ -444,9 +444,14 @@ fn stage(root: &std::path::Path, platform_plan: &PlatformPlan, step: &StageStep)
     }
 }
 
-/// The built image must carry exactly the platform it was built for.
+/// The built image must carry exactly the platform it was built for. An engine that
+/// records no variant (Podman 4.3 building `FROM scratch` for arm/v7) is taken at its
+/// word on the architecture; the manifest list names the variant either way.
 fn check_platform(platform: &Platform, built: &BuiltImage) -> Result<()> {
-    if platform.matches(&built.os, &built.architecture, built.variant.as_deref()) {
+    let variant = built.variant.as_deref().filter(|v| !v.is_empty());
+    if platform.matches(&built.os, &built.architecture, variant)
+        || (variant.is_none() && platform.matches(&built.os, &built.architecture, platform.variant))
+    {
         return Ok(());
     }
     let actual = [built.os.as_str(), built.architecture.as_str()]
@@ -772,6 +777,15 @@ mod tests {
             "{message}"
         );
         assert!(check_platform(arm, &built("arm", Some("v6"))).is_err());
+        assert!(
+            check_platform(arm, &built("arm", Some(""))).is_ok(),
+            "no variant recorded"
+        );
+        assert!(
+            check_platform(arm, &built("arm", None)).is_ok(),
+            "no variant recorded"
+        );
+        assert!(check_platform(arm, &built("arm64", Some(""))).is_err());
         let arm64 = Platform::parse("arm64").unwrap();
         assert!(check_platform(arm64, &built("arm64", None)).is_ok());
         assert!(check_platform(arm64, &built("arm64", Some("v8"))).is_ok());
