@@ -169,7 +169,7 @@ fn a_missing_handler_stops_the_build_and_setup_registers_it() {
     assert!(message.starts_with("error: the Dockerfile for linux/ppc64le has RUN steps, and no binfmt handler on this host runs ppc64le binaries"), "{message}");
     assert!(
         message.contains(
-            "help: register QEMU for the configured platforms with `sudo cargo xtask setup`"
+            "help: register QEMU for the configured platforms with `sudo cargo multiarch setup`"
         ),
         "{message}"
     );

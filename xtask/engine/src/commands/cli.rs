@@ -1,5 +1,5 @@
 //! Command-line parsing: one argument struct per command, read by a small hand-written
-//! parser that keeps the first `cargo xtask` build fast.
+//! parser that keeps the first `cargo multiarch` build fast.
 
 use std::path::PathBuf;
 
@@ -12,17 +12,19 @@ pub(crate) const USAGE: &str = "\
 multiarch: multi-architecture container images of this workspace
 
 usage:
-    cargo xtask image [--push] [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]... [--tag T]... [--image REPO]
-                      [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
-                      [--network NET] [--features F,...] [--profile NAME]
-                      [--metadata-file PATH] [--backend docker|oci] [--load] [--sign KEY]
-    cargo xtask render [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]...
-    cargo xtask qemu fetch [-p PACKAGE] [--platform P]...
-    cargo xtask setup [--reset] [-p PACKAGE] [--platform P]...
-    cargo xtask doctor [-p PACKAGE] [--platform P]...
-    cargo xtask init DIR [--package NAME] [--engine-version REQ | --engine-path CHECKOUT
-                     | --engine-git URL [--rev REV] | --vendor]
-    cargo xtask help
+    cargo multiarch image [--push] [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]... [--tag T]... [--image REPO]
+                          [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
+                          [--network NET] [--features F,...] [--profile NAME]
+                          [--metadata-file PATH] [--backend docker|oci] [--load] [--sign KEY]
+    cargo multiarch render [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]...
+    cargo multiarch qemu fetch [-p PACKAGE] [--platform P]...
+    cargo multiarch setup [--reset] [-p PACKAGE] [--platform P]...
+    cargo multiarch doctor [-p PACKAGE] [--platform P]...
+    cargo multiarch init DIR [--package NAME] [--engine-version REQ | --engine-path CHECKOUT
+                         | --engine-git URL [--rev REV] | --vendor]
+    cargo multiarch help
+
+    (`cargo xtask ...` is the same command line in a workspace whose xtask `init` wrote)
 
     --push          push every platform's image, then publish one manifest list per tag
     -p, --package   a package to build, repeatable (default: every package with a
@@ -149,8 +151,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
         "qemu" if args.next_if(|a| a == "fetch").is_some() => "qemu fetch".to_owned(),
         "qemu" => {
             return Err(diagnostic(
-                "`cargo xtask qemu` needs a subcommand",
-                "run `cargo xtask qemu fetch`",
+                "`cargo multiarch qemu` needs a subcommand",
+                "run `cargo multiarch qemu fetch`",
             ))
         }
         "help" | "--help" | "-h" => return Ok(Task::Help),
@@ -189,7 +191,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
         other => {
             return Err(diagnostic(
                 format!("unknown command `{other}`"),
-                "the commands are image, render, qemu fetch, setup, doctor and init; see `cargo xtask help`",
+                "the commands are image, render, qemu fetch, setup, doctor and init; see `cargo multiarch help`",
             ))
         }
     };
@@ -288,8 +290,8 @@ fn parse_init<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<In
     }
     let Some(dir) = flags.positional.pop() else {
         return Err(diagnostic(
-            "`cargo xtask init` needs a directory",
-            "cargo xtask init path/to/workspace",
+            "`cargo multiarch init` needs a directory",
+            "cargo multiarch init path/to/workspace",
         ));
     };
     let mut engine = match sources.as_slice() {
@@ -369,7 +371,7 @@ impl<I: Iterator<Item = String>> Flags<'_, I> {
             .ok_or_else(|| {
                 diagnostic(
                     format!("`{}` needs a value", flag.name),
-                    "see `cargo xtask help`",
+                    "see `cargo multiarch help`",
                 )
             })
     }
@@ -388,7 +390,7 @@ impl<I: Iterator<Item = String>> Flags<'_, I> {
     fn unknown(&self, flag: &Flag) -> anyhow::Error {
         diagnostic(
             format!("unknown option `{}` for `{}`", flag.written, self.command),
-            "see `cargo xtask help`",
+            "see `cargo multiarch help`",
         )
     }
 }
@@ -505,7 +507,7 @@ mod tests {
             ("render --push", "unknown option `--push` for `render`"),
             ("setup --dry-run", "unknown option `--dry-run` for `setup`"),
             ("image extra", "unknown option `extra` for `image`"),
-            ("init", "`cargo xtask init` needs a directory"),
+            ("init", "`cargo multiarch init` needs a directory"),
             ("init a b", "unknown option `b` for `init`"),
             (
                 "init a --vendor --engine-path b",
@@ -515,7 +517,7 @@ mod tests {
                 "init a --rev abc",
                 "`--rev` names a commit of `--engine-git`",
             ),
-            ("qemu", "`cargo xtask qemu` needs a subcommand"),
+            ("qemu", "`cargo multiarch qemu` needs a subcommand"),
             ("build", "unknown command `build`"),
         ] {
             let diagnostic = crate::diagnostic::Diagnostic::of(&parse_words(words).unwrap_err());

@@ -157,7 +157,7 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
                 root.display()
             ),
             format!(
-                "run `cargo xtask init {}` on the workspace root instead",
+                "run `cargo multiarch init {}` on the workspace root instead",
                 root.display()
             ),
         ));
@@ -718,7 +718,7 @@ fn add_multiarch_table(text: &str, toolchain: Toolchain) -> Result<Option<String
             .to_owned(),
     };
     let edited = format!(
-        "{}\n\n# Container images of this package: `cargo xtask image` (see the multiarch README).\n\
+        "{}\n\n# Container images of this package: `cargo multiarch image` (see the multiarch README).\n\
          [package.metadata.multiarch]\nplatforms = [{list}]\ntags = [\"{{{{ version }}}}\", \"latest\"]\n{compile}\n\
          [package.metadata.multiarch.vars]\nbase = \"scratch\"\n{arm64}",
         text.trim_end()

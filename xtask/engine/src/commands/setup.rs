@@ -1,4 +1,4 @@
-//! `cargo xtask setup`: registers QEMU binfmt handlers (with the F flag) for the configured
+//! `cargo multiarch setup`: registers QEMU binfmt handlers (with the F flag) for the configured
 //! platforms, so foreign `RUN` steps and containers run on this host.
 
 use std::path::Path;
@@ -20,7 +20,7 @@ pub(crate) fn run(args: &SetupArgs) -> Result<()> {
     }
     if !cfg!(target_os = "linux") {
         return Err(crate::diagnostic::diagnostic(
-            "`cargo xtask setup` registers Linux binfmt_misc handlers and only runs on Linux",
+            "`cargo multiarch setup` registers Linux binfmt_misc handlers and only runs on Linux",
             "use Docker Desktop, which ships QEMU handlers",
         ));
     }
@@ -37,7 +37,7 @@ pub(crate) fn run(args: &SetupArgs) -> Result<()> {
         .map_err(|err| {
             crate::diagnostic::diagnostic(
                 format!("cannot mount binfmt_misc at /proc/sys/fs/binfmt_misc: {err}"),
-                "run as root: sudo -E cargo xtask setup",
+                "run as root: sudo -E cargo multiarch setup",
             )
         })?;
     }
@@ -61,7 +61,7 @@ pub(crate) fn run(args: &SetupArgs) -> Result<()> {
         if existing.is_none() && dir.join(&name).exists() && !args.reset {
             return Err(crate::diagnostic::diagnostic(
                 format!("a disabled or different handler named {name} is in the way of {platform}"),
-                "run `cargo xtask setup --reset` to replace it",
+                "run `cargo multiarch setup --reset` to replace it",
             ));
         }
         // QEMU first: a failed fetch must not leave the platform without its old handler.
@@ -77,7 +77,7 @@ pub(crate) fn run(args: &SetupArgs) -> Result<()> {
         std::fs::write(dir.join("register"), &line).map_err(|err| {
             crate::diagnostic::diagnostic(
                 format!("cannot register {name} for {platform}: {err}"),
-                "run as root: sudo -E cargo xtask setup",
+                "run as root: sudo -E cargo multiarch setup",
             )
         })?;
         eprintln!(
@@ -107,7 +107,7 @@ fn remove(handler: &Path) -> Result<()> {
                 "cannot remove the binfmt handler {}: {err}",
                 handler.display()
             ),
-            "run as root: sudo -E cargo xtask setup",
+            "run as root: sudo -E cargo multiarch setup",
         )
     })
 }

@@ -1006,7 +1006,7 @@ impl Layers<'_> {
                     origin,
                     &key,
                     "a SHA-256 digest is 64 hex digits",
-                    "copy the digest `cargo xtask qemu fetch` prints",
+                    "copy the digest `cargo multiarch qemu fetch` prints",
                 ));
             }
         }

@@ -500,7 +500,7 @@ impl PlatformChecks<'_> {
                         check,
                         Status::Note,
                         format!("not cached yet ({})", path.display()),
-                        "cargo xtask qemu fetch (or let `image` fetch it)",
+                        "cargo multiarch qemu fetch (or let `image` fetch it)",
                     ),
                     Err(err) => Finding::new(
                         check,
@@ -527,13 +527,13 @@ fn binfmt(platform_plan: &PlatformPlan) -> Finding {
             check,
             Status::Ok,
             format!("handler without F: {}; QEMU goes into the context (qemu.copy)", interpreter.display()),
-            "`sudo cargo xtask setup --reset` registers one with F (optional)",
+            "`sudo cargo multiarch setup --reset` registers one with F (optional)",
         ),
         Emulation::Missing if platform_plan.runs_commands => Finding::new(
             check,
             Status::Missing,
             "no handler, and the Dockerfile has RUN steps",
-            "register QEMU for the configured platforms with `sudo cargo xtask setup`",
+            "register QEMU for the configured platforms with `sudo cargo multiarch setup`",
         )
         .with_cause(format!(
             "the Dockerfile for {platform} has RUN steps, and no binfmt handler on this host runs {} binaries",
@@ -543,7 +543,7 @@ fn binfmt(platform_plan: &PlatformPlan) -> Finding {
             check,
             Status::Note,
             "no handler; not needed (no RUN steps)",
-            "sudo cargo xtask setup (to run the images here)",
+            "sudo cargo multiarch setup (to run the images here)",
         ),
         Emulation::OtherEngine => Finding::ok(
             check,
@@ -688,7 +688,7 @@ mod tests {
         assert!(message.starts_with("error: the Dockerfile for linux/arm/v7 has RUN steps, and no binfmt handler on this host runs arm binaries"), "{message}");
         assert!(
             message.ends_with(
-                "help: register QEMU for the configured platforms with `sudo cargo xtask setup`"
+                "help: register QEMU for the configured platforms with `sudo cargo multiarch setup`"
             ),
             "{message}"
         );
