@@ -53,15 +53,27 @@ enum Change {
     Skipped(&'static str),
 }
 
-/// The package that carries the engine in the workspace: `xtask`, or beside the
-/// workspace's own xtask.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Home {
-    /// Its directory and package name, relative to the workspace root.
-    name: &'static str,
-    /// The workspace had an xtask of its own: `cargo xtask` stays the user's.
-    beside_own_xtask: bool,
+/// The package that carries the engine in the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Home {
+    /// `xtask/`, which `cargo xtask` runs.
+    Xtask,
+    /// [`BESIDE_XTASK`]: the workspace has an xtask of its own, and `cargo xtask` stays its.
+    BesideOwnXtask,
 }
+
+impl Home {
+    /// Its directory and package name, relative to the workspace root.
+    fn name(self) -> &'static str {
+        match self {
+            Home::Xtask => "xtask",
+            Home::BesideOwnXtask => BESIDE_XTASK,
+        }
+    }
+}
+
+/// How every manifest `init` writes describes its package, and how `init` knows its own.
+const DESCRIPTION_PREFIX: &str = "multiarch: this workspace's container images, ";
 
 /// What `init` did: the files, and where the engine went.
 struct Done {
@@ -90,7 +102,7 @@ pub(crate) fn run(args: &InitArgs) -> Result<()> {
         .all(|(_, c)| matches!(c, Change::Skipped(_)))
     {
         eprintln!("nothing to do: {} already has the xtask", dir.display());
-    } else if done.home.beside_own_xtask {
+    } else if done.home == Home::BesideOwnXtask {
         eprintln!(
             "your xtask is untouched; `cargo multiarch` runs the engine through {BESIDE_XTASK}/"
         );
@@ -164,13 +176,13 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
     }
     let chosen = choose_package(&workspace, &root, package)?;
     let home = find_home(&root, &workspace, engine)?;
-    let package_dir = root.join(home.name);
+    let package_dir = root.join(home.name());
     let mut writes = Writes::default();
     let dependency = match engine {
         EngineSource::Vendor => {
             writes.create(
                 &package_dir.join("Cargo.toml"),
-                &vendored_manifest(home.name)?,
+                &vendored_manifest(home.name())?,
             );
             writes.create(&package_dir.join("build.rs"), BUILD_SCRIPT);
             for (name, source) in SOURCES {
@@ -182,26 +194,25 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
             let dependency = dependency_line(thin, &root, &package_dir)?;
             writes.create(
                 &package_dir.join("Cargo.toml"),
-                &thin_manifest(home.name, &dependency),
+                &thin_manifest(home.name(), &dependency),
             );
             Some(dependency)
         }
     };
     writes.create(&package_dir.join("src/main.rs"), THIN_MAIN);
     writes.create(&root.join("docker/Dockerfile.j2"), DOCKERFILE);
-    let aliases: &[&str] = if home.beside_own_xtask {
-        &["multiarch"]
-    } else {
-        &["xtask", "multiarch"]
+    let aliases: &[&str] = match home {
+        Home::Xtask => &["xtask", "multiarch"],
+        Home::BesideOwnXtask => &["multiarch"],
     };
     writes.edit(
         &root.join(".cargo/config.toml"),
-        |text| add_aliases(text, aliases, home.name),
+        |text| add_aliases(text, aliases, home.name()),
         "the aliases",
     )?;
     writes.edit(
         &root.join("Cargo.toml"),
-        |text| add_workspace_member(text, home.name),
+        |text| add_workspace_member(text, home.name()),
         "the workspace member",
     )?;
     let toolchain = suggested_toolchain(&root, &chosen.name);
@@ -245,43 +256,52 @@ fn choose_package<'a>(
                 )
             })?,
         (None, [one]) => *one,
-        (None, several) if several.iter().filter(|p| has_table(p)).count() == 1 => several
-            .iter()
-            .copied()
-            .find(|p| has_table(p))
-            .expect("counted one"),
         (None, []) => {
             return Err(crate::diagnostic::diagnostic(
                 format!("no package in {} has a binary target", root.display()),
                 "add a `src/main.rs` to the package that ships as an image",
             ))
         }
-        (None, several) => {
-            return Err(crate::diagnostic::diagnostic(
-                format!(
-                    "several packages of {} have binaries: {}",
-                    root.display(),
-                    names(several)
-                ),
-                "pick the one that ships as an image with `--package NAME`",
-            ))
-        }
+        (None, several) => match with_table(several).as_slice() {
+            [one] => *one,
+            _ => {
+                return Err(crate::diagnostic::diagnostic(
+                    format!(
+                        "several packages of {} have binaries: {}",
+                        root.display(),
+                        names(several)
+                    ),
+                    "pick the one that ships as an image with `--package NAME`",
+                ))
+            }
+        },
     };
     Ok(chosen)
 }
 
-/// Whether a package's manifest already has a `[package.metadata.multiarch]` table.
-fn has_table(package: &crate::config::workspace::Package) -> bool {
-    std::fs::read_to_string(&package.manifest_path)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|manifest| {
-            manifest
-                .get("package")
-                .and_then(|p| p.get("metadata"))
-                .and_then(|m| m.get("multiarch"))
-                .is_some()
+/// The packages whose manifests already have a `[package.metadata.multiarch]` table.
+fn with_table<'a>(
+    packages: &[&'a crate::config::workspace::Package],
+) -> Vec<&'a crate::config::workspace::Package> {
+    packages
+        .iter()
+        .copied()
+        .filter(|package| {
+            std::fs::read_to_string(&package.manifest_path)
+                .ok()
+                .and_then(|text| parse(&text).ok())
+                .is_some_and(|manifest| has_multiarch_table(&manifest))
         })
+        .collect()
+}
+
+/// Whether a manifest has a `[package.metadata.multiarch]` table.
+fn has_multiarch_table(manifest: &toml_edit::DocumentMut) -> bool {
+    manifest
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("multiarch"))
+        .is_some()
 }
 
 /// Where the engine goes: `xtask/` when the workspace has no xtask or has one of
@@ -294,15 +314,9 @@ fn find_home(root: &Path, workspace: &Workspace, engine: &EngineSource) -> Resul
         .packages
         .iter()
         .any(|p| p.name == "xtask" && p.manifest_path != xtask.join("Cargo.toml"));
-    let home = match (ours(&xtask), ours(&beside)) {
-        (Some(_), _) => Home {
-            name: "xtask",
-            beside_own_xtask: false,
-        },
-        (None, Some(_)) => Home {
-            name: BESIDE_XTASK,
-            beside_own_xtask: true,
-        },
+    let (home, vendored) = match (ours(&xtask), ours(&beside)) {
+        (Some(vendored), _) => (Home::Xtask, Some(vendored)),
+        (None, Some(vendored)) => (Home::BesideOwnXtask, Some(vendored)),
         (None, None) if xtask.exists() || own_elsewhere => {
             if beside.exists() {
                 return Err(crate::diagnostic::diagnostic(
@@ -316,36 +330,28 @@ fn find_home(root: &Path, workspace: &Workspace, engine: &EngineSource) -> Resul
                     ),
                 ));
             }
-            Home {
-                name: BESIDE_XTASK,
-                beside_own_xtask: true,
-            }
+            (Home::BesideOwnXtask, None)
         }
-        (None, None) => Home {
-            name: "xtask",
-            beside_own_xtask: false,
-        },
+        (None, None) => (Home::Xtask, None),
     };
-    let dir = root.join(home.name);
-    if let Some(vendored) = ours(&dir) {
-        let wanted = *engine == EngineSource::Vendor;
-        if vendored != wanted {
-            let (is, flag) = if vendored {
-                ("a vendored copy of", "--vendor")
-            } else {
-                ("a thin xtask over", "--engine-…")
-            };
-            return Err(crate::diagnostic::diagnostic(
-                format!(
-                    "{} already holds {is} the multiarch engine; `init` does not mix the two",
-                    dir.display()
-                ),
-                format!(
-                    "pass {flag} to keep it as it is, or delete {} to switch",
-                    dir.display()
-                ),
-            ));
-        }
+    let wanted = *engine == EngineSource::Vendor;
+    if let Some(vendored) = vendored.filter(|&vendored| vendored != wanted) {
+        let dir = root.join(home.name());
+        let (is, flag) = if vendored {
+            ("a vendored copy of", "--vendor")
+        } else {
+            ("a thin xtask over", "--engine-…")
+        };
+        return Err(crate::diagnostic::diagnostic(
+            format!(
+                "{} already holds {is} the multiarch engine; `init` does not mix the two",
+                dir.display()
+            ),
+            format!(
+                "pass {flag} to keep it as it is, or delete {} to switch",
+                dir.display()
+            ),
+        ));
     }
     Ok(home)
 }
@@ -354,7 +360,7 @@ fn find_home(root: &Path, workspace: &Workspace, engine: &EngineSource) -> Resul
 /// the engine, `Some(false)` for a thin one.
 fn ours(dir: &Path) -> Option<bool> {
     let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-    text.contains("\ndescription = \"multiarch: ")
+    text.contains(&format!("\ndescription = \"{DESCRIPTION_PREFIX}"))
         .then(|| dir.join("src/lib.rs").exists())
 }
 
@@ -444,7 +450,7 @@ fn relative_from(dir: &Path, root: &Path) -> PathBuf {
 fn thin_manifest(name: &str, dependency: &str) -> String {
     format!(
         "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\
-         description = \"multiarch: this workspace's container images, a thin binary over the multiarch engine\"\n\n\
+         description = \"{DESCRIPTION_PREFIX}a thin binary over the multiarch engine\"\n\n\
          [dependencies]\n\
          # Updating the engine is changing this line, then `cargo update -p multiarch`.\n\
          {dependency}\n"
@@ -465,9 +471,9 @@ fn vendored_manifest(name: &str) -> Result<String> {
     }
     package["name"] = toml_edit::value(name);
     package["publish"] = toml_edit::value(false);
-    package["description"] = toml_edit::value(
-        "multiarch: this workspace's container images, a vendored copy of the multiarch engine",
-    );
+    package["description"] = toml_edit::value(format!(
+        "{DESCRIPTION_PREFIX}a vendored copy of the multiarch engine"
+    ));
     Ok(manifest.to_string())
 }
 
@@ -682,13 +688,7 @@ fn suggested_toolchain(root: &Path, package: &str) -> Toolchain {
 
 /// Adds a `[package.metadata.multiarch]` table with the host's platform and linux/arm64.
 fn add_multiarch_table(text: &str, toolchain: Toolchain) -> Result<Option<String>> {
-    let manifest = parse(text)?;
-    if manifest
-        .get("package")
-        .and_then(|p| p.get("metadata"))
-        .and_then(|m| m.get("multiarch"))
-        .is_some()
-    {
+    if has_multiarch_table(&parse(text)?) {
         return Ok(None);
     }
     let host = Platform::host().map_or("linux/amd64".to_owned(), |p| p.name());

@@ -135,6 +135,31 @@ impl ImageRef {
         }
     }
 
+    /// Whether `reported`, a tag as an engine lists it, names this reference: as written,
+    /// or qualified the way Podman reports what Docker calls `app:1` and `acme/app:1`
+    /// (`docker.io/library/app:1`, `docker.io/acme/app:1`, `localhost/app:1`).
+    pub(crate) fn is_reported_as(&self, reported: &str) -> bool {
+        let Ok(reported) = ImageRef::parse(reported) else {
+            return false;
+        };
+        if reported == *self {
+            return true;
+        }
+        let same_tag = reported.tag == self.tag && reported.digest == self.digest;
+        let path = reported.path.as_str();
+        let hub_path = |path: &str| {
+            path == self.path
+                || (!self.path.contains('/') && path.strip_prefix("library/") == Some(&self.path))
+        };
+        self.registry.is_none()
+            && same_tag
+            && match reported.registry.as_deref() {
+                Some(DOCKER_HUB) => hub_path(path),
+                Some("localhost") => path == self.path,
+                _ => false,
+            }
+    }
+
     /// Whether the registry is on loopback, which Docker reaches over plain HTTP.
     pub(crate) fn is_loopback(&self) -> bool {
         let Some(registry) = &self.registry else {
@@ -198,6 +223,26 @@ impl fmt::Display for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_match_as_written_or_as_podman_qualifies_them() {
+        let reported = |tags: &[&str], tag: &str| {
+            let ours = ImageRef::parse(tag).unwrap();
+            tags.iter().any(|reported| ours.is_reported_as(reported))
+        };
+        assert!(reported(&["app:1"], "app:1"));
+        assert!(reported(&["docker.io/library/app:1"], "app:1"));
+        assert!(reported(&["localhost/app:1"], "app:1"));
+        assert!(reported(&["docker.io/acme/app:1"], "acme/app:1"));
+        assert!(reported(&["127.0.0.1:5000/app:1"], "127.0.0.1:5000/app:1"));
+        assert!(!reported(&["docker.io/library/app:1"], "acme/app:1"));
+        assert!(!reported(&["docker.io/app:2"], "app:1"));
+        assert!(!reported(
+            &["docker.io/127.0.0.1:5000/app:1"],
+            "127.0.0.1:5000/app:1"
+        ));
+        assert!(!reported(&["other/app:1"], "app:1"));
+    }
 
     #[test]
     fn parses_and_prints_references() {

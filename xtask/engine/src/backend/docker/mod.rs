@@ -591,11 +591,14 @@ impl DockerBackend {
             let images: Vec<ImageFacts> = serde_json::from_str(&output).unwrap_or_default();
             for &index in &group {
                 // Every tag must still name the image: a tag moved elsewhere is rebuilt.
-                let tags: Vec<String> =
-                    builds[index].tags.iter().map(ImageRef::to_string).collect();
-                let image = images
-                    .iter()
-                    .find(|image| tags.iter().all(|tag| names_tag(&image.repo_tags, tag)));
+                let image = images.iter().find(|image| {
+                    builds[index].tags.iter().all(|tag| {
+                        image
+                            .repo_tags
+                            .iter()
+                            .any(|reported| tag.is_reported_as(reported))
+                    })
+                });
                 let labelled =
                     image.and_then(|image| image.config.labels.as_ref()?.get(INPUTS_LABEL));
                 if labelled.is_some() && labelled == inputs[index].as_ref() {
@@ -605,26 +608,6 @@ impl DockerBackend {
         }
         found
     }
-}
-
-/// Whether an engine's `RepoTags` hold `tag`, as written or as the engine qualifies it:
-/// Podman reports `docker.io/library/app:1`, `docker.io/acme/app:1` and `localhost/app:1`
-/// for what Docker calls `app:1` and `acme/app:1`.
-fn names_tag(repo_tags: &[String], tag: &str) -> bool {
-    let first = tag.split('/').next().unwrap_or_default();
-    let has_registry = tag.contains('/') && (first.contains(['.', ':']) || first == "localhost");
-    repo_tags.iter().any(|reported| {
-        reported == tag
-            || (!has_registry
-                && match reported.split_once('/') {
-                    Some(("docker.io", rest)) => {
-                        rest == tag
-                            || (!tag.contains('/') && rest.strip_prefix("library/") == Some(tag))
-                    }
-                    Some(("localhost", rest)) => rest == tag,
-                    _ => false,
-                })
-    })
 }
 
 /// The engine keeps what it built: nothing travels from a build to its push.
@@ -820,29 +803,6 @@ fn with_help(mut err: anyhow::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tags_match_as_written_or_as_podman_qualifies_them() {
-        let tags = |list: &[&str]| list.iter().map(|t| t.to_string()).collect::<Vec<_>>();
-        assert!(names_tag(&tags(&["app:1"]), "app:1"));
-        assert!(names_tag(&tags(&["docker.io/library/app:1"]), "app:1"));
-        assert!(names_tag(&tags(&["localhost/app:1"]), "app:1"));
-        assert!(names_tag(&tags(&["docker.io/acme/app:1"]), "acme/app:1"));
-        assert!(names_tag(
-            &tags(&["127.0.0.1:5000/app:1"]),
-            "127.0.0.1:5000/app:1"
-        ));
-        assert!(!names_tag(
-            &tags(&["docker.io/library/app:1"]),
-            "acme/app:1"
-        ));
-        assert!(!names_tag(&tags(&["docker.io/app:2"]), "app:1"));
-        assert!(!names_tag(
-            &tags(&["docker.io/127.0.0.1:5000/app:1"]),
-            "127.0.0.1:5000/app:1"
-        ));
-        assert!(!names_tag(&tags(&["other/app:1"]), "app:1"));
-    }
 
     #[test]
     fn parses_inspect_output() {
