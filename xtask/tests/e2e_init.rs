@@ -474,6 +474,11 @@ fn init_beside_a_workspaces_own_xtask_leaves_it_untouched_and_cargo_multiarch_bu
         None,
     );
     assert!(built.status.success());
+    assert!(
+        stdout(&built).contains("shop:arm64v8-0.1.0"),
+        "{}",
+        stdout(&built)
+    );
     arm64_image_runs("shop", "Hello, world!");
 
     let again = init_thin(&dir, &[]);
