@@ -161,7 +161,8 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
     }
     let dir = scratch_dir("init-new").join("hello-app");
     cargo_new(&dir);
-    let output = init_thin(&dir, &[]);
+    // No engine flag: the engine this checkout compiled pins this checkout.
+    let output = init(&dir, &[]);
     assert!(output.status.success());
     for file in [
         "xtask/Cargo.toml",
@@ -199,9 +200,13 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
             && manifest.contains("[package.metadata.multiarch]"),
         "{manifest}"
     );
-    assert_eq!(
-        std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap(),
-        "[alias]\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask --\"\n"
+    let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
+    assert!(
+        config.starts_with(
+            "[alias]\nxtask = \"run --package xtask --profile multiarch-xtask --\"\n\
+             multiarch = \"run --package xtask --profile multiarch-xtask --\"\n"
+        ) && config.ends_with("[profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\n"),
+        "{config}"
     );
 
     builds_and_runs(&dir, "hello-app");
@@ -293,9 +298,11 @@ fn init_vendor_copies_the_engine_into_a_virtual_workspace_that_needs_a_package_c
         "{root}"
     );
     let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
-    assert_eq!(
-        config,
-        "[alias]\nb = \"build\"\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask --\"\n"
+    assert!(
+        config.starts_with(
+            "[alias]\nb = \"build\"\nxtask = \"run --package xtask --profile multiarch-xtask --\"\n"
+        ),
+        "{config}"
     );
     assert!(std::fs::read_to_string(dir.join("api/Cargo.toml"))
         .unwrap()
@@ -305,6 +312,17 @@ fn init_vendor_copies_the_engine_into_a_virtual_workspace_that_needs_a_package_c
         .contains("multiarch"));
 
     builds_and_runs(&dir, "api");
+
+    // Without an engine flag, a vendored copy copies itself again.
+    let other = scratch_dir("init-virtual-other").join("app");
+    cargo_new(&other);
+    let copied = cargo_xtask(&dir, &["init", other.to_str().unwrap()]);
+    assert!(copied.status.success());
+    assert!(
+        stdout(&copied).contains(&format!("created {}", other.join("xtask/src/lib.rs").display())),
+        "{}",
+        stdout(&copied)
+    );
 
     // A vendored copy does not become thin.
     let thin = init_thin(&dir, &[]);
@@ -389,15 +407,22 @@ fn init_into_a_package_that_compiles_c_chooses_zig_and_the_first_image_works() {
 fn a_second_init_with_nothing_to_do_changes_no_file_not_even_the_lock() {
     let dir = scratch_dir("init-twice").join("app");
     cargo_new(&dir);
+    // A registry release the workspace cannot resolve is refused, and nothing is left.
+    let before = snapshot(&dir);
+    let unpublished = init(&dir, &["--engine-version", "=0.0.1"]);
+    assert_eq!(unpublished.status.code(), Some(1));
+    assert!(
+        stderr(&unpublished).contains("the engine does not resolve in the workspace at")
+            && stderr(&unpublished).contains("help: pin the engine where it exists"),
+        "{}",
+        stderr(&unpublished)
+    );
+    assert!(before == snapshot(&dir), "no file changed");
     let first = init(&dir, &[]);
     assert!(first.status.success(), "{}", stderr(&first));
-    // Without an engine source, the dependency is the crates.io release of this engine.
     let xtask_manifest = std::fs::read_to_string(dir.join("xtask/Cargo.toml")).unwrap();
     assert!(
-        xtask_manifest.contains(&format!(
-            "\nmultiarch = \"{}\"\n",
-            env!("CARGO_PKG_VERSION")
-        )),
+        xtask_manifest.contains("\nmultiarch = { path = "),
         "{xtask_manifest}"
     );
     // No build in between: the lock is as the first run's `cargo metadata` left it.
@@ -450,9 +475,13 @@ fn init_beside_a_workspaces_own_xtask_leaves_it_untouched_and_cargo_multiarch_bu
     let output = init_thin(&dir, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(before == theirs(), "the own xtask is byte-identical");
-    assert_eq!(
-        std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap(),
-        "[alias]\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask-multiarch --\"\n"
+    let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
+    assert!(
+        config.starts_with(
+            "[alias]\nxtask = \"run --package xtask --\"\n\
+             multiarch = \"run --package xtask-multiarch --profile multiarch-xtask --\"\n"
+        ),
+        "{config}"
     );
     let message = stderr(&output);
     let engine = repo_root().canonicalize().unwrap().join("xtask/engine");
@@ -543,4 +572,154 @@ fn cargo_install_gives_cargo_multiarch_which_builds_a_plain_project() {
         !dir.join("xtask").exists() && !dir.join(".cargo").exists(),
         "nothing added to the project"
     );
+}
+
+/// The versions of each package in the lock of `dir`.
+fn locked(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let lock: toml::Table = std::fs::read_to_string(dir.join("Cargo.lock"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for package in lock["package"].as_array().unwrap() {
+        versions
+            .entry(package["name"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(package["version"].as_str().unwrap().to_owned());
+    }
+    versions
+}
+
+fn cargo_ok(dir: &Path, args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", shared_target())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "cargo {args:?} in {}: {}",
+        dir.display(),
+        stderr(&output)
+    );
+}
+
+#[test]
+fn init_into_a_project_locked_at_older_releases_moves_only_what_the_engine_needs() {
+    let dir = scratch_dir("init-old-lock").join("paste");
+    cargo_new(&dir);
+    // Edition 2024 resolves MSRV-aware (resolver 3), below the engine's own rust-version.
+    // ureq without its `json` feature: with it, ureq 3.0.0 needs serde_json 1.0.120.
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let manifest = manifest.replace(
+        "edition = \"2024\"\n",
+        "edition = \"2024\"\nrust-version = \"1.85\"\n",
+    ) + "ureq = { version = \"3.0\", default-features = false, features = [\"rustls\"] }\n\
+         minijinja = \"2.0\"\ntoml_edit = \"0.22.0\"\nwhich = \"7.0\"\nflate2 = \"1.0.30\"\n\
+         serde_json = \"1.0.100\"\n";
+    assert!(manifest.contains("rust-version"), "{manifest}");
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    let pins = [
+        ("ureq", "3.0.0"),
+        ("minijinja", "2.0.0"),
+        ("toml_edit", "0.22.0"),
+        ("which", "7.0.0"),
+        ("flate2", "1.0.30"),
+        ("serde_json", "1.0.100"),
+    ];
+    cargo_ok(&dir, &["generate-lockfile", "--quiet"]);
+    for (name, version) in pins {
+        cargo_ok(&dir, &["update", "--quiet", "-p", name, "--precise", version]);
+    }
+    let before = locked(&dir);
+    for (name, version) in pins {
+        assert_eq!(before[name], [version], "{name}");
+    }
+
+    let output = init(&dir, &[]);
+    assert!(output.status.success());
+    let after = locked(&dir);
+    let moved: Vec<&String> = before
+        .iter()
+        .filter(|(name, versions)| versions.iter().any(|v| !after[*name].contains(v)))
+        .map(|(name, _)| name)
+        .collect();
+    // The engine needs ureq 3.5 and minijinja 2.18; everything else it accepts as locked.
+    let report = stdout(&output);
+    let line = report
+        .lines()
+        .find(|l| l.starts_with(&format!("updated {}", dir.join("Cargo.lock").display())))
+        .unwrap_or_else(|| panic!("no Cargo.lock line: {report}"));
+    for name in &moved {
+        assert!(line.contains(&format!("{name} ")), "{name} is not named: {line}");
+    }
+    for (name, version) in pins {
+        let expected_to_move = matches!(name, "ureq" | "minijinja");
+        assert_eq!(moved.contains(&&name.to_owned()), expected_to_move, "{name}");
+        if !expected_to_move {
+            assert_eq!(after[name][0], version, "{name}");
+        }
+    }
+    assert!(line.contains("minijinja 2.0.0 -> 2.") && line.contains("ureq 3.0.0 -> 3."), "{line}");
+
+    let dry_run = cargo_xtask(&dir, &["image", "--dry-run"]);
+    assert!(dry_run.status.success());
+    assert!(stdout(&dry_run).contains("paste:arm64v8-0.1.0"), "{}", stdout(&dry_run));
+    // The project's own build still builds with what the lock holds now.
+    cargo_ok(&dir, &["build", "--quiet", "--package", "paste"]);
+}
+
+#[test]
+fn an_engine_from_git_pins_the_same_url_and_commit_in_the_next_workspace() {
+    // A repository holding the engine as this one does, reached by a file:// URL.
+    let repo = scratch_dir("init-git-repo");
+    let engine = repo.join("xtask/engine");
+    std::fs::create_dir_all(&engine).unwrap();
+    let source = repo_root().join("xtask/engine");
+    run(
+        "cp",
+        &[
+            "-r",
+            source.join("Cargo.toml").to_str().unwrap(),
+            source.join("build.rs").to_str().unwrap(),
+            source.join("src").to_str().unwrap(),
+            engine.to_str().unwrap(),
+        ],
+    );
+    let git = |args: &[&str]| {
+        let mut all = vec![
+            "-C",
+            repo.to_str().unwrap(),
+            "-c",
+            "user.name=multiarch tests",
+            "-c",
+            "user.email=tests@multiarch.invalid",
+        ];
+        all.extend_from_slice(args);
+        run("git", &all).trim().to_owned()
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "engine"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    let url = format!("file://{}", repo.display());
+
+    let first = scratch_dir("init-git-first").join("first");
+    cargo_new(&first);
+    let output = init(&first, &["--engine-git", &url, "--rev", &commit]);
+    assert!(output.status.success());
+    // That engine, started by `cargo multiarch` there, pins itself in the next workspace.
+    let next = scratch_dir("init-git-next").join("next");
+    cargo_new(&next);
+    let output = cargo_in(&first, "multiarch", &["init", next.to_str().unwrap()], None);
+    assert!(output.status.success());
+    let manifest = std::fs::read_to_string(next.join("xtask/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("\nmultiarch = {{ git = \"{url}\", rev = \"{commit}\" }}\n")),
+        "{manifest}"
+    );
+    let dry_run = cargo_xtask(&next, &["image", "--dry-run"]);
+    assert!(dry_run.status.success());
 }

@@ -106,13 +106,14 @@ pub(crate) struct InitArgs {
     /// The workspace to add the xtask to.
     pub(crate) dir: PathBuf,
     pub(crate) package: Option<String>,
-    pub(crate) engine: EngineSource,
+    /// `None`: the source this engine itself came from.
+    pub(crate) engine: Option<EngineSource>,
 }
 
 /// Where the xtask that `init` writes gets the engine from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EngineSource {
-    /// `multiarch = "REQ"` from crates.io; by default this engine's own version.
+    /// `multiarch = "REQ"` from crates.io.
     Version(String),
     /// A checkout of the multiarch repository (its root) or of the engine package.
     Path(PathBuf),
@@ -122,12 +123,6 @@ pub(crate) enum EngineSource {
     },
     /// The engine's sources copied into the xtask, for projects without a registry.
     Vendor,
-}
-
-impl Default for EngineSource {
-    fn default() -> Self {
-        EngineSource::Version(env!("CARGO_PKG_VERSION").to_owned())
-    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -295,8 +290,8 @@ fn parse_init<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<In
         ));
     };
     let mut engine = match sources.as_slice() {
-        [] => EngineSource::default(),
-        [(_, source)] => source.clone(),
+        [] => None,
+        [(_, source)] => Some(source.clone()),
         [(first, _), (second, _), ..] => {
             return Err(diagnostic(
                 format!("`{first}` and `{second}` both say where the engine comes from"),
@@ -305,7 +300,7 @@ fn parse_init<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<In
         }
     };
     match (&mut engine, rev) {
-        (EngineSource::Git { rev: slot, .. }, rev) => *slot = rev,
+        (Some(EngineSource::Git { rev: slot, .. }), rev) => *slot = rev,
         (_, Some(_)) => {
             return Err(diagnostic(
                 "`--rev` names a commit of `--engine-git`, which is not given",
@@ -469,7 +464,7 @@ mod tests {
             Task::Init(InitArgs {
                 dir: "../app".into(),
                 package: Some("api".into()),
-                engine: EngineSource::Version(env!("CARGO_PKG_VERSION").into()),
+                engine: None,
             })
         );
         for (words, engine) in [
@@ -493,7 +488,7 @@ mod tests {
             let Task::Init(args) = parse_words(words).unwrap() else {
                 panic!("{words}")
             };
-            assert_eq!(args.engine, engine, "{words}");
+            assert_eq!(args.engine, Some(engine), "{words}");
         }
         assert_eq!(parse_words("").unwrap(), Task::Help);
     }

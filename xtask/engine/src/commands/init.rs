@@ -81,11 +81,17 @@ struct Done {
     home: Home,
     /// The `[dependencies]` line of a thin xtask.
     dependency: Option<String>,
+    /// Packages the workspace had locked that the engine's requirements moved.
+    moved: Vec<Moved>,
 }
 
 pub(crate) fn run(args: &InitArgs) -> Result<()> {
     let dir = args.dir.as_path();
-    let done = init(dir, args.package.as_deref(), &args.engine)?;
+    let engine = match &args.engine {
+        Some(engine) => engine.clone(),
+        None => super::engine_origin::this_engine()?,
+    };
+    let done = init(dir, args.package.as_deref(), &engine)?;
     for (path, change) in &done.changes {
         match change {
             Change::Created => println!("created {}", path.display()),
@@ -94,6 +100,18 @@ pub(crate) fn run(args: &InitArgs) -> Result<()> {
                 eprintln!("skipped {} ({what} is already there)", path.display())
             }
         }
+    }
+    if !done.moved.is_empty() {
+        let moved: Vec<String> = done
+            .moved
+            .iter()
+            .map(|m| format!("{} {} -> {}", m.name, m.from.join(", "), m.to.join(", ")))
+            .collect();
+        println!(
+            "updated {} ({}: the engine needs them; no other locked version moved)",
+            dir.join("Cargo.lock").display(),
+            moved.join(", ")
+        );
     }
     let quoted = crate::process::shell_quote(&dir.display().to_string());
     if done
@@ -221,11 +239,97 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
         |text| add_multiarch_table(text, toolchain),
         "[package.metadata.multiarch]",
     )?;
+    let lock_before = std::fs::read_to_string(root.join("Cargo.lock")).ok();
+    let (changes, undo) = writes.apply()?;
+    let changed = changes.iter().any(|(_, c)| !matches!(c, Change::Skipped(_)));
+    let moved = if changed {
+        match resolve(&sh, &root) {
+            Ok(lock_after) => moved_packages(lock_before.as_deref(), &lock_after),
+            Err(err) => {
+                undo.undo();
+                return Err(err.context("init changed nothing"));
+            }
+        }
+    } else {
+        Vec::new()
+    };
     Ok(Done {
-        changes: writes.apply()?,
+        changes,
         home,
         dependency,
+        moved,
     })
+}
+
+/// Resolves the workspace with the engine in it (`cargo metadata` updates `Cargo.lock`
+/// as the first `cargo xtask` would), so a dependency that cannot resolve is found now,
+/// and returns the lock.
+fn resolve(sh: &Shell, root: &Path) -> Result<String> {
+    let _dir = sh.push_dir(root);
+    crate::process::Command::new(
+        crate::config::workspace::cargo_program(),
+        ["metadata", "--format-version", "1"],
+    )
+    .run(sh)
+    .map_err(|err| {
+        crate::diagnostic::diagnostic(
+            format!(
+                "the engine does not resolve in the workspace at {}: {}",
+                root.display(),
+                crate::diagnostic::Diagnostic::of(&err).cause
+            ),
+            "pin the engine where it exists: `--engine-path CHECKOUT`, `--engine-git URL --rev REV` or `--vendor`",
+        )
+    })?;
+    std::fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")
+}
+
+/// A package locked before `init` whose versions the engine's requirements changed.
+#[derive(Debug, PartialEq, Eq)]
+struct Moved {
+    name: String,
+    from: Vec<String>,
+    to: Vec<String>,
+}
+
+/// The packages of the lock before whose versions are no longer all there after: what
+/// the engine forced (a second major version added beside a locked one moves nothing).
+fn moved_packages(before: Option<&str>, after: &str) -> Vec<Moved> {
+    let versions = |text: &str| {
+        let mut versions = std::collections::BTreeMap::<String, Vec<String>>::new();
+        let lock: toml::Table = text.parse().unwrap_or_default();
+        for package in lock
+            .get("package")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(name), Some(version)) = (
+                package.get("name").and_then(|v| v.as_str()),
+                package.get("version").and_then(|v| v.as_str()),
+            ) {
+                versions
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(version.to_owned());
+            }
+        }
+        versions
+    };
+    let (before, after) = (versions(before.unwrap_or_default()), versions(after));
+    before
+        .into_iter()
+        .filter_map(|(name, from)| {
+            let to = after.get(&name)?;
+            let gone: Vec<String> = from.iter().filter(|v| !to.contains(v)).cloned().collect();
+            let new: Vec<String> = to.iter().filter(|v| !from.contains(v)).cloned().collect();
+            (!gone.is_empty()).then_some(Moved {
+                name,
+                from: gone,
+                to: new,
+            })
+        })
+        .collect()
 }
 
 /// The package that ships as an image: the one named, else the only binary package, else
@@ -529,32 +633,49 @@ impl Writes {
         Ok(())
     }
 
-    fn apply(self) -> Result<Vec<(PathBuf, Change)>> {
-        let mut done: Vec<(&Path, Option<&str>)> = Vec::new();
-        let mut created_dirs: Vec<PathBuf> = Vec::new();
+    /// Writes every file; on an error, undoes what it wrote. Returns what changed and how
+    /// to undo it, for a check that follows.
+    fn apply(self) -> Result<(Vec<(PathBuf, Change)>, Undo)> {
+        let mut undo = Undo::default();
         for (path, contents, original, _) in &self.files {
             let Some(contents) = contents else { continue };
-            let result = missing_dirs(path, &mut created_dirs)
+            let result = missing_dirs(path, &mut undo.created_dirs)
                 .and_then(|()| write_keeping_link_and_mode(path, contents));
             if let Err(err) = result {
-                for (path, original) in done.iter().rev() {
-                    let _ = match original {
-                        Some(original) => write_keeping_link_and_mode(path, original),
-                        None => std::fs::remove_file(path).map_err(Into::into),
-                    };
-                }
-                for dir in created_dirs.iter().rev() {
-                    let _ = std::fs::remove_dir(dir);
-                }
+                undo.undo();
                 return Err(err.context("init changed nothing"));
             }
-            done.push((path, original.as_deref()));
+            undo.written.push((path.clone(), original.clone()));
         }
-        Ok(self
+        let changes = self
             .files
             .into_iter()
             .map(|(path, _, _, change)| (path, change))
-            .collect())
+            .collect();
+        Ok((changes, undo))
+    }
+}
+
+/// What [`Writes::apply`] wrote: each file with its original (`None`: created), and the
+/// directories it created.
+#[derive(Debug, Default)]
+struct Undo {
+    written: Vec<(PathBuf, Option<String>)>,
+    created_dirs: Vec<PathBuf>,
+}
+
+impl Undo {
+    /// Restores every file written and removes every directory created, newest first.
+    fn undo(self) {
+        for (path, original) in self.written.iter().rev() {
+            let _ = match original {
+                Some(original) => write_keeping_link_and_mode(path, original),
+                None => std::fs::remove_file(path).map_err(Into::into),
+            };
+        }
+        for dir in self.created_dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -618,8 +739,13 @@ fn strip_tests(source: &str) -> String {
     format!("{}\n", lines[..end].join("\n").trim_end())
 }
 
-/// Adds each of `names` to `[alias]` as `run --package PACKAGE --`, keeping everything
-/// else as written; an alias of that name already there is left alone.
+/// The cargo profile the aliases compile the engine with.
+const PROFILE: &str = "multiarch-xtask";
+
+/// Adds each of `names` to `[alias]` as `run --package PACKAGE --profile PROFILE --`,
+/// keeping everything else as written; an alias of that name already there is left
+/// alone. With the first alias comes [`PROFILE`]: the dev profile without debug info,
+/// which takes about a fifth off the engine's first compile.
 fn add_aliases(text: &str, names: &[&str], package: &str) -> Result<Option<String>> {
     let mut doc = parse(text)?;
     let alias = doc
@@ -632,10 +758,29 @@ fn add_aliases(text: &str, names: &[&str], package: &str) -> Result<Option<Strin
         if !alias.contains_key(name) {
             alias.insert(
                 name,
-                toml_edit::value(format!("run --package {package} --")),
+                toml_edit::value(format!("run --package {package} --profile {PROFILE} --")),
             );
             changed = true;
         }
+    }
+    let profiles = doc
+        .entry("profile")
+        .or_insert({
+            let mut implicit = toml_edit::Table::new();
+            implicit.set_implicit(true);
+            toml_edit::Item::Table(implicit)
+        })
+        .as_table_like_mut()
+        .context("`profile` is not a table")?;
+    if changed && !profiles.contains_key(PROFILE) {
+        let mut profile = toml_edit::Table::new();
+        profile.decor_mut().set_prefix(
+            "\n# How `cargo xtask` and `cargo multiarch` compile the multiarch engine: as the dev\n\
+             # profile does, without debug info (a quicker first compile).\n",
+        );
+        profile.insert("inherits", toml_edit::value("dev"));
+        profile.insert("debug", toml_edit::value(false));
+        profiles.insert(PROFILE, toml_edit::Item::Table(profile));
     }
     Ok(changed.then(|| doc.to_string()))
 }
@@ -944,37 +1089,77 @@ mod tests {
     #[test]
     fn aliases_merge_into_an_existing_config() {
         let alias = |text: &str| add_aliases(text, &["xtask"], "xtask").unwrap();
+        let run = |package: &str| format!("\"run --package {package} --profile multiarch-xtask --\"");
+        let profile = "\n# How `cargo xtask` and `cargo multiarch` compile the multiarch engine: as the dev\n\
+                       # profile does, without debug info (a quicker first compile).\n\
+                       [profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\n";
         assert_eq!(
             alias("").unwrap(),
-            "[alias]\nxtask = \"run --package xtask --\"\n"
+            format!("[alias]\nxtask = {}\n{profile}", run("xtask"))
         );
         assert_eq!(
             add_aliases("[alias]\nxtask = \"run -p theirs --\"\n", &["multiarch"], BESIDE_XTASK).unwrap().unwrap(),
-            "[alias]\nxtask = \"run -p theirs --\"\nmultiarch = \"run --package xtask-multiarch --\"\n"
+            format!("[alias]\nxtask = \"run -p theirs --\"\nmultiarch = {}\n{profile}", run(BESIDE_XTASK))
         );
         assert_eq!(
             add_aliases("", &["xtask", "multiarch"], "xtask")
                 .unwrap()
                 .unwrap(),
-            "[alias]\nxtask = \"run --package xtask --\"\nmultiarch = \"run --package xtask --\"\n"
+            format!("[alias]\nxtask = {0}\nmultiarch = {0}\n{profile}", run("xtask"))
         );
         assert_eq!(
             alias("[build]\njobs = 2\n").unwrap(),
-            "[build]\njobs = 2\n\n[alias]\nxtask = \"run --package xtask --\"\n"
+            format!("[build]\njobs = 2\n\n[alias]\nxtask = {}\n{profile}", run("xtask"))
         );
         assert_eq!(
             alias("[alias] # mine\nb = \"build\"\n").unwrap(),
-            "[alias] # mine\nb = \"build\"\nxtask = \"run --package xtask --\"\n"
+            format!("[alias] # mine\nb = \"build\"\nxtask = {}\n{profile}", run("xtask"))
         );
         let dotted = alias("alias.b = \"build\"\n").unwrap();
         assert_eq!(dotted.matches("alias").count(), 2, "{dotted}");
         let parsed: toml::Table = dotted.parse().unwrap();
         assert_eq!(
             parsed["alias"]["xtask"].as_str(),
-            Some("run --package xtask --")
+            Some("run --package xtask --profile multiarch-xtask --")
         );
         assert_eq!(parsed["alias"]["b"].as_str(), Some("build"));
+        assert_eq!(parsed["profile"]["multiarch-xtask"]["debug"].as_bool(), Some(false));
         assert_eq!(alias("[alias]\nxtask = \"run -p xtask --\"\n"), None);
+        // A profile of that name already there is the user's.
+        let theirs = "[profile.multiarch-xtask]\ninherits = \"release\"\n";
+        assert_eq!(
+            alias(theirs).unwrap(),
+            format!("[profile.multiarch-xtask]\ninherits = \"release\"\n\n[alias]\nxtask = {}\n", run("xtask"))
+        );
+    }
+
+    #[test]
+    fn only_locked_versions_the_engine_replaced_are_reported() {
+        let lock = |packages: &[(&str, &str)]| {
+            let mut text = String::from("version = 4\n");
+            for (name, version) in packages {
+                text.push_str(&format!("\n[[package]]\nname = \"{name}\"\nversion = \"{version}\"\n"));
+            }
+            text
+        };
+        let before = lock(&[("app", "0.1.0"), ("minijinja", "2.0.0"), ("which", "7.0.0"), ("ureq", "3.0.0")]);
+        let after = lock(&[
+            ("app", "0.1.0"),
+            ("minijinja", "2.5.0"),
+            ("which", "7.0.0"),
+            ("which", "8.0.0"),
+            ("ureq", "3.0.0"),
+            ("ring", "0.17.14"),
+        ]);
+        assert_eq!(
+            moved_packages(Some(&before), &after),
+            vec![Moved {
+                name: "minijinja".into(),
+                from: vec!["2.0.0".into()],
+                to: vec!["2.5.0".into()],
+            }]
+        );
+        assert_eq!(moved_packages(None, &after), Vec::new());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod doctor;
+mod engine_origin;
 pub mod image;
 pub mod init;
 pub mod qemu_fetch;

@@ -315,10 +315,7 @@ pub(crate) const BUILTIN_VARIABLES: &[&str] = &[
 
 /// Reads the multiarch tables of a manifest, naming the file, line and key of any mistake.
 pub(crate) fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> {
-    let deserializer = toml::Deserializer::new(text);
-    let manifest: Manifest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let key = err.path().to_string();
-        let inner = err.into_inner();
+    let invalid = |key: &str, inner: toml::de::Error| {
         let location = match inner.span() {
             Some(span) => {
                 let line = text[..span.start].matches('\n').count() + 1;
@@ -331,7 +328,10 @@ pub(crate) fn parse_manifest(path: &Path, text: &str) -> Result<ManifestTables> 
             format!("invalid `{key}` in {location}: {message}"),
             format!("fix or remove `{key}`; docs/configuration.md lists every key"),
         )
-    })?;
+    };
+    let deserializer = toml::Deserializer::parse(text).map_err(|err| invalid(".", err))?;
+    let manifest: Manifest = serde_path_to_error::deserialize(deserializer)
+        .map_err(|err| invalid(&err.path().to_string(), err.into_inner()))?;
     let table = |s: Option<Section>| s.and_then(|s| s.metadata).and_then(|m| m.multiarch);
     Ok(ManifestTables {
         package: table(manifest.package),
