@@ -643,7 +643,11 @@ fn init_into_a_project_locked_at_older_releases_moves_only_what_the_engine_needs
     let after = locked(&dir);
     let moved: Vec<&String> = before
         .iter()
-        .filter(|(name, versions)| versions.iter().any(|v| !after[*name].contains(v)))
+        .filter(|(name, versions)| {
+            versions
+                .iter()
+                .any(|v| !after.get(*name).is_some_and(|now| now.contains(v)))
+        })
         .map(|(name, _)| name)
         .collect();
     // The engine needs ureq 3.5 and minijinja 2.18; everything else it accepts as locked.

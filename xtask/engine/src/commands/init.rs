@@ -105,7 +105,10 @@ pub(crate) fn run(args: &InitArgs) -> Result<()> {
         let moved: Vec<String> = done
             .moved
             .iter()
-            .map(|m| format!("{} {} -> {}", m.name, m.from.join(", "), m.to.join(", ")))
+            .map(|m| match m.to.as_slice() {
+                [] => format!("{} {} no longer used", m.name, m.from.join(", ")),
+                to => format!("{} {} -> {}", m.name, m.from.join(", "), to.join(", ")),
+            })
             .collect();
         println!(
             "updated {} ({}: the engine needs them; no other locked version moved)",
@@ -293,7 +296,8 @@ struct Moved {
 }
 
 /// The packages of the lock before whose versions are no longer all there after: what
-/// the engine forced (a second major version added beside a locked one moves nothing).
+/// the engine forced, and what those no longer need (a second major version added beside
+/// a locked one moves nothing).
 fn moved_packages(before: Option<&str>, after: &str) -> Vec<Moved> {
     let versions = |text: &str| {
         let mut versions = std::collections::BTreeMap::<String, Vec<String>>::new();
@@ -320,7 +324,7 @@ fn moved_packages(before: Option<&str>, after: &str) -> Vec<Moved> {
     before
         .into_iter()
         .filter_map(|(name, from)| {
-            let to = after.get(&name)?;
+            let to = after.get(&name).cloned().unwrap_or_default();
             let gone: Vec<String> = from.iter().filter(|v| !to.contains(v)).cloned().collect();
             let new: Vec<String> = to.iter().filter(|v| !from.contains(v)).cloned().collect();
             (!gone.is_empty()).then_some(Moved {
@@ -639,13 +643,15 @@ impl Writes {
         let mut undo = Undo::default();
         for (path, contents, original, _) in &self.files {
             let Some(contents) = contents else { continue };
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             let result = missing_dirs(path, &mut undo.created_dirs)
                 .and_then(|()| write_keeping_link_and_mode(path, contents));
             if let Err(err) = result {
                 undo.undo();
                 return Err(err.context("init changed nothing"));
             }
-            undo.written.push((path.clone(), original.clone()));
+            let original = original.clone().map(|text| (text, modified));
+            undo.written.push((path.clone(), original));
         }
         let changes = self
             .files
@@ -656,11 +662,11 @@ impl Writes {
     }
 }
 
-/// What [`Writes::apply`] wrote: each file with its original (`None`: created), and the
-/// directories it created.
+/// What [`Writes::apply`] wrote: each file with its original contents and modification
+/// time (`None`: created), and the directories it created.
 #[derive(Debug, Default)]
 struct Undo {
-    written: Vec<(PathBuf, Option<String>)>,
+    written: Vec<(PathBuf, Option<(String, Option<std::time::SystemTime>)>)>,
     created_dirs: Vec<PathBuf>,
 }
 
@@ -668,10 +674,20 @@ impl Undo {
     /// Restores every file written and removes every directory created, newest first.
     fn undo(self) {
         for (path, original) in self.written.iter().rev() {
-            let _ = match original {
-                Some(original) => write_keeping_link_and_mode(path, original),
-                None => std::fs::remove_file(path).map_err(Into::into),
-            };
+            match original {
+                Some((text, modified)) => {
+                    let _ = write_keeping_link_and_mode(path, text);
+                    // Restored means untouched, for `make` and editors too.
+                    if let (Some(time), Ok(file)) =
+                        (modified, std::fs::File::options().write(true).open(path))
+                    {
+                        let _ = file.set_modified(*time);
+                    }
+                }
+                None => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
         for dir in self.created_dirs.iter().rev() {
             let _ = std::fs::remove_dir(dir);
@@ -1142,7 +1158,13 @@ mod tests {
             }
             text
         };
-        let before = lock(&[("app", "0.1.0"), ("minijinja", "2.0.0"), ("which", "7.0.0"), ("ureq", "3.0.0")]);
+        let before = lock(&[
+            ("app", "0.1.0"),
+            ("minijinja", "2.0.0"),
+            ("which", "7.0.0"),
+            ("ureq", "3.0.0"),
+            ("untrusted", "0.7.1"),
+        ]);
         let after = lock(&[
             ("app", "0.1.0"),
             ("minijinja", "2.5.0"),
@@ -1153,11 +1175,18 @@ mod tests {
         ]);
         assert_eq!(
             moved_packages(Some(&before), &after),
-            vec![Moved {
-                name: "minijinja".into(),
-                from: vec!["2.0.0".into()],
-                to: vec!["2.5.0".into()],
-            }]
+            vec![
+                Moved {
+                    name: "minijinja".into(),
+                    from: vec!["2.0.0".into()],
+                    to: vec!["2.5.0".into()],
+                },
+                Moved {
+                    name: "untrusted".into(),
+                    from: vec!["0.7.1".into()],
+                    to: Vec::new(),
+                },
+            ]
         );
         assert_eq!(moved_packages(None, &after), Vec::new());
     }
