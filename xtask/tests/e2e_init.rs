@@ -319,7 +319,10 @@ fn init_vendor_copies_the_engine_into_a_virtual_workspace_that_needs_a_package_c
     let copied = cargo_xtask(&dir, &["init", other.to_str().unwrap()]);
     assert!(copied.status.success());
     assert!(
-        stdout(&copied).contains(&format!("created {}", other.join("xtask/src/lib.rs").display())),
+        stdout(&copied).contains(&format!(
+            "created {}",
+            other.join("xtask/src/lib.rs").display()
+        )),
         "{}",
         stdout(&copied)
     );
@@ -616,7 +619,8 @@ fn init_into_a_project_locked_at_older_releases_moves_only_what_the_engine_needs
     let manifest = manifest.replace(
         "edition = \"2024\"\n",
         "edition = \"2024\"\nrust-version = \"1.85\"\n",
-    ) + "ureq = { version = \"3.0\", default-features = false, features = [\"rustls\"] }\n\
+    )
+        + "ureq = { version = \"3.0\", default-features = false, features = [\"rustls\"] }\n\
          minijinja = \"2.0\"\ntoml_edit = \"0.22.0\"\nwhich = \"7.0\"\nflate2 = \"1.0.30\"\n\
          serde_json = \"1.0.100\"\n";
     assert!(manifest.contains("rust-version"), "{manifest}");
@@ -631,7 +635,10 @@ fn init_into_a_project_locked_at_older_releases_moves_only_what_the_engine_needs
     ];
     cargo_ok(&dir, &["generate-lockfile", "--quiet"]);
     for (name, version) in pins {
-        cargo_ok(&dir, &["update", "--quiet", "-p", name, "--precise", version]);
+        cargo_ok(
+            &dir,
+            &["update", "--quiet", "-p", name, "--precise", version],
+        );
     }
     let before = locked(&dir);
     for (name, version) in pins {
@@ -657,20 +664,34 @@ fn init_into_a_project_locked_at_older_releases_moves_only_what_the_engine_needs
         .find(|l| l.starts_with(&format!("updated {}", dir.join("Cargo.lock").display())))
         .unwrap_or_else(|| panic!("no Cargo.lock line: {report}"));
     for name in &moved {
-        assert!(line.contains(&format!("{name} ")), "{name} is not named: {line}");
+        assert!(
+            line.contains(&format!("{name} ")),
+            "{name} is not named: {line}"
+        );
     }
     for (name, version) in pins {
         let expected_to_move = matches!(name, "ureq" | "minijinja");
-        assert_eq!(moved.contains(&&name.to_owned()), expected_to_move, "{name}");
+        assert_eq!(
+            moved.contains(&&name.to_owned()),
+            expected_to_move,
+            "{name}"
+        );
         if !expected_to_move {
             assert_eq!(after[name][0], version, "{name}");
         }
     }
-    assert!(line.contains("minijinja 2.0.0 -> 2.") && line.contains("ureq 3.0.0 -> 3."), "{line}");
+    assert!(
+        line.contains("minijinja 2.0.0 -> 2.") && line.contains("ureq 3.0.0 -> 3."),
+        "{line}"
+    );
 
     let dry_run = cargo_xtask(&dir, &["image", "--dry-run"]);
     assert!(dry_run.status.success());
-    assert!(stdout(&dry_run).contains("paste:arm64v8-0.1.0"), "{}", stdout(&dry_run));
+    assert!(
+        stdout(&dry_run).contains("paste:arm64v8-0.1.0"),
+        "{}",
+        stdout(&dry_run)
+    );
     // The project's own build still builds with what the lock holds now.
     cargo_ok(&dir, &["build", "--quiet", "--package", "paste"]);
 }
@@ -721,7 +742,9 @@ fn an_engine_from_git_pins_the_same_url_and_commit_in_the_next_workspace() {
     assert!(output.status.success());
     let manifest = std::fs::read_to_string(next.join("xtask/Cargo.toml")).unwrap();
     assert!(
-        manifest.contains(&format!("\nmultiarch = {{ git = \"{url}\", rev = \"{commit}\" }}\n")),
+        manifest.contains(&format!(
+            "\nmultiarch = {{ git = \"{url}\", rev = \"{commit}\" }}\n"
+        )),
         "{manifest}"
     );
     let dry_run = cargo_xtask(&next, &["image", "--dry-run"]);

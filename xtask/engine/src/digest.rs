@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-
 /// A `sha256:<64 lowercase hex>` digest; nothing else can be held by this type.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest(String);

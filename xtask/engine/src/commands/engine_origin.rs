@@ -18,9 +18,7 @@ pub(crate) fn this_engine() -> Result<EngineSource> {
     let dir = Path::new(COMPILED_AT);
     match classify(env!("CARGO_PKG_NAME"), dir) {
         Compiled::Vendored => Ok(EngineSource::Vendor),
-        Compiled::Packaged => Ok(EngineSource::Version(
-            env!("CARGO_PKG_VERSION").to_owned(),
-        )),
+        Compiled::Packaged => Ok(EngineSource::Version(env!("CARGO_PKG_VERSION").to_owned())),
         Compiled::Checkout => {
             if dir.join("Cargo.toml").is_file() {
                 Ok(EngineSource::Path(dir.to_path_buf()))
@@ -181,7 +179,8 @@ mod tests {
                 short_rev: "4d5e6f7".into()
             }
         );
-        let packaged = std::env::temp_dir().join(format!("multiarch-origin-{}", std::process::id()));
+        let packaged =
+            std::env::temp_dir().join(format!("multiarch-origin-{}", std::process::id()));
         std::fs::create_dir_all(&packaged).unwrap();
         std::fs::write(packaged.join("Cargo.toml.orig"), "").unwrap();
         assert_eq!(classify("multiarch", &packaged), Compiled::Packaged);
@@ -192,8 +191,13 @@ mod tests {
     fn git_ids_give_the_url_and_the_full_commit() {
         let sha = "0123456789abcdef0123456789abcdef01234567";
         assert_eq!(
-            parse_git_id(&format!("git+https://github.com/multiarch-rs/multiarch?rev=v0.1.0#{sha}")),
-            Some(("https://github.com/multiarch-rs/multiarch".into(), sha.into()))
+            parse_git_id(&format!(
+                "git+https://github.com/multiarch-rs/multiarch?rev=v0.1.0#{sha}"
+            )),
+            Some((
+                "https://github.com/multiarch-rs/multiarch".into(),
+                sha.into()
+            ))
         );
         assert_eq!(
             parse_git_id(&format!("multiarch 0.1.0 (git+file:///srv/m.git#{sha})")),

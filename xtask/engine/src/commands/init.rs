@@ -244,7 +244,9 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
     )?;
     let lock_before = std::fs::read_to_string(root.join("Cargo.lock")).ok();
     let (changes, undo) = writes.apply()?;
-    let changed = changes.iter().any(|(_, c)| !matches!(c, Change::Skipped(_)));
+    let changed = changes
+        .iter()
+        .any(|(_, c)| !matches!(c, Change::Skipped(_)));
     let moved = if changed {
         match resolve(&sh, &root) {
             Ok(lock_after) => moved_packages(lock_before.as_deref(), &lock_after),
@@ -650,7 +652,7 @@ impl Writes {
                 undo.undo();
                 return Err(err.context("init changed nothing"));
             }
-            let original = original.clone().map(|text| (text, modified));
+            let original = original.clone().map(|text| Original { text, modified });
             undo.written.push((path.clone(), original));
         }
         let changes = self
@@ -666,8 +668,15 @@ impl Writes {
 /// time (`None`: created), and the directories it created.
 #[derive(Debug, Default)]
 struct Undo {
-    written: Vec<(PathBuf, Option<(String, Option<std::time::SystemTime>)>)>,
+    written: Vec<(PathBuf, Option<Original>)>,
     created_dirs: Vec<PathBuf>,
+}
+
+/// A file's contents and modification time before `init` wrote it.
+#[derive(Debug)]
+struct Original {
+    text: String,
+    modified: Option<std::time::SystemTime>,
 }
 
 impl Undo {
@@ -675,7 +684,7 @@ impl Undo {
     fn undo(self) {
         for (path, original) in self.written.iter().rev() {
             match original {
-                Some((text, modified)) => {
+                Some(Original { text, modified }) => {
                     let _ = write_keeping_link_and_mode(path, text);
                     // Restored means untouched, for `make` and editors too.
                     if let (Some(time), Ok(file)) =
@@ -1105,7 +1114,8 @@ mod tests {
     #[test]
     fn aliases_merge_into_an_existing_config() {
         let alias = |text: &str| add_aliases(text, &["xtask"], "xtask").unwrap();
-        let run = |package: &str| format!("\"run --package {package} --profile multiarch-xtask --\"");
+        let run =
+            |package: &str| format!("\"run --package {package} --profile multiarch-xtask --\"");
         let profile = "\n# How `cargo xtask` and `cargo multiarch` compile the multiarch engine: as the dev\n\
                        # profile does, without debug info (a quicker first compile).\n\
                        [profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\n";
@@ -1114,22 +1124,40 @@ mod tests {
             format!("[alias]\nxtask = {}\n{profile}", run("xtask"))
         );
         assert_eq!(
-            add_aliases("[alias]\nxtask = \"run -p theirs --\"\n", &["multiarch"], BESIDE_XTASK).unwrap().unwrap(),
-            format!("[alias]\nxtask = \"run -p theirs --\"\nmultiarch = {}\n{profile}", run(BESIDE_XTASK))
+            add_aliases(
+                "[alias]\nxtask = \"run -p theirs --\"\n",
+                &["multiarch"],
+                BESIDE_XTASK
+            )
+            .unwrap()
+            .unwrap(),
+            format!(
+                "[alias]\nxtask = \"run -p theirs --\"\nmultiarch = {}\n{profile}",
+                run(BESIDE_XTASK)
+            )
         );
         assert_eq!(
             add_aliases("", &["xtask", "multiarch"], "xtask")
                 .unwrap()
                 .unwrap(),
-            format!("[alias]\nxtask = {0}\nmultiarch = {0}\n{profile}", run("xtask"))
+            format!(
+                "[alias]\nxtask = {0}\nmultiarch = {0}\n{profile}",
+                run("xtask")
+            )
         );
         assert_eq!(
             alias("[build]\njobs = 2\n").unwrap(),
-            format!("[build]\njobs = 2\n\n[alias]\nxtask = {}\n{profile}", run("xtask"))
+            format!(
+                "[build]\njobs = 2\n\n[alias]\nxtask = {}\n{profile}",
+                run("xtask")
+            )
         );
         assert_eq!(
             alias("[alias] # mine\nb = \"build\"\n").unwrap(),
-            format!("[alias] # mine\nb = \"build\"\nxtask = {}\n{profile}", run("xtask"))
+            format!(
+                "[alias] # mine\nb = \"build\"\nxtask = {}\n{profile}",
+                run("xtask")
+            )
         );
         let dotted = alias("alias.b = \"build\"\n").unwrap();
         assert_eq!(dotted.matches("alias").count(), 2, "{dotted}");
@@ -1139,13 +1167,19 @@ mod tests {
             Some("run --package xtask --profile multiarch-xtask --")
         );
         assert_eq!(parsed["alias"]["b"].as_str(), Some("build"));
-        assert_eq!(parsed["profile"]["multiarch-xtask"]["debug"].as_bool(), Some(false));
+        assert_eq!(
+            parsed["profile"]["multiarch-xtask"]["debug"].as_bool(),
+            Some(false)
+        );
         assert_eq!(alias("[alias]\nxtask = \"run -p xtask --\"\n"), None);
         // A profile of that name already there is the user's.
         let theirs = "[profile.multiarch-xtask]\ninherits = \"release\"\n";
         assert_eq!(
             alias(theirs).unwrap(),
-            format!("[profile.multiarch-xtask]\ninherits = \"release\"\n\n[alias]\nxtask = {}\n", run("xtask"))
+            format!(
+                "[profile.multiarch-xtask]\ninherits = \"release\"\n\n[alias]\nxtask = {}\n",
+                run("xtask")
+            )
         );
     }
 
@@ -1154,7 +1188,9 @@ mod tests {
         let lock = |packages: &[(&str, &str)]| {
             let mut text = String::from("version = 4\n");
             for (name, version) in packages {
-                text.push_str(&format!("\n[[package]]\nname = \"{name}\"\nversion = \"{version}\"\n"));
+                text.push_str(&format!(
+                    "\n[[package]]\nname = \"{name}\"\nversion = \"{version}\"\n"
+                ));
             }
             text
         };
