@@ -189,7 +189,7 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
     let engine = repo_root().canonicalize().unwrap().join("xtask/engine");
     assert!(
         xtask_manifest.contains(&format!(
-            "\nmultiarch = {{ path = \"{}\" }}\n",
+            "\nmultiarch = {{ path = \"{}\", default-features = false }}\n",
             engine.display()
         )),
         "{xtask_manifest}"
@@ -210,6 +210,47 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
     );
 
     builds_and_runs(&dir, "hello-app");
+    // init left TLS out: the engine-free backend refuses a registry over HTTPS before
+    // anything compiles, naming the feature, and publishes to a plain-HTTP one.
+    let https = cargo_xtask(
+        &dir,
+        &[
+            "image",
+            "--backend",
+            "oci",
+            "--push",
+            "--image",
+            "ghcr.io/acme/hello-app",
+        ],
+    );
+    assert_eq!(https.status.code(), Some(1));
+    assert!(
+        stderr(&https).contains(
+            "is served over HTTPS (https://ghcr.io), and this engine was compiled without TLS"
+        ) && stderr(&https).contains("help: turn on the engine's `https` feature"),
+        "{}",
+        stderr(&https)
+    );
+    let registry = Registry::start("init-without-tls");
+    let image = format!("{}/hello-app", registry.host());
+    let pushed = cargo_xtask(
+        &dir,
+        &[
+            "image",
+            "--backend",
+            "oci",
+            "--push",
+            "--image",
+            &image,
+            "--platform",
+            "linux/arm64",
+        ],
+    );
+    assert!(pushed.status.success());
+    assert_eq!(
+        pull_and_run("linux/arm64", &format!("{image}:0.1.0")).trim(),
+        "Hello, world!"
+    );
     // `cargo multiarch` is the same engine behind the other alias.
     let again = cargo_in(&dir, "multiarch", &["image", "--platform", "arm64"], None);
     assert!(again.status.success());
@@ -743,7 +784,7 @@ fn an_engine_from_git_pins_the_same_url_and_commit_in_the_next_workspace() {
     let manifest = std::fs::read_to_string(next.join("xtask/Cargo.toml")).unwrap();
     assert!(
         manifest.contains(&format!(
-            "\nmultiarch = {{ git = \"{url}\", rev = \"{commit}\" }}\n"
+            "\nmultiarch = {{ git = \"{url}\", rev = \"{commit}\", default-features = false }}\n"
         )),
         "{manifest}"
     );

@@ -1,7 +1,9 @@
-//! Content digests: SHA-256 (through `ring`, which TLS brings anyway) and the `sha256:<64 hex>` form that registries,
+//! Content digests: SHA-256 (through `sha2`) and the `sha256:<64 hex>` form that registries,
 //! engines and every output of this tool use, checked wherever a peer hands one over.
 
 use std::fmt;
+
+use sha2::{Digest as _, Sha256};
 
 /// A `sha256:<64 lowercase hex>` digest; nothing else can be held by this type.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,9 +40,9 @@ impl fmt::Display for Digest {
 
 /// The SHA-256 digest of `bytes` as 64 lowercase hex digits.
 pub fn hex_sha256(bytes: &[u8]) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let hash = Sha256::digest(bytes);
     let mut hex = String::with_capacity(64);
-    for &byte in hash.as_ref() {
+    for byte in hash {
         hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
         hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
     }

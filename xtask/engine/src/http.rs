@@ -1,6 +1,7 @@
-//! HTTP for registries, token servers and downloads: one blocking client (ureq with rustls),
-//! bodies read up to a bound, a minimum speed, whole calls bounded in time, and redirects
-//! followed here so that credentials never leave the origin they belong to.
+//! HTTP for registries, token servers and downloads: one blocking client (ureq, with rustls
+//! under the `https` feature), bodies read up to a bound, a minimum speed, whole calls
+//! bounded in time, and redirects followed here so that credentials never leave the origin
+//! they belong to.
 
 use std::io::Read;
 use std::sync::OnceLock;
@@ -19,6 +20,30 @@ const SPEED_GRACE: Duration = Duration::from_secs(10);
 const MIN_BYTES_PER_SECOND: u64 = 1024;
 /// Redirects followed for one request.
 const MAX_REDIRECTS: u32 = 5;
+
+/// Whether this engine speaks TLS: its `https` feature.
+pub(crate) const TLS: bool = cfg!(feature = "https");
+
+/// The fix for an engine compiled without TLS.
+pub(crate) const TLS_HELP: &str =
+    "turn on the engine's `https` feature where your xtask depends on it: \
+     `multiarch = { ..., features = [\"https\"] }` in its Cargo.toml (cargo-multiarch and \
+     vendored copies have it)";
+
+/// Refuses `url` before anything is sent when it is `https://` and this engine was
+/// compiled without TLS; `what` names what lives there.
+pub(crate) fn require_tls(url: &str, what: &str) -> anyhow::Result<()> {
+    if TLS || !url.to_ascii_lowercase().starts_with("https://") {
+        return Ok(());
+    }
+    Err(crate::diagnostic::diagnostic(
+        format!(
+            "{what} is served over HTTPS ({}), and this engine was compiled without TLS",
+            escape(url)
+        ),
+        TLS_HELP,
+    ))
+}
 
 /// A request method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +295,12 @@ fn send_once(request: &Request<'_>, url: &str, left: Duration) -> Result<Respons
         builder = builder.header(*name, value);
     }
     let origin = Origin::of(url)?;
+    if origin.scheme == "https" && !TLS {
+        return Err(Failure::Refused(format!(
+            "{} is served over HTTPS, and this engine was compiled without TLS (its `https` feature)",
+            escape(url)
+        )));
+    }
     if let Some(authorization) = request
         .authorization
         .as_ref()

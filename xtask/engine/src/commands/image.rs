@@ -107,15 +107,23 @@ fn backend(configs: &[Config]) -> Result<Backend> {
 }
 
 /// What the OCI backend needs before anything compiles: templates it can assemble
-/// (no `RUN`), and the host's toolchain.
+/// (no `RUN`), TLS for every registry it pulls from or pushes to over HTTPS, and the
+/// host's toolchain.
 fn oci_checks(configs: &[Config], plans: &[Plan], toolchain: &Toolchain) -> Result<()> {
     for plan in plans {
         for platform_plan in &plan.platforms {
             for step in &platform_plan.context {
                 if let ContextStep::Render { path, contents } = step {
-                    crate::backend::oci::spec::parse(contents, &path.display().to_string())?;
+                    let spec =
+                        crate::backend::oci::spec::parse(contents, &path.display().to_string())?;
+                    if let Some(base) = &spec.base {
+                        crate::registry::Registry::of(base, base.is_loopback())?;
+                    }
                 }
             }
+        }
+        for (_, push) in plan.pushes() {
+            crate::registry::Registry::of(&push.images[0], push.insecure)?;
         }
     }
     host_checks(configs, plans, toolchain)

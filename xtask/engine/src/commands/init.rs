@@ -212,7 +212,8 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
             None
         }
         thin => {
-            let dependency = dependency_line(thin, &root, &package_dir)?;
+            let https = uses_oci_backend(&workspace);
+            let dependency = dependency_line(thin, &root, &package_dir, https)?;
             writes.create(
                 &package_dir.join("Cargo.toml"),
                 &thin_manifest(home.name(), &dependency),
@@ -474,8 +475,19 @@ fn ours(dir: &Path) -> Option<bool> {
         .then(|| dir.join("src/lib.rs").exists())
 }
 
-/// The `[dependencies]` line of a thin xtask, checked before anything is written.
-fn dependency_line(engine: &EngineSource, root: &Path, package_dir: &Path) -> Result<String> {
+/// The `[dependencies]` line of a thin xtask, checked before anything is written; without
+/// `https`, the engine's default features (TLS) are left out.
+fn dependency_line(
+    engine: &EngineSource,
+    root: &Path,
+    package_dir: &Path,
+    https: bool,
+) -> Result<String> {
+    let features = if https {
+        ""
+    } else {
+        ", default-features = false"
+    };
     let quote = |text: &str| toml_edit::Value::from(text).to_string().trim().to_owned();
     Ok(match engine {
         EngineSource::Version(requirement) => {
@@ -489,7 +501,14 @@ fn dependency_line(engine: &EngineSource, root: &Path, package_dir: &Path) -> Re
                     "pass one as Cargo writes them, such as `0.1` or `=0.1.0`",
                 ));
             }
-            format!("multiarch = {}", quote(requirement))
+            if https {
+                format!("multiarch = {}", quote(requirement))
+            } else {
+                format!(
+                    "multiarch = {{ version = {}{features} }}",
+                    quote(requirement)
+                )
+            }
         }
         EngineSource::Path(checkout) => {
             let engine = engine_package(checkout)?;
@@ -498,7 +517,7 @@ fn dependency_line(engine: &EngineSource, root: &Path, package_dir: &Path) -> Re
                 Err(_) => engine,
             };
             format!(
-                "multiarch = {{ path = {} }}",
+                "multiarch = {{ path = {}{features} }}",
                 quote(&path.display().to_string())
             )
         }
@@ -514,14 +533,38 @@ fn dependency_line(engine: &EngineSource, root: &Path, package_dir: &Path) -> Re
             }
             match rev {
                 Some(rev) => format!(
-                    "multiarch = {{ git = {}, rev = {} }}",
+                    "multiarch = {{ git = {}, rev = {}{features} }}",
                     quote(url),
                     quote(rev)
                 ),
-                None => format!("multiarch = {{ git = {} }}", quote(url)),
+                None => format!("multiarch = {{ git = {}{features} }}", quote(url)),
             }
         }
         EngineSource::Vendor => unreachable!("a vendored xtask has no engine dependency"),
+    })
+}
+
+/// Whether any multiarch table of the workspace sets `backend = "oci"`, which talks to
+/// registries itself and so needs the engine's TLS.
+fn uses_oci_backend(workspace: &Workspace) -> bool {
+    let manifests = std::iter::once(workspace.root_manifest())
+        .chain(workspace.packages.iter().map(|p| p.manifest_path.clone()));
+    manifests.into_iter().any(|path| {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return false;
+        };
+        let Ok(manifest) = text.parse::<toml::Table>() else {
+            return false;
+        };
+        ["workspace", "package"].iter().any(|section| {
+            manifest
+                .get(*section)
+                .and_then(|s| s.get("metadata"))
+                .and_then(|m| m.get("multiarch"))
+                .and_then(|m| m.get("backend"))
+                .and_then(|b| b.as_str())
+                == Some("oci")
+        })
     })
 }
 
@@ -563,6 +606,8 @@ fn thin_manifest(name: &str, dependency: &str) -> String {
          description = \"{DESCRIPTION_PREFIX}a thin binary over the multiarch engine\"\n\n\
          [dependencies]\n\
          # Updating the engine is changing this line, then `cargo update -p multiarch`.\n\
+         # `default-features = false` leaves TLS out (a quicker first compile); `backend = \"oci\"`\n\
+         # with a registry over HTTPS needs it: then remove that key.\n\
          {dependency}\n"
     )
 }
@@ -981,7 +1026,7 @@ mod tests {
             .unwrap();
         let elsewhere = Path::new("/ws/xtask");
         let line = |engine: &EngineSource, package_dir: &Path| {
-            dependency_line(engine, Path::new("/ws"), package_dir).unwrap()
+            dependency_line(engine, Path::new("/ws"), package_dir, true).unwrap()
         };
         assert_eq!(
             line(&EngineSource::Version("0.1.0".into()), elsewhere),
@@ -994,11 +1039,34 @@ mod tests {
                 root.display()
             )
         );
+        // Without the OCI backend, TLS is left out.
+        let without_tls = |engine: &EngineSource| {
+            dependency_line(engine, Path::new("/ws"), elsewhere, false).unwrap()
+        };
+        assert_eq!(
+            without_tls(&EngineSource::Version("0.1.0".into())),
+            "multiarch = { version = \"0.1.0\", default-features = false }"
+        );
+        assert_eq!(
+            without_tls(&EngineSource::Path(root.clone())),
+            format!(
+                "multiarch = {{ path = \"{}/xtask/engine\", default-features = false }}",
+                root.display()
+            )
+        );
+        assert_eq!(
+            without_tls(&EngineSource::Git {
+                url: "https://example.com/m.git".into(),
+                rev: None
+            }),
+            "multiarch = { git = \"https://example.com/m.git\", default-features = false }"
+        );
         // A checkout inside the workspace, such as a submodule, is named relatively.
         let inside = dependency_line(
             &EngineSource::Path(root.clone()),
             root.parent().unwrap(),
             &root.parent().unwrap().join("xtask"),
+            true,
         )
         .unwrap();
         assert_eq!(
@@ -1049,7 +1117,7 @@ mod tests {
         ] {
             let message = format!(
                 "{:#}",
-                dependency_line(&engine, Path::new("/ws"), elsewhere).unwrap_err()
+                dependency_line(&engine, Path::new("/ws"), elsewhere, true).unwrap_err()
             );
             assert!(message.contains(expected), "{engine:?}: {message}");
         }

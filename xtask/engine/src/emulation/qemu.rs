@@ -122,6 +122,7 @@ fn download(url: &str, timeout: u64) -> Result<Vec<u8>> {
             "set qemu.url to an https:// URL template, or use qemu.source = \"path\"",
         ));
     }
+    crate::http::require_tls(url, "the QEMU download")?;
     eprintln!("downloading {url}");
     let mut request = Request::new(
         Method::Get,

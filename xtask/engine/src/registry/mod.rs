@@ -54,6 +54,7 @@ impl Registry {
             image.path.clone()
         };
         let base = format!("{scheme}://{api_host}");
+        crate::http::require_tls(&base, &format!("the registry of {image}"))?;
         let origin = Origin::of(&base).map_err(|err| {
             diagnostic(
                 format!("cannot talk to the registry of {image}: {err}"),
