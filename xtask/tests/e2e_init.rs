@@ -205,7 +205,9 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
         config.starts_with(
             "[alias]\nxtask = \"run --package xtask --profile multiarch-xtask --\"\n\
              multiarch = \"run --package xtask --profile multiarch-xtask --\"\n"
-        ) && config.ends_with("[profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\n"),
+        ) && config.ends_with(
+            "[profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\nincremental = false\n"
+        ),
         "{config}"
     );
 
