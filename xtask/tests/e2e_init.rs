@@ -793,3 +793,26 @@ fn an_engine_from_git_pins_the_same_url_and_commit_in_the_next_workspace() {
     let dry_run = cargo_xtask(&next, &["image", "--dry-run"]);
     assert!(dry_run.status.success());
 }
+
+#[test]
+fn a_workspace_on_the_engine_free_backend_keeps_the_engines_tls() {
+    let dir = scratch_dir("init-oci").join("app");
+    cargo_new(&dir);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        manifest + "\n[package.metadata.multiarch]\nbackend = \"oci\"\n",
+    )
+    .unwrap();
+    let output = init(&dir, &[]);
+    assert!(output.status.success());
+    let xtask_manifest = std::fs::read_to_string(dir.join("xtask/Cargo.toml")).unwrap();
+    let engine = repo_root().canonicalize().unwrap().join("xtask/engine");
+    assert!(
+        xtask_manifest.contains(&format!(
+            "\nmultiarch = {{ path = \"{}\" }}\n",
+            engine.display()
+        )),
+        "{xtask_manifest}"
+    );
+}
