@@ -23,10 +23,9 @@ pub(crate) struct Resolved {
 pub(crate) fn predicate(facts: &Facts, resolved: &Resolved) -> Value {
     let mut dependencies = Vec::new();
     if let Some(revision) = &facts.revision {
-        let uri = facts
-            .repository
-            .as_deref()
-            .map_or("git".to_owned(), |r| format!("git+{r}"));
+        let uri = facts.repository.as_deref().map_or("git".to_owned(), |r| {
+            format!("git+{}", crate::supply::sbom::public_url(r))
+        });
         dependencies.push(json!({ "uri": uri, "digest": { "gitCommit": revision } }));
     }
     if let Some(lock) = &resolved.lock_sha256 {

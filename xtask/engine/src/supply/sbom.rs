@@ -128,7 +128,7 @@ fn parse_package(text: &str, license: &str) -> Result<Crate> {
         .with_context(|| format!("`cargo tree` printed `{text}`, not `name vVERSION`"))?;
     let source = match source {
         None => Source::CratesIo,
-        Some(url) if url.contains("://") => Source::Git(url.to_owned()),
+        Some(url) if url.contains("://") => Source::Git(public_url(url)),
         Some(_) => Source::Path,
     };
     Ok(Crate {
@@ -164,8 +164,9 @@ pub(crate) fn documents(
     plan: &crate::plan::SbomPlan,
     context: &Path,
 ) -> Result<(Value, Value)> {
-    let graph = Sbom::collect(root, &plan.package, &plan.target, &plan.options)?;
+    let mut graph = Sbom::collect(root, &plan.package, &plan.target, &plan.options)?;
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
+    with_full_revisions(&mut graph, &lock_git_revisions(&lock));
     let mut binaries = Vec::new();
     for bin in &plan.bins {
         let bytes = std::fs::read(context.join(bin))
@@ -180,6 +181,67 @@ pub(crate) fn documents(
         created: plan.created.clone(),
     };
     Ok((sbom.cyclonedx(), sbom.spdx()))
+}
+
+/// `url` as a published document may state it: without the userinfo of its authority
+/// (`https://user:TOKEN@host/`, how CI reaches private git crates) and without its query
+/// (`?branch=`, `?token=`); the `#fragment` (a git revision) stays.
+pub(crate) fn public_url(url: &str) -> String {
+    let (rest, fragment) = match url.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (url, None),
+    };
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let rest = match rest.split_once("://") {
+        Some((scheme, after)) => {
+            let authority_end = after.find('/').unwrap_or(after.len());
+            let (authority, path) = after.split_at(authority_end);
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => rest.to_owned(),
+    };
+    match fragment {
+        Some(fragment) => format!("{rest}#{fragment}"),
+        None => rest,
+    }
+}
+
+/// The full commit of every git package in `Cargo.lock`, by name and version (`cargo
+/// tree` prints only a short one).
+pub(crate) fn lock_git_revisions(lockfile: &str) -> BTreeMap<(String, String), String> {
+    let Ok(lock) = lockfile.parse::<toml::Table>() else {
+        return BTreeMap::new();
+    };
+    lock.get("package")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|package| {
+            let field = |key: &str| package.get(key)?.as_str().map(str::to_owned);
+            let source = field("source")?;
+            let (_, revision) = source.strip_prefix("git+")?.rsplit_once('#')?;
+            let full = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
+            if !full {
+                return None;
+            }
+            Some(((field("name")?, field("version")?), revision.to_owned()))
+        })
+        .collect()
+}
+
+/// Gives every git crate of `graph` the full commit the lock names for it.
+fn with_full_revisions(graph: &mut Graph, revisions: &BTreeMap<(String, String), String>) {
+    for krate in &mut graph.crates {
+        if let Source::Git(url) = &krate.source {
+            if let Some(revision) = revisions.get(&(krate.name.clone(), krate.version.clone())) {
+                let base = url.split('#').next().unwrap_or(url);
+                krate.source = Source::Git(format!("{base}#{revision}"));
+            }
+        }
+    }
 }
 
 /// The `checksum` of every registry package in `Cargo.lock`, by name and version.
@@ -493,6 +555,44 @@ mod tests {
         );
         // The repeated anyhow is the same node, now also a dependency of fork.
         assert!(graph.edges.contains(&(5, 1)));
+    }
+
+    #[test]
+    fn git_sources_lose_their_credentials_and_query_and_keep_the_full_commit() {
+        assert_eq!(
+            public_url("https://ci:ghp_SECRET@github.com/acme/private?branch=main#0123abc"),
+            "https://github.com/acme/private#0123abc"
+        );
+        assert_eq!(
+            public_url("ssh://git@host:2222/repo.git"),
+            "ssh://host:2222/repo.git"
+        );
+        assert_eq!(public_url("https://h/p@x"), "https://h/p@x");
+        let tree = "0app v0.1.0 (/work/app)|MIT\n\
+                    1private v0.2.0 (https://ci:ghp_SECRET@github.com/acme/private?branch=main#0123abcd)|MIT\n";
+        let mut graph = parse_tree(tree).unwrap();
+        let full = "0123abcd".to_owned() + &"e".repeat(32);
+        let lock = format!(
+            "[[package]]\nname = \"private\"\nversion = \"0.2.0\"\n\
+             source = \"git+https://ci:ghp_SECRET@github.com/acme/private?branch=main#{full}\"\n"
+        );
+        with_full_revisions(&mut graph, &lock_git_revisions(&lock));
+        let sbom = Sbom {
+            graph,
+            checksums: BTreeMap::new(),
+            platform: "linux/arm64".into(),
+            binaries: vec![("app".into(), "0".repeat(64))],
+            created: "2026-01-01T00:00:00Z".into(),
+        };
+        let documents = format!("{}{}", sbom.cyclonedx(), sbom.spdx());
+        assert!(
+            !documents.contains("SECRET") && !documents.contains("branch"),
+            "{documents}"
+        );
+        assert!(documents.contains(&format!("git+https://github.com/acme/private#{full}")));
+        assert!(documents.contains(&format!(
+            "git%2Bhttps%3A%2F%2Fgithub.com%2Facme%2Fprivate%23{full}"
+        )));
     }
 
     #[test]
