@@ -360,6 +360,45 @@ fn a_token_server_that_drips_is_given_up_on_in_seconds() {
 }
 
 #[test]
+fn credentials_go_to_no_plain_http_token_realm_on_another_host() {
+    let realm = FakeRegistry::start(
+        "127.0.0.2",
+        Box::new(|_, _| Some(Answer::new("200 OK", r#"{"token":"from-the-other-host"}"#))),
+    );
+    let realm_url = format!("http://{}/token", realm.host);
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |_, _| {
+            let challenge = format!("Bearer realm=\"{realm_url}\",service=\"fake\"");
+            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", challenge))
+        }),
+    );
+    let config = config_with_login("hostile-realm-config", &registry.host);
+    let dir = workspace("hostile-realm", "\"linux/amd64\"", "scratch");
+    let image = format!("{}/hello", registry.host);
+    let output = run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &config,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let asked = realm.seen();
+    assert!(
+        !asked.is_empty(),
+        "the token server was asked: {}",
+        stderr(&output)
+    );
+    for seen in &asked {
+        assert!(
+            !seen.headers.contains_key("authorization"),
+            "credentials reached {} over plain HTTP: {seen:?}",
+            realm.host
+        );
+    }
+    assert!(!stderr(&output).contains("secret-password"));
+}
+
+#[test]
 fn credentials_stay_with_their_registry_when_an_upload_points_elsewhere() {
     let elsewhere = FakeRegistry::start("127.0.0.2", honest());
     let target = format!("http://{}/stolen-upload", elsewhere.host);

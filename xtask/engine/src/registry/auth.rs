@@ -78,10 +78,11 @@ fn token(
     if let Some(service) = service {
         url.push_str(&format!("&service={}", http::percent_encode(service)));
     }
-    // Credentials travel to a token server only over TLS, unless the registry itself is
-    // plain HTTP (loopback or `insecure_registry`).
+    // Credentials travel to a token server only over TLS, or on the registry's own host
+    // (a plain-HTTP registry on loopback or `insecure_registry` serving its own tokens):
+    // never over plain HTTP to a host the registry merely names.
     let basic = credentials
-        .filter(|_| realm_origin.scheme == "https" || target.origin.scheme == "http")
+        .filter(|_| realm_origin.scheme == "https" || realm_origin.host == target.origin.host)
         .map(|c| Authorization {
             origin: realm_origin.clone(),
             value: c.basic(),
