@@ -816,3 +816,39 @@ fn a_workspace_on_the_engine_free_backend_keeps_the_engines_tls() {
         "{xtask_manifest}"
     );
 }
+
+#[test]
+fn init_writes_to_a_legacy_cargo_config_and_names_the_alias_that_runs_the_engine() {
+    // Cargo reads `.cargo/config` over `config.toml`; its `xtask` alias runs another
+    // package, which stays as it is, so the next step must name `cargo multiarch`.
+    let dir = scratch_dir("init-legacy-config").join("app");
+    cargo_new(&dir);
+    std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+    std::fs::write(
+        dir.join(".cargo/config"),
+        "[alias]\r\nxtask = \"run --package app --\"\r\n",
+    )
+    .unwrap();
+    let output = init(&dir, &[]);
+    assert!(output.status.success());
+    assert!(
+        !dir.join(".cargo/config.toml").exists(),
+        "cargo would not read it"
+    );
+    let config = std::fs::read_to_string(dir.join(".cargo/config")).unwrap();
+    assert!(
+        config.starts_with(
+            "[alias]\r\nxtask = \"run --package app --\"\r\n\
+             multiarch = \"run --package xtask --profile multiarch-xtask --\"\r\n"
+        ),
+        "{config:?}"
+    );
+    assert!(
+        stderr(&output).contains("&& cargo multiarch image --dry-run"),
+        "{}",
+        stderr(&output)
+    );
+    let dry_run = cargo_in(&dir, "multiarch", &["image", "--dry-run"], None);
+    assert!(dry_run.status.success());
+    assert!(stdout(&dry_run).contains("app:arm64v8-0.1.0"));
+}

@@ -83,6 +83,9 @@ struct Done {
     dependency: Option<String>,
     /// Packages the workspace had locked that the engine's requirements moved.
     moved: Vec<Moved>,
+    /// What runs the engine here: `cargo xtask`, `cargo multiarch`, or `cargo run ...`
+    /// when an alias of that name already ran something else.
+    entry: String,
 }
 
 pub(crate) fn run(args: &InitArgs) -> Result<()> {
@@ -123,7 +126,9 @@ pub(crate) fn run(args: &InitArgs) -> Result<()> {
         .all(|(_, c)| matches!(c, Change::Skipped(_)))
     {
         eprintln!("nothing to do: {} already has the xtask", dir.display());
-    } else if done.home == Home::BesideOwnXtask {
+        return Ok(());
+    }
+    if done.home == Home::BesideOwnXtask {
         eprintln!(
             "your xtask is untouched; `cargo multiarch` runs the engine through {BESIDE_XTASK}/"
         );
@@ -133,10 +138,8 @@ pub(crate) fn run(args: &InitArgs) -> Result<()> {
             eprintln!("    // xtask/src/main.rs, where it matches its subcommands");
             eprintln!("    Some(\"image\" | \"doctor\" | \"render\" | \"setup\" | \"qemu\") => multiarch::main(),");
         }
-        eprintln!("next: cd {quoted} && cargo multiarch image --dry-run");
-    } else {
-        eprintln!("next: cd {quoted} && cargo xtask image --dry-run");
     }
+    eprintln!("next: cd {quoted} && {} image --dry-run", done.entry);
     Ok(())
 }
 
@@ -227,8 +230,9 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
         Home::Xtask => &["xtask", "multiarch"],
         Home::BesideOwnXtask => &["multiarch"],
     };
+    let config = cargo_config_path(&root);
     writes.edit(
-        &root.join(".cargo/config.toml"),
+        &config,
         |text| add_aliases(text, aliases, home.name()),
         "the aliases",
     )?;
@@ -259,12 +263,51 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
     } else {
         Vec::new()
     };
+    let config_text = std::fs::read_to_string(&config).unwrap_or_default();
     Ok(Done {
         changes,
         home,
         dependency,
         moved,
+        entry: entry_command(&config_text, home.name()),
     })
+}
+
+/// The config file cargo reads in `root/.cargo`: the legacy `config` when it exists (cargo
+/// prefers it over `config.toml`), else `config.toml`.
+fn cargo_config_path(root: &Path) -> PathBuf {
+    let legacy = root.join(".cargo/config");
+    if legacy.is_file() {
+        legacy
+    } else {
+        root.join(".cargo/config.toml")
+    }
+}
+
+/// The command that runs the engine's `package`: the first alias of `xtask` and
+/// `multiarch` that runs it, else `cargo run` with the package and profile spelled out.
+fn entry_command(config: &str, package: &str) -> String {
+    let aliases = config
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|c| c.get("alias").and_then(|a| a.as_table()).cloned())
+        .unwrap_or_default();
+    let runs_package = |value: &str| {
+        let words: Vec<&str> = value.split_whitespace().collect();
+        words.first() == Some(&"run") && words.windows(2).any(|w| w == ["--package", package])
+    };
+    ["xtask", "multiarch"]
+        .into_iter()
+        .find(|name| {
+            aliases
+                .get(*name)
+                .and_then(|v| v.as_str())
+                .is_some_and(runs_package)
+        })
+        .map_or_else(
+            || format!("cargo run --package {package} --profile {PROFILE} --"),
+            |name| format!("cargo {name}"),
+        )
 }
 
 /// Resolves the workspace with the engine in it (`cargo metadata` updates `Cargo.lock`
@@ -668,7 +711,7 @@ impl Writes {
         let current = earlier
             .and_then(|index| self.files[index].1.clone())
             .or_else(|| original.clone());
-        let edited = change(current.as_deref().unwrap_or(""))
+        let edited = edit_keeping_encoding(current.as_deref().unwrap_or(""), &change)
             .with_context(|| format!("cannot edit {}", path.display()))?;
         let report = match (&edited, &original) {
             (None, _) => Change::Skipped(what),
@@ -747,6 +790,26 @@ impl Undo {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// Applies `change` to `text` as LF without a byte-order mark, then gives the result the
+/// text's own line endings (CRLF when it had them) and its BOM back.
+fn edit_keeping_encoding(
+    text: &str,
+    change: &impl Fn(&str) -> Result<Option<String>>,
+) -> Result<Option<String>> {
+    let bom = text.starts_with('\u{feff}');
+    let body = text.trim_start_matches('\u{feff}');
+    let crlf = body.contains("\r\n");
+    let edited = change(&body.replace("\r\n", "\n"))?;
+    Ok(edited.map(|new| {
+        let new = if crlf { new.replace('\n', "\r\n") } else { new };
+        if bom {
+            format!("\u{feff}{new}")
+        } else {
+            new
+        }
+    }))
 }
 
 /// Creates the missing parents of `path`, recording them so a failed run can remove them.
@@ -1250,6 +1313,48 @@ mod tests {
                 "[profile.multiarch-xtask]\ninherits = \"release\"\n\n[alias]\nxtask = {}\n",
                 run("xtask")
             )
+        );
+    }
+
+    #[test]
+    fn edits_keep_crlf_line_endings_and_a_byte_order_mark() {
+        let original = "\u{feff}[package]\r\nname = \"app\"\r\n";
+        let edited =
+            edit_keeping_encoding(original, &|text: &str| add_workspace_member(text, "xtask"))
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            edited,
+            "\u{feff}[package]\r\nname = \"app\"\r\n\r\n[workspace]\r\nmembers = [\"xtask\"]\r\n"
+        );
+        assert_eq!(
+            edit_keeping_encoding("[package]\n", &|text: &str| add_workspace_member(
+                text, "xtask"
+            ))
+            .unwrap()
+            .unwrap(),
+            "[package]\n\n[workspace]\nmembers = [\"xtask\"]\n"
+        );
+    }
+
+    #[test]
+    fn the_next_step_names_an_alias_that_runs_the_engine() {
+        let ours = |package: &str| format!("run --package {package} --profile {PROFILE} --");
+        let config = format!(
+            "[alias]\nxtask = \"{}\"\nmultiarch = \"{}\"\n",
+            ours("xtask"),
+            ours("xtask")
+        );
+        assert_eq!(entry_command(&config, "xtask"), "cargo xtask");
+        // An `xtask` alias of the workspace's own, kept as it was.
+        let theirs = format!(
+            "[alias]\nxtask = \"run -p tools --\"\nmultiarch = \"{}\"\n",
+            ours("xtask")
+        );
+        assert_eq!(entry_command(&theirs, "xtask"), "cargo multiarch");
+        assert_eq!(
+            entry_command("[alias]\nxtask = \"run -p tools --\"\n", "xtask"),
+            "cargo run --package xtask --profile multiarch-xtask --"
         );
     }
 
