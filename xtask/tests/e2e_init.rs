@@ -533,7 +533,10 @@ fn init_beside_a_workspaces_own_xtask_leaves_it_untouched_and_cargo_multiarch_bu
     let engine = repo_root().canonicalize().unwrap().join("xtask/engine");
     for line in [
         "your xtask is untouched; `cargo multiarch` runs the engine through xtask-multiarch/".to_owned(),
-        format!("    multiarch = {{ path = \"{}\" }}", engine.display()),
+        format!(
+            "    multiarch = {{ path = \"{}\", default-features = false }}",
+            engine.display()
+        ),
         "    Some(\"image\" | \"doctor\" | \"render\" | \"setup\" | \"qemu\") => multiarch::main(),".to_owned(),
     ] {
         assert!(message.lines().any(|l| l == line), "{line}\n{message}");

@@ -4,6 +4,7 @@
 pub mod compile;
 pub mod image_ref;
 pub mod platform;
+pub mod rustflags;
 pub mod template;
 pub mod workspace;
 
@@ -449,6 +450,8 @@ pub(crate) struct Config {
     /// Features, profile and lockfile options of every cargo build.
     pub(crate) cargo: CargoOptions,
     pub(crate) qemu: QemuConfig,
+    /// The rustflags the user gives cargo, which every platform's flags compose with.
+    pub(crate) user_rustflags: rustflags::UserRustflags,
     vars: BTreeMap<String, toml::Value>,
     overrides: BTreeMap<String, RawPlatform>,
     /// Every configured platform's settings, computed once when the config resolves.
@@ -578,7 +581,14 @@ impl Config {
         let sbom = layers.sbom(cli, &own, &defaults)?;
         let mut vars = defaults.vars;
         vars.extend(own.vars);
-        Ok(Config {
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+        let user_rustflags =
+            rustflags::UserRustflags::read(&workspace.root, cargo_home.as_deref(), |name| {
+                std::env::var(name).ok()
+            });
+        let config = Config {
             sign,
             package: package.clone(),
             workspace_root: workspace.root.clone(),
@@ -616,11 +626,44 @@ impl Config {
             engine,
             cargo,
             qemu,
+            user_rustflags,
             vars,
             overrides,
             resolved: Vec::new(),
         }
-        .with_platforms_resolved())
+        .with_platforms_resolved();
+        config.check_rustflags()
+    }
+
+    /// Adds the user's `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` of every platform's target, and
+    /// refuses a platform whose flags contradict the user's.
+    fn check_rustflags(mut self) -> Result<Config> {
+        for platform in &self.resolved {
+            let variable = format!(
+                "CARGO_TARGET_{}_RUSTFLAGS",
+                platform
+                    .target
+                    .to_ascii_uppercase()
+                    .replace(['-', '.'], "_")
+            );
+            self.user_rustflags = std::mem::take(&mut self.user_rustflags)
+                .with_target_variable(&platform.target, std::env::var(&variable).ok());
+        }
+        for platform in &self.resolved {
+            let key = format!(
+                "[package.metadata.multiarch.platform.\"{}\"] rustflags",
+                platform.platform.name()
+            );
+            self.user_rustflags
+                .check(
+                    &platform.target,
+                    &platform.rustflags,
+                    &platform.platform.name(),
+                    &key,
+                )
+                .with_context(|| format!("package `{}`", self.package.name))?;
+        }
+        Ok(self)
     }
 
     /// Computes every configured platform's settings once; after a change to the layers

@@ -6,14 +6,16 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::config::compile::Toolchain;
+use crate::config::rustflags::Channel;
 use crate::config::workspace::cargo_program;
 use crate::diagnostic::diagnostic;
 use crate::plan::{CargoBuild, CargoInvocation};
 use crate::process::{Command, CommandFailed};
 
 /// `cargo build --profile=<p> --target <triple>...` (or `cargo zigbuild`) for every target
-/// of the invocation; each target's linker and flags are scoped to it with `--config`, its
-/// C toolchain with `CC_<triple>` and friends.
+/// of the invocation; each target's linker and flags are scoped to it with `--config` (the
+/// flags in `CARGO_ENCODED_RUSTFLAGS` when the user's come from the environment), its C
+/// toolchain with `CC_<triple>` and friends.
 pub(crate) fn invocation_command(invocation: &CargoInvocation) -> Command {
     let first = &invocation.builds[0];
     let subcommand = match first.toolchain {
@@ -41,7 +43,7 @@ pub(crate) fn invocation_command(invocation: &CargoInvocation) -> Command {
                 format!("target.{target}.linker={}", toml_value(linker)),
             ]);
         }
-        if !build.rustflags.is_empty() {
+        if !build.rustflags.is_empty() && build.rustflags_channel == Channel::Config {
             args.extend([
                 "--config".to_owned(),
                 format!("target.{target}.rustflags={}", toml_value(&build.rustflags)),
@@ -54,6 +56,14 @@ pub(crate) fn invocation_command(invocation: &CargoInvocation) -> Command {
         .iter()
         .flat_map(|b| b.compilers.clone())
         .collect();
+    // The user's `RUSTFLAGS` would replace every target's flags: the invocation gets the
+    // user's and the platform's together (its builds share them; see `accepts`).
+    if first.rustflags_channel == Channel::Environment {
+        command.env.push((
+            "CARGO_ENCODED_RUSTFLAGS".to_owned(),
+            first.rustflags.join("\u{1f}"),
+        ));
+    }
     command
 }
 
@@ -265,9 +275,51 @@ mod tests {
             bins: vec!["hello".into()],
             linker: None,
             rustflags: Vec::new(),
+            rustflags_channel: Channel::Config,
             compilers: Vec::new(),
             options: CargoOptions::default(),
         }
+    }
+
+    #[test]
+    fn flags_composed_with_the_users_rustflags_go_in_the_environment_for_one_target() {
+        let mut arm = build(Toolchain::Cargo, "armv7-unknown-linux-gnueabihf");
+        arm.rustflags = vec![
+            "-Dwarnings".into(),
+            "-C".into(),
+            "target-feature=+crt-static".into(),
+        ];
+        arm.rustflags_channel = Channel::Environment;
+        let command = build_command(&arm);
+        assert!(
+            command.env.contains(&(
+                "CARGO_ENCODED_RUSTFLAGS".into(),
+                "-Dwarnings\u{1f}-C\u{1f}target-feature=+crt-static".into()
+            )),
+            "{:?}",
+            command.env
+        );
+        assert!(
+            !command.args.iter().any(|a| a.contains("rustflags")),
+            "{:?}",
+            command.args
+        );
+        assert!(
+            command.to_string().starts_with(
+                "CARGO_ENCODED_RUSTFLAGS=$'-Dwarnings\\u001f-C\\u001ftarget-feature=+crt-static' cargo build"
+            ),
+            "{command}"
+        );
+        // Targets with other flags are not compiled in one invocation with it.
+        let mut musl = build(Toolchain::Cargo, "aarch64-unknown-linux-musl");
+        musl.rustflags = vec!["-Dwarnings".into()];
+        musl.rustflags_channel = Channel::Environment;
+        let invocation = CargoInvocation {
+            builds: vec![arm.clone()],
+        };
+        assert!(!invocation.accepts(&musl));
+        musl.rustflags = arm.rustflags.clone();
+        assert!(invocation.accepts(&musl));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub(crate) use self::render::{render_platform, Rendered};
 use crate::config::compile::{CargoOptions, RustTarget, Toolchain};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
+use crate::config::rustflags::Channel;
 use crate::config::template::{self, TagContext, Template};
 use crate::config::{
     Backend, BuildMode, Config, EngineTarget, Network, PlatformConfig, Provenance, QemuConfig,
@@ -158,7 +159,11 @@ pub(crate) struct CargoBuild {
     pub(crate) target: RustTarget,
     pub(crate) bins: Vec<String>,
     pub(crate) linker: Option<String>,
+    /// What the tool passes to rustc for this target, composed with the user's own flags.
     pub(crate) rustflags: Vec<String>,
+    /// How `rustflags` reach cargo: `--config target.<triple>.rustflags`, or
+    /// `CARGO_ENCODED_RUSTFLAGS` when the user's flags come from the environment.
+    pub(crate) rustflags_channel: Channel,
     /// `CC_<triple>`, `CXX_<triple>` and `AR_<triple>`, for this one invocation.
     pub(crate) compilers: Vec<(String, String)>,
     /// Features, profile and lockfile flags, with this platform's features merged in.
@@ -181,22 +186,25 @@ impl CargoInvocation {
 
     /// Whether `build` may join: the same toolchain, options, packages and binaries, and a
     /// target not already in it.
-    fn accepts(&self, build: &CargoBuild) -> bool {
+    pub(crate) fn accepts(&self, build: &CargoBuild) -> bool {
         let first = &self.builds[0];
         (
             &first.toolchain,
             &first.options,
             &first.packages,
             &first.bins,
+            first.rustflags_channel,
         ) == (
             &build.toolchain,
             &build.options,
             &build.packages,
             &build.bins,
-        ) && self
-            .builds
-            .iter()
-            .all(|b| b.target.triple != build.target.triple)
+            build.rustflags_channel,
+        ) && (build.rustflags_channel == Channel::Config || first.rustflags == build.rustflags)
+            && self
+                .builds
+                .iter()
+                .all(|b| b.target.triple != build.target.triple)
     }
 }
 
@@ -787,7 +795,10 @@ impl PlatformSteps<'_> {
             toolchain: format!("{:?}", build.toolchain).to_ascii_lowercase(),
             features: build.options.features.clone(),
             profile: build.options.profile.clone(),
-            rustflags: self.platform.rustflags.clone(),
+            rustflags: config
+                .user_rustflags
+                .compose(&self.platform.target, &self.platform.rustflags)
+                .all,
             command: std::env::args().skip(1).collect(),
             repository: config.package.repository.clone(),
             revision: self.revision.clone(),
@@ -827,8 +838,8 @@ impl PlatformSteps<'_> {
         keep
     }
 
-    /// The platform's flags; the OCI backend promises the same digest from another clone
-    /// or machine, so the paths of the workspace and of cargo's home are remapped.
+    /// The platform's own flags; the OCI backend promises the same digest from another
+    /// clone or machine, so the paths of the workspace and of cargo's home are remapped.
     fn rustflags(&self) -> Vec<String> {
         let mut flags = self.platform.rustflags.clone();
         if self.config.backend == Backend::Oci {
@@ -853,6 +864,10 @@ impl PlatformSteps<'_> {
 
     fn cargo_build(&self) -> CargoBuild {
         let platform = self.platform;
+        let rustflags = self
+            .config
+            .user_rustflags
+            .compose(&platform.target, &self.rustflags());
         CargoBuild {
             platform: platform.platform,
             packages: vec![self.config.package.name.clone()],
@@ -863,7 +878,8 @@ impl PlatformSteps<'_> {
             },
             bins: self.config.bins.clone(),
             linker: platform.linker.clone(),
-            rustflags: self.rustflags(),
+            rustflags: rustflags.passed,
+            rustflags_channel: rustflags.channel,
             compilers: compiler_env(platform),
             options: CargoOptions {
                 features: platform.features.clone(),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use xshell::Shell;
 
 use crate::config::compile::CargoOptions;
+use crate::config::rustflags::applies_to;
 use crate::config::workspace::cargo_program;
 use crate::config::Config;
 
@@ -167,12 +168,11 @@ impl BuildGraph {
         let Some(root) = self.members.get(package) else {
             return Vec::new();
         };
-        let target_info = cfg_expr::targets::get_builtin_target_by_triple(target);
-        let applies = |condition: &Option<String>| match (condition, target_info) {
-            (None, _) => true,
-            (Some(condition), Some(info)) => applies_to(condition, target, info),
-            // An unknown target: keep the dependency rather than miss a C compile.
-            (Some(_), None) => true,
+        // An unknown target keeps a `cfg` dependency rather than miss a C compile.
+        let applies = |condition: &Option<String>| {
+            condition
+                .as_deref()
+                .is_none_or(|condition| applies_to(condition, target))
         };
         let mut seen = BTreeSet::from([root.as_str()]);
         let mut queue = VecDeque::from([root.as_str()]);
@@ -246,20 +246,6 @@ pub(crate) fn native_crates_by_target(
     // A cache that cannot be written only costs the next run a `cargo metadata`.
     let _ = crate::exec::files::write_if_changed(&cache, &json);
     Ok(crates)
-}
-
-/// Whether a dependency's `target` condition (`cfg(...)` or a plain triple) holds.
-fn applies_to(condition: &str, target: &str, info: &cfg_expr::targets::TargetInfo) -> bool {
-    if !condition.starts_with("cfg(") {
-        return condition == target;
-    }
-    match cfg_expr::Expression::parse(condition) {
-        Ok(expression) => expression.eval(|predicate| match predicate {
-            cfg_expr::Predicate::Target(target_predicate) => target_predicate.matches(info),
-            _ => false,
-        }),
-        Err(_) => true,
-    }
 }
 
 #[cfg(test)]
@@ -345,26 +331,5 @@ mod tests {
         assert!(graph
             .native_crates("other", "aarch64-unknown-linux-gnu")
             .is_empty());
-    }
-
-    #[test]
-    fn conditions_are_cfg_expressions_or_triples() {
-        let info =
-            cfg_expr::targets::get_builtin_target_by_triple("armv7-unknown-linux-musleabihf")
-                .unwrap();
-        let target = "armv7-unknown-linux-musleabihf";
-        assert!(applies_to(
-            "cfg(all(unix, target_arch = \"arm\"))",
-            target,
-            info
-        ));
-        assert!(applies_to(
-            "cfg(target_pointer_width = \"32\")",
-            target,
-            info
-        ));
-        assert!(!applies_to("cfg(target_os = \"macos\")", target, info));
-        assert!(applies_to(target, target, info));
-        assert!(!applies_to("x86_64-pc-windows-gnu", target, info));
     }
 }
