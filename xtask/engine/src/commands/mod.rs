@@ -46,9 +46,23 @@ pub(crate) fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Resu
         .run(&sh)
         .unwrap_or_default();
     let mut lines = git.lines().map(str::to_owned);
+    // Tracked files that differ from the commit (untracked ones are not built from).
+    let dirty = crate::process::Command::new(
+        "git",
+        [
+            "-C",
+            root_arg.as_str(),
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ],
+    )
+    .run(&sh)
+    .is_ok_and(|status| !status.trim().is_empty());
     Ok(PlanInputs {
         push,
         builder,
+        git_dirty: dirty,
         git_revision: lines.next(),
         git_time: lines.next(),
         git_epoch: lines.next().and_then(|epoch| epoch.parse().ok()),

@@ -53,6 +53,8 @@ pub(crate) struct PlanInputs {
     pub(crate) builder: Builder,
     /// Full commit hash of the workspace checkout, when it is one.
     pub(crate) git_revision: Option<String>,
+    /// Whether tracked files of the checkout differ from that commit.
+    pub(crate) git_dirty: bool,
     /// Commit time (RFC 3339), used as a reproducible `created` label.
     pub(crate) git_time: Option<String>,
     /// The same time in seconds since the epoch: `SOURCE_DATE_EPOCH` and staged mtimes.
@@ -250,11 +252,11 @@ pub(crate) struct ProvenanceFacts {
     pub(crate) features: Vec<String>,
     pub(crate) profile: String,
     pub(crate) rustflags: Vec<String>,
-    /// The command line, as the user typed it after the program.
-    pub(crate) command: Vec<String>,
     /// The package's `repository`, and the commit the workspace is at.
     pub(crate) repository: Option<String>,
     pub(crate) revision: Option<String>,
+    /// Whether tracked files differ from that commit.
+    pub(crate) dirty: bool,
 }
 
 /// The crates one image's SBOM lists (its package's, for its target, with its options),
@@ -364,6 +366,7 @@ impl Plan {
                 attestations,
                 source_date_epoch: inputs.git_epoch,
                 revision: inputs.git_revision.clone(),
+                dirty: inputs.git_dirty,
             }
             .plan(rendered, images, inputs.push);
             plan.platforms.push(platform_plan);
@@ -639,6 +642,7 @@ struct PlatformSteps<'a> {
     source_date_epoch: Option<u64>,
     /// The commit the workspace is at, for provenance.
     revision: Option<String>,
+    dirty: bool,
 }
 
 impl PlatformSteps<'_> {
@@ -799,9 +803,9 @@ impl PlatformSteps<'_> {
                 .user_rustflags
                 .compose(&self.platform.target, &self.platform.rustflags)
                 .all,
-            command: std::env::args().skip(1).collect(),
             repository: config.package.repository.clone(),
             revision: self.revision.clone(),
+            dirty: self.dirty,
         };
         let dir = crate::layout::Layout::new(&config.target_dir).sbom(&config.package.name);
         Some((facts, dir.join(format!("{}.slsa.json", platform.slug()))))
@@ -1012,6 +1016,7 @@ pub(crate) mod tests {
             push,
             builder: Builder::Legacy,
             git_revision: Some("0123456789abcdef".into()),
+            git_dirty: false,
             git_time: Some("2026-11-28T01:00:00+00:00".into()),
             git_epoch: Some(1_795_827_600),
             handlers: Vec::new(),

@@ -1,5 +1,5 @@
-//! SLSA provenance (v1) for one image: what built it (the command and its resolved
-//! settings), with what (rustc, the target, zig when it linked), and from what (the
+//! SLSA provenance (v1) for one image: what built it (`image` and its resolved settings,
+//! never the command line with its host paths and entry point), with what (rustc, the target, zig when it linked), and from what (the
 //! commit, Cargo.lock's digest, the base image by digest). Deterministic: no clock, no
 //! path of the machine.
 
@@ -26,7 +26,12 @@ pub(crate) fn predicate(facts: &Facts, resolved: &Resolved) -> Value {
         let uri = facts.repository.as_deref().map_or("git".to_owned(), |r| {
             format!("git+{}", crate::supply::sbom::public_url(r))
         });
-        dependencies.push(json!({ "uri": uri, "digest": { "gitCommit": revision } }));
+        let mut source = json!({ "uri": uri, "digest": { "gitCommit": revision } });
+        if facts.dirty {
+            // The commit alone does not say what was built.
+            source["annotations"] = json!({ "dirty": true });
+        }
+        dependencies.push(source);
     }
     if let Some(lock) = &resolved.lock_sha256 {
         dependencies.push(json!({ "uri": "Cargo.lock", "digest": { "sha256": lock } }));
@@ -40,7 +45,7 @@ pub(crate) fn predicate(facts: &Facts, resolved: &Resolved) -> Value {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "command": facts.command,
+                "command": "image",
                 "package": facts.package,
                 "platform": facts.platform,
                 "features": facts.features,
@@ -75,7 +80,7 @@ mod tests {
             features: vec!["fast".into()],
             profile: "release".into(),
             rustflags: Vec::new(),
-            command: vec!["image".into(), "--push".into()],
+            dirty: false,
             repository: Some("https://github.com/acme/hello".into()),
             revision: Some("0123abc".into()),
         };
@@ -96,5 +101,21 @@ mod tests {
             "zig"
         );
         assert_eq!(predicate(&facts, &resolved), value, "deterministic");
+        // The resolved settings, never the command line (host paths, the entry point).
+        assert_eq!(
+            value["buildDefinition"]["externalParameters"]["command"],
+            "image"
+        );
+        assert!(dependencies[0].get("annotations").is_none());
+        // A repository URL loses its credentials; a dirty tree is marked as such.
+        let dirty = Facts {
+            dirty: true,
+            repository: Some("https://ci:TOKEN@github.com/acme/hello?x=1".into()),
+            ..facts
+        };
+        let value = predicate(&dirty, &resolved);
+        let source = &value["buildDefinition"]["resolvedDependencies"][0];
+        assert_eq!(source["uri"], "git+https://github.com/acme/hello");
+        assert_eq!(source["annotations"]["dirty"], true);
     }
 }
