@@ -895,15 +895,20 @@ fn cosign_signs_every_image_and_the_index_and_attests_each_sbom() {
         "the index"
     );
 
-    // A signature that fails (the wrong key password) fails the run and names the image.
+    // A key that does not open (the wrong password) stops the run before anything
+    // compiles or is published, naming the key and the fix.
+    let _ = std::fs::remove_dir_all(dir.join("target"));
     let output = xtask_with_env(
         &dir,
-        &["image", "--push", "--image", &image, "--tag", "v1"],
+        &["image", "--push", "--image", &image, "--tag", "v3"],
         &[("PATH", &path), ("COSIGN_PASSWORD", "wrong")],
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains(&format!("signing {image}@sha256:")),
+        stderr(&output).contains(&format!(
+            "the signing key `{}` does not open",
+            key.display()
+        )) && stderr(&output).contains("help: set COSIGN_PASSWORD to the key's password"),
         "{}",
         stderr(&output)
     );
@@ -911,6 +916,9 @@ fn cosign_signs_every_image_and_the_index_and_attests_each_sbom() {
         !stderr(&output).contains("wrong\n"),
         "the password is never printed"
     );
+    assert!(!dir.join("target/x86_64-unknown-linux-musl").exists());
+    let tag = registry.get("/v2/signed/manifests/v3", &[]).unwrap();
+    assert_eq!(tag.status, 404, "no tag was published");
 
     // Without cosign the run stops before anything compiles, naming the fix.
     let _ = std::fs::remove_dir_all(dir.join("target"));

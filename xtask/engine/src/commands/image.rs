@@ -174,6 +174,25 @@ fn signing_checks(root: &std::path::Path, plans: &[Plan]) -> Result<()> {
                 "create one with `cosign generate-key-pair`, or name a KMS key (`awskms://...`, `gcpkms://...`, `hashivault://...`)",
             ))
         }
+        // A key file must open now: a wrong `COSIGN_PASSWORD` found after the pushes
+        // would leave images published unsigned.
+        Some(key) if !key.contains("://") => {
+            let sh = xshell::Shell::new()?;
+            let _dir = sh.push_dir(root);
+            crate::exec::cosign::open_key(key)
+                .run(&sh)
+                .map(drop)
+                .map_err(|err| {
+                    crate::diagnostic::diagnostic(
+                        format!(
+                            "the signing key `{}` does not open: {}",
+                            crate::diagnostic::escape(key),
+                            crate::diagnostic::Diagnostic::of(&err).cause
+                        ),
+                        "set COSIGN_PASSWORD to the key's password (an empty one for a key without), then run again; nothing was built or published",
+                    )
+                })
+        }
         _ => Ok(()),
     }
 }

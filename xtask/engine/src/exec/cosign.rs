@@ -35,6 +35,12 @@ pub(crate) fn sign(reference: &str, signing: &Signing, insecure: bool) -> Comman
     Command::new("cosign", args)
 }
 
+/// `cosign public-key --key KEY`: derives the public key, which opens the private one
+/// (with `COSIGN_PASSWORD`), so a key that will not sign is found before anything runs.
+pub(crate) fn open_key(key: &str) -> Command {
+    Command::new("cosign", ["public-key", "--key", key])
+}
+
 /// `cosign attest --type cyclonedx` of `reference` with the SBOM at `predicate`.
 pub(crate) fn attest_sbom(
     reference: &str,
