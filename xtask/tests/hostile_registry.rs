@@ -360,6 +360,50 @@ fn a_token_server_that_drips_is_given_up_on_in_seconds() {
 }
 
 #[test]
+fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
+    // Each token serves three requests, then the registry calls it `invalid_token`.
+    let tokens = Arc::new(Mutex::new((0_usize, 0_usize)));
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, _| {
+            let mut tokens = tokens.lock().unwrap();
+            if seen.path.starts_with("/token") {
+                *tokens = (tokens.0 + 1, 0);
+                let body =
+                    serde_json::json!({ "token": format!("t{}", tokens.0), "expires_in": 300 });
+                return Some(Answer::new("200 OK", body.to_string()));
+            }
+            let current = format!("Bearer t{}", tokens.0);
+            if tokens.0 > 0 && seen.headers.get("authorization") == Some(&current) && tokens.1 < 3 {
+                tokens.1 += 1;
+                return None;
+            }
+            let host = seen.headers.get("host").cloned().unwrap_or_default();
+            let mut challenge = format!("Bearer realm=\"http://{host}/token\",service=\"fake\"");
+            if seen.headers.contains_key("authorization") {
+                challenge.push_str(",error=\"invalid_token\"");
+            }
+            Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", challenge))
+        }),
+    );
+    let dir = workspace("hostile-expiry", "\"linux/amd64\"", "scratch");
+    let image = format!("{}/hello", registry.host);
+    let output = run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &scratch_dir("hostile-expiry-config"),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(registry.tags(), ["amd64-t", "t"]);
+    let logins = registry
+        .seen()
+        .iter()
+        .filter(|s| s.path.starts_with("/token"))
+        .count();
+    assert!(logins >= 3, "the token was renewed: {logins} logins");
+}
+
+#[test]
 fn credentials_go_to_no_plain_http_token_realm_on_another_host() {
     let realm = FakeRegistry::start(
         "127.0.0.2",

@@ -254,12 +254,17 @@ impl Registry {
         Ok(digest)
     }
 
-    /// Sends a request, logging in and sending it again once when the registry asks.
+    /// Sends a request, logging in and sending it again once when the registry asks: at
+    /// first, and again when a token it gave expired or was revoked (a 401 for a Bearer
+    /// token; Docker Hub's live 300 s). A 401 for Basic credentials is final.
     fn send(&self, mut request: Request<'_>) -> Result<Response> {
         let login = self.login.lock().unwrap_or_else(|e| e.into_inner()).clone();
         request.authorization = login.clone();
         let response = self.send_retrying(&request)?;
-        if response.status != 401 || login.is_some() {
+        let renewable = login
+            .as_ref()
+            .is_none_or(|login| login.value.starts_with("Bearer "));
+        if response.status != 401 || !renewable {
             return Ok(response);
         }
         let challenge = response
