@@ -578,3 +578,18 @@ fn buildkits_scanner_on_the_oci_backend_is_refused_naming_the_backend_not_buildx
         stderr(&output)
     );
 }
+
+#[test]
+fn an_argument_that_is_not_utf8_is_named_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["image", "--tag"])
+        .arg(std::ffi::OsStr::from_bytes(b"v1\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "error: argument 3 is not UTF-8: `v1\\xff`\nhelp: pass paths, names and tags as UTF-8 text\n"
+    );
+}

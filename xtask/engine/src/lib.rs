@@ -43,13 +43,33 @@ pub enum Outcome {
 /// A leading `multiarch` argument is dropped, so the same binary serves as
 /// `cargo-multiarch` (which cargo starts as `cargo-multiarch multiarch ARGS`), behind a
 /// `cargo multiarch` alias, and as a workspace's `cargo xtask`.
+/// The arguments as text; one that is not UTF-8 (which `std::env::args` would panic on)
+/// is an error naming it.
+fn utf8_args(args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<Vec<String>> {
+    args.enumerate()
+        .map(|(index, arg)| {
+            arg.into_string().map_err(|arg| {
+                diagnostic::diagnostic(
+                    format!(
+                        "argument {} is not UTF-8: `{}`",
+                        index + 1,
+                        arg.as_encoded_bytes().escape_ascii()
+                    ),
+                    "pass paths, names and tags as UTF-8 text",
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn main() -> ! {
     restore_default_sigpipe();
-    let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("multiarch") {
-        args.next();
-    }
-    let code = match run(args) {
+    let code = match utf8_args(std::env::args_os().skip(1)).and_then(|mut args| {
+        if args.first().map(String::as_str) == Some("multiarch") {
+            args.remove(0);
+        }
+        run(args)
+    }) {
         Ok(Outcome::Success) => 0,
         Ok(Outcome::ProblemsFound) => 1,
         Err(err) => {
