@@ -593,3 +593,71 @@ fn an_argument_that_is_not_utf8_is_named_not_a_panic() {
         "error: argument 3 is not UTF-8: `v1\\xff`\nhelp: pass paths, names and tags as UTF-8 text\n"
     );
 }
+
+#[test]
+fn sigkill_ends_the_tools_children_and_the_next_run_removes_what_it_left() {
+    let dir = fixture_workspace(
+        "sigkill",
+        &format!("platforms = [\"linux/amd64\"]\nbackend = \"oci\"\n{STATIC_TARGETS}"),
+    );
+    std::fs::write(
+        dir.join("build.rs"),
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(120)); }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("image")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !descendants(child.id()).iter().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("build-script-build"))
+    }) {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the build script never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let tree = descendants(child.id());
+    // The tool's own children: cargo, here.
+    let direct: Vec<u32> = tree
+        .iter()
+        .copied()
+        .filter(|&pid| parent_of(pid) == Some(child.id()))
+        .collect();
+    assert!(!direct.is_empty(), "{tree:?}");
+    // A temporary file as a killed run leaves it.
+    let stale = dir.join("target/multiarch/.report.json.4194303.0.multiarch-tmp");
+    std::fs::write(&stale, "half").unwrap();
+    run("kill", &["-KILL", &child.id().to_string()]);
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left: Vec<u32> = direct.iter().copied().filter(|&pid| running(pid)).collect();
+    // What the killed cargo started is its own to end; end it here for the next test.
+    for pid in &tree {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(left.is_empty(), "children outlived the tool: {left:?}");
+
+    std::fs::remove_file(dir.join("build.rs")).unwrap();
+    let output = xtask(&dir, &["image"]);
+    assert!(output.status.success());
+    assert!(!stale.exists(), "the next run removed {}", stale.display());
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

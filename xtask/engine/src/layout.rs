@@ -28,6 +28,11 @@ impl Layout {
         }
     }
 
+    /// The `multiarch/` directory itself.
+    pub(crate) fn root(&self) -> &Path {
+        &self.dir
+    }
+
     /// The run lock: one run per target dir at a time.
     pub(crate) fn lock(&self) -> PathBuf {
         self.dir.join(".lock")

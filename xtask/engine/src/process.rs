@@ -28,9 +28,27 @@ fn park_if_interrupted() {
     }
 }
 
-/// Starts `command` in its own process group and records it until it is waited for.
+/// Starts `command` in its own process group and records it until it is waited for. On
+/// Linux the child gets SIGTERM when the thread that started it dies, even by SIGKILL,
+/// which no handler of ours sees.
 fn spawn(mut command: std::process::Command) -> std::io::Result<Child> {
     command.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: between fork and exec the closure calls only async-signal-safe
+        // functions (prctl, getppid, kill, getpid) and allocates nothing.
+        let parent = std::process::id();
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The parent may have died before the line above took effect.
+                if libc::getppid() as u32 != parent {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
+    }
     let child = command.spawn()?;
     lock(&CHILDREN).insert(child.id());
     Ok(Child(child))

@@ -138,7 +138,24 @@ pub(crate) fn lock_workspace(target_dir: &Path) -> Result<std::fs::File> {
     if scratch.exists() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
+    remove_stale_temporaries(layout.root());
     Ok(file)
+}
+
+/// Removes the temporary files (`*.multiarch-tmp`) that runs killed before they could
+/// clean up left under `dir`: with the lock held, no other run is writing any.
+fn remove_stale_temporaries(dir: &Path) {
+    let mut files = Vec::new();
+    if walk(dir, Path::new(""), &mut files).is_err() {
+        return;
+    }
+    let ours = format!(".{}.", std::process::id());
+    for file in files {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        if name.ends_with(".multiarch-tmp") && !name.contains(&ours) {
+            let _ = std::fs::remove_file(dir.join(&file));
+        }
+    }
 }
 
 /// Every file (and link, not followed) below `dir/relative`, as paths relative to `dir`.
