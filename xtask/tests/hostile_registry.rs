@@ -492,6 +492,61 @@ fn credentials_stay_with_their_registry_when_an_upload_points_elsewhere() {
 }
 
 #[test]
+fn a_base_with_more_layers_than_an_engine_stacks_is_refused_before_any_layer_is_fetched() {
+    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config_digest = Digest::of(&config).to_string();
+    let layers: Vec<serde_json::Value> = (0..200)
+        .map(|i| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": format!("sha256:{i:064x}"),
+                "size": 32,
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": layers,
+    })
+    .to_string();
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        Box::new(move |seen, _| {
+            if seen.path.ends_with("/manifests/1") {
+                return Some(
+                    Answer::new("200 OK", manifest.clone())
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                );
+            }
+            seen.path
+                .ends_with(&config_digest)
+                .then(|| Answer::new("200 OK", config.clone()))
+        }),
+    );
+    let dir = workspace(
+        "hostile-layers",
+        "\"linux/amd64\"",
+        &format!("{}/base:1", registry.host),
+    );
+    let output = run(&dir, &["image"], &scratch_dir("hostile-layers-config"));
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("has 200 layers for linux/amd64")
+            && message.contains("more than the 125 an engine stacks"),
+        "{message}"
+    );
+    let fetched_layers = registry
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/blobs/sha256:0000"))
+        .count();
+    assert_eq!(fetched_layers, 0, "no layer was downloaded");
+}
+
+#[test]
 fn content_served_for_another_digest_is_refused_before_any_upload() {
     let real = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#.to_vec();
     let named = Digest::of(&real).to_string();

@@ -53,6 +53,10 @@ struct BaseImage {
     pinned: (String, String),
 }
 
+/// The most layers an image may have: Docker's overlay2 driver stacks at most 125 (its
+/// `maxDepth`), containerd's snapshotters about as many.
+const MAX_LAYERS: usize = 125;
+
 /// Builds images with no engine at all: assembled here, written as an OCI layout, pushed
 /// over the registry API.
 pub(crate) struct OciBackend {
@@ -205,8 +209,20 @@ impl OciBackend {
         if !matches {
             return Err(not_published());
         }
+        let descriptors = manifest["layers"].as_array().map_or(&[][..], Vec::as_slice);
+        // Checked before any layer is fetched: a base the engines cannot stack is found
+        // in one request, not after a download.
+        if descriptors.len() + 1 > MAX_LAYERS {
+            return Err(crate::diagnostic::diagnostic(
+                format!(
+                    "the base image {base} has {} layers for {platform}; with this image's own that is more than the {MAX_LAYERS} an engine stacks (`docker load` fails with \"max depth exceeded\")",
+                    descriptors.len()
+                ),
+                "use a base with fewer layers (squash it, or pick a slimmer one)",
+            ));
+        }
         let mut layers = Vec::new();
-        for layer in manifest["layers"].as_array().into_iter().flatten() {
+        for layer in descriptors {
             let media_type = layer["mediaType"].as_str().unwrap_or_default();
             if !media_type.ends_with("tar.gzip") && !media_type.ends_with("tar+gzip") {
                 return Err(crate::diagnostic::diagnostic(
