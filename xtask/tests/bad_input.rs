@@ -478,19 +478,19 @@ fn running(pid: u32) -> bool {
     })
 }
 
-#[test]
-fn sigterm_ends_every_child_removes_temporary_files_and_releases_the_lock() {
+/// `xtask image` in a fresh fixture whose build script sleeps two minutes, returned once
+/// the script runs (cargo, rustc and the script all running), with its process tree.
+fn image_run_in_a_build_script(name: &str) -> (std::path::PathBuf, std::process::Child, Vec<u32>) {
     let dir = fixture_workspace(
-        "interrupt",
+        name,
         &format!("platforms = [\"linux/amd64\"]\nbackend = \"oci\"\n{STATIC_TARGETS}"),
     );
-    // A build script that takes two minutes: cargo, rustc and the script are all running.
     std::fs::write(
         dir.join("build.rs"),
         "fn main() { std::thread::sleep(std::time::Duration::from_secs(120)); }\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("image")
         .current_dir(&dir)
         .stdout(std::process::Stdio::null())
@@ -498,21 +498,26 @@ fn sigterm_ends_every_child_removes_temporary_files_and_releases_the_lock() {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    let tree = loop {
+    loop {
         let tree = descendants(child.id());
         let script_runs = tree.iter().any(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| c.contains("build-script-build"))
         });
         if script_runs {
-            break tree;
+            return (dir, child, tree);
         }
         assert!(
             started.elapsed().as_secs() < 120,
             "the build script never started"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    }
+}
+
+#[test]
+fn sigterm_ends_every_child_removes_temporary_files_and_releases_the_lock() {
+    let (dir, mut child, tree) = image_run_in_a_build_script("interrupt");
     assert!(tree.len() >= 2, "cargo and the build script: {tree:?}");
     run("kill", &["-TERM", &child.id().to_string()]);
     let ended = std::time::Instant::now();
@@ -596,34 +601,7 @@ fn an_argument_that_is_not_utf8_is_named_not_a_panic() {
 
 #[test]
 fn sigkill_ends_the_tools_children_and_the_next_run_removes_what_it_left() {
-    let dir = fixture_workspace(
-        "sigkill",
-        &format!("platforms = [\"linux/amd64\"]\nbackend = \"oci\"\n{STATIC_TARGETS}"),
-    );
-    std::fs::write(
-        dir.join("build.rs"),
-        "fn main() { std::thread::sleep(std::time::Duration::from_secs(120)); }\n",
-    )
-    .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("image")
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !descendants(child.id()).iter().any(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.contains("build-script-build"))
-    }) {
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "the build script never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let tree = descendants(child.id());
+    let (dir, mut child, tree) = image_run_in_a_build_script("sigkill");
     // The tool's own children: cargo, here.
     let direct: Vec<u32> = tree
         .iter()

@@ -228,6 +228,16 @@ fn behind_tokens(token_answer: impl Fn() -> Answer + Send + Sync + 'static) -> H
     })
 }
 
+/// No request `host` saw carried an `Authorization`.
+fn assert_no_credentials(seen: &[Seen], host: &str) {
+    for request in seen {
+        assert!(
+            !request.headers.contains_key("authorization"),
+            "credentials reached {host}: {request:?}"
+        );
+    }
+}
+
 fn honest() -> Hook {
     Box::new(|_, _| None)
 }
@@ -432,13 +442,7 @@ fn credentials_go_to_no_plain_http_token_realm_on_another_host() {
         "the token server was asked: {}",
         stderr(&output)
     );
-    for seen in &asked {
-        assert!(
-            !seen.headers.contains_key("authorization"),
-            "credentials reached {} over plain HTTP: {seen:?}",
-            realm.host
-        );
-    }
+    assert_no_credentials(&asked, &realm.host);
     assert!(!stderr(&output).contains("secret-password"));
 }
 
@@ -476,13 +480,7 @@ fn credentials_stay_with_their_registry_when_an_upload_points_elsewhere() {
         "the upload followed the Location: {}",
         stderr(&output)
     );
-    for seen in &uploads {
-        assert!(
-            !seen.headers.contains_key("authorization"),
-            "credentials reached {}: {seen:?}",
-            elsewhere.host
-        );
-    }
+    assert_no_credentials(&uploads, &elsewhere.host);
     let home = registry.seen();
     assert!(home.iter().any(|s| s
         .headers

@@ -212,22 +212,12 @@ pub(crate) fn public_url(url: &str) -> String {
 /// The full commit of every git package in `Cargo.lock`, by name and version (`cargo
 /// tree` prints only a short one).
 pub(crate) fn lock_git_revisions(lockfile: &str) -> BTreeMap<(String, String), String> {
-    let Ok(lock) = lockfile.parse::<toml::Table>() else {
-        return BTreeMap::new();
-    };
-    lock.get("package")
-        .and_then(toml::Value::as_array)
+    lock_field(lockfile, "source")
         .into_iter()
-        .flatten()
-        .filter_map(|package| {
-            let field = |key: &str| package.get(key)?.as_str().map(str::to_owned);
-            let source = field("source")?;
+        .filter_map(|(package, source)| {
             let (_, revision) = source.strip_prefix("git+")?.rsplit_once('#')?;
             let full = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
-            if !full {
-                return None;
-            }
-            Some(((field("name")?, field("version")?), revision.to_owned()))
+            full.then(|| (package, revision.to_owned()))
         })
         .collect()
 }
@@ -246,6 +236,11 @@ fn with_full_revisions(graph: &mut Graph, revisions: &BTreeMap<(String, String),
 
 /// The `checksum` of every registry package in `Cargo.lock`, by name and version.
 pub(crate) fn lock_checksums(lockfile: &str) -> BTreeMap<(String, String), String> {
+    lock_field(lockfile, "checksum")
+}
+
+/// The value of `key` for every package of `Cargo.lock` that has one, by name and version.
+fn lock_field(lockfile: &str, key: &str) -> BTreeMap<(String, String), String> {
     let Ok(lock) = lockfile.parse::<toml::Table>() else {
         return BTreeMap::new();
     };
@@ -255,7 +250,7 @@ pub(crate) fn lock_checksums(lockfile: &str) -> BTreeMap<(String, String), Strin
         .flatten()
         .filter_map(|package| {
             let field = |key: &str| package.get(key)?.as_str().map(str::to_owned);
-            Some(((field("name")?, field("version")?), field("checksum")?))
+            Some(((field("name")?, field("version")?), field(key)?))
         })
         .collect()
 }
