@@ -479,7 +479,9 @@ fn running(pid: u32) -> bool {
 }
 
 /// `xtask image` in a fresh fixture whose build script sleeps two minutes, returned once
-/// the script runs (cargo, rustc and the script all running), with its process tree.
+/// the script runs (cargo, rustc and the script all running), with its process tree. The
+/// caller ends it and waits for it.
+#[allow(clippy::zombie_processes)]
 fn image_run_in_a_build_script(name: &str) -> (std::path::PathBuf, std::process::Child, Vec<u32>) {
     let dir = fixture_workspace(
         name,
@@ -490,7 +492,7 @@ fn image_run_in_a_build_script(name: &str) -> (std::path::PathBuf, std::process:
         "fn main() { std::thread::sleep(std::time::Duration::from_secs(120)); }\n",
     )
     .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("image")
         .current_dir(&dir)
         .stdout(std::process::Stdio::null())
@@ -507,10 +509,11 @@ fn image_run_in_a_build_script(name: &str) -> (std::path::PathBuf, std::process:
         if script_runs {
             return (dir, child, tree);
         }
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "the build script never started"
-        );
+        if started.elapsed().as_secs() >= 120 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the build script never started");
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
