@@ -45,6 +45,9 @@ COPY {{ bin }} /usr/local/bin/{{ bin }}
 ENTRYPOINT ["/usr/local/bin/{{ bins[0] }}"]
 "#;
 
+/// Every file `init` touched, and what it did to each.
+type Changes = Vec<(PathBuf, Change)>;
+
 /// What `init` did to one file.
 #[derive(Debug, PartialEq, Eq)]
 enum Change {
@@ -77,7 +80,7 @@ const DESCRIPTION_PREFIX: &str = "multiarch: this workspace's container images, 
 
 /// What `init` did: the files, and where the engine went.
 struct Done {
-    changes: Vec<(PathBuf, Change)>,
+    changes: Changes,
     home: Home,
     /// The `[dependencies]` line of a thin xtask.
     dependency: Option<String>,
@@ -247,22 +250,7 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
         |text| add_multiarch_table(text, toolchain),
         "[package.metadata.multiarch]",
     )?;
-    let lock_before = std::fs::read_to_string(root.join("Cargo.lock")).ok();
-    let (changes, undo) = writes.apply()?;
-    let changed = changes
-        .iter()
-        .any(|(_, c)| !matches!(c, Change::Skipped(_)));
-    let moved = if changed {
-        match resolve(&sh, &root) {
-            Ok(lock_after) => moved_packages(lock_before.as_deref(), &lock_after),
-            Err(err) => {
-                undo.undo();
-                return Err(err.context("init changed nothing"));
-            }
-        }
-    } else {
-        Vec::new()
-    };
+    let (changes, moved) = apply_and_resolve(writes, &sh, &root)?;
     let config_text = std::fs::read_to_string(&config).unwrap_or_default();
     Ok(Done {
         changes,
@@ -308,6 +296,24 @@ fn entry_command(config: &str, package: &str) -> String {
             || format!("cargo run --package {package} --profile {PROFILE} --"),
             |name| format!("cargo {name}"),
         )
+}
+
+/// Writes everything, then resolves the workspace with the engine in it; a workspace that
+/// does not resolve gets every file back. Returns what changed and the locked packages
+/// the engine moved.
+fn apply_and_resolve(writes: Writes, sh: &Shell, root: &Path) -> Result<(Changes, Vec<Moved>)> {
+    let lock_before = std::fs::read_to_string(root.join("Cargo.lock")).ok();
+    let (changes, undo) = writes.apply()?;
+    if changes.iter().all(|(_, c)| matches!(c, Change::Skipped(_))) {
+        return Ok((changes, Vec::new()));
+    }
+    match resolve(sh, root) {
+        Ok(lock_after) => Ok((changes, moved_packages(lock_before.as_deref(), &lock_after))),
+        Err(err) => {
+            undo.undo();
+            Err(err.context("init changed nothing"))
+        }
+    }
 }
 
 /// Resolves the workspace with the engine in it (`cargo metadata` updates `Cargo.lock`
@@ -729,7 +735,7 @@ impl Writes {
 
     /// Writes every file; on an error, undoes what it wrote. Returns what changed and how
     /// to undo it, for a check that follows.
-    fn apply(self) -> Result<(Vec<(PathBuf, Change)>, Undo)> {
+    fn apply(self) -> Result<(Changes, Undo)> {
         let mut undo = Undo::default();
         for (path, contents, original, _) in &self.files {
             let Some(contents) = contents else { continue };

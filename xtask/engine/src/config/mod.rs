@@ -581,13 +581,6 @@ impl Config {
         let sbom = layers.sbom(cli, &own, &defaults)?;
         let mut vars = defaults.vars;
         vars.extend(own.vars);
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
-        let user_rustflags =
-            rustflags::UserRustflags::read(&workspace.root, cargo_home.as_deref(), |name| {
-                std::env::var(name).ok()
-            });
         let config = Config {
             sign,
             package: package.clone(),
@@ -626,7 +619,7 @@ impl Config {
             engine,
             cargo,
             qemu,
-            user_rustflags,
+            user_rustflags: rustflags::UserRustflags::default(),
             vars,
             overrides,
             resolved: Vec::new(),
@@ -635,9 +628,17 @@ impl Config {
         config.check_rustflags()
     }
 
-    /// Adds the user's `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` of every platform's target, and
-    /// refuses a platform whose flags contradict the user's.
+    /// Reads the user's rustflags (the environment, cargo's config files from the
+    /// workspace root up and in cargo's home, and `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` of every
+    /// platform's target), and refuses a platform whose flags contradict them.
     fn check_rustflags(mut self) -> Result<Config> {
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+        self.user_rustflags =
+            rustflags::UserRustflags::read(&self.workspace_root, cargo_home.as_deref(), |name| {
+                std::env::var(name).ok()
+            });
         for platform in &self.resolved {
             let variable = format!(
                 "CARGO_TARGET_{}_RUSTFLAGS",
