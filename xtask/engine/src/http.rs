@@ -22,10 +22,10 @@ const MIN_BYTES_PER_SECOND: u64 = 1024;
 const MAX_REDIRECTS: u32 = 5;
 
 /// Whether this engine speaks TLS: its `https` feature.
-pub(crate) const TLS: bool = cfg!(feature = "https");
+const TLS: bool = cfg!(feature = "https");
 
 /// The fix for an engine compiled without TLS.
-pub(crate) const TLS_HELP: &str =
+const TLS_HELP: &str =
     "turn on the engine's `https` feature where your xtask depends on it: \
      `multiarch = { ..., features = [\"https\"] }` in its Cargo.toml (cargo-multiarch and \
      vendored copies have it)";
