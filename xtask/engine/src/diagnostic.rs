@@ -72,7 +72,9 @@ macro_rules! fail {
 }
 
 /// Formats an error chain as `error: outer: inner` and one `help:` line. No line of it can
-/// read as a CI runner's command (`::stop-commands::`, `::warning::`).
+/// read as a CI runner's command (`::stop-commands::`, `::warning::`), and no control
+/// character but the line break reaches the terminal, whatever a message quoted without
+/// [`escape`] (a program's output, a peer's answer, the user's input).
 pub fn format_error(err: &anyhow::Error) -> String {
     let diagnostic = Diagnostic::of(err);
     let mut message = format!("error: {}", diagnostic.cause);
@@ -81,9 +83,12 @@ pub fn format_error(err: &anyhow::Error) -> String {
     }
     message
         .lines()
-        .map(|line| match line.trim_start().strip_prefix("::") {
-            Some(rest) => format!("  \\:\\:{rest}"),
-            None => line.to_owned(),
+        .map(|line| {
+            let line = escape(line);
+            match line.trim_start().strip_prefix("::") {
+                Some(rest) => format!("  \\:\\:{rest}"),
+                None => line,
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -126,6 +131,15 @@ mod tests {
         assert_eq!(format_error(&plain), "error: no help here");
         let typed = Diagnostic::of(&err);
         assert_eq!(typed.help, "rustup target add x");
+    }
+
+    #[test]
+    fn no_control_character_of_a_message_reaches_the_terminal() {
+        let err = diagnostic("tag `v1\u{1b}[2J`\tis bad", "fix it").context("[linux/arm64]");
+        assert_eq!(
+            format_error(&err),
+            "error: [linux/arm64]: tag `v1\\u{1b}[2J`\\tis bad\nhelp: fix it"
+        );
     }
 
     #[test]

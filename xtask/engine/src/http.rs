@@ -25,8 +25,7 @@ const MAX_REDIRECTS: u32 = 5;
 const TLS: bool = cfg!(feature = "https");
 
 /// The fix for an engine compiled without TLS.
-const TLS_HELP: &str =
-    "turn on the engine's `https` feature where your xtask depends on it: \
+const TLS_HELP: &str = "turn on the engine's `https` feature where your xtask depends on it: \
      `multiarch = { ..., features = [\"https\"] }` in its Cargo.toml (cargo-multiarch and \
      vendored copies have it)";
 
