@@ -920,6 +920,26 @@ fn cosign_signs_every_image_and_the_index_and_attests_each_sbom() {
     let tag = registry.get("/v2/signed/manifests/v3", &[]).unwrap();
     assert_eq!(tag.status, 404, "no tag was published");
 
+    // A signature that fails after publishing (cosign cannot store it anywhere) names
+    // the tags that are now live and the fix.
+    let output = xtask_with_env(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "v4"],
+        &[
+            ("PATH", &path),
+            ("COSIGN_PASSWORD", "pw"),
+            ("COSIGN_REPOSITORY", "127.0.0.1:9/nowhere"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("error: the tags are published and not all signed: ")
+            && message.contains(&format!("{image}:v4@sha256:"))
+            && message.contains("help: sign each by its digest as named"),
+        "{message}"
+    );
+
     // Without cosign the run stops before anything compiles, naming the fix.
     let _ = std::fs::remove_dir_all(dir.join("target"));
     let output = xtask(&dir, &["image", "--push", "--image", &image, "--tag", "v2"]);

@@ -90,13 +90,15 @@ pub(crate) fn execute_with<B: Backend>(
                 progress.manifests = publish_all(plan, backend, publishes, &progress)?;
             }
             Phase::Sign(pushes, publishes) => {
+                let live = published_tags(&progress.manifests);
                 progress.signatures = sign_all(
                     plan,
                     &pushes,
                     publishes,
                     &mut progress.manifests,
                     &progress.digests,
-                )?;
+                )
+                .map_err(|err| published_unsigned(&live, &err))?;
             }
         }
     }
@@ -297,8 +299,39 @@ fn publish_all<B: Backend>(
     Ok(manifests)
 }
 
+/// Each tag this run published, by the digest it now names.
+fn published_tags(manifests: &[ListResult]) -> Vec<String> {
+    manifests
+        .iter()
+        .map(|m| format!("{}@{}", m.list, m.digest))
+        .collect()
+}
+
+/// What a signature that failed after publishing leaves: tags that are live and not all
+/// signed, named before the failure so they can be signed or deleted.
+fn published_unsigned(live: &[String], err: &anyhow::Error) -> anyhow::Error {
+    let failure = Diagnostic::of(err);
+    let fix = "sign each by its digest as named (`cosign sign --key KEY TAG@DIGEST`), or delete those tags";
+    let help = if failure.help.is_empty() {
+        fix.to_owned()
+    } else {
+        format!("{fix}; {}", failure.help)
+    };
+    diagnostic(
+        format!(
+            "the tags are published and not all signed: {}: {}",
+            live.iter()
+                .map(|tag| crate::diagnostic::escape(tag))
+                .collect::<Vec<_>>()
+                .join(", "),
+            failure.cause
+        ),
+        help,
+    )
+}
+
 /// Signs every push and tag that asks for it, by the digest this run published; a failed
-/// signature fails the run and names the image.
+/// signature fails the run, names the image and the tags that are live.
 fn sign_all(
     plan: &Plan,
     pushes: &[(PushId, &Push)],
