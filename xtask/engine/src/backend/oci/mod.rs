@@ -57,6 +57,20 @@ struct BaseImage {
 /// `maxDepth`), containerd's snapshotters about as many.
 const MAX_LAYERS: usize = 125;
 
+/// Refuses a base of `layers` layers that, with this image's own, an engine cannot stack;
+/// checked before any layer is fetched, so it costs one request, not a download.
+fn check_layer_count(base: &ImageRef, platform: &Platform, layers: usize) -> Result<()> {
+    if layers < MAX_LAYERS {
+        return Ok(());
+    }
+    Err(crate::diagnostic::diagnostic(
+        format!(
+            "the base image {base} has {layers} layers for {platform}; with this image's own that is more than the {MAX_LAYERS} an engine stacks (`docker load` fails with \"max depth exceeded\")"
+        ),
+        "use a base with fewer layers (squash it, or pick a slimmer one)",
+    ))
+}
+
 /// Builds images with no engine at all: assembled here, written as an OCI layout, pushed
 /// over the registry API.
 pub(crate) struct OciBackend {
@@ -210,17 +224,7 @@ impl OciBackend {
             return Err(not_published());
         }
         let descriptors = manifest["layers"].as_array().map_or(&[][..], Vec::as_slice);
-        // Checked before any layer is fetched: a base the engines cannot stack is found
-        // in one request, not after a download.
-        if descriptors.len() + 1 > MAX_LAYERS {
-            return Err(crate::diagnostic::diagnostic(
-                format!(
-                    "the base image {base} has {} layers for {platform}; with this image's own that is more than the {MAX_LAYERS} an engine stacks (`docker load` fails with \"max depth exceeded\")",
-                    descriptors.len()
-                ),
-                "use a base with fewer layers (squash it, or pick a slimmer one)",
-            ));
-        }
+        check_layer_count(base, platform, descriptors.len())?;
         let mut layers = Vec::new();
         for layer in descriptors {
             let media_type = layer["mediaType"].as_str().unwrap_or_default();
