@@ -86,9 +86,7 @@ fn git_source(dir: &Path, short_rev: &str) -> Option<EngineSource> {
     let from_workspace = std::env::var_os("CARGO_MANIFEST_DIR")
         .and_then(|running| workspace_package_ids(&PathBuf::from(running), &manifest));
     let from_installs = || {
-        let home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))?;
+        let home = crate::config::workspace::cargo_home()?;
         let text = std::fs::read_to_string(home.join(".crates2.json")).ok()?;
         let installs: Installs = serde_json::from_str(&text).ok()?;
         Some(installs.installs.into_keys().collect::<Vec<_>>())
@@ -154,11 +152,9 @@ struct Installs {
 fn parse_git_id(id: &str) -> Option<(String, String)> {
     let source = id.rsplit_once(" (").map_or(id, |(_, source)| source);
     let source = source.strip_suffix(')').unwrap_or(source);
-    let (location, rev) = source.strip_prefix("git+")?.rsplit_once('#')?;
-    let url = location.split('?').next()?;
-    let plain = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_ascii_graphic());
-    let full = rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
-    (plain(url) && full).then(|| (url.to_owned(), rev.to_owned()))
+    let (url, rev) = crate::config::workspace::git_source(source)?;
+    let plain = !url.is_empty() && url.chars().all(|c| c.is_ascii_graphic());
+    plain.then(|| (url.to_owned(), rev.to_owned()))
 }
 
 #[cfg(test)]

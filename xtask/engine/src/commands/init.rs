@@ -165,12 +165,7 @@ fn init(dir: &Path, package: Option<&str>, engine: &EngineSource) -> Result<Done
                 if std::fs::read(&lock).ok().as_ref() != Some(bytes) {
                     let _ = std::fs::write(&lock, bytes);
                 }
-                // Even a rewrite of the same bytes would be a change to `make` and editors.
-                if let (Some(time), Ok(file)) =
-                    (modified, std::fs::File::options().write(true).open(&lock))
-                {
-                    let _ = file.set_modified(time);
-                }
+                keep_modified(&lock, modified);
             }
             None => {
                 let _ = std::fs::remove_file(&lock);
@@ -353,22 +348,8 @@ struct Moved {
 fn moved_packages(before: Option<&str>, after: &str) -> Vec<Moved> {
     let versions = |text: &str| {
         let mut versions = std::collections::BTreeMap::<String, Vec<String>>::new();
-        let lock: toml::Table = text.parse().unwrap_or_default();
-        for package in lock
-            .get("package")
-            .and_then(|p| p.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(name), Some(version)) = (
-                package.get("name").and_then(|v| v.as_str()),
-                package.get("version").and_then(|v| v.as_str()),
-            ) {
-                versions
-                    .entry(name.to_owned())
-                    .or_default()
-                    .push(version.to_owned());
-            }
+        for (name, version) in crate::config::workspace::lock_field(text, "version").into_keys() {
+            versions.entry(name).or_default().push(version);
         }
         versions
     };
@@ -599,21 +580,10 @@ fn uses_oci_backend(workspace: &Workspace) -> bool {
     let manifests = std::iter::once(workspace.root_manifest())
         .chain(workspace.packages.iter().map(|p| p.manifest_path.clone()));
     manifests.into_iter().any(|path| {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return false;
-        };
-        let Ok(manifest) = text.parse::<toml::Table>() else {
-            return false;
-        };
-        ["workspace", "package"].iter().any(|section| {
-            manifest
-                .get(*section)
-                .and_then(|s| s.get("metadata"))
-                .and_then(|m| m.get("multiarch"))
-                .and_then(|m| m.get("backend"))
-                .and_then(|b| b.as_str())
-                == Some("oci")
-        })
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| crate::config::parse_manifest(&path, &text).ok())
+            .is_some_and(|tables| tables.backend() == Some(crate::config::Backend::Oci))
     })
 }
 
@@ -780,12 +750,7 @@ impl Undo {
             match original {
                 Some(Original { text, modified }) => {
                     let _ = write_keeping_link_and_mode(path, text);
-                    // Restored means untouched, for `make` and editors too.
-                    if let (Some(time), Ok(file)) =
-                        (modified, std::fs::File::options().write(true).open(path))
-                    {
-                        let _ = file.set_modified(*time);
-                    }
+                    keep_modified(path, *modified);
                 }
                 None => {
                     let _ = std::fs::remove_file(path);
@@ -795,6 +760,14 @@ impl Undo {
         for dir in self.created_dirs.iter().rev() {
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+/// Gives a restored file its modification time back: even a rewrite of the same bytes
+/// would be a change to `make` and editors.
+fn keep_modified(path: &Path, modified: Option<std::time::SystemTime>) {
+    if let (Some(time), Ok(file)) = (modified, std::fs::File::options().write(true).open(path)) {
+        let _ = file.set_modified(time);
     }
 }
 

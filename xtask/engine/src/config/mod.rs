@@ -290,6 +290,14 @@ pub(crate) struct ManifestTables {
     pub(crate) workspace: Option<RawConfig>,
 }
 
+impl ManifestTables {
+    /// The backend the tables of one manifest name, the package's over the workspace's.
+    pub(crate) fn backend(&self) -> Option<Backend> {
+        let of = |table: &Option<RawConfig>| table.as_ref().and_then(|t| t.backend);
+        of(&self.package).or(of(&self.workspace))
+    }
+}
+
 pub(crate) const DEFAULT_DOCKERFILE: &str = "docker/Dockerfile.j2";
 pub(crate) const DEFAULT_TAGS: &[&str] = &["{{ version }}"];
 pub(crate) const DEFAULT_QEMU_VERSION: &str = "7.2.0-1";
@@ -632,9 +640,7 @@ impl Config {
     /// workspace root up and in cargo's home, and `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` of every
     /// platform's target), and refuses a platform whose flags contradict them.
     fn check_rustflags(mut self) -> Result<Config> {
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+        let cargo_home = workspace::cargo_home();
         self.user_rustflags =
             rustflags::UserRustflags::read(&self.workspace_root, cargo_home.as_deref(), |name| {
                 std::env::var(name).ok()

@@ -55,6 +55,42 @@ pub(crate) fn cargo_program() -> PathBuf {
     std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
 }
 
+/// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
+pub(crate) fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+}
+
+/// The value of `key` for every package of a `Cargo.lock` that has one, by name and
+/// version.
+pub(crate) fn lock_field(
+    lockfile: &str,
+    key: &str,
+) -> std::collections::BTreeMap<(String, String), String> {
+    let Ok(lock) = lockfile.parse::<toml::Table>() else {
+        return Default::default();
+    };
+    lock.get("package")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|package| {
+            let field = |key: &str| package.get(key)?.as_str().map(str::to_owned);
+            Some(((field("name")?, field("version")?), field(key)?))
+        })
+        .collect()
+}
+
+/// The URL (without its query) and full commit of a git source id, as `Cargo.lock` and
+/// `cargo metadata` write it (`git+URL?rev=v1#SHA`).
+pub(crate) fn git_source(source: &str) -> Option<(&str, &str)> {
+    let (location, revision) = source.strip_prefix("git+")?.rsplit_once('#')?;
+    let url = location.split('?').next()?;
+    let full = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
+    full.then_some((url, revision))
+}
+
 impl Workspace {
     /// Reads the workspace that contains `dir`.
     pub(crate) fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {

@@ -847,11 +847,7 @@ impl PlatformSteps<'_> {
     fn rustflags(&self) -> Vec<String> {
         let mut flags = self.platform.rustflags.clone();
         if self.config.backend == Backend::Oci {
-            let cargo_home = std::env::var_os("CARGO_HOME")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo"))
-                });
+            let cargo_home = crate::config::workspace::cargo_home();
             flags.push(format!(
                 "--remap-path-prefix={}=/workspace",
                 self.config.workspace_root.display()

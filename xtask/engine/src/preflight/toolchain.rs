@@ -42,9 +42,7 @@ fn rustc_program() -> (PathBuf, bool) {
 
 /// Where rustup puts its proxies (`~/.cargo/bin`), which pick a toolchain per directory.
 fn cargo_home_bin() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+    crate::config::workspace::cargo_home()
         .unwrap_or_default()
         .join("bin")
 }

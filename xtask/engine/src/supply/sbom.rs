@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use crate::config::compile::CargoOptions;
+use crate::config::workspace::{git_source, lock_field};
 use crate::digest::hex_sha256;
 
 /// Where a crate came from.
@@ -215,9 +216,8 @@ pub(crate) fn lock_git_revisions(lockfile: &str) -> BTreeMap<(String, String), S
     lock_field(lockfile, "source")
         .into_iter()
         .filter_map(|(package, source)| {
-            let (_, revision) = source.strip_prefix("git+")?.rsplit_once('#')?;
-            let full = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
-            full.then(|| (package, revision.to_owned()))
+            let (_, revision) = git_source(&source)?;
+            Some((package, revision.to_owned()))
         })
         .collect()
 }
@@ -237,22 +237,6 @@ fn with_full_revisions(graph: &mut Graph, revisions: &BTreeMap<(String, String),
 /// The `checksum` of every registry package in `Cargo.lock`, by name and version.
 pub(crate) fn lock_checksums(lockfile: &str) -> BTreeMap<(String, String), String> {
     lock_field(lockfile, "checksum")
-}
-
-/// The value of `key` for every package of `Cargo.lock` that has one, by name and version.
-fn lock_field(lockfile: &str, key: &str) -> BTreeMap<(String, String), String> {
-    let Ok(lock) = lockfile.parse::<toml::Table>() else {
-        return BTreeMap::new();
-    };
-    lock.get("package")
-        .and_then(toml::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|package| {
-            let field = |key: &str| package.get(key)?.as_str().map(str::to_owned);
-            Some(((field("name")?, field("version")?), field(key)?))
-        })
-        .collect()
 }
 
 /// Everything one SBOM states.
