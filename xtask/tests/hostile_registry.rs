@@ -238,6 +238,23 @@ fn assert_no_credentials(seen: &[Seen], host: &str) {
     }
 }
 
+/// A registry whose `base:1` is `document` (of `media_type`), answering everything else
+/// with `rest` (then honestly).
+fn base_at_tag_1(
+    document: String,
+    media_type: &'static str,
+    rest: impl Fn(&Seen) -> Option<Answer> + Send + Sync + 'static,
+) -> Hook {
+    Box::new(move |seen, _| {
+        if seen.path.ends_with("/manifests/1") {
+            return Some(
+                Answer::new("200 OK", document.clone()).header("Content-Type", media_type),
+            );
+        }
+        rest(seen)
+    })
+}
+
 fn honest() -> Hook {
     Box::new(|_, _| None)
 }
@@ -511,17 +528,15 @@ fn a_base_with_more_layers_than_an_engine_stacks_is_refused_before_any_layer_is_
     .to_string();
     let registry = FakeRegistry::start(
         "127.0.0.1",
-        Box::new(move |seen, _| {
-            if seen.path.ends_with("/manifests/1") {
-                return Some(
-                    Answer::new("200 OK", manifest.clone())
-                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
-                );
-            }
-            seen.path
-                .ends_with(&config_digest)
-                .then(|| Answer::new("200 OK", config.clone()))
-        }),
+        base_at_tag_1(
+            manifest,
+            "application/vnd.oci.image.manifest.v1+json",
+            move |seen| {
+                seen.path
+                    .ends_with(&config_digest)
+                    .then(|| Answer::new("200 OK", config.clone()))
+            },
+        ),
     );
     let dir = workspace(
         "hostile-layers",
@@ -561,18 +576,16 @@ fn content_served_for_another_digest_is_refused_before_any_upload() {
     .to_string();
     let registry = FakeRegistry::start(
         "127.0.0.1",
-        Box::new(move |seen, _| {
-            if seen.path.ends_with("/manifests/1") {
-                return Some(
-                    Answer::new("200 OK", index.clone())
-                        .header("Content-Type", "application/vnd.oci.image.index.v1+json"),
-                );
-            }
-            // The attacker's manifest, served under the digest of the real one.
-            seen.path
-                .contains("/manifests/sha256:")
-                .then(|| Answer::new("200 OK", real.iter().rev().copied().collect::<Vec<u8>>()))
-        }),
+        base_at_tag_1(
+            index,
+            "application/vnd.oci.image.index.v1+json",
+            move |seen| {
+                // The attacker's manifest, served under the digest of the real one.
+                seen.path
+                    .contains("/manifests/sha256:")
+                    .then(|| Answer::new("200 OK", real.iter().rev().copied().collect::<Vec<u8>>()))
+            },
+        ),
     );
     let dir = workspace(
         "hostile-digest",
