@@ -38,11 +38,66 @@ impl fmt::Display for Digest {
     }
 }
 
+/// A writer that hashes and counts what passes through it to `inner`: a blob's digest
+/// and size, computed as it streams.
+pub struct Hashing<W> {
+    pub inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: std::io::Write> Hashing<W> {
+    pub fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// Forgets what was hashed, to start over.
+    pub fn reset(&mut self) {
+        self.hasher = Sha256::new();
+        self.written = 0;
+    }
+
+    /// The digest and size of everything written.
+    pub fn finish(&self) -> (Digest, u64) {
+        (
+            Digest(format!("sha256:{}", hex(&self.hasher.clone().finalize()))),
+            self.written,
+        )
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The digest and size of the file at `path`, read in pieces.
+pub fn of_file(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
+    let mut hashing = Hashing::new(std::io::sink());
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hashing)?;
+    Ok(hashing.finish())
+}
+
 /// The SHA-256 digest of `bytes` as 64 lowercase hex digits.
 pub fn hex_sha256(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(hash: &[u8]) -> String {
     let mut hex = String::with_capacity(64);
-    for byte in hash {
+    for &byte in hash {
         hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
         hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
     }

@@ -3,7 +3,8 @@
 //! bounded in time, and redirects followed here so that credentials never leave the origin
 //! they belong to.
 
-use std::io::Read;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,7 @@ pub(crate) enum Method {
     Head,
     Post,
     Put,
+    Patch,
 }
 
 impl Method {
@@ -60,6 +62,7 @@ impl Method {
             Method::Head => http::Method::HEAD,
             Method::Post => http::Method::POST,
             Method::Put => http::Method::PUT,
+            Method::Patch => http::Method::PATCH,
         }
     }
 }
@@ -118,13 +121,34 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
+/// What a request sends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Bytes(&'a [u8]),
+    /// `len` bytes of the file at `path` from `offset`, read as they are sent (a blob is
+    /// never held in memory), with progress on stderr under `label` for a long upload.
+    File {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+        label: &'a str,
+    },
+}
+
+/// Where a streamed answer's body goes: written as it arrives, and started over when a
+/// request is tried again.
+pub(crate) trait Sink: Write {
+    /// Forgets everything written so far.
+    fn restart(&mut self) -> std::io::Result<()>;
+}
+
 /// One request, with the bounds its answer must keep.
 #[derive(Debug, Clone)]
 pub(crate) struct Request<'a> {
     pub(crate) method: Method,
     pub(crate) url: String,
     pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: Option<&'a [u8]>,
+    pub(crate) body: Option<Body<'a>>,
     /// Sent only while the URL is on the authorization's origin.
     pub(crate) authorization: Option<Authorization>,
     /// The largest body accepted.
@@ -243,6 +267,15 @@ fn agent() -> &'static ureq::Agent {
 /// Sends `request`, following up to five redirects (http and https only). A hop to another
 /// origin carries no `Authorization`; a `PUT` or `POST` is never redirected.
 pub(crate) fn send(request: &Request<'_>) -> Result<Response, Failure> {
+    send_into(request, None)
+}
+
+/// Sends `request` as [`send`] does; a `200` body goes into `sink` as it arrives (the
+/// response then has none), bounded as a body held in memory would be.
+pub(crate) fn send_into(
+    request: &Request<'_>,
+    mut sink: Option<&mut (dyn Sink + 'static)>,
+) -> Result<Response, Failure> {
     let started = Instant::now();
     let mut url = request.url.clone();
     for _ in 0..=MAX_REDIRECTS {
@@ -250,7 +283,15 @@ pub(crate) fn send(request: &Request<'_>) -> Result<Response, Failure> {
             .deadline
             .checked_sub(started.elapsed())
             .ok_or_else(|| too_slow(request, 0))?;
-        let response = send_once(request, &url, left)?;
+        let sink = match sink {
+            Some(ref mut sink) => {
+                sink.restart()
+                    .map_err(|err| Failure::Refused(format!("cannot write what arrives: {err}")))?;
+                Some(&mut **sink)
+            }
+            None => None,
+        };
+        let response = send_once(request, &url, left, sink)?;
         let redirected = matches!(response.status, 301 | 302 | 303 | 307 | 308)
             && matches!(request.method, Method::Get | Method::Head);
         match response.header("location") {
@@ -286,7 +327,12 @@ pub(crate) fn resolve(base: &str, location: &str) -> Result<String, Failure> {
     Ok(joined)
 }
 
-fn send_once(request: &Request<'_>, url: &str, left: Duration) -> Result<Response, Failure> {
+fn send_once(
+    request: &Request<'_>,
+    url: &str,
+    left: Duration,
+    sink: Option<&mut (dyn Sink + 'static)>,
+) -> Result<Response, Failure> {
     let mut builder = http::Request::builder()
         .method(request.method.as_http())
         .uri(url);
@@ -307,20 +353,33 @@ fn send_once(request: &Request<'_>, url: &str, left: Duration) -> Result<Respons
     {
         builder = builder.header("authorization", &authorization.value);
     }
-    let http_request = builder
-        .body(request.body.unwrap_or_default())
-        .map_err(|err| {
-            Failure::Refused(format!("cannot form a request to {}: {err}", escape(url)))
-        })?;
-    let http_request = agent()
-        .configure_request(http_request)
-        .timeout_global(Some(left))
-        .timeout_per_read(Some(request.stall))
-        .build();
+    let mut source: Box<dyn Read> = match request.body {
+        None => Box::new(std::io::empty()),
+        Some(Body::Bytes(bytes)) => {
+            builder = builder.header("content-length", bytes.len());
+            Box::new(std::io::Cursor::new(bytes.to_vec()))
+        }
+        Some(Body::File {
+            path,
+            offset,
+            len,
+            label,
+        }) => {
+            builder = builder.header("content-length", len);
+            Box::new(file_section(path, offset, len, label)?)
+        }
+    };
     let started = Instant::now();
-    let mut response = agent()
-        .run(http_request)
-        .map_err(|err| failure(request, err))?;
+    let mut response = match request.body {
+        None => run(builder, ureq::SendBody::none(), request, url, left),
+        Some(_) => run(
+            builder,
+            ureq::SendBody::from_reader(&mut source),
+            request,
+            url,
+            left,
+        ),
+    }?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -329,10 +388,27 @@ fn send_once(request: &Request<'_>, url: &str, left: Duration) -> Result<Respons
             Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
         })
         .collect();
-    let body = if request.method == Method::Head {
-        Vec::new()
-    } else {
-        read_bounded(response.body_mut().as_reader(), request, started)?
+    let reader = response.body_mut().as_reader();
+    let body = match sink {
+        _ if request.method == Method::Head => Vec::new(),
+        Some(sink) if status == 200 => {
+            copy_bounded(reader, request, started, sink)?;
+            Vec::new()
+        }
+        Some(_) => {
+            let mut error = Vec::new();
+            let bounded = Request {
+                limit: request.limit.min(64 << 10),
+                ..request.clone()
+            };
+            copy_bounded(reader, &bounded, started, &mut error)?;
+            error
+        }
+        None => {
+            let mut body = Vec::new();
+            copy_bounded(reader, request, started, &mut body)?;
+            body
+        }
     };
     Ok(Response {
         status,
@@ -342,36 +418,78 @@ fn send_once(request: &Request<'_>, url: &str, left: Duration) -> Result<Respons
     })
 }
 
-/// Reads at most `request.limit` bytes, failing on more, or when the body comes slower
-/// than the minimum speed once the grace period is over.
-fn read_bounded(
+/// Runs one request with the agent, its whole call bounded by `left`.
+fn run(
+    builder: http::request::Builder,
+    body: ureq::SendBody<'_>,
+    request: &Request<'_>,
+    url: &str,
+    left: Duration,
+) -> Result<http::Response<ureq::Body>, Failure> {
+    let http_request = builder.body(body).map_err(|err| {
+        Failure::Refused(format!("cannot form a request to {}: {err}", escape(url)))
+    })?;
+    let http_request = agent()
+        .configure_request(http_request)
+        .timeout_global(Some(left))
+        .timeout_per_read(Some(request.stall))
+        .build();
+    agent()
+        .run(http_request)
+        .map_err(|err| failure(request, err))
+}
+
+/// `len` bytes of `path` from `offset`, as a reader that reports an upload's progress.
+fn file_section(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    label: &str,
+) -> Result<impl Read + 'static, Failure> {
+    let cannot =
+        |err: std::io::Error| Failure::Refused(format!("cannot read {}: {err}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .map_err(cannot)?;
+    Ok(crate::progress::Reading {
+        inner: file.take(len),
+        progress: crate::progress::Progress::new(label, len),
+    })
+}
+
+/// Copies at most `request.limit` bytes into `sink`, failing on more, or when the body
+/// comes slower than the minimum speed once the grace period is over.
+fn copy_bounded(
     mut reader: impl Read,
     request: &Request<'_>,
     started: Instant,
-) -> Result<Vec<u8>, Failure> {
-    let mut body = Vec::new();
+    sink: &mut dyn Write,
+) -> Result<u64, Failure> {
+    let mut received = 0u64;
     let mut chunk = vec![0u8; 64 << 10];
     loop {
         let read = match reader.read(&mut chunk) {
-            Ok(0) => return Ok(body),
+            Ok(0) => return Ok(received),
             Ok(read) => read,
-            Err(err) => return Err(io_failure(request, err, body.len() as u64)),
+            Err(err) => return Err(io_failure(request, err, received)),
         };
-        if body.len() as u64 + read as u64 > request.limit {
+        if received + read as u64 > request.limit {
             return Err(Failure::TooLarge(request.limit));
         }
-        body.extend_from_slice(&chunk[..read]);
+        sink.write_all(&chunk[..read])
+            .map_err(|err| Failure::Refused(format!("cannot write what arrives: {err}")))?;
+        received += read as u64;
         let elapsed = started.elapsed();
-        if elapsed > SPEED_GRACE && (body.len() as u64) < MIN_BYTES_PER_SECOND * elapsed.as_secs() {
+        if elapsed > SPEED_GRACE && received < MIN_BYTES_PER_SECOND * elapsed.as_secs() {
             return Err(Failure::TooSlow {
                 why: format!(
                     "{} sent {} in {} s, slower than {} per second",
                     escape(&request.url),
-                    bytes(body.len() as u64),
+                    bytes(received),
                     elapsed.as_secs(),
                     bytes(MIN_BYTES_PER_SECOND)
                 ),
-                received: body.len() as u64,
+                received,
             });
         }
     }

@@ -15,6 +15,19 @@ pub(crate) fn user_cache() -> Option<PathBuf> {
     }
 }
 
+/// A temporary name beside `path`, unique to this process and call, so that concurrent
+/// writers never share one; a run's lock sweeps those of dead runs (`*.multiarch-tmp`).
+pub(crate) fn temporary_beside(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(
+        ".{name}.{}.{unique}.multiarch-tmp",
+        std::process::id()
+    ))
+}
+
 /// The `multiarch/` directory of one target dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -80,6 +93,11 @@ impl Layout {
             Some(package) => self.package(package).join("bake.json"),
             None => self.dir.join("bake.json"),
         }
+    }
+
+    /// The base layers a run fetched, shared by every package's layout (which links them).
+    pub(crate) fn blob_store(&self) -> PathBuf {
+        self.dir.join("blobs/sha256")
     }
 
     /// The archive `--load` hands to `docker load`.

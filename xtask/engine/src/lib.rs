@@ -21,6 +21,7 @@ pub mod layout;
 pub mod plan;
 pub mod preflight;
 pub mod process;
+pub mod progress;
 pub mod registry;
 pub mod retry;
 pub mod supply;

@@ -1,6 +1,9 @@
-//! The one tar codec: deterministic ustar writing (layers, `docker load` archives) and a
-//! strict reader that takes one regular file out of a downloaded archive and refuses
+//! The one tar codec: deterministic ustar writing (layers, `docker load` archives), files
+//! streamed from disk as they are written, and a strict reader that takes one regular file out of a downloaded archive and refuses
 //! everything else (links, `..`, absolute paths, other entries).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
@@ -8,7 +11,10 @@ use anyhow::{bail, Context, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Content {
     Directory,
-    File(Vec<u8>),
+    /// A file held in memory.
+    Bytes(Vec<u8>),
+    /// A file on disk, read as the archive is written.
+    File(PathBuf),
     Link(String),
 }
 
@@ -20,37 +26,43 @@ pub(crate) struct Entry {
     pub(crate) owner: (u32, u32),
 }
 
-/// A ustar archive of `entries` in their order, every entry dated `epoch`.
-pub(crate) fn write<'a>(
+/// Writes the ustar archive of `entries` into `out` as it goes: a file on disk is read in
+/// pieces, never whole.
+pub(crate) fn write_to<'a>(
+    out: &mut dyn Write,
     entries: impl IntoIterator<Item = (&'a String, &'a Entry)>,
     epoch: u64,
-) -> Result<Vec<u8>> {
-    let mut tar = Vec::new();
+) -> Result<()> {
     for (path, entry) in entries {
-        write_entry(&mut tar, path, entry, epoch)?;
+        write_entry(out, path, entry, epoch)?;
     }
-    tar.extend_from_slice(&[0; 1024]);
-    Ok(tar)
+    out.write_all(&[0; 1024])?;
+    Ok(())
 }
 
-/// A plain archive of `files` (path, contents), mode 0644, dated `epoch`.
-pub(crate) fn archive(files: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>> {
+/// A plain archive of `files` (path in the archive, contents), mode 0644, dated `epoch`,
+/// written into `out`.
+pub(crate) fn archive_to(
+    out: &mut dyn Write,
+    files: Vec<(String, Content)>,
+    epoch: u64,
+) -> Result<()> {
     let entries: Vec<(String, Entry)> = files
-        .iter()
-        .map(|(path, contents)| {
+        .into_iter()
+        .map(|(path, content)| {
             let entry = Entry {
-                content: Content::File(contents.clone()),
+                content,
                 mode: 0o644,
                 owner: (0, 0),
             };
-            (path.clone(), entry)
+            (path, entry)
         })
         .collect();
-    write(entries.iter().map(|(p, e)| (p, e)), epoch)
+    write_to(out, entries.iter().map(|(p, e)| (p, e)), epoch)
 }
 
 /// One ustar header (and the file's data, padded to 512 bytes).
-fn write_entry(tar: &mut Vec<u8>, path: &str, entry: &Entry, epoch: u64) -> Result<()> {
+fn write_entry(out: &mut dyn Write, path: &str, entry: &Entry, epoch: u64) -> Result<()> {
     let name = match entry.content {
         Content::Directory => format!("{path}/"),
         _ => path.to_owned(),
@@ -59,7 +71,14 @@ fn write_entry(tar: &mut Vec<u8>, path: &str, entry: &Entry, epoch: u64) -> Resu
         .ok_or_else(|| anyhow::anyhow!("the path `{path}` is too long for a tar entry"))?;
     let (kind, size, link) = match &entry.content {
         Content::Directory => (b'5', 0, ""),
-        Content::File(data) => (b'0', data.len(), ""),
+        Content::Bytes(data) => (b'0', data.len() as u64, ""),
+        Content::File(file) => (
+            b'0',
+            std::fs::metadata(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .len(),
+            "",
+        ),
         Content::Link(target) => (b'2', 0, target.as_str()),
     };
     if link.len() > 100 {
@@ -82,11 +101,21 @@ fn write_entry(tar: &mut Vec<u8>, path: &str, entry: &Entry, epoch: u64) -> Resu
     header[148..156].copy_from_slice(b"        ");
     let checksum: u32 = header.iter().map(|&b| u32::from(b)).sum();
     header[148..156].copy_from_slice(format!("{checksum:06o}\0 ").as_bytes());
-    tar.extend_from_slice(&header);
-    if let Content::File(data) = &entry.content {
-        tar.extend_from_slice(data);
-        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    out.write_all(&header)?;
+    match &entry.content {
+        Content::Bytes(data) => out.write_all(data)?,
+        Content::File(file) => {
+            let opened = std::fs::File::open(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let copied = std::io::copy(&mut opened.take(size), out)?;
+            if copied != size {
+                bail!("{} changed while it was archived", file.display());
+            }
+        }
+        _ => return Ok(()),
     }
+    let padding = (512 - size % 512) % 512;
+    out.write_all(&[0; 512][..padding as usize])?;
     Ok(())
 }
 
@@ -152,4 +181,35 @@ pub(crate) fn extract_only(archive: &[u8], name: &str) -> Result<Vec<u8>> {
         offset = data_start + size.div_ceil(512) * 512;
     }
     found.with_context(|| format!("the archive has no `{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_on_disk_and_in_memory_archive_alike() {
+        let dir = std::env::temp_dir().join(format!("multiarch-tar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("blob"), &data).unwrap();
+        let mut from_disk = Vec::new();
+        archive_to(
+            &mut from_disk,
+            vec![("blob".into(), Content::File(dir.join("blob")))],
+            0,
+        )
+        .unwrap();
+        let mut from_memory = Vec::new();
+        archive_to(
+            &mut from_memory,
+            vec![("blob".into(), Content::Bytes(data.clone()))],
+            0,
+        )
+        .unwrap();
+        assert_eq!(from_disk, from_memory);
+        assert_eq!(from_disk.len() % 512, 0);
+        assert_eq!(extract_only(&from_disk, "blob").unwrap(), data);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

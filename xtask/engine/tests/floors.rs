@@ -8,6 +8,7 @@ use std::path::Path;
 const FLOORS: &[(&str, u32)] = &[
     ("diagnostic", 0),
     ("process", 0),
+    ("progress", 0),
     ("digest", 0),
     ("http", 0),
     ("retry", 0),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::backend::docker::{Docker, DockerBackend};
+use crate::backend::oci::blobs::BaseLayers;
 use crate::backend::oci::{Assembled, OciBackend};
 use crate::commands::cli::ImageArgs;
 use crate::config::{Backend, Config};
@@ -35,10 +36,20 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
                 oci_checks(&configs, &plans, &toolchain)?;
             }
             let rustc = toolchain.as_ref().ok().map(|t| t.version.clone());
-            let backend =
-                OciBackend::new(&configs[0].workspace_root, &configs[0].target_dir, rustc);
+            // A push alone mounts or copies base layers as it sends them; a local build
+            // or `--load` needs them in the layout.
+            let base_layers = match args.push && !args.load {
+                true => BaseLayers::OnDemand,
+                false => BaseLayers::Fetch,
+            };
+            let backend = OciBackend::new(
+                &configs[0].workspace_root,
+                &configs[0].target_dir,
+                rustc,
+                base_layers,
+            );
             execute(args, &configs, plans, &backend, |run| {
-                load_into_engine(args, run, &configs[0].target_dir)
+                load_into_engine(args, run, &backend, &configs[0].target_dir)
             })
         }
         Backend::Docker if args.load => Err(crate::diagnostic::diagnostic(
@@ -221,6 +232,7 @@ fn jobs(args: &ImageArgs) -> usize {
 fn load_into_engine(
     args: &ImageArgs,
     run: &runner::Run<Assembled>,
+    backend: &OciBackend,
     target_dir: &std::path::Path,
 ) -> Result<()> {
     if !args.load {
@@ -233,9 +245,8 @@ fn load_into_engine(
         .zip(&run.images)
         .map(|(p, image)| (image, p.tags.clone()))
         .collect();
-    let archive = crate::backend::oci::load_archive(&images)?;
     let path = crate::layout::Layout::new(target_dir).load_archive();
-    crate::exec::files::write_if_changed(&path, &archive)?;
+    backend.write_load_archive(&images, &path)?;
     let docker = preflight::engine().0.require_daemon()?;
     eprintln!("[load] docker load ...");
     let sh = xshell::Shell::new()?;

@@ -51,7 +51,7 @@ pub(crate) fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let temporary = temporary_path(path);
+    let temporary = crate::layout::temporary_beside(path);
     // An interrupt removes the temporary file; so does any failure here.
     let _guard = crate::process::Temporary::new(&temporary);
     let written = std::fs::write(&temporary, contents)
@@ -81,7 +81,7 @@ pub(crate) fn mirror_if_changed(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let temporary = temporary_path(to);
+    let temporary = crate::layout::temporary_beside(to);
     std::os::unix::fs::symlink(&target, &temporary)
         .with_context(|| format!("cannot create the link {}", temporary.display()))?;
     std::fs::rename(&temporary, to)
@@ -95,19 +95,6 @@ pub(crate) fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
     let mode = std::fs::metadata(from)?.permissions();
     std::fs::set_permissions(to, mode)?;
     Ok(())
-}
-
-/// A temporary name beside `path`, unique to this process and call, so that concurrent
-/// writers never share one.
-fn temporary_path(path: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(
-        ".{name}.{}.{unique}.multiarch-tmp",
-        std::process::id()
-    ))
 }
 
 /// Takes the workspace's run lock (`target/multiarch/.lock`), waiting for another run on

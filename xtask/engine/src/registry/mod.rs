@@ -6,15 +6,16 @@
 
 pub mod auth;
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::config::image_ref::ImageRef;
 use crate::diagnostic::{diagnostic, escape};
 use crate::digest::Digest;
-use crate::http::{self, Authorization, Failure, Method, Origin, Request, Response};
+use crate::http::{self, Authorization, Body, Failure, Method, Origin, Request, Response};
 use crate::retry::Verdict;
 
 /// The largest manifest, index or config read, as distribution itself limits them.
@@ -27,6 +28,7 @@ const DOCUMENT_DEADLINE: Duration = Duration::from_secs(60);
 pub(crate) const MEDIA_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// One repository of one registry.
+#[derive(Debug)]
 pub(crate) struct Registry {
     /// `http://host[:port]` or `https://host[:port]`.
     base: String,
@@ -109,9 +111,11 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob in one request (POST for a session, then PUT with the digest). The
+    /// Uploads a blob unless the registry has it: a POST for a session, then the bytes in
+    /// one PUT, or, for a file larger than [`CHUNK`], in PATCHes of at most that size (the
+    /// spec's chunked flow, for registries that limit one request) and a closing PUT. The
     /// upload `Location` may be on another origin; it then gets no credentials.
-    pub(crate) fn upload_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn upload_blob(&self, digest: &Digest, payload: Payload<'_>) -> Result<()> {
         if self.has_blob(digest)? {
             return Ok(());
         }
@@ -126,13 +130,106 @@ impl Registry {
         if started.status != 202 {
             return Err(self.refused(&started, "start an upload"));
         }
-        let location = started.header("location").ok_or_else(|| {
+        let mut location = self.upload_location(&started)?;
+        let label = format!("uploading {digest} to {}", self.base);
+        let size = payload.size();
+        let last = match payload {
+            Payload::Bytes(bytes) => Body::Bytes(bytes),
+            Payload::File(path) => {
+                let chunk = chunk_size(&started);
+                let mut offset = 0;
+                while size - offset > chunk {
+                    let body = Body::File {
+                        path,
+                        offset,
+                        len: chunk,
+                        label: &label,
+                    };
+                    location = self.patch(&location, offset, chunk, body)?;
+                    offset += chunk;
+                }
+                Body::File {
+                    path,
+                    offset,
+                    len: size - offset,
+                    label: &label,
+                }
+            }
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let mut put = Request::new(
+            Method::Put,
+            format!("{location}{separator}digest={digest}"),
+            ERROR_LIMIT,
+            blob_deadline(size),
+        )
+        .header("content-type", "application/octet-stream");
+        put.body = Some(last);
+        let response = self.send(put)?;
+        if response.status != 201 {
+            return Err(self.refused(&response, "upload a blob"));
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes from `offset` of an upload as one chunk; the next `Location`.
+    fn patch(&self, location: &str, offset: u64, len: u64, body: Body<'_>) -> Result<String> {
+        let mut patch = Request::new(
+            Method::Patch,
+            location.to_owned(),
+            ERROR_LIMIT,
+            blob_deadline(len),
+        )
+        .header("content-type", "application/octet-stream")
+        .header("content-range", format!("{offset}-{}", offset + len - 1));
+        patch.body = Some(body);
+        let response = self.send(patch)?;
+        if response.status != 202 {
+            return Err(self.refused(&response, "upload a chunk of a blob"));
+        }
+        self.upload_location(&response)
+    }
+
+    /// Mounts a blob from another repository of this registry, so that it need not be
+    /// sent; `false` when the registry declines (it then opened an upload session, which
+    /// is left to expire) or does not allow it, and the blob must be copied.
+    pub(crate) fn mount_blob(&self, digest: &Digest, from: &str) -> Result<bool> {
+        let request = Request::new(
+            Method::Post,
+            self.url(
+                "blobs",
+                &format!(
+                    "uploads/?mount={digest}&from={}",
+                    http::percent_encode(from).replace("%2F", "/")
+                ),
+            ),
+            ERROR_LIMIT,
+            DOCUMENT_DEADLINE,
+        )
+        .header("content-length", "0");
+        Ok(self.send(request)?.status == 201)
+    }
+
+    /// Whether `other` is this registry (the same API root), so a blob can be mounted
+    /// from one of its repositories.
+    pub(crate) fn same_registry(&self, other: &Registry) -> bool {
+        self.base == other.base
+    }
+
+    /// This registry's repository.
+    pub(crate) fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The `Location` of an upload session, resolved against the request that gave it.
+    fn upload_location(&self, response: &Response) -> Result<String> {
+        let location = response.header("location").ok_or_else(|| {
             diagnostic(
                 format!("{} started an upload without a Location", self.base),
                 "check the registry; nothing was tagged",
             )
         })?;
-        let location = http::resolve(&started.url, location).map_err(|err| {
+        http::resolve(&response.url, location).map_err(|err| {
             diagnostic(
                 format!(
                     "{} gave an upload Location that cannot be used: {err}",
@@ -140,21 +237,7 @@ impl Registry {
                 ),
                 "check the registry; nothing was tagged",
             )
-        })?;
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let mut put = Request::new(
-            Method::Put,
-            format!("{location}{separator}digest={digest}"),
-            ERROR_LIMIT,
-            blob_deadline(bytes.len() as u64),
-        )
-        .header("content-type", "application/octet-stream");
-        put.body = Some(bytes);
-        let response = self.send(put)?;
-        if response.status != 201 {
-            return Err(self.refused(&response, "upload a blob"));
-        }
-        Ok(())
+        })
     }
 
     /// A manifest or index by tag or digest, its bytes as sent. Fetched by digest, its bytes must hash to that
@@ -217,6 +300,50 @@ impl Registry {
         Ok(response.body)
     }
 
+    /// Streams a blob by digest into the file `to` (written beside it first, moved into
+    /// place only once its size and digest are checked), with progress on stderr.
+    pub(crate) fn fetch_blob(&self, digest: &Digest, size: u64, to: &Path) -> Result<()> {
+        let request = Request::new(
+            Method::Get,
+            self.url("blobs", digest.as_str()),
+            size,
+            blob_deadline(size),
+        )
+        .header("accept", "*/*");
+        let temporary = crate::layout::temporary_beside(to);
+        let written = (|| {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let file = std::fs::File::create(&temporary)
+                .with_context(|| format!("cannot create {}", temporary.display()))?;
+            let mut sink = BlobFile {
+                file: crate::digest::Hashing::new(crate::progress::Writing {
+                    inner: file,
+                    progress: crate::progress::Progress::new(
+                        &format!("fetching {digest} from {}", self.base),
+                        size,
+                    ),
+                }),
+            };
+            let response = self.send_into(request, Some(&mut sink))?;
+            if response.status != 200 {
+                return Err(self.refused(&response, &format!("read the blob {digest}")));
+            }
+            let (actual, received) = sink.file.finish();
+            if actual != *digest || received != size {
+                return Err(self.mismatch(&format!("the blob {digest}"), digest, &actual));
+            }
+            sink.file.inner.inner.sync_all()?;
+            std::fs::rename(&temporary, to)
+                .with_context(|| format!("cannot move {} into place", to.display()))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written
+    }
+
     /// Puts a manifest or index under `reference`; returns its digest, computed here. A
     /// registry that reports another digest is an error naming both.
     pub(crate) fn put_manifest(
@@ -233,7 +360,7 @@ impl Registry {
             DOCUMENT_DEADLINE,
         )
         .header("content-type", media_type);
-        request.body = Some(bytes);
+        request.body = Some(http::Body::Bytes(bytes));
         let response = self.send(request)?;
         if response.status != 201 {
             return Err(self.refused(&response, "put a manifest"));
@@ -257,10 +384,19 @@ impl Registry {
     /// Sends a request, logging in and sending it again once when the registry asks: at
     /// first, and again when a token it gave expired or was revoked (a 401 for a Bearer
     /// token; Docker Hub's live 300 s). A 401 for Basic credentials is final.
-    fn send(&self, mut request: Request<'_>) -> Result<Response> {
+    fn send(&self, request: Request<'_>) -> Result<Response> {
+        self.send_into(request, None)
+    }
+
+    /// [`Registry::send`], a `200` body streamed into `sink`.
+    fn send_into(
+        &self,
+        mut request: Request<'_>,
+        mut sink: Option<&mut (dyn http::Sink + 'static)>,
+    ) -> Result<Response> {
         let login = self.login.lock().unwrap_or_else(|e| e.into_inner()).clone();
         request.authorization = login.clone();
-        let response = self.send_retrying(&request)?;
+        let response = self.send_retrying(&request, sink.as_deref_mut())?;
         let renewable = login
             .as_ref()
             .is_none_or(|login| login.value.starts_with("Bearer "));
@@ -282,7 +418,7 @@ impl Registry {
         let login = auth::log_in(&challenge, &self.login_target())?;
         *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(login.clone());
         request.authorization = Some(login);
-        self.send_retrying(&request)
+        self.send_retrying(&request, sink)
     }
 
     fn login_target(&self) -> auth::Target<'_> {
@@ -295,9 +431,16 @@ impl Registry {
     }
 
     /// One request under the retry policy: 5xx, 429 and lost connections are tried again.
-    fn send_retrying(&self, request: &Request<'_>) -> Result<Response> {
+    fn send_retrying(
+        &self,
+        request: &Request<'_>,
+        mut sink: Option<&mut (dyn http::Sink + 'static)>,
+    ) -> Result<Response> {
         crate::retry::DEFAULT
-            .run(|| http::send(request), transient)
+            .run(
+                || http::send_into(request, sink.as_deref_mut()),
+                transient,
+            )
             .map_err(|err| {
                 diagnostic(
                     format!("{} ({}): {err}", self.base, request_name(request)),
@@ -343,6 +486,63 @@ impl Registry {
             ),
             "check the registry; nothing was tagged",
         )
+    }
+}
+
+/// The largest piece of a blob sent in one request: larger files go up in PATCHes of this
+/// size (unless the registry asks for larger ones), under the 100 MB that proxies in front
+/// of registries commonly allow one request.
+pub(crate) const CHUNK: u64 = 64 << 20;
+
+/// The chunk size for an upload session: [`CHUNK`], or the registry's minimum
+/// (`OCI-Chunk-Min-Length`) when that is larger (bounded at 1 GiB).
+fn chunk_size(started: &Response) -> u64 {
+    let minimum = started
+        .header("oci-chunk-min-length")
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    CHUNK.max(minimum.min(1 << 30))
+}
+
+/// What an upload sends: a small document held in memory, or a file read as it is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+impl Payload<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            Payload::Bytes(bytes) => bytes.len() as u64,
+            Payload::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+        }
+    }
+}
+
+/// A blob being fetched into a file, hashed as it arrives.
+struct BlobFile {
+    file: crate::digest::Hashing<crate::progress::Writing<std::fs::File>>,
+}
+
+impl std::io::Write for BlobFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl http::Sink for BlobFile {
+    fn restart(&mut self) -> std::io::Result<()> {
+        use std::io::Seek;
+        let file = &mut self.file.inner.inner;
+        file.set_len(0)?;
+        file.rewind()?;
+        self.file.reset();
+        Ok(())
     }
 }
 

@@ -5,20 +5,21 @@
 //! blobs are fewer uploads; later `COPY`s still replace earlier files, as in Docker.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::backend::oci::spec::Copy;
 use crate::diagnostic::diagnostic;
+use crate::digest::{Digest, Hashing};
 use crate::tar::{Content, Entry};
 
-/// A built layer: the gzip blob and the digest of the uncompressed tar (the config's
-/// `diff_id`).
+/// A built layer: its gzip blob (in the layout's `blobs/sha256/`, by `digest`) and the
+/// digest of the uncompressed tar (the config's `diff_id`).
 #[derive(Debug)]
 pub(crate) struct Layer {
-    pub(crate) gzip: Vec<u8>,
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
     pub(crate) diff_id: String,
     /// Taken from the cache rather than compressed again.
     pub(crate) reused: bool,
@@ -77,24 +78,43 @@ pub(crate) fn build(
             owner: (0, 0),
         });
     }
-    let tar = crate::tar::write(&entries, epoch)?;
-    let diff_id = crate::digest::Digest::of(&tar);
-    if let Some(gzip) = cache.get(&diff_id) {
+    // The tar is hashed first (cheap), then compressed only when no blob of it is known;
+    // files are read in pieces both times.
+    let mut hashing = Hashing::new(std::io::sink());
+    crate::tar::write_to(&mut hashing, &entries, epoch)?;
+    let diff_id = hashing.finish().0;
+    if let Some((digest, size)) = cache.get(&diff_id) {
         return Ok(Layer {
-            gzip,
+            digest,
+            size,
             diff_id: diff_id.to_string(),
             reused: true,
         });
     }
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), flate2::Compression::new(6));
-    encoder.write_all(&tar)?;
-    let gzip = encoder.finish()?;
-    cache.put(&diff_id, &gzip);
+    std::fs::create_dir_all(&cache.blobs)
+        .with_context(|| format!("cannot create {}", cache.blobs.display()))?;
+    let temporary = crate::layout::temporary_beside(&cache.blobs.join("layer"));
+    let written = (|| {
+        let file = std::fs::File::create(&temporary)
+            .with_context(|| format!("cannot create {}", temporary.display()))?;
+        let mut encoder = flate2::GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(Hashing::new(file), flate2::Compression::new(6));
+        crate::tar::write_to(&mut encoder, &entries, epoch)?;
+        let hashing = encoder.finish()?;
+        let (digest, size) = hashing.finish();
+        std::fs::rename(&temporary, cache.blobs.join(digest.hex()))?;
+        Ok::<_, anyhow::Error>((digest, size))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    let (digest, size) = written?;
+    cache.put(&diff_id, &digest);
     Ok(Layer {
-        gzip,
+        digest,
+        size,
         diff_id: diff_id.to_string(),
         reused: false,
     })
@@ -108,16 +128,16 @@ pub(crate) struct LayerCache {
 }
 
 impl LayerCache {
-    fn get(&self, diff_id: &crate::digest::Digest) -> Option<Vec<u8>> {
+    /// The blob an identical tar was compressed to, when the layout still holds it intact.
+    fn get(&self, diff_id: &Digest) -> Option<(Digest, u64)> {
         let named = std::fs::read_to_string(self.dir.join(diff_id.hex())).ok()?;
-        let digest = crate::digest::Digest::parse(named.trim())?;
-        let gzip = std::fs::read(self.blobs.join(digest.hex())).ok()?;
-        (crate::digest::Digest::of(&gzip) == digest).then_some(gzip)
+        let digest = Digest::parse(named.trim())?;
+        let (actual, size) = crate::digest::of_file(&self.blobs.join(digest.hex())).ok()?;
+        (actual == digest).then_some((digest, size))
     }
 
     /// Records the blob of `diff_id`; a cache that cannot be written only costs a gzip.
-    fn put(&self, diff_id: &crate::digest::Digest, gzip: &[u8]) {
-        let digest = crate::digest::Digest::of(gzip);
+    fn put(&self, diff_id: &Digest, digest: &Digest) {
         let _ = crate::exec::files::write_if_changed(
             &self.dir.join(diff_id.hex()),
             digest.as_str().as_bytes(),
@@ -150,17 +170,15 @@ fn add_tree(
     } else if kind.is_dir() {
         Content::Directory
     } else {
-        Content::File(
-            std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?,
-        )
+        Content::File(from.to_path_buf())
     };
     let executable = metadata.permissions().mode() & 0o111 != 0;
     let mode = match (&content, copy.mode) {
         (Content::Link(_), _) => 0o777,
         (_, Some(mode)) => mode,
         (Content::Directory, None) => 0o755,
-        (Content::File(_), None) if executable => 0o755,
-        (Content::File(_), None) => 0o644,
+        (Content::File(_) | Content::Bytes(_), None) if executable => 0o755,
+        (Content::File(_) | Content::Bytes(_), None) => 0o644,
     };
     let is_directory = content == Content::Directory;
     if !target.is_empty() {
@@ -239,22 +257,21 @@ mod tests {
             .unwrap();
         let second = build(&dir, &copies, 1_700_000_000, &cache).unwrap();
         assert_eq!(first.diff_id, second.diff_id);
-        assert_eq!(first.gzip, second.gzip);
+        assert_eq!((&first.digest, first.size), (&second.digest, second.size));
         // With the blob in the layout, the same tar is not compressed again; a blob that
         // does not match its recorded digest is not trusted.
-        let blob = cache
-            .blobs
-            .join(crate::digest::Digest::of(&first.gzip).hex());
-        std::fs::create_dir_all(&cache.blobs).unwrap();
-        std::fs::write(&blob, &first.gzip).unwrap();
+        let blob = cache.blobs.join(first.digest.hex());
+        let gzip = std::fs::read(&blob).unwrap();
+        assert_eq!(crate::digest::Digest::of(&gzip), first.digest);
         let third = build(&dir, &copies, 1_700_000_000, &cache).unwrap();
-        assert!(third.reused && third.gzip == first.gzip);
+        assert!(third.reused && third.digest == first.digest);
         std::fs::write(&blob, b"tampered").unwrap();
         let fourth = build(&dir, &copies, 1_700_000_000, &cache).unwrap();
-        assert!(!fourth.reused && fourth.gzip == first.gzip);
+        assert!(!fourth.reused && fourth.digest == first.digest);
+        assert_eq!(std::fs::read(&blob).unwrap(), gzip);
         let mut tar = Vec::new();
         use std::io::Read;
-        flate2::read::GzDecoder::new(&first.gzip[..])
+        flate2::read::GzDecoder::new(&gzip[..])
             .read_to_end(&mut tar)
             .unwrap();
         let names: Vec<String> = tar

@@ -3,12 +3,13 @@
 //! `target/multiarch/<package>/oci/`, and pushed through the registry's HTTP API with the
 //! tag's index last, so a failed platform never leaves a tag.
 
+pub mod blobs;
 pub mod layer;
 pub mod spec;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -18,7 +19,8 @@ use crate::config::platform::{Platform, OS};
 use crate::digest::Digest;
 use crate::exec::{Backend, Built, BuiltImage, Source, Work};
 use crate::plan::{ImageBuild, Publish, Push};
-use crate::registry::Registry;
+use crate::registry::{Payload, Registry};
+use blobs::{BaseLayers, Blob};
 
 pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -40,15 +42,20 @@ pub(crate) struct Assembled {
     /// Its layer came from the cache: nothing it holds changed since the last run.
     reused: bool,
     manifest: Vec<u8>,
-    blobs: Vec<(String, Vec<u8>)>,
+    /// The config, then every layer, the base's first.
+    blobs: Vec<Blob>,
+    /// The layout's `blobs/sha256/`, where the image's own blobs are and base layers are
+    /// linked once fetched.
+    layout_blobs: PathBuf,
     platform: &'static Platform,
     labels: BTreeMap<String, String>,
 }
 
-/// A base image as the OCI backend builds on it.
+/// A base image as the OCI backend builds on it: its config, and its layers' descriptors
+/// (not their bytes).
 struct BaseImage {
     config: Value,
-    layers: Vec<(String, Vec<u8>)>,
+    layers: Vec<Blob>,
     /// The base as written and its manifest digest for this platform, for provenance.
     pinned: (String, String),
 }
@@ -78,15 +85,40 @@ pub(crate) struct OciBackend {
     layout: crate::layout::Layout,
     /// `rustc -V`, for provenance.
     rustc: Option<String>,
+    /// When base layers are downloaded.
+    base_layers: BaseLayers,
+    store: blobs::Store,
+    /// One client per base repository, so a login is made once per run.
+    registries: Mutex<HashMap<String, Arc<Registry>>>,
 }
 
 impl OciBackend {
-    pub(crate) fn new(root: &Path, target_dir: &Path, rustc: Option<String>) -> OciBackend {
+    pub(crate) fn new(
+        root: &Path,
+        target_dir: &Path,
+        rustc: Option<String>,
+        base_layers: BaseLayers,
+    ) -> OciBackend {
+        let layout = crate::layout::Layout::new(target_dir);
         OciBackend {
             root: root.to_path_buf(),
-            layout: crate::layout::Layout::new(target_dir),
+            store: blobs::Store::new(layout.blob_store()),
+            layout,
             rustc,
+            base_layers,
+            registries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The client of `base`'s repository, made once per run.
+    fn base_registry(&self, base: &ImageRef) -> Result<Arc<Registry>> {
+        let mut registries = self.registries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(registry) = registries.get(&base.name()) {
+            return Ok(registry.clone());
+        }
+        let registry = Arc::new(Registry::of(base, base.is_loopback())?);
+        registries.insert(base.name(), registry.clone());
+        Ok(registry)
     }
 
     /// The OCI image layout of a build: beside the platform contexts of its package.
@@ -103,11 +135,19 @@ impl OciBackend {
             Some(base) => Some(self.base_image(base, platform)?),
             None => None,
         };
+        let layout_blobs = self.layout(build).join("blobs/sha256");
+        if let (Some(base), BaseLayers::Fetch) = (&base, self.base_layers) {
+            self.store
+                .ensure_all(&base.layers, &layout_blobs)
+                .with_context(|| {
+                    format!("fetching the layers of {} for {platform}", base.pinned.0)
+                })?;
+        }
         let base_config = base.as_ref().map(|b| &b.config);
         let epoch = build.source_date_epoch.unwrap_or(0);
         let cache = layer::LayerCache {
             dir: self.layout.layer_cache(&build.package),
-            blobs: self.layout(build).join("blobs/sha256"),
+            blobs: layout_blobs.clone(),
         };
         let layer = layer::build(&self.root.join(&build.context), &spec.copies, epoch, &cache)?;
         let reused = layer.reused;
@@ -140,21 +180,23 @@ impl OciBackend {
             config["variant"] = json!(variant);
         }
         let config = serde_json::to_vec(&config)?;
-        let mut blobs = vec![(digest(&config), config)];
+        let config_digest = Digest::of(&config);
+        crate::exec::files::write_if_changed(&layout_blobs.join(config_digest.hex()), &config)?;
+        let mut blobs = vec![Blob::own(config_digest, config.len() as u64)];
         let pinned_base = base.as_ref().map(|b| b.pinned.clone());
         blobs.extend(base.map(|b| b.layers).unwrap_or_default());
-        blobs.push((digest(&layer.gzip), layer.gzip));
+        blobs.push(Blob::own(layer.digest, layer.size));
         let layers: Vec<Value> = blobs[1..]
             .iter()
-            .map(|(d, b)| json!({ "mediaType": LAYER, "digest": d, "size": b.len() }))
+            .map(|b| json!({ "mediaType": LAYER, "digest": b.digest.as_str(), "size": b.size }))
             .collect();
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST,
-            "config": { "mediaType": CONFIG, "digest": blobs[0].0, "size": blobs[0].1.len() },
+            "config": { "mediaType": CONFIG, "digest": blobs[0].digest.as_str(), "size": blobs[0].size },
             "layers": layers,
         }))?;
-        let manifest_digest = digest(&manifest);
+        let manifest_digest = Digest::of(&manifest).to_string();
         Ok((
             manifest_digest.clone(),
             Assembled {
@@ -164,17 +206,18 @@ impl OciBackend {
                 reused,
                 manifest,
                 blobs,
+                layout_blobs,
                 platform,
                 labels,
             },
         ))
     }
 
-    /// The base image for `platform`: its config and its layers (gzip tars), fetched from
-    /// its registry by digest. A base not published for the platform is an error here,
-    /// before anything is uploaded.
+    /// The base image for `platform`: its config, fetched from its registry by digest, and
+    /// its layers' descriptors (gzip tars). A base not published for the platform is an
+    /// error here, before anything is uploaded.
     fn base_image(&self, base: &ImageRef, platform: &'static Platform) -> Result<BaseImage> {
-        let registry = Registry::of(base, base.is_loopback())?;
+        let registry = self.base_registry(base)?;
         let reference = base
             .digest
             .clone()
@@ -235,8 +278,11 @@ impl OciBackend {
                 ));
             }
             let (digest, size) = descriptor(layer, base)?;
-            let bytes = registry.get_blob(&digest, size)?;
-            layers.push((digest.to_string(), bytes));
+            layers.push(Blob {
+                digest,
+                size,
+                origin: Some(registry.clone()),
+            });
         }
         Ok(BaseImage {
             config,
@@ -248,15 +294,10 @@ impl OciBackend {
     /// Writes the image's blobs into the layout and names it in `index.json` by its tags.
     fn write_layout(&self, build: &ImageBuild, digest_: &str, image: &Assembled) -> Result<()> {
         let layout = self.layout(build);
-        let blobs = layout.join("blobs/sha256");
-        for (blob_digest, bytes) in image
-            .blobs
-            .iter()
-            .chain([(digest_.to_owned(), image.manifest.clone())].iter())
-        {
-            let path = blobs.join(blob_digest.trim_start_matches("sha256:"));
-            crate::exec::files::write_if_changed(&path, bytes)?;
-        }
+        let manifest = image
+            .layout_blobs
+            .join(digest_.trim_start_matches("sha256:"));
+        crate::exec::files::write_if_changed(&manifest, &image.manifest)?;
         crate::exec::files::write_if_changed(
             &layout.join("oci-layout"),
             br#"{"imageLayoutVersion":"1.0.0"}"#,
@@ -328,7 +369,7 @@ impl Backend for OciBackend {
             .attestations(build, &manifest_digest, image.base.clone())
             .with_context(|| format!("attaching the SBOM and provenance of {}", build.platform))?;
         self.write_layout(build, &manifest_digest, &image)?;
-        let size = image.blobs.iter().map(|(_, b)| b.len() as u64).sum();
+        let size = image.blobs.iter().map(|b| b.size).sum();
         let platform = image.platform;
         Ok(Built {
             facts: BuiltImage {
@@ -346,10 +387,10 @@ impl Backend for OciBackend {
     fn push(&self, push: &Push, image: &Assembled) -> Result<String> {
         let manifest_digest = &image.manifest_digest;
         let registry = Registry::of(&push.images[0], push.insecure)?;
-        for (blob_digest, bytes) in &image.blobs {
-            let blob_digest =
-                Digest::parse(blob_digest).context("a blob of this run has no sha256 digest")?;
-            registry.upload_blob(&blob_digest, bytes)?;
+        for blob in &image.blobs {
+            self.store
+                .push(blob, &image.layout_blobs, &registry)
+                .with_context(|| format!("pushing {} of {}", blob.digest, push.images[0]))?;
         }
         for tag in &push.images {
             let reference = tag.tag.clone().unwrap_or_else(|| manifest_digest.clone());
@@ -361,7 +402,7 @@ impl Backend for OciBackend {
         // The attestations go up by digest; the tag's index names them.
         if let Some(attestations) = &image.attestations {
             for (blob_digest, bytes) in &attestations.blobs {
-                registry.upload_blob(blob_digest, bytes)?;
+                registry.upload_blob(blob_digest, Payload::Bytes(bytes))?;
             }
             registry.put_manifest(
                 attestations.digest.as_str(),
@@ -463,26 +504,48 @@ impl OciBackend {
     }
 }
 
-/// A `docker load` archive (Docker's own format, which 20.10 and 26 both read, with the
-/// gzip layers as they are) of `images`, each with its tags.
-pub(crate) fn load_archive(images: &[(&Assembled, Vec<String>)]) -> Result<Vec<u8>> {
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut entries = Vec::new();
-    for (image, repo_tags) in images {
-        let name = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
-        for (blob_digest, bytes) in &image.blobs {
-            files.insert(name(blob_digest), bytes.clone());
+impl OciBackend {
+    /// Writes a `docker load` archive (Docker's own format, which 20.10 and 26 both read,
+    /// with the gzip layers as they are) of `images`, each with its tags, to `path`:
+    /// base layers not fetched yet are fetched first, and every blob is streamed from disk.
+    pub(crate) fn write_load_archive(
+        &self,
+        images: &[(&Assembled, Vec<String>)],
+        path: &Path,
+    ) -> Result<()> {
+        let mut files: BTreeMap<String, crate::tar::Content> = BTreeMap::new();
+        let mut entries = Vec::new();
+        for (image, repo_tags) in images {
+            self.store.ensure_all(&image.blobs, &image.layout_blobs)?;
+            let name = |blob: &Blob| format!("blobs/sha256/{}", blob.digest.hex());
+            for blob in &image.blobs {
+                let file = image.layout_blobs.join(blob.digest.hex());
+                files.insert(name(blob), crate::tar::Content::File(file));
+            }
+            let layers: Vec<String> = image.blobs[1..].iter().map(name).collect();
+            entries.push(json!({
+                "Config": name(&image.blobs[0]),
+                "RepoTags": repo_tags,
+                "Layers": layers,
+            }));
         }
-        let layers: Vec<String> = image.blobs[1..].iter().map(|(d, _)| name(d)).collect();
-        entries.push(json!({
-            "Config": name(&image.blobs[0].0),
-            "RepoTags": repo_tags,
-            "Layers": layers,
-        }));
+        files.insert(
+            "manifest.json".into(),
+            crate::tar::Content::Bytes(serde_json::to_vec(&entries)?),
+        );
+        let temporary = crate::layout::temporary_beside(path);
+        let written = (|| {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
+            crate::tar::archive_to(&mut out, files.into_iter().collect(), 0)?;
+            std::io::Write::flush(&mut out)?;
+            std::fs::rename(&temporary, path)?;
+            Ok::<_, anyhow::Error>(())
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written.with_context(|| format!("writing {}", path.display()))
     }
-    files.insert("manifest.json".into(), serde_json::to_vec(&entries)?);
-    let files: Vec<(String, Vec<u8>)> = files.into_iter().collect();
-    crate::tar::archive(&files, 0)
 }
 
 /// The config's `config` object: the Dockerfile's settings over the base's (or Docker's
@@ -540,10 +603,6 @@ fn platform_json(platform: &Platform) -> Value {
         value["variant"] = json!(variant);
     }
     value
-}
-
-fn digest(bytes: &[u8]) -> String {
-    Digest::of(bytes).to_string()
 }
 
 /// The digest and size of a descriptor in a base image's manifest, checked: a digest the

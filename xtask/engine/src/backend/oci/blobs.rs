@@ -1,0 +1,168 @@
+//! Where an assembled image's blobs live and how they travel. The image's own blobs are
+//! files in its layout; a base layer is fetched (streamed and hashed) into the run's shared
+//! store once, whichever build asks first, and linked into each layout that needs it. A
+//! push sends nothing the registry has, mounts a base layer that lives in another
+//! repository of the same registry, and streams the rest from disk: no blob is ever held
+//! in memory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+
+use crate::digest::Digest;
+use crate::registry::{Payload, Registry};
+
+/// Base layers fetched at once, per base.
+const PARALLEL_FETCHES: usize = 4;
+
+/// One blob of an assembled image: its descriptor, and for a base layer, the repository
+/// it comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct Blob {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) origin: Option<Arc<Registry>>,
+}
+
+impl Blob {
+    /// A blob this run wrote into the layout.
+    pub(crate) fn own(digest: Digest, size: u64) -> Blob {
+        Blob {
+            digest,
+            size,
+            origin: None,
+        }
+    }
+}
+
+/// When a base's layers are downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BaseLayers {
+    /// While the image is assembled, so that its layout is complete.
+    Fetch,
+    /// Only when a push cannot mount them or `--load` needs them (`--push` alone).
+    OnDemand,
+}
+
+/// How one blob reached a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// The registry had it.
+    Present,
+    /// Mounted from the base's repository on the same registry: no bytes moved.
+    Mounted,
+    /// Streamed from the layout.
+    Uploaded,
+}
+
+/// The run's store of fetched base layers: `target/multiarch/blobs/sha256/`.
+pub(crate) struct Store {
+    dir: PathBuf,
+    /// One lock per digest being fetched, so that a layer is fetched once per run.
+    fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+}
+
+impl Store {
+    pub(crate) fn new(dir: PathBuf) -> Store {
+        Store {
+            dir,
+            fetching: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes sure `blob` is at `layout_blobs/<hex>` and returns that path: a base layer is
+    /// fetched into the store (once) and linked there. A file is only ever moved into
+    /// place once its digest was checked, so one of the right size is taken as it is.
+    pub(crate) fn ensure_local(&self, blob: &Blob, layout_blobs: &Path) -> Result<PathBuf> {
+        let path = layout_blobs.join(blob.digest.hex());
+        if has_size(&path, blob.size) {
+            return Ok(path);
+        }
+        let Some(origin) = &blob.origin else {
+            anyhow::bail!(
+                "the blob {} of this run is missing from {}",
+                blob.digest,
+                layout_blobs.display()
+            );
+        };
+        let stored = self.dir.join(blob.digest.hex());
+        let lock = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+            fetching.entry(blob.digest.clone()).or_default().clone()
+        };
+        {
+            let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if !has_size(&stored, blob.size) {
+                origin
+                    .fetch_blob(&blob.digest, blob.size, &stored)
+                    .with_context(|| format!("fetching the base layer {}", blob.digest))?;
+            }
+        }
+        link(&stored, &path)?;
+        Ok(path)
+    }
+
+    /// [`Store::ensure_local`] for every blob, base layers fetched a few at a time.
+    pub(crate) fn ensure_all(&self, blobs: &[Blob], layout_blobs: &Path) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let work = || -> Result<()> {
+            while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                self.ensure_local(blob, layout_blobs)?;
+            }
+            Ok(())
+        };
+        let workers = PARALLEL_FETCHES.min(blobs.len());
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| anyhow::bail!("a fetch panicked"))
+                })
+                .collect::<Result<Vec<()>>>()
+        })?;
+        Ok(())
+    }
+
+    /// Sends `blob` to `target`: nothing when it has it, a mount when the blob comes from
+    /// another repository of the same registry (and the registry agrees), else its bytes
+    /// streamed from the layout, fetched there first when they are not yet.
+    pub(crate) fn push(&self, blob: &Blob, layout_blobs: &Path, target: &Registry) -> Result<Sent> {
+        if target.has_blob(&blob.digest)? {
+            return Ok(Sent::Present);
+        }
+        if let Some(origin) = blob.origin.as_deref().filter(|o| o.same_registry(target)) {
+            if target.mount_blob(&blob.digest, origin.repository())? {
+                return Ok(Sent::Mounted);
+            }
+        }
+        let path = self.ensure_local(blob, layout_blobs)?;
+        target.upload_blob(&blob.digest, Payload::File(&path))?;
+        Ok(Sent::Uploaded)
+    }
+}
+
+fn has_size(path: &Path, size: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)
+}
+
+/// Puts `from` at `to` as a hard link (the store and the layouts share a file system), or a
+/// copy where links are not possible.
+fn link(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let temporary = crate::layout::temporary_beside(to);
+    let made = std::fs::hard_link(from, &temporary)
+        .or_else(|_| std::fs::copy(from, &temporary).map(|_| ()))
+        .and_then(|()| std::fs::rename(&temporary, to));
+    if made.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    made.with_context(|| format!("cannot put {} at {}", from.display(), to.display()))
+}
