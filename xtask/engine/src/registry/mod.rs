@@ -437,10 +437,7 @@ impl Registry {
         mut sink: Option<&mut (dyn http::Sink + 'static)>,
     ) -> Result<Response> {
         crate::retry::DEFAULT
-            .run(
-                || http::send_into(request, sink.as_deref_mut()),
-                transient,
-            )
+            .run(|| http::send_into(request, sink.as_deref_mut()), transient)
             .map_err(|err| {
                 diagnostic(
                     format!("{} ({}): {err}", self.base, request_name(request)),
