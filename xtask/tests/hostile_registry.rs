@@ -820,3 +820,103 @@ fn a_blob_redirected_to_storage_is_fetched_without_credentials_and_checked() {
     let layout = dir.join("target/multiarch/hello/oci/index.json");
     assert!(layout.is_file(), "{}", layout.display());
 }
+
+/// A registry holding `base:1` (one amd64 manifest, one layer) whose layer GETs answer
+/// `served`, and whose mount requests (`POST ...?mount=`) answer `mount` (`None`: as an
+/// honest registry that declines, with an upload session); `hello` is pushed beside it.
+fn push_beside_a_base(
+    name: &str,
+    served: &'static [u8],
+    mount: Option<&'static str>,
+) -> (FakeRegistry, String, std::process::Output) {
+    let layer: &[u8] = b"the base layer's bytes (gzip in real life)";
+    let layer_digest = Digest::of(layer).to_string();
+    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config_digest = Digest::of(&config).to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len() }],
+    })
+    .to_string();
+    let layer_path = format!("/v2/base/blobs/{layer_digest}");
+    let registry = FakeRegistry::start(
+        "127.0.0.1",
+        base_at_tag_1(
+            manifest,
+            "application/vnd.oci.image.manifest.v1+json",
+            move |seen| {
+                if seen.path.ends_with(&config_digest) && seen.method == "GET" {
+                    return Some(Answer::new("200 OK", config.clone()));
+                }
+                if seen.path == layer_path && seen.method == "GET" {
+                    return Some(Answer::new("200 OK", served));
+                }
+                let mounting = seen.method == "POST" && seen.path.contains("mount=");
+                mount
+                    .filter(|_| mounting)
+                    .map(|status| Answer::new(status, ""))
+            },
+        ),
+    );
+    let dir = workspace(
+        name,
+        "\"linux/amd64\"",
+        &format!("{}/base:1", registry.host),
+    );
+    let image = format!("{}/hello", registry.host);
+    let output = run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &scratch_dir(&format!("{name}-config")),
+    );
+    (registry, layer_digest, output)
+}
+
+#[test]
+fn a_base_layer_is_mounted_where_the_registry_allows_it_and_copied_checked_where_it_declines() {
+    let layer: &[u8] = b"the base layer's bytes (gzip in real life)";
+    // Mounted: the layer is neither downloaded nor uploaded.
+    let (registry, digest, output) =
+        push_beside_a_base("hostile-mount", layer, Some("201 Created"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let seen = registry.seen();
+    let mounts: Vec<&Seen> = seen.iter().filter(|s| s.path.contains("mount=")).collect();
+    assert_eq!(mounts.len(), 1, "{seen:?}");
+    assert!(
+        mounts[0].path.starts_with("/v2/hello/blobs/uploads/?")
+            && mounts[0].path.contains(&format!("mount={digest}"))
+            && mounts[0].path.contains("from=base"),
+        "{:?}",
+        mounts[0]
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.path.ends_with(&digest) && s.method == "GET"),
+        "a mounted layer was downloaded: {seen:?}"
+    );
+    assert_eq!(registry.tags(), ["amd64-t", "t"]);
+
+    // Declined (an upload session instead): fetched, checked, and uploaded.
+    let (registry, digest, output) = push_beside_a_base("hostile-mount-declined", layer, None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let state = registry.state.lock().unwrap();
+    assert_eq!(state.blobs.get(&digest).map(Vec::as_slice), Some(layer));
+    assert!(state.manifests.contains_key("t"));
+    drop(state);
+
+    // Declined, and the layer served is not the one named: refused, no tag.
+    let (registry, digest, output) =
+        push_beside_a_base("hostile-mount-lie", b"another layer entirely", None);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains(&format!("the blob {digest}")), "{message}");
+    assert!(
+        message.contains("serves other content than it names"),
+        "{message}"
+    );
+    assert!(!registry.state.lock().unwrap().blobs.contains_key(&digest));
+    assert!(registry.tags().is_empty());
+}

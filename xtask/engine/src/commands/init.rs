@@ -894,11 +894,12 @@ fn add_aliases(text: &str, names: &[&str], package: &str) -> Result<Option<Strin
         profile.insert("inherits", toml_edit::value("dev"));
         profile.insert("debug", toml_edit::value(false));
         profile.insert("incremental", toml_edit::value(false));
-        // Blobs are hashed as they stream; unoptimized SHA-256 runs at about 50 MB/s.
+        // Blobs are hashed as they stream; unoptimized SHA-256 runs at about 60 MB/s,
+        // at opt-level 1 at 1.4 GB/s (3 is no faster).
         let mut sha2 = toml_edit::Table::new();
         sha2.decor_mut()
             .set_prefix("\n# Image layers are hashed as they stream: at full speed.\n");
-        sha2.insert("opt-level", toml_edit::value(3));
+        sha2.insert("opt-level", toml_edit::value(1));
         let mut package = toml_edit::Table::new();
         package.set_implicit(true);
         package.insert("sha2", toml_edit::Item::Table(sha2));
@@ -1241,7 +1242,7 @@ mod tests {
                        # profile does, without debug info or incremental caches (a quicker first compile).\n\
                        [profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\nincremental = false\n\n\
                        # Image layers are hashed as they stream: at full speed.\n\
-                       [profile.multiarch-xtask.package.sha2]\nopt-level = 3\n";
+                       [profile.multiarch-xtask.package.sha2]\nopt-level = 1\n";
         assert_eq!(
             alias("").unwrap(),
             format!("[alias]\nxtask = {}\n{profile}", run("xtask"))
