@@ -920,3 +920,99 @@ fn a_base_layer_is_mounted_where_the_registry_allows_it_and_copied_checked_where
     assert!(!registry.state.lock().unwrap().blobs.contains_key(&digest));
     assert!(registry.tags().is_empty());
 }
+
+/// A registry whose `base:1` has `layers` layers of 1 KiB, each GET of which `answer`s.
+fn base_with_layers(layers: usize, answer: fn(Vec<u8>) -> Answer) -> FakeRegistry {
+    let blobs: Vec<Vec<u8>> = (0..layers).map(|i| vec![i as u8; 1024]).collect();
+    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config_digest = Digest::of(&config).to_string();
+    let descriptors: Vec<serde_json::Value> = blobs
+        .iter()
+        .map(|b| serde_json::json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": Digest::of(b).to_string(), "size": b.len() }))
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": descriptors,
+    })
+    .to_string();
+    FakeRegistry::start(
+        "127.0.0.1",
+        base_at_tag_1(
+            manifest,
+            "application/vnd.oci.image.manifest.v1+json",
+            move |seen| {
+                if seen.path.ends_with(&config_digest) {
+                    return Some(Answer::new("200 OK", config.clone()));
+                }
+                let blob = blobs
+                    .iter()
+                    .find(|b| seen.path.ends_with(&Digest::of(b).to_string()))?;
+                Some(answer(blob.clone()))
+            },
+        ),
+    )
+}
+
+#[test]
+fn a_base_fetch_ends_at_the_runs_deadline_however_many_layers_and_429s() {
+    let cases: [(&str, fn(Vec<u8>) -> Answer); 2] = [
+        // Ten layers, each answered 429 with a two-second pause for ever: one request's
+        // five tries alone take eight seconds, ten of them eighty.
+        ("hostile-deadline-429", |_| {
+            Answer::new(
+                "429 Too Many Requests",
+                r#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#,
+            )
+            .header("Retry-After", "2")
+        }),
+        // Ten layers that drip: a byte every 10 ms, ten seconds each.
+        ("hostile-deadline-drip", |blob| Answer {
+            drip: Some(Duration::from_millis(10)),
+            ..Answer::new("200 OK", blob)
+        }),
+    ];
+    for (name, answer) in cases {
+        let registry = base_with_layers(10, answer);
+        let dir = workspace(
+            name,
+            "\"linux/amd64\"",
+            &format!("{}/base:1", registry.host),
+        );
+        let config = scratch_dir(&format!("{name}-config"));
+        let started = Instant::now();
+        let output = xtask_with_env(
+            &dir,
+            &["image"],
+            &[
+                ("DOCKER_CONFIG", config.to_str().unwrap()),
+                ("MULTIARCH_BASE_DEADLINE", "4"),
+            ],
+        );
+        let took = started.elapsed();
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {message}");
+        assert!(
+            message
+                .contains("fetching base layers took longer than this run allows them (4 s in all"),
+            "{name}: {message}"
+        );
+        assert!(
+            message.contains("MULTIARCH_BASE_DEADLINE=SECONDS"),
+            "{name}: {message}"
+        );
+        // Compiling the demo takes a few seconds of its own.
+        assert!(took < Duration::from_secs(25), "{name}: took {took:?}");
+    }
+    let output = xtask_with_env(
+        &workspace("hostile-deadline-bad", "\"linux/amd64\"", "scratch"),
+        &["image", "--dry-run"],
+        &[("MULTIARCH_BASE_DEADLINE", "soon")],
+    );
+    let message = stderr(&output);
+    assert!(
+        message.contains("MULTIARCH_BASE_DEADLINE=`soon` is not a number of seconds"),
+        "{message}"
+    );
+}

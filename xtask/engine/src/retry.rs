@@ -51,8 +51,17 @@ impl Policy {
 
     /// Runs `attempt` until `classify` calls its outcome final or the tries run out,
     /// saying on stderr why each retry happens.
-    pub(crate) fn run<R>(
+    pub(crate) fn run<R>(&self, attempt: impl FnMut() -> R, classify: impl Fn(&R) -> Verdict) -> R {
+        self.run_until(None, attempt, classify)
+    }
+
+    /// [`Policy::run`], never pausing past `until`: work under a shared deadline (a base's
+    /// layers) spends its retries within it, however many requests it makes. A retry that
+    /// would start past `until` is not made; the deadline is waited out instead, so the
+    /// caller can tell that time, not the peer's answer, ended the work.
+    pub(crate) fn run_until<R>(
         &self,
+        until: Option<std::time::Instant>,
         mut attempt: impl FnMut() -> R,
         classify: impl Fn(&R) -> Verdict,
     ) -> R {
@@ -62,6 +71,11 @@ impl Policy {
             match classify(&outcome) {
                 Verdict::Again { why, after } if tried < self.attempts => {
                     let pause = self.pause(tried, after);
+                    let now = std::time::Instant::now();
+                    if let Some(until) = until.filter(|&until| now + pause >= until) {
+                        std::thread::sleep(until.saturating_duration_since(now));
+                        return outcome;
+                    }
                     eprintln!(
                         "  transient failure ({why}), retrying in {:.1}s ({tried}/{})",
                         pause.as_secs_f64(),
@@ -125,5 +139,34 @@ mod tests {
             },
         );
         assert_eq!(calls, 5);
+    }
+
+    #[test]
+    fn retries_under_a_deadline_end_at_it() {
+        let policy = Policy {
+            first_pause: Duration::from_millis(100),
+            max_pause: Duration::from_millis(100),
+            ..DEFAULT
+        };
+        let started = std::time::Instant::now();
+        let until = started + Duration::from_millis(250);
+        let mut calls = 0;
+        policy.run_until(
+            Some(until),
+            || calls += 1,
+            |_| Verdict::Again {
+                why: "429".into(),
+                after: None,
+            },
+        );
+        let took = started.elapsed();
+        assert_eq!(
+            calls, 3,
+            "tries at 0, 100 and 200 ms; a fourth would start past 250"
+        );
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
     }
 }

@@ -98,6 +98,7 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
             "publish",
             "OCI index PUT over the registry API after every platform's manifest (digests verified)",
         ),
+        base_layers_row(),
     ];
     if let Some(image) = &config.image {
         let insecure = config.insecure();
@@ -140,6 +141,23 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
     rows.push(credentials::finding(config));
     rows.extend(cosign_finding(config));
     rows
+}
+
+/// How base layers are fetched, and the deadline a run gives them.
+fn base_layers_row() -> Finding {
+    use crate::backend::oci::blobs;
+    match blobs::base_deadline() {
+        Ok(deadline) => Finding::ok(
+            "base layers",
+            format!(
+                "fetched once a run, {} at a time, streamed to disk, within {} s in all ({}); mounted, not fetched, by a push to the base's registry",
+                blobs::PARALLEL_FETCHES,
+                deadline.as_secs(),
+                blobs::BASE_DEADLINE_VARIABLE
+            ),
+        ),
+        Err(err) => Finding::failed("base layers", Diagnostic::of(&err)),
+    }
 }
 
 /// The table: check, status, detail, fix.

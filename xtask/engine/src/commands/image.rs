@@ -46,7 +46,7 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
                 &configs[0].workspace_root,
                 &configs[0].target_dir,
                 rustc,
-                base_layers,
+                (base_layers, crate::backend::oci::blobs::base_deadline()?),
             );
             execute(args, &configs, plans, &backend, |run| {
                 load_into_engine(args, run, &backend, &configs[0].target_dir)

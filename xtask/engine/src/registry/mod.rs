@@ -8,7 +8,7 @@ pub mod auth;
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -302,12 +302,22 @@ impl Registry {
 
     /// Streams a blob by digest into the file `to` (written beside it first, moved into
     /// place only once its size and digest are checked), with progress on stderr.
-    pub(crate) fn fetch_blob(&self, digest: &Digest, size: u64, to: &Path) -> Result<()> {
+    /// With `until`, the request and its retries end by then, whatever the blob's size.
+    pub(crate) fn fetch_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        to: &Path,
+        until: Option<Instant>,
+    ) -> Result<()> {
+        let left = until.map_or(Duration::MAX, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
         let request = Request::new(
             Method::Get,
             self.url("blobs", digest.as_str()),
             size,
-            blob_deadline(size),
+            blob_deadline(size).min(left),
         )
         .header("accept", "*/*");
         let temporary = crate::layout::temporary_beside(to);
@@ -326,7 +336,7 @@ impl Registry {
                     ),
                 }),
             };
-            let response = self.send_into(request, Some(&mut sink))?;
+            let response = self.send_into(request, Some(&mut sink), until)?;
             if response.status != 200 {
                 return Err(self.refused(&response, &format!("read the blob {digest}")));
             }
@@ -385,7 +395,7 @@ impl Registry {
     /// first, and again when a token it gave expired or was revoked (a 401 for a Bearer
     /// token; Docker Hub's live 300 s). A 401 for Basic credentials is final.
     fn send(&self, request: Request<'_>) -> Result<Response> {
-        self.send_into(request, None)
+        self.send_into(request, None, None)
     }
 
     /// [`Registry::send`], a `200` body streamed into `sink`.
@@ -393,10 +403,11 @@ impl Registry {
         &self,
         mut request: Request<'_>,
         mut sink: Option<&mut (dyn http::Sink + 'static)>,
+        until: Option<Instant>,
     ) -> Result<Response> {
         let login = self.login.lock().unwrap_or_else(|e| e.into_inner()).clone();
         request.authorization = login.clone();
-        let response = self.send_retrying(&request, sink.as_deref_mut())?;
+        let response = self.send_retrying(&request, sink.as_deref_mut(), until)?;
         let renewable = login
             .as_ref()
             .is_none_or(|login| login.value.starts_with("Bearer "));
@@ -418,7 +429,7 @@ impl Registry {
         let login = auth::log_in(&challenge, &self.login_target())?;
         *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(login.clone());
         request.authorization = Some(login);
-        self.send_retrying(&request, sink)
+        self.send_retrying(&request, sink, until)
     }
 
     fn login_target(&self) -> auth::Target<'_> {
@@ -430,14 +441,20 @@ impl Registry {
         }
     }
 
-    /// One request under the retry policy: 5xx, 429 and lost connections are tried again.
+    /// One request under the retry policy: 5xx, 429 and lost connections are tried again,
+    /// never past `until`.
     fn send_retrying(
         &self,
         request: &Request<'_>,
         mut sink: Option<&mut (dyn http::Sink + 'static)>,
+        until: Option<Instant>,
     ) -> Result<Response> {
         crate::retry::DEFAULT
-            .run(|| http::send_into(request, sink.as_deref_mut()), transient)
+            .run_until(
+                until,
+                || http::send_into(request, sink.as_deref_mut()),
+                transient,
+            )
             .map_err(|err| {
                 diagnostic(
                     format!("{} ({}): {err}", self.base, request_name(request)),

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -16,7 +17,36 @@ use crate::digest::Digest;
 use crate::registry::{Payload, Registry};
 
 /// Base layers fetched at once, per base.
-const PARALLEL_FETCHES: usize = 4;
+pub(crate) const PARALLEL_FETCHES: usize = 4;
+
+/// How long a run may spend fetching base layers, in all, unless `MULTIARCH_BASE_DEADLINE`
+/// (seconds) says otherwise: retries and slow layers spend it, however many layers there are.
+pub(crate) const BASE_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// The environment variable that sets [`BASE_DEADLINE`].
+pub(crate) const BASE_DEADLINE_VARIABLE: &str = "MULTIARCH_BASE_DEADLINE";
+
+/// The deadline for fetching base layers: `MULTIARCH_BASE_DEADLINE` seconds, else
+/// [`BASE_DEADLINE`].
+pub(crate) fn base_deadline() -> Result<Duration> {
+    let Some(value) = std::env::var_os(BASE_DEADLINE_VARIABLE) else {
+        return Ok(BASE_DEADLINE);
+    };
+    let text = value.to_string_lossy();
+    match text.trim().parse::<u64>() {
+        Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+        _ => Err(crate::diagnostic::diagnostic(
+            format!(
+                "{BASE_DEADLINE_VARIABLE}=`{}` is not a number of seconds",
+                crate::diagnostic::escape(&text)
+            ),
+            format!(
+                "set it to whole seconds, such as {}",
+                BASE_DEADLINE.as_secs()
+            ),
+        )),
+    }
+}
 
 /// One blob of an assembled image: its descriptor, and for a base layer, the repository
 /// it comes from.
@@ -63,13 +93,39 @@ pub(crate) struct Store {
     dir: PathBuf,
     /// One lock per digest being fetched, so that a layer is fetched once per run.
     fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    /// How long fetching may take in all, counted from the run's first fetch.
+    deadline: Duration,
+    until: OnceLock<Instant>,
 }
 
 impl Store {
-    pub(crate) fn new(dir: PathBuf) -> Store {
+    pub(crate) fn new(dir: PathBuf, deadline: Duration) -> Store {
         Store {
             dir,
             fetching: Mutex::new(HashMap::new()),
+            deadline,
+            until: OnceLock::new(),
+        }
+    }
+
+    /// Fetches a base layer into the store, within the run's deadline for fetching.
+    fn fetch(&self, origin: &Registry, blob: &Blob, stored: &Path) -> Result<()> {
+        let until = *self.until.get_or_init(|| Instant::now() + self.deadline);
+        let fetched = match Instant::now() < until {
+            true => origin.fetch_blob(&blob.digest, blob.size, stored, Some(until)),
+            false => Err(anyhow::anyhow!("no time was left")),
+        };
+        match fetched {
+            Err(err) if Instant::now() >= until => Err(crate::diagnostic::diagnostic(
+                format!(
+                    "fetching base layers took longer than this run allows them ({} s in all; {err:#})",
+                    self.deadline.as_secs()
+                ),
+                format!(
+                    "use a registry closer to this machine (a mirror of the base), or allow more time with {BASE_DEADLINE_VARIABLE}=SECONDS"
+                ),
+            )),
+            other => other,
         }
     }
 
@@ -96,8 +152,7 @@ impl Store {
         {
             let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
             if !has_size(&stored, blob.size) {
-                origin
-                    .fetch_blob(&blob.digest, blob.size, &stored)
+                self.fetch(origin, blob, &stored)
                     .with_context(|| format!("fetching the base layer {}", blob.digest))?;
             }
         }

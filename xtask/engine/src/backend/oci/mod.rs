@@ -97,12 +97,12 @@ impl OciBackend {
         root: &Path,
         target_dir: &Path,
         rustc: Option<String>,
-        base_layers: BaseLayers,
+        (base_layers, deadline): (BaseLayers, std::time::Duration),
     ) -> OciBackend {
         let layout = crate::layout::Layout::new(target_dir);
         OciBackend {
             root: root.to_path_buf(),
-            store: blobs::Store::new(layout.blob_store()),
+            store: blobs::Store::new(layout.blob_store(), deadline),
             layout,
             rustc,
             base_layers,
