@@ -921,8 +921,11 @@ fn a_base_layer_is_mounted_where_the_registry_allows_it_and_copied_checked_where
     assert!(registry.tags().is_empty());
 }
 
+/// How a fake registry answers the GET of a layer (its bytes).
+type LayerAnswer = fn(Vec<u8>) -> Answer;
+
 /// A registry whose `base:1` has `layers` layers of 1 KiB, each GET of which `answer`s.
-fn base_with_layers(layers: usize, answer: fn(Vec<u8>) -> Answer) -> FakeRegistry {
+fn base_with_layers(layers: usize, answer: LayerAnswer) -> FakeRegistry {
     let blobs: Vec<Vec<u8>> = (0..layers).map(|i| vec![i as u8; 1024]).collect();
     let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
     let config_digest = Digest::of(&config).to_string();
@@ -957,7 +960,7 @@ fn base_with_layers(layers: usize, answer: fn(Vec<u8>) -> Answer) -> FakeRegistr
 
 #[test]
 fn a_base_fetch_ends_at_the_runs_deadline_however_many_layers_and_429s() {
-    let cases: [(&str, fn(Vec<u8>) -> Answer); 2] = [
+    let cases: [(&str, LayerAnswer); 2] = [
         // Ten layers, each answered 429 with a two-second pause for ever: one request's
         // five tries alone take eight seconds, ten of them eighty.
         ("hostile-deadline-429", |_| {
