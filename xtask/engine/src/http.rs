@@ -388,34 +388,44 @@ fn send_once(
             Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
         })
         .collect();
-    let reader = response.body_mut().as_reader();
-    let body = match sink {
-        _ if request.method == Method::Head => Vec::new(),
-        Some(sink) if status == 200 => {
-            copy_bounded(reader, request, started, sink)?;
-            Vec::new()
-        }
-        Some(_) => {
-            let mut error = Vec::new();
-            let bounded = Request {
-                limit: request.limit.min(64 << 10),
-                ..request.clone()
-            };
-            copy_bounded(reader, &bounded, started, &mut error)?;
-            error
-        }
-        None => {
-            let mut body = Vec::new();
-            copy_bounded(reader, request, started, &mut body)?;
-            body
-        }
-    };
+    let body = read_body(&mut response, request, started, status, sink)?;
     Ok(Response {
         status,
         headers,
         body,
         url: url.to_owned(),
     })
+}
+
+/// The body of an answer: into `sink` when it is a `200` and there is one (nothing
+/// returned then), else read into memory within the request's bounds (an error body
+/// within 64 KiB when a sink waited for the real one).
+fn read_body(
+    response: &mut http::Response<ureq::Body>,
+    request: &Request<'_>,
+    started: Instant,
+    status: u16,
+    sink: Option<&mut (dyn Sink + 'static)>,
+) -> Result<Vec<u8>, Failure> {
+    let reader = response.body_mut().as_reader();
+    let mut body = Vec::new();
+    match sink {
+        _ if request.method == Method::Head => {}
+        Some(sink) if status == 200 => {
+            copy_bounded(reader, request, started, sink)?;
+        }
+        Some(_) => {
+            let bounded = Request {
+                limit: request.limit.min(64 << 10),
+                ..request.clone()
+            };
+            copy_bounded(reader, &bounded, started, &mut body)?;
+        }
+        None => {
+            copy_bounded(reader, request, started, &mut body)?;
+        }
+    }
+    Ok(body)
 }
 
 /// Runs one request with the agent, its whole call bounded by `left`.

@@ -34,6 +34,32 @@ pub(crate) fn build(
     epoch: u64,
     cache: &LayerCache,
 ) -> Result<Layer> {
+    let entries = entries(context, copies)?;
+    // The tar is hashed first (cheap), then compressed only when no blob of it is known;
+    // files are read in pieces both times.
+    let mut hashing = Hashing::new(std::io::sink());
+    crate::tar::write_to(&mut hashing, &entries, epoch)?;
+    let diff_id = hashing.finish().0;
+    if let Some((digest, size)) = cache.get(&diff_id) {
+        return Ok(Layer {
+            digest,
+            size,
+            diff_id: diff_id.to_string(),
+            reused: true,
+        });
+    }
+    let (digest, size) = compress(&entries, epoch, &cache.blobs)?;
+    cache.put(&diff_id, &digest);
+    Ok(Layer {
+        digest,
+        size,
+        diff_id: diff_id.to_string(),
+        reused: false,
+    })
+}
+
+/// Every entry of the layer of `copies`, by path, parent directories included.
+fn entries(context: &Path, copies: &[Copy]) -> Result<BTreeMap<String, Entry>> {
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     for copy in copies {
         let into_directory = copy.destination.ends_with('/') || copy.sources.len() > 1;
@@ -78,22 +104,14 @@ pub(crate) fn build(
             owner: (0, 0),
         });
     }
-    // The tar is hashed first (cheap), then compressed only when no blob of it is known;
-    // files are read in pieces both times.
-    let mut hashing = Hashing::new(std::io::sink());
-    crate::tar::write_to(&mut hashing, &entries, epoch)?;
-    let diff_id = hashing.finish().0;
-    if let Some((digest, size)) = cache.get(&diff_id) {
-        return Ok(Layer {
-            digest,
-            size,
-            diff_id: diff_id.to_string(),
-            reused: true,
-        });
-    }
-    std::fs::create_dir_all(&cache.blobs)
-        .with_context(|| format!("cannot create {}", cache.blobs.display()))?;
-    let temporary = crate::layout::temporary_beside(&cache.blobs.join("layer"));
+    Ok(entries)
+}
+
+/// Writes the gzip of the tar of `entries` into `blobs/<hex>` as it is compressed: its
+/// digest and size.
+fn compress(entries: &BTreeMap<String, Entry>, epoch: u64, blobs: &Path) -> Result<(Digest, u64)> {
+    std::fs::create_dir_all(blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+    let temporary = crate::layout::temporary_beside(&blobs.join("layer"));
     let written = (|| {
         let file = std::fs::File::create(&temporary)
             .with_context(|| format!("cannot create {}", temporary.display()))?;
@@ -101,23 +119,16 @@ pub(crate) fn build(
             .mtime(0)
             .operating_system(255)
             .write(Hashing::new(file), flate2::Compression::new(6));
-        crate::tar::write_to(&mut encoder, &entries, epoch)?;
+        crate::tar::write_to(&mut encoder, entries, epoch)?;
         let hashing = encoder.finish()?;
         let (digest, size) = hashing.finish();
-        std::fs::rename(&temporary, cache.blobs.join(digest.hex()))?;
+        std::fs::rename(&temporary, blobs.join(digest.hex()))?;
         Ok::<_, anyhow::Error>((digest, size))
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
-    let (digest, size) = written?;
-    cache.put(&diff_id, &digest);
-    Ok(Layer {
-        digest,
-        size,
-        diff_id: diff_id.to_string(),
-        reused: false,
-    })
+    written
 }
 
 /// Compressed layers from earlier runs: `dir/<diff_id hex>` names the blob digest, and the

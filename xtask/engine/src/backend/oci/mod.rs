@@ -131,18 +131,11 @@ impl OciBackend {
             .with_context(|| format!("cannot read {}", build.dockerfile.display()))?;
         let spec = spec::parse(&dockerfile, &build.dockerfile.display().to_string())?;
         let platform = build.platform;
+        let layout_blobs = self.layout(build).join("blobs/sha256");
         let base = match &spec.base {
-            Some(base) => Some(self.base_image(base, platform)?),
+            Some(base) => Some(self.base_for(base, platform, &layout_blobs)?),
             None => None,
         };
-        let layout_blobs = self.layout(build).join("blobs/sha256");
-        if let (Some(base), BaseLayers::Fetch) = (&base, self.base_layers) {
-            self.store
-                .ensure_all(&base.layers, &layout_blobs)
-                .with_context(|| {
-                    format!("fetching the layers of {} for {platform}", base.pinned.0)
-                })?;
-        }
         let base_config = base.as_ref().map(|b| &b.config);
         let epoch = build.source_date_epoch.unwrap_or(0);
         let cache = layer::LayerCache {
@@ -211,6 +204,23 @@ impl OciBackend {
                 labels,
             },
         ))
+    }
+
+    /// [`OciBackend::base_image`], its layers fetched into the layout unless they are
+    /// fetched on demand.
+    fn base_for(
+        &self,
+        base: &ImageRef,
+        platform: &'static Platform,
+        layout_blobs: &Path,
+    ) -> Result<BaseImage> {
+        let image = self.base_image(base, platform)?;
+        if self.base_layers == BaseLayers::Fetch {
+            self.store
+                .ensure_all(&image.layers, layout_blobs)
+                .with_context(|| format!("fetching the layers of {base} for {platform}"))?;
+        }
+        Ok(image)
     }
 
     /// The base image for `platform`: its config, fetched from its registry by digest, and
