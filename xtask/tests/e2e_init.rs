@@ -206,7 +206,9 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
             "[alias]\nxtask = \"run --package xtask --profile multiarch-xtask --\"\n\
              multiarch = \"run --package xtask --profile multiarch-xtask --\"\n"
         ) && config.ends_with(
-            "[profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\nincremental = false\n"
+            "[profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\nincremental = false\n\n\
+             # Image layers are hashed as they stream: at full speed.\n\
+             [profile.multiarch-xtask.package.sha2]\nopt-level = 1\n"
         ),
         "{config}"
     );

@@ -14,6 +14,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod digest;
 pub mod docker_config;
+pub mod elf;
 pub mod emulation;
 pub mod exec;
 pub mod http;

@@ -13,6 +13,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("http", 0),
     ("retry", 0),
     ("docker_config", 0),
+    ("elf", 0),
     ("layout", 0),
     ("tar", 0),
     ("time", 0),

@@ -275,10 +275,18 @@ pub(crate) fn print_dry_run<B: Backend>(plan: &Plan, backend: &B, json: bool) {
             serde_json::to_string_pretty(&dry_run).expect("the plan serialises")
         );
     } else {
-        for step in steps {
-            println!("{step}");
-        }
+        print!("{}", dry_run_text(&steps));
     }
+}
+
+/// The dry run as text: one line per step, each through the one escaper, so that no
+/// name, path or value a step quotes can send a control character to the terminal
+/// (commands quote theirs already; escaping leaves them as they are).
+fn dry_run_text(steps: &[String]) -> String {
+    steps
+        .iter()
+        .map(|step| format!("{}\n", crate::diagnostic::escape(step)))
+        .collect()
 }
 
 /// Every step as `[scope] what it does` lines, phase by phase as the runner runs them.
@@ -443,6 +451,10 @@ fn describe_stage_step(step: &StageStep) -> String {
             crate::emulation::qemu::binary_name(qemu_arch),
             shown(to)
         ),
+        StageStep::StartsOnScratch { binary } => format!(
+            "check that {} starts on scratch: a static ELF (no dynamic loader, no shared library)",
+            shown(binary)
+        ),
     }
 }
 
@@ -576,5 +588,18 @@ mod tests {
         );
         assert!(markdown_summary(&report)
             .contains("| hello | linux/arm64 | `hello:arm64v8-0.1.0` | `(not pushed)` |"));
+    }
+
+    #[test]
+    fn dry_run_lines_carry_no_control_characters() {
+        let steps = vec![
+            "[linux/amd64] copy files/\u{1b}]0;owned\u{7} into the context".to_owned(),
+            "[linux/amd64] docker build --label $'a\\u001fb' .".to_owned(),
+        ];
+        assert_eq!(
+            dry_run_text(&steps),
+            "[linux/amd64] copy files/\\u{1b}]0;owned\\u{7} into the context\n\
+             [linux/amd64] docker build --label $'a\\u001fb' .\n"
+        );
     }
 }

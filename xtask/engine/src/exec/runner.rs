@@ -474,7 +474,30 @@ fn stage(root: &std::path::Path, platform_plan: &PlatformPlan, step: &StageStep)
             let binary = crate::emulation::qemu::locate(&platform_plan.qemu, qemu_arch)?;
             copy_if_changed(&binary, &root.join(to))
         }
+        StageStep::StartsOnScratch { binary } => {
+            starts_on_scratch(&root.join(binary), platform_plan.platform)
+        }
     }
+}
+
+/// Refuses a binary that could not start in an image `FROM scratch`: one that names a
+/// dynamic loader or shared libraries, which such an image lacks ("no such file or
+/// directory" at `docker run`).
+fn starts_on_scratch(binary: &std::path::Path, platform: &Platform) -> Result<()> {
+    let needs = crate::elf::read(binary)?;
+    if needs.is_static() {
+        return Ok(());
+    }
+    let name = binary.file_name().unwrap_or_default().to_string_lossy();
+    Err(diagnostic(
+        format!(
+            "`{name}` needs {}, and its image is `FROM scratch`, which has none: it could not start (\"no such file or directory\"); nothing was built or pushed",
+            needs.describe()
+        ),
+        format!(
+            "link it statically: `rustflags = [\"-C\", \"target-feature=+crt-static\"]` under [package.metadata.multiarch.platform.\"{platform}\"], or a musl target there, or a base image that has the C library"
+        ),
+    ))
 }
 
 /// The built image must carry exactly the platform it was built for. An engine that
@@ -707,7 +730,7 @@ mod tests {
             for step in &platform_plan.staging {
                 if let StageStep::Binary { from, .. } = step {
                     std::fs::create_dir_all(plan.root.join(from).parent().unwrap()).unwrap();
-                    std::fs::write(plan.root.join(from), "binary").unwrap();
+                    std::fs::write(plan.root.join(from), crate::elf::tests::STATIC_ELF).unwrap();
                 }
             }
         }

@@ -26,6 +26,19 @@ pub(crate) fn from_images(dockerfile: &str) -> Vec<String> {
     images
 }
 
+/// The image the final stage of a Dockerfile starts from, as written (`scratch`, `alpine`,
+/// a stage name, `${BASE}`).
+pub(crate) fn final_base(dockerfile: &str) -> Option<String> {
+    dockerfile
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.next().filter(|w| w.eq_ignore_ascii_case("FROM"))?;
+            words.find(|w| !w.starts_with("--")).map(str::to_owned)
+        })
+        .next_back()
+}
+
 /// Whether a Dockerfile runs commands while building, which for a foreign platform needs
 /// emulation.
 pub(crate) fn has_run_steps(dockerfile: &str) -> bool {
@@ -39,6 +52,17 @@ pub(crate) fn has_run_steps(dockerfile: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_final_stage_names_the_image_that_runs() {
+        let dockerfile = "FROM --platform=$BUILDPLATFORM rust:1 AS build\nRUN x\nfrom --platform=linux/arm64 scratch\nCOPY --from=build /x /x\n";
+        assert_eq!(final_base(dockerfile).as_deref(), Some("scratch"));
+        assert_eq!(
+            final_base("FROM alpine\nFROM debian:12 AS run\n").as_deref(),
+            Some("debian:12")
+        );
+        assert_eq!(final_base("# no stage\n"), None);
+    }
 
     #[test]
     fn finds_the_base_images_of_a_dockerfile() {

@@ -148,6 +148,9 @@ pub(crate) enum StageStep {
         qemu_arch: &'static str,
         to: PathBuf,
     },
+    /// Check from its ELF headers that a staged binary can start in an image `FROM
+    /// scratch`, which has no dynamic loader and no shared library: it must be static.
+    StartsOnScratch { binary: PathBuf },
 }
 
 /// `cargo build` of one package's binaries for one target.
@@ -661,7 +664,9 @@ impl PlatformSteps<'_> {
             BuildMode::Container => dir.with_extension("Dockerfile"),
         };
         let runs_commands = dockerfile::has_run_steps(&rendered.dockerfile);
-        let (cargo, staging) = self.compile_and_stage(&dir, rendered.qemu.as_deref());
+        let on_scratch = dockerfile::final_base(&rendered.dockerfile)
+            .is_some_and(|base| base.eq_ignore_ascii_case("scratch"));
+        let (cargo, staging) = self.compile_and_stage(&dir, rendered.qemu.as_deref(), on_scratch);
         let context = self.context_steps(
             &dir,
             &dockerfile,
@@ -734,6 +739,7 @@ impl PlatformSteps<'_> {
         &self,
         dir: &Path,
         qemu: Option<&str>,
+        on_scratch: bool,
     ) -> (Option<CargoBuild>, Vec<StageStep>) {
         let config = self.config;
         let mut staging = Vec::new();
@@ -747,6 +753,11 @@ impl PlatformSteps<'_> {
                 to: dir.join(bin),
                 mtime: self.source_date_epoch,
             }));
+            if on_scratch {
+                staging.extend(config.bins.iter().map(|bin| StageStep::StartsOnScratch {
+                    binary: dir.join(bin),
+                }));
+            }
             cargo = Some(build);
         }
         if let Some(qemu) = qemu {
