@@ -255,6 +255,26 @@ fn base_at_tag_1(
     })
 }
 
+/// An amd64 image config with no layers of its own.
+const AMD64_CONFIG: &[u8] =
+    br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+
+/// A gzip layer's descriptor.
+fn layer_descriptor(digest: &str, size: usize) -> serde_json::Value {
+    serde_json::json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size })
+}
+
+/// An OCI image manifest of `config` and `layers`.
+fn manifest_of(config: &[u8], layers: Vec<serde_json::Value>) -> String {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of(config).to_string(), "size": config.len() },
+        "layers": layers,
+    })
+    .to_string()
+}
+
 fn honest() -> Hook {
     Box::new(|_, _| None)
 }
@@ -508,24 +528,12 @@ fn credentials_stay_with_their_registry_when_an_upload_points_elsewhere() {
 
 #[test]
 fn a_base_with_more_layers_than_an_engine_stacks_is_refused_before_any_layer_is_fetched() {
-    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config = AMD64_CONFIG.to_vec();
     let config_digest = Digest::of(&config).to_string();
-    let layers: Vec<serde_json::Value> = (0..200)
-        .map(|i| {
-            serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": format!("sha256:{i:064x}"),
-                "size": 32,
-            })
-        })
+    let layers = (0..200)
+        .map(|i| layer_descriptor(&format!("sha256:{i:064x}"), 32))
         .collect();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-        "layers": layers,
-    })
-    .to_string();
+    let manifest = manifest_of(&config, layers);
     let registry = FakeRegistry::start(
         "127.0.0.1",
         base_at_tag_1(
@@ -767,7 +775,6 @@ fn too_many_requests_is_retried_after_the_pause_it_asks_for_and_other_refusals_n
 #[test]
 fn a_blob_redirected_to_storage_is_fetched_without_credentials_and_checked() {
     let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin"]},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
-    let config_digest = Digest::of(&config).to_string();
     let served = config.clone();
     let storage = FakeRegistry::start(
         "127.0.0.2",
@@ -777,13 +784,7 @@ fn a_blob_redirected_to_storage_is_fetched_without_credentials_and_checked() {
                 .then(|| Answer::new("200 OK", served.clone()))
         }),
     );
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-        "layers": [],
-    })
-    .to_string();
+    let manifest = manifest_of(&config, Vec::new());
     let storage_url = format!("http://{}/storage/", storage.host);
     let registry = FakeRegistry::start(
         "127.0.0.1",
@@ -831,15 +832,9 @@ fn push_beside_a_base(
 ) -> (FakeRegistry, String, std::process::Output) {
     let layer: &[u8] = b"the base layer's bytes (gzip in real life)";
     let layer_digest = Digest::of(layer).to_string();
-    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config = AMD64_CONFIG.to_vec();
     let config_digest = Digest::of(&config).to_string();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len() }],
-    })
-    .to_string();
+    let manifest = manifest_of(&config, vec![layer_descriptor(&layer_digest, layer.len())]);
     let layer_path = format!("/v2/base/blobs/{layer_digest}");
     let registry = FakeRegistry::start(
         "127.0.0.1",
@@ -927,19 +922,13 @@ type LayerAnswer = fn(Vec<u8>) -> Answer;
 /// A registry whose `base:1` has `layers` layers of 1 KiB, each GET of which `answer`s.
 fn base_with_layers(layers: usize, answer: LayerAnswer) -> FakeRegistry {
     let blobs: Vec<Vec<u8>> = (0..layers).map(|i| vec![i as u8; 1024]).collect();
-    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config = AMD64_CONFIG.to_vec();
     let config_digest = Digest::of(&config).to_string();
-    let descriptors: Vec<serde_json::Value> = blobs
+    let descriptors = blobs
         .iter()
-        .map(|b| serde_json::json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": Digest::of(b).to_string(), "size": b.len() }))
+        .map(|b| layer_descriptor(&Digest::of(b).to_string(), b.len()))
         .collect();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-        "layers": descriptors,
-    })
-    .to_string();
+    let manifest = manifest_of(&config, descriptors);
     FakeRegistry::start(
         "127.0.0.1",
         base_at_tag_1(

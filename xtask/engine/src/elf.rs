@@ -16,6 +16,8 @@ const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 const DT_STRTAB: u64 = 5;
 const DT_STRSZ: u64 = 10;
+const DT_VERDEF: u64 = 0x6fff_fffc;
+const DT_VERDEFNUM: u64 = 0x6fff_fffd;
 const DT_VERNEED: u64 = 0x6fff_fffe;
 const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
 /// More program headers, dynamic entries or version needs than this is not an executable
@@ -33,6 +35,8 @@ pub struct Needs {
     pub libraries: Vec<String>,
     /// The highest glibc symbol version it asks for, such as `(2, 34)`.
     pub glibc: Option<(u32, u32)>,
+    /// The highest glibc symbol version it defines: set for glibc's own `libc.so.6`.
+    pub provides_glibc: Option<(u32, u32)>,
 }
 
 impl Needs {
@@ -215,7 +219,35 @@ impl<'a> Elf<'a> {
         if let (Some(verneed), Some(count)) = (value(DT_VERNEED), value(DT_VERNEEDNUM)) {
             needs.glibc = self.highest_glibc(file_offset(&segments, verneed)?, count, &strings)?;
         }
+        if let (Some(verdef), Some(count)) = (value(DT_VERDEF), value(DT_VERDEFNUM)) {
+            needs.provides_glibc =
+                self.highest_defined(file_offset(&segments, verdef)?, count, &strings)?;
+        }
         Ok(needs)
+    }
+
+    /// Walks the version definitions (`Elf_Verdef`, 20 bytes, whose first `Elf_Verdaux`
+    /// names the version) for the highest `GLIBC_x.y`.
+    fn highest_defined(
+        &self,
+        mut offset: u64,
+        count: u64,
+        strings: &Strings,
+    ) -> Result<Option<(u32, u32)>> {
+        let mut highest = None;
+        for _ in 0..count.min(MOST_ENTRIES) {
+            let definition = self.bytes(offset, 20)?;
+            let aux = self.field(&definition, 12, 4);
+            let name = self.bytes(offset + aux, 8)?;
+            let name = self.string(strings, self.field(&name, 0, 4))?;
+            highest = highest.max(glibc_version(&name));
+            let next = self.field(&definition, 16, 4);
+            if next == 0 {
+                break;
+            }
+            offset += next;
+        }
+        Ok(highest)
     }
 
     fn string(&self, strings: &Strings, index: u64) -> Result<String> {

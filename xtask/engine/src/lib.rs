@@ -25,6 +25,7 @@ pub mod process;
 pub mod progress;
 pub mod registry;
 pub mod retry;
+pub mod rootfs;
 pub mod supply;
 pub mod tar;
 pub mod time;

@@ -119,6 +119,160 @@ fn write_entry(out: &mut dyn Write, path: &str, entry: &Entry, epoch: u64) -> Re
     Ok(())
 }
 
+/// What one entry of a scanned archive is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File,
+    Directory,
+    Symlink(String),
+    Hardlink(String),
+    Other,
+}
+
+/// One entry of a scanned archive: its path (without a leading `./` or `/`), kind, size,
+/// and where its data starts in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scanned {
+    pub(crate) path: String,
+    pub(crate) kind: Kind,
+    pub(crate) size: u64,
+    pub(crate) offset: u64,
+}
+
+/// The largest PAX or GNU long-name extension read.
+const EXTENSION_LIMIT: u64 = 1 << 20;
+
+/// Reads the tar stream `reader` entry by entry, handing each, with a reader of its data
+/// (which `visit` may leave unread), to `visit`; nothing is held but one header. PAX
+/// (`path`, `linkpath`) and GNU long names are honoured; an archive that ends without
+/// its end-of-archive blocks ends the scan.
+pub(crate) fn scan(
+    mut reader: impl Read,
+    mut visit: impl FnMut(&Scanned, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let (mut long_path, mut long_link): (Option<String>, Option<String>) = (None, None);
+    let mut position = 0u64;
+    loop {
+        let mut header = [0u8; 512];
+        if !read_block(&mut reader, &mut header)? || header.iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        let size = header_size(&header)?;
+        let offset = position + 512;
+        let padding = (512 - size % 512) % 512;
+        position = offset + size + padding;
+        let mut data = (&mut reader).take(size);
+        match header[156] {
+            b'x' | b'L' | b'K' | b'g' => {
+                if size > EXTENSION_LIMIT {
+                    bail!("a tar extension header of {size} bytes is too large");
+                }
+                let mut extension = Vec::new();
+                data.read_to_end(&mut extension)?;
+                extend(header[156], &extension, &mut long_path, &mut long_link);
+            }
+            kind => {
+                let field = |range: std::ops::Range<usize>| {
+                    let bytes = &header[range];
+                    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                    String::from_utf8_lossy(&bytes[..end]).into_owned()
+                };
+                let path = long_path.take().unwrap_or_else(|| {
+                    let prefix = field(345..500);
+                    match prefix.is_empty() {
+                        true => field(0..100),
+                        false => format!("{prefix}/{}", field(0..100)),
+                    }
+                });
+                let link = long_link.take().unwrap_or_else(|| field(157..257));
+                let kind = match kind {
+                    b'0' | 0 | b'7' => Kind::File,
+                    b'5' => Kind::Directory,
+                    b'2' => Kind::Symlink(link),
+                    b'1' => Kind::Hardlink(
+                        link.trim_start_matches("./")
+                            .trim_start_matches('/')
+                            .to_owned(),
+                    ),
+                    _ => Kind::Other,
+                };
+                let path = path
+                    .trim_start_matches("./")
+                    .trim_start_matches('/')
+                    .trim_end_matches('/');
+                let scanned = Scanned {
+                    path: path.to_owned(),
+                    kind,
+                    size,
+                    offset,
+                };
+                visit(&scanned, &mut data)?;
+            }
+        }
+        std::io::copy(&mut data, &mut std::io::sink())?;
+        std::io::copy(&mut (&mut reader).take(padding), &mut std::io::sink())?;
+    }
+}
+
+/// Takes a long path or link from a GNU (`L`, `K`) or PAX (`x`) extension for the next
+/// entry; a global PAX header (`g`) sets nothing this scan needs.
+fn extend(kind: u8, extension: &[u8], path: &mut Option<String>, link: &mut Option<String>) {
+    let text = String::from_utf8_lossy(extension);
+    let text = text.trim_end_matches('\0');
+    match kind {
+        b'L' => *path = Some(text.to_owned()),
+        b'K' => *link = Some(text.to_owned()),
+        b'x' => {
+            for (key, value) in pax_records(text) {
+                match key {
+                    "path" => *path = Some(value.to_owned()),
+                    "linkpath" => *link = Some(value.to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fills `block`, or returns `false` at the end of the stream before it.
+fn read_block(reader: &mut impl Read, block: &mut [u8; 512]) -> Result<bool> {
+    let mut filled = 0;
+    while filled < block.len() {
+        match reader.read(&mut block[filled..])? {
+            0 if filled == 0 => return Ok(false),
+            0 => bail!("the archive ends inside a header"),
+            read => filled += read,
+        }
+    }
+    Ok(true)
+}
+
+/// A header's size: octal text, or base-256 for large files (the high bit set).
+fn header_size(header: &[u8; 512]) -> Result<u64> {
+    let field = &header[124..136];
+    if field[0] & 0x80 != 0 {
+        let mut size = u64::from(field[0] & 0x7f);
+        for &byte in &field[1..] {
+            size = size.checked_shl(8).context("a tar size overflows")? | u64::from(byte);
+        }
+        return Ok(size);
+    }
+    let text = String::from_utf8_lossy(field);
+    let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
+    if text.is_empty() {
+        return Ok(0);
+    }
+    u64::from_str_radix(text, 8).with_context(|| format!("a tar header has the size `{text}`"))
+}
+
+/// The `key=value` records of a PAX extended header (`<length> <key>=<value>\n`).
+fn pax_records(text: &str) -> Vec<(&str, &str)> {
+    text.split('\n')
+        .filter_map(|record| record.split_once(' ')?.1.split_once('='))
+        .collect()
+}
+
 /// Splits a path into ustar's prefix (up to 155 bytes) and name (up to 100).
 fn split_name(path: &str) -> Option<(&str, &str)> {
     if path.len() <= 100 {
@@ -186,6 +340,71 @@ pub(crate) fn extract_only(archive: &[u8], name: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scan_sees_every_entry_with_long_names_and_links() {
+        let long = format!("usr/lib/{}/libc.so.6", "x".repeat(120));
+        let mut archive = Vec::new();
+        let entries = [
+            ("lib".to_owned(), Content::Link("usr/lib".into())),
+            (long.clone(), Content::Bytes(b"ELF".to_vec())),
+            ("etc".to_owned(), Content::Directory),
+        ];
+        let entries: Vec<(String, Entry)> = entries
+            .into_iter()
+            .map(|(p, content)| {
+                (
+                    p,
+                    Entry {
+                        content,
+                        mode: 0o644,
+                        owner: (0, 0),
+                    },
+                )
+            })
+            .collect();
+        write_to(&mut archive, entries.iter().map(|(p, e)| (p, e)), 0).unwrap();
+        let mut seen = Vec::new();
+        scan(&archive[..], |entry, data| {
+            let mut bytes = Vec::new();
+            data.read_to_end(&mut bytes)?;
+            seen.push((entry.clone(), bytes));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].0.kind, Kind::Symlink("usr/lib".into()));
+        assert_eq!(
+            (seen[1].0.path.as_str(), seen[1].1.as_slice()),
+            (long.as_str(), &b"ELF"[..])
+        );
+        assert_eq!(
+            (seen[2].0.path.as_str(), &seen[2].0.kind),
+            ("etc", &Kind::Directory)
+        );
+        // A PAX path overrides the header's.
+        let mut pax = [0u8; 512];
+        let record = "28 path=very/long/name/here\n";
+        pax[..5].copy_from_slice(b"pax\0\0");
+        pax[124..135].copy_from_slice(format!("{:011o}", record.len()).as_bytes());
+        pax[156] = b'x';
+        let mut stream = pax.to_vec();
+        let mut body = record.as_bytes().to_vec();
+        body.resize(512, 0);
+        stream.extend(body);
+        stream.extend_from_slice(&archive[512..]);
+        let mut paths = Vec::new();
+        scan(&stream[..], |entry, _| {
+            paths.push(entry.path.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            paths.first().map(String::as_str),
+            Some("very/long/name/here"),
+            "{paths:?}"
+        );
+    }
 
     #[test]
     fn files_on_disk_and_in_memory_archive_alike() {

@@ -12,6 +12,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("digest", 0),
     ("http", 0),
     ("retry", 0),
+    ("rootfs", 0),
     ("docker_config", 0),
     ("elf", 0),
     ("layout", 0),

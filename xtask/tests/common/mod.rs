@@ -501,7 +501,7 @@ pub fn deb(package: &str, debian_arch: &str) -> PathBuf {
 }
 
 /// Builds `image` for `platform` from the directory tree `root`, through `dir/rootfs.tar`.
-fn build_from_rootfs(dir: &Path, root: &Path, extra: &str, platform: &str, image: &str) {
+pub fn build_from_rootfs(dir: &Path, root: &Path, extra: &str, platform: &str, image: &str) {
     let rootfs = dir.join("rootfs.tar");
     run(
         "tar",

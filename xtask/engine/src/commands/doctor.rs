@@ -51,6 +51,7 @@ pub(crate) fn diagnose(selection: &Selection) -> Vec<Finding> {
                 engine: daemon.as_ref(),
             };
             rows.extend(checks.host(&preflight::RustToolchain::locate()));
+            rows.extend(checks.starts());
             rows.extend(checks.engines());
             rows.extend(checks.base_images());
         }
@@ -135,6 +136,7 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
                 engine: None,
             };
             rows.extend(checks.host(&preflight::RustToolchain::locate()));
+            rows.extend(checks.starts());
         }
         Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
     }

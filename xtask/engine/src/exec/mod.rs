@@ -82,6 +82,13 @@ pub(crate) trait Backend: Sync {
     fn build_images(&self, builds: &[&ImageBuild], jobs: usize) -> Vec<Result<Built<Self::Image>>> {
         runner::each_in_parallel(builds, jobs, |build| self.build_image(build))
     }
+    /// The file system of the base image `base` for `platform`, for the start check of a
+    /// binary that needs a loader or libraries from it.
+    fn base_rootfs(
+        &self,
+        base: &str,
+        platform: &'static crate::config::platform::Platform,
+    ) -> Result<crate::rootfs::Rootfs>;
     /// Pushes one platform's tags and returns the digest they name.
     fn push(&self, push: &Push, image: &Self::Image) -> Result<String>;
     /// Publishes one tag from `sources` (one per platform, in the publish's entry order)

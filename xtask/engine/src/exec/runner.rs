@@ -72,7 +72,11 @@ pub(crate) fn execute_with<B: Backend>(
             Phase::BaseImages(_) => {}
             Phase::Contexts => write_contexts(plan)?,
             Phase::Compile(groups) => compile_all(&groups, compile, &mut progress.seconds)?,
-            Phase::Stage => progress.sboms = stage_all(plan, jobs, &mut progress.seconds)?,
+            Phase::Stage => {
+                let base_rootfs =
+                    |base: &str, platform: &'static Platform| backend.base_rootfs(base, platform);
+                progress.sboms = stage_all(plan, jobs, &base_rootfs, &mut progress.seconds)?;
+            }
             Phase::Images(builds) => {
                 progress.built = build_all(backend, &builds, jobs)?;
             }
@@ -185,12 +189,20 @@ fn compile_all(
 
 /// Stages each platform's binaries (and QEMU) and writes its SBOM, `jobs` platforms at a
 /// time; returns each platform's SBOM digest.
-fn stage_all(plan: &Plan, jobs: usize, seconds: &mut [f64]) -> Result<Vec<Option<String>>> {
+/// Reads a base image's file system (through the backend) for the start check.
+type BaseRootfs<'a> = dyn Fn(&str, &'static Platform) -> Result<crate::rootfs::Rootfs> + Sync + 'a;
+
+fn stage_all(
+    plan: &Plan,
+    jobs: usize,
+    base_rootfs: &BaseRootfs<'_>,
+    seconds: &mut [f64],
+) -> Result<Vec<Option<String>>> {
     let staged = run_parallel(&plan.platforms, jobs, |platform_plan| {
         let started = Instant::now();
         let scope = plan.scope(&platform_plan.package, platform_plan.platform);
         for step in &platform_plan.staging {
-            stage(&plan.root, platform_plan, step)
+            stage(&plan.root, platform_plan, step, base_rootfs)
                 .with_context(|| format!("staging failed for {scope}"))?;
         }
         let sbom = match &platform_plan.image.sbom_of {
@@ -460,7 +472,12 @@ fn write_sbom(
 }
 
 /// Executes a staging step.
-fn stage(root: &std::path::Path, platform_plan: &PlatformPlan, step: &StageStep) -> Result<()> {
+fn stage(
+    root: &std::path::Path,
+    platform_plan: &PlatformPlan,
+    step: &StageStep,
+    base_rootfs: &BaseRootfs<'_>,
+) -> Result<()> {
     match step {
         StageStep::Binary { from, to, mtime } => {
             copy_if_changed(&root.join(from), &root.join(to))?;
@@ -477,13 +494,78 @@ fn stage(root: &std::path::Path, platform_plan: &PlatformPlan, step: &StageStep)
         StageStep::StartsOnScratch { binary } => {
             starts_on_scratch(&root.join(binary), platform_plan.platform)
         }
+        StageStep::StartsOnBase { binary, base } => {
+            let platform = platform_plan.platform;
+            starts_on_base(&root.join(binary), platform, base, || {
+                base_rootfs(base, platform)
+                    .with_context(|| format!("reading the base image {base} for {platform}"))
+            })
+        }
     }
+}
+
+/// Refuses a binary that could not start on its base: a dynamic loader or a shared library
+/// the base lacks, or a glibc older than the binary asks for. A static binary needs
+/// nothing, so its base is never read.
+fn starts_on_base(
+    binary: &std::path::Path,
+    platform: &Platform,
+    base: &str,
+    rootfs: impl FnOnce() -> Result<crate::rootfs::Rootfs>,
+) -> Result<()> {
+    let needs = crate::elf::read(binary)?;
+    if needs.is_static() {
+        return Ok(());
+    }
+    let rootfs = rootfs()?;
+    let name = binary.file_name().unwrap_or_default().to_string_lossy();
+    let mut missing: Vec<String> = needs
+        .interpreter
+        .iter()
+        .filter(|loader| !rootfs.has_file(loader))
+        .map(|loader| format!("the dynamic loader {}", crate::diagnostic::escape(loader)))
+        .collect();
+    missing.extend(
+        needs
+            .libraries
+            .iter()
+            .filter(|library| rootfs.find_library(library).is_none())
+            .map(|library| crate::diagnostic::escape(library)),
+    );
+    let static_fix = format!("link it statically (`+crt-static` or a musl target under [package.metadata.multiarch.platform.\"{platform}\"])");
+    if !missing.is_empty() {
+        return Err(diagnostic(
+            format!("`{name}` needs {}, which the base image {base} does not have for {platform}: it could not start; nothing was built or pushed", missing.join(", ")),
+            format!("{static_fix}, or use a base image that has them"),
+        ));
+    }
+    match (needs.glibc, rootfs.glibc()) {
+        (Some(wanted), Some(has)) if has < wanted => Err(diagnostic(
+            format!(
+                "`{name}` needs glibc {}.{} or newer, and the C library of the base image {base} for {platform} provides symbols up to GLIBC_{}.{}: it could not start (\"version `GLIBC_{}.{}' not found\"); nothing was built or pushed",
+                wanted.0, wanted.1, has.0, has.1, wanted.0, wanted.1
+            ),
+            format!(
+                "build against the base's glibc with zig (`toolchain = \"zig\"` and a glibc suffix on the target, such as `target = \"{}.{}.{}\"`), or {static_fix}, or use a newer base",
+                platform_target_hint(platform), has.0, has.1
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The glibc triple of `platform`, for the zig hint (`x86_64-unknown-linux-gnu`).
+fn platform_target_hint(platform: &Platform) -> String {
+    platform
+        .rust_target
+        .replace("musleabihf", "gnueabihf")
+        .replace("-musl", "-gnu")
 }
 
 /// Refuses a binary that could not start in an image `FROM scratch`: one that names a
 /// dynamic loader or shared libraries, which such an image lacks ("no such file or
 /// directory" at `docker run`).
-fn starts_on_scratch(binary: &std::path::Path, platform: &Platform) -> Result<()> {
+pub(crate) fn starts_on_scratch(binary: &std::path::Path, platform: &Platform) -> Result<()> {
     let needs = crate::elf::read(binary)?;
     if needs.is_static() {
         return Ok(());
@@ -681,6 +763,9 @@ mod tests {
                 },
                 image: build.platform.arch,
             })
+        }
+        fn base_rootfs(&self, base: &str, _: &'static Platform) -> Result<crate::rootfs::Rootfs> {
+            anyhow::bail!("the recorder has no base {base}")
         }
         fn push(&self, push: &Push, image: &&'static str) -> Result<String> {
             assert_eq!(*image, push.platform.arch, "each push gets its own build");

@@ -116,6 +116,15 @@ pub(crate) struct PlatformPlan {
     pub(crate) push: Option<Push>,
 }
 
+/// What the final stage of a rendered Dockerfile starts from, for the start check.
+enum RunsOn {
+    Scratch,
+    /// A base image named without build arguments.
+    Image(String),
+    /// A stage or a reference with build arguments: not checked.
+    Unknown,
+}
+
 /// A step that writes the context before anything compiles. Paths are relative to the
 /// workspace root unless absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +160,9 @@ pub(crate) enum StageStep {
     /// Check from its ELF headers that a staged binary can start in an image `FROM
     /// scratch`, which has no dynamic loader and no shared library: it must be static.
     StartsOnScratch { binary: PathBuf },
+    /// Check that a staged binary can start on its base image: the loader, the libraries
+    /// and the glibc it needs must be in the base for this platform.
+    StartsOnBase { binary: PathBuf, base: String },
 }
 
 /// `cargo build` of one package's binaries for one target.
@@ -664,9 +676,15 @@ impl PlatformSteps<'_> {
             BuildMode::Container => dir.with_extension("Dockerfile"),
         };
         let runs_commands = dockerfile::has_run_steps(&rendered.dockerfile);
-        let on_scratch = dockerfile::final_base(&rendered.dockerfile)
-            .is_some_and(|base| base.eq_ignore_ascii_case("scratch"));
-        let (cargo, staging) = self.compile_and_stage(&dir, rendered.qemu.as_deref(), on_scratch);
+        let runs_on = match dockerfile::final_base(&rendered.dockerfile) {
+            Some(base) if base.eq_ignore_ascii_case("scratch") => RunsOn::Scratch,
+            // A base that resolves without build arguments and is no earlier stage.
+            Some(base) if dockerfile::from_images(&rendered.dockerfile).contains(&base) => {
+                RunsOn::Image(base)
+            }
+            _ => RunsOn::Unknown,
+        };
+        let (cargo, staging) = self.compile_and_stage(&dir, rendered.qemu.as_deref(), &runs_on);
         let context = self.context_steps(
             &dir,
             &dockerfile,
@@ -739,7 +757,7 @@ impl PlatformSteps<'_> {
         &self,
         dir: &Path,
         qemu: Option<&str>,
-        on_scratch: bool,
+        runs_on: &RunsOn,
     ) -> (Option<CargoBuild>, Vec<StageStep>) {
         let config = self.config;
         let mut staging = Vec::new();
@@ -753,11 +771,16 @@ impl PlatformSteps<'_> {
                 to: dir.join(bin),
                 mtime: self.source_date_epoch,
             }));
-            if on_scratch {
-                staging.extend(config.bins.iter().map(|bin| StageStep::StartsOnScratch {
+            staging.extend(config.bins.iter().filter_map(|bin| match runs_on {
+                RunsOn::Scratch => Some(StageStep::StartsOnScratch {
                     binary: dir.join(bin),
-                }));
-            }
+                }),
+                RunsOn::Image(base) => Some(StageStep::StartsOnBase {
+                    binary: dir.join(bin),
+                    base: base.clone(),
+                }),
+                RunsOn::Unknown => None,
+            }));
             cargo = Some(build);
         }
         if let Some(qemu) = qemu {

@@ -359,6 +359,34 @@ impl PlatformChecks<'_> {
         findings
     }
 
+    /// Whether the binaries last staged for images `FROM scratch` can start there (for
+    /// `doctor`; a run checks what it just compiled instead, after compiling).
+    pub(crate) fn starts(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for platform_plan in &self.plan.platforms {
+            for step in &platform_plan.staging {
+                let StageStep::StartsOnScratch { binary } = step else {
+                    continue;
+                };
+                let check = format!("starts on scratch {}", platform_plan.platform);
+                let path = self.plan.root.join(binary);
+                let name = binary.file_name().unwrap_or_default().to_string_lossy();
+                findings.push(if !path.exists() {
+                    Finding::ok(
+                        check,
+                        format!("`{name}` not built yet; checked after each compile"),
+                    )
+                } else {
+                    match crate::exec::runner::starts_on_scratch(&path, platform_plan.platform) {
+                        Ok(()) => Finding::ok(check, format!("`{name}` is static")),
+                        Err(err) => Finding::failed(check, Diagnostic::of(&err)),
+                    }
+                });
+            }
+        }
+        findings
+    }
+
     /// Each other engine the platforms build on (a Docker context, a buildx builder):
     /// reachable within the probe's bound, its version, image store and architecture, and
     /// whether it runs each of its platforms natively.

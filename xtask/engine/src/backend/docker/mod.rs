@@ -10,6 +10,7 @@ use serde::Deserialize;
 use xshell::Shell;
 
 use crate::config::image_ref::ImageRef;
+use crate::config::platform::Platform;
 use crate::config::{EngineTarget, Network, Provenance};
 use crate::diagnostic::diagnostic;
 use crate::exec::{Backend, Built, BuiltImage, Source, Work};
@@ -697,6 +698,45 @@ impl Backend for DockerBackend {
                     .map(|facts| Built { facts, image: () })
             })
             .collect()
+    }
+
+    /// The local engine's copy when it has the base for `platform` (`docker image save`,
+    /// read as it streams from disk), else the base's registry, as the OCI backend reads it.
+    fn base_rootfs(
+        &self,
+        base: &str,
+        platform: &'static Platform,
+    ) -> Result<crate::rootfs::Rootfs> {
+        let archive = crate::layout::temporary_beside(&self.layout.root().join("base.tar"));
+        let scratch = crate::layout::temporary_beside(&self.layout.root().join("libc"));
+        std::fs::create_dir_all(self.layout.root())?;
+        let save = self.docker.command([
+            "image".to_owned(),
+            "save".to_owned(),
+            "--output".to_owned(),
+            archive.display().to_string(),
+            base.to_owned(),
+        ]);
+        let local = self
+            .run(&save)
+            .and_then(|_| crate::rootfs::from_image_archive(&archive, &scratch));
+        let _ = std::fs::remove_file(&archive);
+        if let Ok((rootfs, config)) = local {
+            let field = |key: &str| config[key].as_str().unwrap_or_default().to_owned();
+            let variant = config["variant"].as_str();
+            if platform.matches(&field("os"), &field("architecture"), variant) {
+                return Ok(rootfs);
+            }
+        }
+        let target_dir = self.layout.root().parent().unwrap_or(&self.root);
+        let deadline = crate::backend::oci::blobs::base_deadline()?;
+        let registry = crate::backend::oci::OciBackend::new(
+            &self.root,
+            target_dir,
+            None,
+            (crate::backend::oci::blobs::BaseLayers::OnDemand, deadline),
+        );
+        registry.base_rootfs(base, platform)
     }
 
     fn push(&self, push: &Push, _: &()) -> Result<String> {

@@ -137,12 +137,22 @@ impl Store {
         if has_size(&path, blob.size) {
             return Ok(path);
         }
-        let Some(origin) = &blob.origin else {
+        if blob.origin.is_none() {
             anyhow::bail!(
                 "the blob {} of this run is missing from {}",
                 blob.digest,
                 layout_blobs.display()
             );
+        }
+        link(&self.fetched(blob)?, &path)?;
+        Ok(path)
+    }
+
+    /// The store's copy of a base layer, fetched first when the store lacks it (once a run,
+    /// however many builds ask at once).
+    pub(crate) fn fetched(&self, blob: &Blob) -> Result<PathBuf> {
+        let Some(origin) = &blob.origin else {
+            anyhow::bail!("the blob {} is no base layer", blob.digest);
         };
         let stored = self.dir.join(blob.digest.hex());
         let lock = {
@@ -156,8 +166,7 @@ impl Store {
                     .with_context(|| format!("fetching the base layer {}", blob.digest))?;
             }
         }
-        link(&stored, &path)?;
-        Ok(path)
+        Ok(stored)
     }
 
     /// [`Store::ensure_local`] for every blob, base layers fetched a few at a time.

@@ -373,6 +373,34 @@ impl Backend for OciBackend {
         }
     }
 
+    fn base_rootfs(
+        &self,
+        base: &str,
+        platform: &'static Platform,
+    ) -> Result<crate::rootfs::Rootfs> {
+        let image = ImageRef::parse(base).map_err(|err| {
+            crate::diagnostic::diagnostic(
+                format!(
+                    "the base image `{}` cannot be read: {err}",
+                    crate::diagnostic::escape(base)
+                ),
+                "name the base as a registry reference in the template or `vars`",
+            )
+        })?;
+        let base_image = self.base_image(&image, platform)?;
+        let scratch = crate::layout::temporary_beside(&self.layout.blob_store().join("libc"));
+        let mut rootfs = crate::rootfs::Rootfs::default();
+        for blob in &base_image.layers {
+            let path = self.store.fetched(blob)?;
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            rootfs
+                .apply_layer(file, &scratch)
+                .with_context(|| format!("reading the layer {} of {base}", blob.digest))?;
+        }
+        Ok(rootfs)
+    }
+
     fn build_image(&self, build: &ImageBuild) -> Result<Built<Assembled>> {
         let (manifest_digest, mut image) = self.assemble(build)?;
         image.attestations = self
