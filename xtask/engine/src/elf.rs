@@ -80,6 +80,16 @@ pub fn read(path: &Path) -> Result<Needs> {
         .with_context(|| format!("{} is not an executable this tool can read", path.display()))
 }
 
+/// The bytes of the section `name` of the ELF file at `path` (at most 16 MiB), if it has one:
+/// cargo-auditable's `.dep-v0`, for one.
+pub fn section(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let size = file.metadata()?.len();
+    Elf::new(&file, size)
+        .and_then(|elf| elf.section(name))
+        .with_context(|| format!("{} is not an executable this tool can read", path.display()))
+}
+
 /// One open ELF file: its class and byte order.
 struct Elf<'a> {
     file: &'a File,
@@ -118,7 +128,7 @@ impl<'a> Elf<'a> {
 
     fn bytes(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let end = offset.checked_add(len).filter(|&end| end <= self.size);
-        if end.is_none() || len > 1 << 20 {
+        if end.is_none() || len > 16 << 20 {
             bail!("a header points outside the file");
         }
         let mut buffer = vec![0u8; len as usize];
@@ -144,6 +154,60 @@ impl<'a> Elf<'a> {
     /// A word: 8 bytes in a 64-bit file, 4 in a 32-bit one.
     fn word(&self, bytes: &[u8], at: usize) -> u64 {
         self.field(bytes, at, if self.wide { 8 } else { 4 })
+    }
+
+    /// A section's bytes by name, through the section headers and their string table.
+    fn section(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let header = self.bytes(0, if self.wide { 64 } else { 52 })?;
+        let (shoff, entsize, count, names) = match self.wide {
+            true => (
+                self.field(&header, 40, 8),
+                self.field(&header, 58, 2),
+                self.field(&header, 60, 2),
+                self.field(&header, 62, 2),
+            ),
+            false => (
+                self.field(&header, 32, 4),
+                self.field(&header, 46, 2),
+                self.field(&header, 48, 2),
+                self.field(&header, 50, 2),
+            ),
+        };
+        if count == 0 {
+            return Ok(None);
+        }
+        let expected = if self.wide { 64 } else { 40 };
+        if entsize != expected || count > MOST_ENTRIES || names >= count {
+            bail!("its section headers are malformed");
+        }
+        let table = self.bytes(shoff, entsize * count)?;
+        // Each header's name, offset and size.
+        let sections: Vec<(u64, u64, u64)> = table
+            .chunks(entsize as usize)
+            .map(|h| match self.wide {
+                true => (
+                    self.field(h, 0, 4),
+                    self.field(h, 24, 8),
+                    self.field(h, 32, 8),
+                ),
+                false => (
+                    self.field(h, 0, 4),
+                    self.field(h, 16, 4),
+                    self.field(h, 20, 4),
+                ),
+            })
+            .collect();
+        let (_, names_offset, names_size) = sections[names as usize];
+        let strings = Strings {
+            offset: names_offset,
+            size: names_size,
+        };
+        for &(name_index, offset, size) in &sections {
+            if self.string(&strings, name_index).is_ok_and(|n| n == name) {
+                return Ok(Some(self.bytes(offset, size.min(16 << 20))?));
+            }
+        }
+        Ok(None)
     }
 
     fn segments(&self) -> Result<Vec<Segment>> {
@@ -380,6 +444,11 @@ pub(crate) mod tests {
         let garbage = dir.join("garbage");
         std::fs::write(&garbage, b"#!/bin/sh\necho hi\n").unwrap();
         assert!(read(&garbage).is_err());
+        // Its own sections are found by name, and a missing one is none.
+        assert!(section(&me, ".text")
+            .unwrap()
+            .is_some_and(|t| !t.is_empty()));
+        assert_eq!(section(&me, ".dep-v0-no-such").unwrap(), None);
         let mut truncated = std::fs::read(&me).unwrap();
         truncated.truncate(70);
         std::fs::write(&garbage, &truncated).unwrap();

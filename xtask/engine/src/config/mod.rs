@@ -190,6 +190,7 @@ pub(crate) struct RawConfig {
     insecure_registry: Option<bool>,
     provenance: Option<Provenance>,
     sbom: Option<RawSbom>,
+    auditable: Option<bool>,
     network: Option<Network>,
     backend: Option<Backend>,
     /// The Docker context every platform builds on, unless its table names another.
@@ -449,6 +450,8 @@ pub(crate) struct Config {
     /// Attestations BuildKit attaches to each image.
     pub(crate) provenance: Provenance,
     pub(crate) sbom: Sbom,
+    /// Binaries carry the crates compiled into them (cargo-auditable's `.dep-v0`).
+    pub(crate) auditable: bool,
     pub(crate) network: Network,
     pub(crate) backend: Backend,
     /// The toolchain of platforms that do not name their own.
@@ -609,6 +612,7 @@ impl Config {
                 .or(defaults.provenance)
                 .unwrap_or_default(),
             sbom,
+            auditable: own.auditable.or(defaults.auditable).unwrap_or(true),
             network: cli
                 .network
                 .or(own.network)

@@ -22,7 +22,12 @@ pub(crate) fn invocation_command(invocation: &CargoInvocation) -> Command {
         Toolchain::Cargo => "build",
         Toolchain::Zig => "zigbuild",
     };
-    let mut args: Vec<String> = vec![subcommand.into()];
+    // `cargo auditable` runs the subcommand with itself as rustc's wrapper for the
+    // workspace's crates, which adds the dependency list to each binary.
+    let mut args: Vec<String> = match first.auditable {
+        true => vec!["auditable".into(), subcommand.into()],
+        false => vec![subcommand.into()],
+    };
     for package in &first.packages {
         args.extend(["--package".to_owned(), package.clone()]);
     }
@@ -269,6 +274,7 @@ mod tests {
     fn build(toolchain: Toolchain, target: &str) -> CargoBuild {
         CargoBuild {
             platform: Platform::parse("linux/arm64").unwrap(),
+            auditable: false,
             packages: vec!["hello".into()],
             toolchain,
             target: RustTarget::parse(target).unwrap(),

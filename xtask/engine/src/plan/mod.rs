@@ -169,6 +169,8 @@ pub(crate) enum StageStep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CargoBuild {
     pub(crate) platform: &'static Platform,
+    /// Through `cargo auditable`, so the binaries carry the crates compiled into them.
+    pub(crate) auditable: bool,
     /// The packages built together (one, or several that share everything else).
     pub(crate) packages: Vec<String>,
     /// `cargo build`, or `cargo zigbuild` with zig as the C toolchain and linker.
@@ -217,7 +219,8 @@ impl CargoInvocation {
             &build.packages,
             &build.bins,
             build.rustflags_channel,
-        ) && (build.rustflags_channel == Channel::Config || first.rustflags == build.rustflags)
+        ) && first.auditable == build.auditable
+            && (build.rustflags_channel == Channel::Config || first.rustflags == build.rustflags)
             && self
                 .builds
                 .iter()
@@ -279,6 +282,8 @@ pub(crate) struct ProvenanceFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SbomPlan {
     pub(crate) package: String,
+    /// The binaries carry cargo-auditable's list, which must name the SBOM's crates.
+    pub(crate) auditable: bool,
     pub(crate) platform: &'static Platform,
     /// The plain triple, as `cargo tree --target` takes it.
     pub(crate) target: String,
@@ -851,6 +856,7 @@ impl PlatformSteps<'_> {
         let platform = self.platform.platform;
         let dir = crate::layout::Layout::new(&config.target_dir).sbom(&config.package.name);
         (wanted && self.platform.build == BuildMode::Cross).then(|| SbomPlan {
+            auditable: self.config.auditable,
             package: config.package.name.clone(),
             platform,
             target: self.platform.target.clone(),
@@ -904,6 +910,7 @@ impl PlatformSteps<'_> {
             .compose(&platform.target, &self.rustflags());
         CargoBuild {
             platform: platform.platform,
+            auditable: self.config.auditable,
             packages: vec![self.config.package.name.clone()],
             toolchain: platform.toolchain,
             target: RustTarget {
@@ -1110,7 +1117,7 @@ pub(crate) mod tests {
             }
         }
         let lines = lines(&plan);
-        assert!(lines.contains(&"[linux/amd64] cargo build --package hello --package worker --target x86_64-unknown-linux-musl --profile=release --bin hello --bin worker".to_owned()), "{lines:#?}");
+        assert!(lines.contains(&"[linux/amd64] cargo auditable build --package hello --package worker --target x86_64-unknown-linux-musl --profile=release --bin hello --bin worker".to_owned()), "{lines:#?}");
         assert!(
             lines.iter().any(|l| l
                 .starts_with("[worker linux/amd64] docker push 127.0.0.1:5000/worker:amd64-0.1.0")),

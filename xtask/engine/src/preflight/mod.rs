@@ -356,7 +356,29 @@ impl PlatformChecks<'_> {
         }
         let host = toolchain.as_ref().map_or("", |t| t.host.as_str());
         findings.extend(self.c_compilers(host));
+        findings.extend(self.auditable());
         findings
+    }
+
+    /// cargo-auditable, when the binaries compiled on the host are to carry their crates.
+    fn auditable(&self) -> Option<Finding> {
+        let compiles = self
+            .plan
+            .platforms
+            .iter()
+            .any(|p| p.cargo.as_ref().is_some_and(|c| c.auditable));
+        if !compiles {
+            return None;
+        }
+        Some(match which::which("cargo-auditable") {
+            Ok(path) => Finding::ok("cargo-auditable", path.display().to_string()),
+            Err(_) => Finding::new(
+                "cargo-auditable",
+                Status::Missing,
+                "`cargo-auditable` is not on PATH, and binaries are built through it (`auditable`, on by default) so that scanners see their crates",
+                "cargo install cargo-auditable --locked; or set `auditable = false` in [package.metadata.multiarch]",
+            ),
+        })
     }
 
     /// Whether the binaries last staged for images `FROM scratch` can start there (for

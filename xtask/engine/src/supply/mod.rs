@@ -2,5 +2,6 @@
 //! statements that attach them to an OCI index the way BuildKit lays attestations out.
 
 pub mod attest;
+pub mod auditable;
 pub mod provenance;
 pub mod sbom;

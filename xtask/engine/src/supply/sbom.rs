@@ -170,9 +170,9 @@ pub(crate) fn documents(
     with_full_revisions(&mut graph, &lock_git_revisions(&lock));
     let mut binaries = Vec::new();
     for bin in &plan.bins {
-        let bytes = std::fs::read(context.join(bin))
+        let (digest, _) = crate::digest::of_file(&context.join(bin))
             .with_context(|| format!("cannot read the staged binary `{bin}`"))?;
-        binaries.push((bin.clone(), hex_sha256(&bytes)));
+        binaries.push((bin.clone(), digest.hex().to_owned()));
     }
     let sbom = Sbom {
         graph,
@@ -181,6 +181,16 @@ pub(crate) fn documents(
         binaries,
         created: plan.created.clone(),
     };
+    if plan.auditable {
+        let listed: std::collections::BTreeSet<(String, String)> = sbom
+            .runtime_crates()
+            .into_iter()
+            .map(|c| (c.name.clone(), c.version.clone()))
+            .collect();
+        for bin in &plan.bins {
+            super::auditable::check_agreement(&context.join(bin), &listed, &sbom.platform)?;
+        }
+    }
     Ok((sbom.cyclonedx(), sbom.spdx()))
 }
 
