@@ -139,6 +139,15 @@ fn a_binary_that_needs_a_newer_glibc_than_its_base_is_refused_and_zigs_older_one
             .get(&format!("/v2/glibc-{backend}/tags/list"), &[])
             .unwrap();
         assert_eq!(tags.status, 404, "{backend}: a tag exists");
+        let table = stdout(&xtask(&dir, &["doctor"]));
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("starts on {base} linux/amd64")))
+            .unwrap_or_else(|| panic!("{backend}: no start row in\n{table}"));
+        assert!(
+            row.contains("needs glibc 2.34 or newer"),
+            "{backend}: {row}"
+        );
 
         // The same binary through zig against glibc 2.17 starts there.
         let zig = manifest

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::backend::oci::blobs::{BaseLayers, BASE_DEADLINE};
 use crate::commands::cli::Selection;
 use crate::config::{Backend, BuildMode, Config};
 use crate::diagnostic::Diagnostic;
@@ -51,7 +52,16 @@ pub(crate) fn diagnose(selection: &Selection) -> Vec<Finding> {
                 engine: daemon.as_ref(),
             };
             rows.extend(checks.host(&preflight::RustToolchain::locate()));
-            rows.extend(checks.starts());
+            if let Some(docker) = &daemon {
+                let backend = crate::backend::docker::DockerBackend::new(
+                    docker.clone(),
+                    &config.workspace_root,
+                    &config.target_dir,
+                );
+                rows.extend(checks.starts(&|base, platform| {
+                    crate::exec::Backend::base_rootfs(&backend, base, platform)
+                }));
+            }
             rows.extend(checks.engines());
             rows.extend(checks.base_images());
         }
@@ -136,7 +146,15 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
                 engine: None,
             };
             rows.extend(checks.host(&preflight::RustToolchain::locate()));
-            rows.extend(checks.starts());
+            let backend = crate::backend::oci::OciBackend::new(
+                &config.workspace_root,
+                &config.target_dir,
+                None,
+                (BaseLayers::OnDemand, BASE_DEADLINE),
+            );
+            rows.extend(checks.starts(&|base, platform| {
+                crate::exec::Backend::base_rootfs(&backend, base, platform)
+            }));
         }
         Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
     }

@@ -507,7 +507,7 @@ fn stage(
 /// Refuses a binary that could not start on its base: a dynamic loader or a shared library
 /// the base lacks, or a glibc older than the binary asks for. A static binary needs
 /// nothing, so its base is never read.
-fn starts_on_base(
+pub(crate) fn starts_on_base(
     binary: &std::path::Path,
     platform: &Platform,
     base: &str,

@@ -327,6 +327,10 @@ fn buildx_driver(docker: &Docker) -> Option<String> {
         .map(|driver| format!("{} driver", driver.trim()))
 }
 
+/// Reads a base image's file system for the start check, as a backend does.
+pub(crate) type BaseRootfs<'a> = dyn Fn(&str, &'static crate::config::platform::Platform) -> anyhow::Result<crate::rootfs::Rootfs>
+    + 'a;
+
 /// What the platform checks may ask.
 pub(crate) struct PlatformChecks<'a> {
     pub(crate) config: &'a Config,
@@ -381,28 +385,40 @@ impl PlatformChecks<'_> {
         })
     }
 
-    /// Whether the binaries last staged for images `FROM scratch` can start there (for
-    /// `doctor`; a run checks what it just compiled instead, after compiling).
-    pub(crate) fn starts(&self) -> Vec<Finding> {
+    /// Whether the binaries last staged can start on their images' bases (for `doctor`; a
+    /// run checks what it just compiled instead, after compiling). `base_rootfs` reads a
+    /// base, as the backend would; only a dynamic binary needs it.
+    pub(crate) fn starts(&self, base_rootfs: &BaseRootfs<'_>) -> Vec<Finding> {
+        use crate::exec::runner::{starts_on_base, starts_on_scratch};
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
+            let platform = platform_plan.platform;
             for step in &platform_plan.staging {
-                let StageStep::StartsOnScratch { binary } = step else {
-                    continue;
+                let (binary, check) = match step {
+                    StageStep::StartsOnScratch { binary } => {
+                        (binary, format!("starts on scratch {platform}"))
+                    }
+                    StageStep::StartsOnBase { binary, base } => {
+                        (binary, format!("starts on {base} {platform}"))
+                    }
+                    _ => continue,
                 };
-                let check = format!("starts on scratch {}", platform_plan.platform);
                 let path = self.plan.root.join(binary);
                 let name = binary.file_name().unwrap_or_default().to_string_lossy();
-                findings.push(if !path.exists() {
-                    Finding::ok(
-                        check,
-                        format!("`{name}` not built yet; checked after each compile"),
-                    )
-                } else {
-                    match crate::exec::runner::starts_on_scratch(&path, platform_plan.platform) {
-                        Ok(()) => Finding::ok(check, format!("`{name}` is static")),
-                        Err(err) => Finding::failed(check, Diagnostic::of(&err)),
+                if !path.exists() {
+                    let detail = format!("`{name}` not built yet; checked after each compile");
+                    findings.push(Finding::ok(check, detail));
+                    continue;
+                }
+                let checked = match step {
+                    StageStep::StartsOnBase { base, .. } => {
+                        starts_on_base(&path, platform, base, || base_rootfs(base, platform))
                     }
+                    _ => starts_on_scratch(&path, platform),
+                };
+                findings.push(match checked {
+                    Ok(()) => Finding::ok(check, format!("`{name}` has what it needs there")),
+                    Err(err) => Finding::failed(check, Diagnostic::of(&err)),
                 });
             }
         }
