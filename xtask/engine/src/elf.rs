@@ -98,6 +98,13 @@ struct Elf<'a> {
     little: bool,
 }
 
+/// The file header's tables: programs (offset, entry size, count) and sections (offset,
+/// entry size, count, index of the section names).
+struct FileHeader {
+    programs: (u64, u64, u64),
+    sections: (u64, u64, u64, u64),
+}
+
 /// A program header's type, file range and address.
 struct Segment {
     kind: u32,
@@ -158,21 +165,8 @@ impl<'a> Elf<'a> {
 
     /// A section's bytes by name, through the section headers and their string table.
     fn section(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let header = self.bytes(0, if self.wide { 64 } else { 52 })?;
-        let (shoff, entsize, count, names) = match self.wide {
-            true => (
-                self.field(&header, 40, 8),
-                self.field(&header, 58, 2),
-                self.field(&header, 60, 2),
-                self.field(&header, 62, 2),
-            ),
-            false => (
-                self.field(&header, 32, 4),
-                self.field(&header, 46, 2),
-                self.field(&header, 48, 2),
-                self.field(&header, 50, 2),
-            ),
-        };
+        let header = self.file_header()?;
+        let (shoff, entsize, count, names) = header.sections;
         if count == 0 {
             return Ok(None);
         }
@@ -210,20 +204,24 @@ impl<'a> Elf<'a> {
         Ok(None)
     }
 
-    fn segments(&self) -> Result<Vec<Segment>> {
+    /// Where the program and section header tables are, from the file header.
+    fn file_header(&self) -> Result<FileHeader> {
         let header = self.bytes(0, if self.wide { 64 } else { 52 })?;
-        let (phoff, entsize, count) = match self.wide {
-            true => (
-                self.field(&header, 32, 8),
-                self.field(&header, 54, 2),
-                self.field(&header, 56, 2),
-            ),
-            false => (
-                self.field(&header, 28, 4),
-                self.field(&header, 42, 2),
-                self.field(&header, 44, 2),
-            ),
+        // Offsets of e_phoff, e_phentsize, e_phnum, e_shoff, e_shentsize, e_shnum,
+        // e_shstrndx, and the width of the two table offsets.
+        let (at, width) = match self.wide {
+            true => ([32, 54, 56, 40, 58, 60, 62], 8),
+            false => ([28, 42, 44, 32, 46, 48, 50], 4),
         };
+        let half = |i: usize| self.field(&header, at[i], 2);
+        Ok(FileHeader {
+            programs: (self.field(&header, at[0], width), half(1), half(2)),
+            sections: (self.field(&header, at[3], width), half(4), half(5), half(6)),
+        })
+    }
+
+    fn segments(&self) -> Result<Vec<Segment>> {
+        let (phoff, entsize, count) = self.file_header()?.programs;
         let expected = if self.wide { 56 } else { 32 };
         if entsize != expected || count > MOST_ENTRIES {
             bail!("its program headers are malformed");
