@@ -21,7 +21,7 @@ fn rustflags_in_the_environment_keep_the_platforms_static_linking() {
     assert!(plan.status.success());
     assert!(
         stdout(&plan).contains(
-            "CARGO_ENCODED_RUSTFLAGS=$'-Dwarnings\\u001f-C\\u001ftarget-feature=+crt-static' cargo build"
+            "CARGO_ENCODED_RUSTFLAGS=$'-Dwarnings\\u001f-C\\u001ftarget-feature=+crt-static' cargo auditable build"
         ),
         "{}",
         stdout(&plan)
