@@ -64,12 +64,12 @@ pub(crate) fn diagnostic(cause: impl Into<String>, help: impl Into<String>) -> a
 }
 
 /// Returns early with a [`Diagnostic`]: `fail!(help = "...", "cause {x}")`.
-#[macro_export]
 macro_rules! fail {
     (help = $help:expr, $($cause:tt)+) => {
         return Err($crate::diagnostic::diagnostic(format!($($cause)+), $help).into())
     };
 }
+pub(crate) use fail;
 
 /// Formats an error chain as `error: outer: inner` and one `help:` line. No line of it can
 /// read as a CI runner's command (`::stop-commands::`, `::warning::`), and no control

@@ -30,15 +30,8 @@ pub mod supply;
 pub mod tar;
 pub mod time;
 
+pub use commands::Outcome;
 pub use diagnostic::format_error;
-
-/// How a command ended when it did not fail: exit 0, or 1 for a report of problems.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// The command ran and found problems (doctor): exit code 1, nothing else printed.
-    ProblemsFound,
-}
 
 /// Runs the command line this process was started with and exits: 0 on success, 1 on a
 /// failure (printed as `error:` and `help:` lines) or when `doctor` finds problems.

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use super::Outcome;
 use crate::backend::oci::blobs::{BaseLayers, BASE_DEADLINE};
 use crate::commands::cli::Selection;
 use crate::config::{Backend, BuildMode, Config};
@@ -10,7 +11,6 @@ use crate::diagnostic::Diagnostic;
 use crate::plan::{Builder, Plan};
 use crate::preflight::{self, credentials, Finding, PlatformChecks, Status};
 use crate::registry::Registry;
-use crate::Outcome;
 
 pub(crate) fn run(selection: &Selection) -> Result<Outcome> {
     let rows = diagnose(selection);

@@ -9,6 +9,14 @@ pub mod qemu_fetch;
 pub mod render;
 pub mod setup;
 
+/// How a command ended when it did not fail: exit 0, or 1 for a report of problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The command ran and found problems (doctor): exit code 1, nothing else printed.
+    ProblemsFound,
+}
+
 use std::path::Path;
 
 use anyhow::Result;

@@ -22,8 +22,8 @@ use crate::config::{
     Backend, BuildMode, Config, EngineTarget, Network, PlatformConfig, Provenance, QemuConfig,
     Sbom, Signing,
 };
+use crate::diagnostic::fail;
 use crate::emulation::binfmt::{Emulation, Handler};
-use crate::fail;
 
 /// Which `docker build` front end the engine offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
