@@ -78,7 +78,7 @@ pub(crate) enum BaseLayers {
 }
 
 /// How one blob reached a registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Sent {
     /// The registry had it.
     Present,
@@ -86,6 +86,29 @@ pub(crate) enum Sent {
     Mounted,
     /// Streamed from the layout.
     Uploaded,
+}
+
+impl Sent {
+    /// `2 blobs already there, 1 mounted (382 MiB), 1 uploaded (0 MiB)`: how a push's
+    /// blobs went, counted and sized.
+    pub(crate) fn summary(sent: &std::collections::BTreeMap<Sent, (usize, u64)>) -> String {
+        let parts: Vec<String> = sent
+            .iter()
+            .map(|(how, (count, bytes))| {
+                let what = match how {
+                    Sent::Present => "already there",
+                    Sent::Mounted => "mounted",
+                    Sent::Uploaded => "uploaded",
+                };
+                let blobs = if *count == 1 { "blob" } else { "blobs" };
+                format!(
+                    "{count} {blobs} {what} ({:.1} MiB)",
+                    *bytes as f64 / f64::from(1 << 20)
+                )
+            })
+            .collect();
+        parts.join(", ")
+    }
 }
 
 /// The run's store of fetched base layers: `target/multiarch/blobs/sha256/`.
@@ -229,4 +252,24 @@ fn link(from: &Path, to: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&temporary);
     }
     made.with_context(|| format!("cannot put {} at {}", from.display(), to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_summary_counts_and_sizes_each_way() {
+        let sent = [
+            (Sent::Present, (2, 2048)),
+            (Sent::Mounted, (1, 400 << 20)),
+            (Sent::Uploaded, (1, 1 << 20)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            Sent::summary(&sent),
+            "2 blobs already there (0.0 MiB), 1 blob mounted (400.0 MiB), 1 blob uploaded (1.0 MiB)"
+        );
+    }
 }

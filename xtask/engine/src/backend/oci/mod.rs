@@ -425,11 +425,16 @@ impl Backend for OciBackend {
     fn push(&self, push: &Push, image: &Assembled) -> Result<String> {
         let manifest_digest = &image.manifest_digest;
         let registry = Registry::of(&push.images[0], push.insecure)?;
+        let mut sent: BTreeMap<blobs::Sent, (usize, u64)> = BTreeMap::new();
         for blob in &image.blobs {
-            self.store
+            let how = self
+                .store
                 .push(blob, &image.layout_blobs, &registry)
                 .with_context(|| format!("pushing {} of {}", blob.digest, push.images[0]))?;
+            let tally = sent.entry(how).or_default();
+            *tally = (tally.0 + 1, tally.1 + blob.size);
         }
+        eprintln!("  {}: {}", push.images[0], blobs::Sent::summary(&sent));
         for tag in &push.images {
             let reference = tag.tag.clone().unwrap_or_else(|| manifest_digest.clone());
             let pushed = registry.put_manifest(&reference, MANIFEST, &image.manifest)?;
