@@ -58,9 +58,10 @@ pub(crate) fn diagnose(selection: &Selection) -> Vec<Finding> {
                     &config.workspace_root,
                     &config.target_dir,
                 );
-                rows.extend(checks.starts(&|base, platform| {
+                let read = |base: &str, platform| {
                     crate::exec::Backend::base_rootfs(&backend, base, platform)
-                }));
+                };
+                rows.extend(checks.starts(&crate::exec::runner::Bases::new(&read)));
             }
             rows.extend(checks.engines());
             rows.extend(checks.base_images());
@@ -152,9 +153,9 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
                 None,
                 (BaseLayers::OnDemand, BASE_DEADLINE),
             );
-            rows.extend(checks.starts(&|base, platform| {
-                crate::exec::Backend::base_rootfs(&backend, base, platform)
-            }));
+            let read =
+                |base: &str, platform| crate::exec::Backend::base_rootfs(&backend, base, platform);
+            rows.extend(checks.starts(&crate::exec::runner::Bases::new(&read)));
         }
         Err(err) => rows.push(Finding::failed("template", Diagnostic::of(&err))),
     }

@@ -73,9 +73,10 @@ pub(crate) fn execute_with<B: Backend>(
             Phase::Contexts => write_contexts(plan)?,
             Phase::Compile(groups) => compile_all(&groups, compile, &mut progress.seconds)?,
             Phase::Stage => {
-                let base_rootfs =
+                let read =
                     |base: &str, platform: &'static Platform| backend.base_rootfs(base, platform);
-                progress.sboms = stage_all(plan, jobs, &base_rootfs, &mut progress.seconds)?;
+                let bases = Bases::new(&read);
+                progress.sboms = stage_all(plan, jobs, &bases, &mut progress.seconds)?;
             }
             Phase::Images(builds) => {
                 progress.built = build_all(backend, &builds, jobs)?;
@@ -190,19 +191,60 @@ fn compile_all(
 /// Stages each platform's binaries (and QEMU) and writes its SBOM, `jobs` platforms at a
 /// time; returns each platform's SBOM digest.
 /// Reads a base image's file system (through the backend) for the start check.
-type BaseRootfs<'a> = dyn Fn(&str, &'static Platform) -> Result<crate::rootfs::Rootfs> + Sync + 'a;
+pub(crate) type BaseRootfs<'a> =
+    dyn Fn(&str, &'static Platform) -> Result<crate::rootfs::Rootfs> + Sync + 'a;
+
+/// The file systems of the base images a run reads for the start check: each base is read
+/// once per platform, however many binaries it checks.
+pub(crate) struct Bases<'a> {
+    read: &'a BaseRootfs<'a>,
+    seen: Mutex<BTreeMap<(String, String), std::sync::Arc<crate::rootfs::Rootfs>>>,
+}
+
+impl<'a> Bases<'a> {
+    pub(crate) fn new(read: &'a BaseRootfs<'a>) -> Bases<'a> {
+        Bases {
+            read,
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The file system of `base` for `platform`, read the first time it is asked for.
+    pub(crate) fn get(
+        &self,
+        base: &str,
+        platform: &'static Platform,
+    ) -> Result<std::sync::Arc<crate::rootfs::Rootfs>> {
+        let key = (base.to_owned(), platform.name());
+        if let Some(known) = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(known.clone());
+        }
+        let rootfs = std::sync::Arc::new(
+            (self.read)(base, platform)
+                .with_context(|| format!("reading the base image {base} for {platform}"))?,
+        );
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(key, rootfs.clone());
+        Ok(rootfs)
+    }
+}
 
 fn stage_all(
     plan: &Plan,
     jobs: usize,
-    base_rootfs: &BaseRootfs<'_>,
+    bases: &Bases<'_>,
     seconds: &mut [f64],
 ) -> Result<Vec<Option<String>>> {
     let staged = run_parallel(&plan.platforms, jobs, |platform_plan| {
         let started = Instant::now();
         let scope = plan.scope(&platform_plan.package, platform_plan.platform);
         for step in &platform_plan.staging {
-            stage(&plan.root, platform_plan, step, base_rootfs)
+            stage(&plan.root, platform_plan, step, bases)
                 .with_context(|| format!("staging failed for {scope}"))?;
         }
         let sbom = match &platform_plan.image.sbom_of {
@@ -476,7 +518,7 @@ fn stage(
     root: &std::path::Path,
     platform_plan: &PlatformPlan,
     step: &StageStep,
-    base_rootfs: &BaseRootfs<'_>,
+    bases: &Bases<'_>,
 ) -> Result<()> {
     match step {
         StageStep::Binary { from, to, mtime } => {
@@ -497,8 +539,7 @@ fn stage(
         StageStep::StartsOnBase { binary, base } => {
             let platform = platform_plan.platform;
             starts_on_base(&root.join(binary), platform, base, || {
-                base_rootfs(base, platform)
-                    .with_context(|| format!("reading the base image {base} for {platform}"))
+                bases.get(base, platform)
             })
         }
     }
@@ -511,7 +552,7 @@ pub(crate) fn starts_on_base(
     binary: &std::path::Path,
     platform: &Platform,
     base: &str,
-    rootfs: impl FnOnce() -> Result<crate::rootfs::Rootfs>,
+    rootfs: impl FnOnce() -> Result<std::sync::Arc<crate::rootfs::Rootfs>>,
 ) -> Result<()> {
     let needs = crate::elf::read(binary)?;
     if needs.is_static() {

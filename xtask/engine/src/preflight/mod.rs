@@ -327,10 +327,6 @@ fn buildx_driver(docker: &Docker) -> Option<String> {
         .map(|driver| format!("{} driver", driver.trim()))
 }
 
-/// Reads a base image's file system for the start check, as a backend does.
-pub(crate) type BaseRootfs<'a> = dyn Fn(&str, &'static crate::config::platform::Platform) -> anyhow::Result<crate::rootfs::Rootfs>
-    + 'a;
-
 /// What the platform checks may ask.
 pub(crate) struct PlatformChecks<'a> {
     pub(crate) config: &'a Config,
@@ -386,9 +382,9 @@ impl PlatformChecks<'_> {
     }
 
     /// Whether the binaries last staged can start on their images' bases (for `doctor`; a
-    /// run checks what it just compiled instead, after compiling). `base_rootfs` reads a
-    /// base, as the backend would; only a dynamic binary needs it.
-    pub(crate) fn starts(&self, base_rootfs: &BaseRootfs<'_>) -> Vec<Finding> {
+    /// run checks what it just compiled instead, after compiling). `bases` reads a base,
+    /// as the backend would; only a dynamic binary needs it.
+    pub(crate) fn starts(&self, bases: &crate::exec::runner::Bases<'_>) -> Vec<Finding> {
         use crate::exec::runner::{starts_on_base, starts_on_scratch};
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
@@ -412,7 +408,7 @@ impl PlatformChecks<'_> {
                 }
                 let checked = match step {
                     StageStep::StartsOnBase { base, .. } => {
-                        starts_on_base(&path, platform, base, || base_rootfs(base, platform))
+                        starts_on_base(&path, platform, base, || bases.get(base, platform))
                     }
                     _ => starts_on_scratch(&path, platform),
                 };
