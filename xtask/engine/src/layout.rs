@@ -41,6 +41,11 @@ impl Layout {
         }
     }
 
+    /// The target dir this layout is in.
+    pub(crate) fn target_dir(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// The `multiarch/` directory itself.
     pub(crate) fn root(&self) -> &Path {
         &self.dir

@@ -728,7 +728,7 @@ impl Backend for DockerBackend {
                 return Ok(rootfs);
             }
         }
-        let target_dir = self.layout.root().parent().unwrap_or(&self.root);
+        let target_dir = self.layout.target_dir();
         let deadline = crate::backend::oci::blobs::base_deadline()?;
         let registry = crate::backend::oci::OciBackend::new(
             &self.root,
