@@ -455,7 +455,7 @@ fn describe_stage_step(step: &StageStep) -> String {
             "check that {} starts on scratch: a static ELF (no dynamic loader, no shared library)",
             shown(binary)
         ),
-        StageStep::StartsOnBase { binary, base } => format!(
+        StageStep::StartsOnBase { binary, base, .. } => format!(
             "check that {} starts on {base}: its dynamic loader, shared libraries and glibc are in the base (read only when it is not static)",
             shown(binary)
         ),

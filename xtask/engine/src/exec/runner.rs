@@ -533,25 +533,44 @@ fn stage(
             let binary = crate::emulation::qemu::locate(&platform_plan.qemu, qemu_arch)?;
             copy_if_changed(&binary, &root.join(to))
         }
+        StageStep::StartsOnScratch { .. } | StageStep::StartsOnBase { .. } => {
+            start_check(root, platform_plan.platform, step, bases).unwrap_or(Ok(()))
+        }
+    }
+}
+
+/// Runs a start check step, the run's and `doctor`'s; `None` for any other step.
+pub(crate) fn start_check(
+    root: &std::path::Path,
+    platform: &'static Platform,
+    step: &StageStep,
+    bases: &Bases<'_>,
+) -> Option<Result<()>> {
+    match step {
         StageStep::StartsOnScratch { binary } => {
-            starts_on_scratch(&root.join(binary), platform_plan.platform)
+            Some(starts_on_scratch(&root.join(binary), platform))
         }
-        StageStep::StartsOnBase { binary, base } => {
-            let platform = platform_plan.platform;
-            starts_on_base(&root.join(binary), platform, base, || {
-                bases.get(base, platform)
-            })
-        }
+        StageStep::StartsOnBase {
+            binary,
+            base,
+            target,
+        } => Some(starts_on_base(
+            &root.join(binary),
+            platform,
+            (base, target),
+            || bases.get(base, platform),
+        )),
+        _ => None,
     }
 }
 
 /// Refuses a binary that could not start on its base: a dynamic loader or a shared library
 /// the base lacks, or a glibc older than the binary asks for. A static binary needs
 /// nothing, so its base is never read.
-pub(crate) fn starts_on_base(
+fn starts_on_base(
     binary: &std::path::Path,
     platform: &Platform,
-    base: &str,
+    (base, target): (&str, &str),
     rootfs: impl FnOnce() -> Result<std::sync::Arc<crate::rootfs::Rootfs>>,
 ) -> Result<()> {
     let needs = crate::elf::read(binary)?;
@@ -588,25 +607,17 @@ pub(crate) fn starts_on_base(
             ),
             format!(
                 "build against the base's glibc with zig (`toolchain = \"zig\"` and a glibc suffix on the target, such as `target = \"{}.{}.{}\"`), or {static_fix}, or use a newer base",
-                platform_target_hint(platform), has.0, has.1
+                target, has.0, has.1
             ),
         )),
         _ => Ok(()),
     }
 }
 
-/// The glibc triple of `platform`, for the zig hint (`x86_64-unknown-linux-gnu`).
-fn platform_target_hint(platform: &Platform) -> String {
-    platform
-        .rust_target
-        .replace("musleabihf", "gnueabihf")
-        .replace("-musl", "-gnu")
-}
-
 /// Refuses a binary that could not start in an image `FROM scratch`: one that names a
 /// dynamic loader or shared libraries, which such an image lacks ("no such file or
 /// directory" at `docker run`).
-pub(crate) fn starts_on_scratch(binary: &std::path::Path, platform: &Platform) -> Result<()> {
+fn starts_on_scratch(binary: &std::path::Path, platform: &Platform) -> Result<()> {
     let needs = crate::elf::read(binary)?;
     if needs.is_static() {
         return Ok(());

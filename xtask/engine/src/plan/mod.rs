@@ -162,7 +162,12 @@ pub(crate) enum StageStep {
     StartsOnScratch { binary: PathBuf },
     /// Check that a staged binary can start on its base image: the loader, the libraries
     /// and the glibc it needs must be in the base for this platform.
-    StartsOnBase { binary: PathBuf, base: String },
+    /// `target` is the plain triple it was compiled for, for the fix a refusal names.
+    StartsOnBase {
+        binary: PathBuf,
+        base: String,
+        target: String,
+    },
 }
 
 /// `cargo build` of one package's binaries for one target.
@@ -783,6 +788,7 @@ impl PlatformSteps<'_> {
                 RunsOn::Image(base) => Some(StageStep::StartsOnBase {
                     binary: dir.join(bin),
                     base: base.clone(),
+                    target: build.target.triple.clone(),
                 }),
                 RunsOn::Unknown => None,
             }));

@@ -385,7 +385,6 @@ impl PlatformChecks<'_> {
     /// run checks what it just compiled instead, after compiling). `bases` reads a base,
     /// as the backend would; only a dynamic binary needs it.
     pub(crate) fn starts(&self, bases: &crate::exec::runner::Bases<'_>) -> Vec<Finding> {
-        use crate::exec::runner::{starts_on_base, starts_on_scratch};
         let mut findings = Vec::new();
         for platform_plan in &self.plan.platforms {
             let platform = platform_plan.platform;
@@ -394,7 +393,7 @@ impl PlatformChecks<'_> {
                     StageStep::StartsOnScratch { binary } => {
                         (binary, format!("starts on scratch {platform}"))
                     }
-                    StageStep::StartsOnBase { binary, base } => {
+                    StageStep::StartsOnBase { binary, base, .. } => {
                         (binary, format!("starts on {base} {platform}"))
                     }
                     _ => continue,
@@ -406,15 +405,11 @@ impl PlatformChecks<'_> {
                     findings.push(Finding::ok(check, detail));
                     continue;
                 }
-                let checked = match step {
-                    StageStep::StartsOnBase { base, .. } => {
-                        starts_on_base(&path, platform, base, || bases.get(base, platform))
-                    }
-                    _ => starts_on_scratch(&path, platform),
-                };
+                let checked =
+                    crate::exec::runner::start_check(&self.plan.root, platform, step, bases);
                 findings.push(match checked {
-                    Ok(()) => Finding::ok(check, format!("`{name}` has what it needs there")),
-                    Err(err) => Finding::failed(check, Diagnostic::of(&err)),
+                    Some(Err(err)) => Finding::failed(check, Diagnostic::of(&err)),
+                    _ => Finding::ok(check, format!("`{name}` has what it needs there")),
                 });
             }
         }

@@ -119,6 +119,11 @@ impl Registry {
         if self.has_blob(digest)? {
             return Ok(());
         }
+        self.send_blob(digest, payload)
+    }
+
+    /// [`Registry::upload_blob`] without asking first, for a caller that just did.
+    pub(crate) fn send_blob(&self, digest: &Digest, payload: Payload<'_>) -> Result<()> {
         let start = Request::new(
             Method::Post,
             self.url("blobs", "uploads/"),

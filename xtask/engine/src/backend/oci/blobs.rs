@@ -194,15 +194,34 @@ impl Store {
 
     /// [`Store::ensure_local`] for every blob, base layers fetched a few at a time.
     pub(crate) fn ensure_all(&self, blobs: &[Blob], layout_blobs: &Path) -> Result<()> {
+        self.each_parallel(blobs, |blob| self.ensure_local(blob, layout_blobs))
+            .map(drop)
+    }
+
+    /// [`Store::fetched`] for every base layer, a few at a time: their paths, in order.
+    pub(crate) fn fetched_all(&self, blobs: &[Blob]) -> Result<Vec<PathBuf>> {
+        self.each_parallel(blobs, |blob| self.fetched(blob))
+    }
+
+    /// `each` of `blobs` on [`PARALLEL_FETCHES`] threads, the results in the blobs' order.
+    fn each_parallel(
+        &self,
+        blobs: &[Blob],
+        each: impl Fn(&Blob) -> Result<PathBuf> + Sync,
+    ) -> Result<Vec<PathBuf>> {
         let next = AtomicUsize::new(0);
-        let work = || -> Result<()> {
-            while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                self.ensure_local(blob, layout_blobs)?;
+        let work = || -> Result<Vec<(usize, PathBuf)>> {
+            let mut done = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(blob) = blobs.get(index) else {
+                    return Ok(done);
+                };
+                done.push((index, each(blob)?));
             }
-            Ok(())
         };
         let workers = PARALLEL_FETCHES.min(blobs.len());
-        std::thread::scope(|scope| {
+        let mut paths: Vec<(usize, PathBuf)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
             handles
                 .into_iter()
@@ -210,9 +229,13 @@ impl Store {
                     h.join()
                         .unwrap_or_else(|_| anyhow::bail!("a fetch panicked"))
                 })
-                .collect::<Result<Vec<()>>>()
-        })?;
-        Ok(())
+                .collect::<Result<Vec<_>>>()
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
+        paths.sort_by_key(|(index, _)| *index);
+        Ok(paths.into_iter().map(|(_, path)| path).collect())
     }
 
     /// Sends `blob` to `target`: nothing when it has it, a mount when the blob comes from
@@ -228,7 +251,7 @@ impl Store {
             }
         }
         let path = self.ensure_local(blob, layout_blobs)?;
-        target.upload_blob(&blob.digest, Payload::File(&path))?;
+        target.send_blob(&blob.digest, Payload::File(&path))?;
         Ok(Sent::Uploaded)
     }
 }

@@ -390,8 +390,8 @@ impl Backend for OciBackend {
         let base_image = self.base_image(&image, platform)?;
         let scratch = crate::layout::temporary_beside(&self.layout.blob_store().join("libc"));
         let mut rootfs = crate::rootfs::Rootfs::default();
-        for blob in &base_image.layers {
-            let path = self.store.fetched(blob)?;
+        let paths = self.store.fetched_all(&base_image.layers)?;
+        for (blob, path) in base_image.layers.iter().zip(paths) {
             let file = std::fs::File::open(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             rootfs
