@@ -105,6 +105,22 @@ impl Layout {
         self.dir.join("blobs/sha256")
     }
 
+    /// Which gzipped blob of the store each plain layer an engine saved became: files
+    /// named by the plain layer's digest, naming the blob's.
+    pub(crate) fn gzipped_layers(&self) -> PathBuf {
+        self.dir.join("blobs/gzipped")
+    }
+
+    /// Where `docker image save` writes one platform's image on its way to a registry.
+    pub(crate) fn saved_image(&self, package: &str, slug: &str) -> PathBuf {
+        self.dir.join("saved").join(format!("{package}-{slug}.tar"))
+    }
+
+    /// Where `image --push-by-digest` writes its records unless told otherwise.
+    pub(crate) fn records(&self) -> PathBuf {
+        self.dir.join("records")
+    }
+
     /// The archive `--load` hands to `docker load`.
     pub(crate) fn load_archive(&self) -> PathBuf {
         self.dir.join("load.tar")

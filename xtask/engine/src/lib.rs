@@ -23,6 +23,7 @@ pub mod plan;
 pub mod preflight;
 pub mod process;
 pub mod progress;
+pub mod publish;
 pub mod registry;
 pub mod retry;
 pub mod rootfs;
@@ -93,6 +94,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<Outcome> {
     use commands::cli;
     match cli::parse(args)? {
         cli::Task::Image(args) => commands::image::run(&args).map(|_| Outcome::Success),
+        cli::Task::Publish(args) => commands::publish::run(&args).map(|_| Outcome::Success),
         cli::Task::Render(args) => commands::render::run(&args).map(|_| Outcome::Success),
         cli::Task::QemuFetch(args) => commands::qemu_fetch::run(&args).map(|_| Outcome::Success),
         cli::Task::Setup(args) => commands::setup::run(&args).map(|_| Outcome::Success),

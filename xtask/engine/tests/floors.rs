@@ -23,10 +23,11 @@ const FLOORS: &[(&str, u32)] = &[
     ("registry", 3),
     ("plan", 4),
     ("supply", 5),
-    ("exec", 6),
-    ("backend", 7),
-    ("preflight", 8),
-    ("commands", 9),
+    ("publish", 6),
+    ("exec", 7),
+    ("backend", 8),
+    ("preflight", 9),
+    ("commands", 10),
 ];
 
 /// `crate::<module>` references outside `#[cfg(test)]` code, per top-level module.

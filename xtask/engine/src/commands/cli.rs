@@ -12,10 +12,14 @@ pub(crate) const USAGE: &str = "\
 multiarch: multi-architecture container images of this workspace
 
 usage:
-    cargo multiarch image [--push] [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]... [--tag T]... [--image REPO]
+    cargo multiarch image [--push | --push-by-digest [--records DIR]] [-p PACKAGE]... [--exclude PACKAGE]...
+                          [--platform P]... [--tag T]... [--image REPO]
                           [--dry-run] [--jobs N] [--json] [--provenance MODE] [--sbom]
                           [--network NET] [--features F,...] [--profile NAME]
                           [--metadata-file PATH] [--backend docker|oci] [--load] [--sign KEY]
+    cargo multiarch publish RECORD_OR_DIR_OR_REPO@DIGEST... [-p PACKAGE]... [--platform P]...
+                          [--tag T]... [--image REPO] [--sign KEY|keyless] [--dry-run] [--json]
+                          [--metadata-file PATH]
     cargo multiarch render [-p PACKAGE]... [--exclude PACKAGE]... [--platform P]...
     cargo multiarch qemu fetch [-p PACKAGE] [--platform P]...
     cargo multiarch setup [--reset] [-p PACKAGE] [--platform P]...
@@ -26,7 +30,11 @@ usage:
 
     (`cargo xtask ...` is the same command line in a workspace whose xtask `init` wrote)
 
-    --push          push every platform's image, then publish one manifest list per tag
+    --push          push every platform's image by digest, then publish one index per package
+                    under every tag (signed first, when `sign` asks)
+    --push-by-digest  push every platform's image by digest, under no tag, and write one
+                    record per package and platform: this machine's share of a release
+    --records       (--push-by-digest) where the records go (default target/multiarch/records)
     -p, --package   a package to build, repeatable (default: every package with a
                     [package.metadata.multiarch] table)
     --exclude       leave this package out, repeatable
@@ -44,6 +52,8 @@ usage:
     --metadata-file write the refs and digests of every package, platform and tag as JSON
     --backend       docker (default) or oci: the tool writes and pushes the images itself
     --load          (oci) load the images into the local engine too
+    RECORD...       (publish) record files, directories of them, or REPO@sha256:... references
+                    (built elsewhere); checked against the registry, joined, signed, then tagged
     --reset         (setup) replace binfmt handlers that are already registered
     --engine-*      (init) where the thin xtask gets the engine: a crates.io version
                     (default: this one's), a checkout of multiarch, or a git repository
@@ -63,6 +73,10 @@ pub(crate) struct Selection {
 pub(crate) struct ImageArgs {
     pub(crate) selection: Selection,
     pub(crate) push: bool,
+    /// Push by digest under no tag, and write records (one machine's share of a release).
+    pub(crate) push_by_digest: bool,
+    /// Where the records go; `None` is `target/multiarch/records`.
+    pub(crate) records: Option<PathBuf>,
     pub(crate) dry_run: bool,
     pub(crate) jobs: Option<usize>,
     pub(crate) json: bool,
@@ -90,6 +104,29 @@ impl Selection {
         CliLayer {
             platforms: self.platforms.clone(),
             ..CliLayer::default()
+        }
+    }
+}
+
+/// `publish`: what to join, and the flags that override configured values.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct PublishArgs {
+    pub(crate) selection: Selection,
+    /// Record files, directories of records, or `repo@sha256:...` references.
+    pub(crate) sources: Vec<String>,
+    pub(crate) dry_run: bool,
+    pub(crate) json: bool,
+    pub(crate) metadata_file: Option<PathBuf>,
+    /// `--tag`, `--image` and `--sign`.
+    pub(crate) overrides: CliLayer,
+}
+
+impl PublishArgs {
+    /// The flags that override configured values, as the config's last layer.
+    pub(crate) fn cli_layer(&self) -> CliLayer {
+        CliLayer {
+            platforms: self.selection.platforms.clone(),
+            ..self.overrides.clone()
         }
     }
 }
@@ -128,6 +165,7 @@ pub(crate) enum EngineSource {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Task {
     Image(ImageArgs),
+    Publish(PublishArgs),
     Render(Selection),
     QemuFetch(Selection),
     Setup(SetupArgs),
@@ -161,6 +199,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
     };
     let task = match command.as_str() {
         "image" => Task::Image(parse_image(&mut flags)?),
+        "publish" => Task::Publish(parse_publish(&mut flags)?),
         "render" | "qemu fetch" | "doctor" => {
             let mut selection = Selection::default();
             while let Some(flag) = flags.next()? {
@@ -186,7 +225,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
         other => {
             return Err(diagnostic(
                 format!("unknown command `{other}`"),
-                "the commands are image, render, qemu fetch, setup, doctor and init; see `cargo multiarch help`",
+                "the commands are image, publish, render, qemu fetch, setup, doctor and init; see `cargo multiarch help`",
             ))
         }
     };
@@ -199,6 +238,8 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
     while let Some(flag) = flags.next()? {
         match flag.name.as_str() {
             "--push" => image.push = true,
+            "--push-by-digest" => image.push_by_digest = true,
+            "--records" => image.records = Some(flags.value(&flag)?.into()),
             "--dry-run" => image.dry_run = true,
             "--json" => image.json = true,
             "--load" => image.load = true,
@@ -254,7 +295,44 @@ fn parse_image<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<I
             _ => flags.selection(&flag, &mut image.selection)?,
         }
     }
+    if image.push && image.push_by_digest {
+        return Err(diagnostic(
+            "--push and --push-by-digest are two ways to push; pass one",
+            "--push publishes the tags from this machine; --push-by-digest pushes this machine's share for `cargo multiarch publish` to join",
+        ));
+    }
+    if image.records.is_some() && !image.push_by_digest {
+        return Err(diagnostic(
+            "--records is where --push-by-digest writes its records",
+            "add --push-by-digest, or drop --records",
+        ));
+    }
     Ok(image)
+}
+
+/// The options of `publish`: any number of sources, and the flags it shares with `image`.
+fn parse_publish<I: Iterator<Item = String>>(flags: &mut Flags<'_, I>) -> Result<PublishArgs> {
+    let mut publish = PublishArgs::default();
+    flags.positional_allowed = usize::MAX;
+    while let Some(flag) = flags.next()? {
+        match flag.name.as_str() {
+            "--dry-run" => publish.dry_run = true,
+            "--json" => publish.json = true,
+            "--tag" => publish.overrides.tags.push(flags.value(&flag)?),
+            "--image" => publish.overrides.image = Some(flags.value(&flag)?),
+            "--sign" => publish.overrides.sign = Some(flags.value(&flag)?),
+            "--metadata-file" => publish.metadata_file = Some(flags.value(&flag)?.into()),
+            _ => flags.selection(&flag, &mut publish.selection)?,
+        }
+    }
+    publish.sources = std::mem::take(&mut flags.positional);
+    if publish.sources.is_empty() {
+        return Err(diagnostic(
+            "`publish` needs the records to join",
+            "pass record files or directories (what `cargo multiarch image --push-by-digest` wrote), or REPO@sha256:... references",
+        ));
+    }
+    Ok(publish)
 }
 
 /// The options of `init`: one engine source at most, `--rev` only with `--engine-git`.

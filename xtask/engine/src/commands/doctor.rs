@@ -38,7 +38,7 @@ pub(crate) fn diagnose(selection: &Selection) -> Vec<Finding> {
         }
     };
     rows.push(Finding::ok("config", config_detail(&config)));
-    let plan = super::plan_inputs(&config, false, engine.builder)
+    let plan = super::plan_inputs(&config, super::Pushing::No, engine.builder)
         .and_then(|inputs| Plan::new(&config, &inputs));
     match plan {
         Ok(plan) => {
@@ -137,7 +137,7 @@ fn oci_rows(config: &Config) -> Vec<Finding> {
             Err(err) => Finding::failed(check, Diagnostic::of(&err)),
         });
     }
-    let plan = super::plan_inputs(config, false, Builder::Legacy)
+    let plan = super::plan_inputs(config, super::Pushing::No, Builder::Legacy)
         .and_then(|inputs| Plan::new(config, &inputs));
     match plan {
         Ok(plan) => {

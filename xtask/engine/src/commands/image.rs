@@ -31,14 +31,14 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
     match backend(&configs)? {
         // No engine is asked anything: the OCI backend runs no `docker` process at all.
         Backend::Oci => {
-            let plans = super::plans(&configs, args.push, Builder::Legacy)?;
+            let plans = super::plans(&configs, pushing(args), Builder::Legacy)?;
             if !args.dry_run {
                 oci_checks(&configs, &plans, &toolchain)?;
             }
             let rustc = toolchain.as_ref().ok().map(|t| t.version.clone());
             // A push alone mounts or copies base layers as it sends them; a local build
             // or `--load` needs them in the layout.
-            let base_layers = match args.push && !args.load {
+            let base_layers = match pushing(args) != super::Pushing::No && !args.load {
                 true => BaseLayers::OnDemand,
                 false => BaseLayers::Fetch,
             };
@@ -60,7 +60,7 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
             // The builder is probed only when a client is there; no daemon is needed.
             let docker = Docker::find().ok();
             let builder = docker.as_ref().map_or(Builder::Legacy, Docker::builder);
-            let plans = super::plans(&configs, args.push, builder)?;
+            let plans = super::plans(&configs, pushing(args), builder)?;
             let docker = docker.unwrap_or(Docker {
                 program: PathBuf::from("docker"),
                 context: None,
@@ -71,7 +71,7 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
         }
         Backend::Docker => {
             let engine = preflight::engine().0;
-            let plans = super::plans(&configs, args.push, engine.builder)?;
+            let plans = super::plans(&configs, pushing(args), engine.builder)?;
             let docker = docker_checks(&configs, &plans, engine, &toolchain)?;
             let backend =
                 DockerBackend::new(docker, &configs[0].workspace_root, &configs[0].target_dir);
@@ -89,7 +89,10 @@ fn execute<B: crate::exec::Backend>(
     backend: &B,
     finish: impl FnOnce(&runner::Run<B::Image>) -> Result<()>,
 ) -> Result<()> {
-    let plan = Plan::merge(plans)?;
+    let mut plan = Plan::merge(plans)?;
+    if args.push_by_digest {
+        plan.records = Some(records_dir(args, &configs[0]));
+    }
     if args.dry_run {
         report::print_dry_run(&plan, backend, args.json);
         return Ok(());
@@ -134,7 +137,7 @@ fn oci_checks(configs: &[Config], plans: &[Plan], toolchain: &Toolchain) -> Resu
             }
         }
         for (_, push) in plan.pushes() {
-            crate::registry::Registry::of(&push.images[0], push.insecure)?;
+            crate::registry::Registry::of(&push.repository, push.insecure)?;
         }
     }
     host_checks(configs, plans, toolchain)
@@ -163,13 +166,12 @@ fn docker_checks(
     Ok(docker)
 }
 
-/// Signing needs cosign on PATH and, for a key file, the file.
-fn signing_checks(root: &std::path::Path, plans: &[Plan]) -> Result<()> {
-    let signing = plans
-        .iter()
-        .flat_map(|plan| plan.pushes().map(|(_, push)| push))
-        .find_map(|push| push.sign.as_ref());
-    let Some(signing) = signing else {
+/// Signing needs cosign on PATH and, for a key file, the file, which must open.
+pub(crate) fn signing_checks(
+    root: &std::path::Path,
+    releases: &[crate::plan::Release],
+) -> Result<()> {
+    let Some(signing) = releases.iter().find_map(|release| release.sign.as_ref()) else {
         return Ok(());
     };
     if which::which("cosign").is_err() {
@@ -190,7 +192,7 @@ fn signing_checks(root: &std::path::Path, plans: &[Plan]) -> Result<()> {
         Some(key) if !key.contains("://") => {
             let sh = xshell::Shell::new()?;
             let _dir = sh.push_dir(root);
-            crate::exec::cosign::open_key(key)
+            crate::supply::cosign::open_key(key)
                 .run(&sh)
                 .map(drop)
                 .map_err(|err| {
@@ -210,7 +212,9 @@ fn signing_checks(root: &std::path::Path, plans: &[Plan]) -> Result<()> {
 
 /// What the host needs (targets, linkers, C compilers, emulation, cosign), for every package.
 fn host_checks(configs: &[Config], plans: &[Plan], toolchain: &Toolchain) -> Result<()> {
-    signing_checks(&configs[0].workspace_root, plans)?;
+    let releases: Vec<crate::plan::Release> =
+        plans.iter().flat_map(|p| p.releases.clone()).collect();
+    signing_checks(&configs[0].workspace_root, &releases)?;
     for (config, plan) in configs.iter().zip(plans) {
         let checks = PlatformChecks {
             config,
@@ -220,6 +224,25 @@ fn host_checks(configs: &[Config], plans: &[Plan], toolchain: &Toolchain) -> Res
         preflight::first_failure(checks.host(toolchain))?;
     }
     Ok(())
+}
+
+/// What the run does with its images, as the flags say.
+fn pushing(args: &ImageArgs) -> super::Pushing {
+    match (args.push, args.push_by_digest) {
+        (true, _) => super::Pushing::AndPublish,
+        (false, true) => super::Pushing::ByDigest,
+        (false, false) => super::Pushing::No,
+    }
+}
+
+/// Where `--push-by-digest` writes its records: `--records`, else under the target dir.
+fn records_dir(args: &ImageArgs, config: &Config) -> PathBuf {
+    match &args.records {
+        Some(dir) => std::env::current_dir()
+            .map(|cwd| cwd.join(dir))
+            .unwrap_or_else(|_| dir.clone()),
+        None => crate::layout::Layout::new(&config.target_dir).records(),
+    }
 }
 
 /// `--jobs`, or the number of cores.

@@ -5,6 +5,7 @@ pub mod doctor;
 mod engine_origin;
 pub mod image;
 pub mod init;
+pub mod publish;
 pub mod qemu_fetch;
 pub mod render;
 pub mod setup;
@@ -43,8 +44,23 @@ pub(crate) fn load_configs(selection: &Selection, cli: &CliLayer) -> Result<Vec<
     Config::load_all(&workspace, &selection.packages, &selection.exclude, cli)
 }
 
+/// What a run does with the images it builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushing {
+    /// Nothing: they stay where they were built.
+    No,
+    /// Push each by digest, under no tag (`--push-by-digest`).
+    ByDigest,
+    /// Push each by digest, then publish them under the tags (`--push`).
+    AndPublish,
+}
+
 /// The facts a plan needs beyond the config: git, and the host's binfmt handlers.
-pub(crate) fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Result<PlanInputs> {
+pub(crate) fn plan_inputs(
+    config: &Config,
+    pushing: Pushing,
+    builder: Builder,
+) -> Result<PlanInputs> {
     let sh = Shell::new()?;
     let root = &config.workspace_root;
     // The commit and its time, when the workspace is a git checkout with commits.
@@ -68,7 +84,8 @@ pub(crate) fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Resu
     .run(&sh)
     .is_ok_and(|status| !status.trim().is_empty());
     Ok(PlanInputs {
-        push,
+        push: pushing != Pushing::No,
+        publish: pushing == Pushing::AndPublish,
         builder,
         git_dirty: dirty,
         git_revision: lines.next(),
@@ -79,8 +96,8 @@ pub(crate) fn plan_inputs(config: &Config, push: bool, builder: Builder) -> Resu
 }
 
 /// One plan per package, all from the same facts about the workspace and the engine.
-pub(crate) fn plans(configs: &[Config], push: bool, builder: Builder) -> Result<Vec<Plan>> {
-    let inputs = plan_inputs(&configs[0], push, builder)?;
+pub(crate) fn plans(configs: &[Config], pushing: Pushing, builder: Builder) -> Result<Vec<Plan>> {
+    let inputs = plan_inputs(&configs[0], pushing, builder)?;
     configs
         .iter()
         .map(|config| Plan::new(config, &inputs))

@@ -8,7 +8,7 @@ use crate::plan::{Builder, ContextStep, Plan};
 
 pub(crate) fn run(selection: &Selection) -> Result<()> {
     let configs = super::load_configs(selection, &selection.cli_layer())?;
-    let plan = Plan::merge(super::plans(&configs, false, Builder::Legacy)?)?;
+    let plan = Plan::merge(super::plans(&configs, super::Pushing::No, Builder::Legacy)?)?;
     let _lock = crate::exec::files::lock_workspace(&configs[0].target_dir)?;
     crate::exec::runner::write_contexts(&plan)?;
     for platform_plan in &plan.platforms {

@@ -213,6 +213,16 @@ impl Platform {
         format!("{OS}/{}", self.name_without_os())
     }
 
+    /// The `platform` of a descriptor in an index: `architecture`, `os`, and `variant`
+    /// when the platform has one.
+    pub fn descriptor(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({ "architecture": self.arch, "os": OS });
+        if let Some(variant) = self.variant {
+            value["variant"] = serde_json::json!(variant);
+        }
+        value
+    }
+
     /// The directory name for this platform: `linux-arm-v7`.
     pub fn slug(&self) -> String {
         self.name().replace('/', "-")

@@ -159,6 +159,41 @@ pub(crate) fn walk(dir: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> std
     Ok(())
 }
 
+/// What goes into an image from its context: every file's path, mode and content hash (a
+/// link's target), in path order, one per line after a NUL; `None` when the context cannot
+/// be read.
+pub(crate) fn context_material(context: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    walk(context, Path::new(""), &mut files).ok()?;
+    files.sort();
+    let mut material = Vec::new();
+    for file in files {
+        let path = context.join(&file);
+        let metadata = std::fs::symlink_metadata(&path).ok()?;
+        let content = match metadata.file_type().is_symlink() {
+            true => std::fs::read_link(&path)
+                .ok()?
+                .display()
+                .to_string()
+                .into_bytes(),
+            false => std::fs::read(&path).ok()?,
+        };
+        let mode = metadata.permissions().mode();
+        let hex = crate::digest::hex_sha256(&content);
+        material.extend(format!("\0{} {mode:o} {hex}", file.display()).as_bytes());
+    }
+    Some(material)
+}
+
+/// The digest of an image build's inputs, as its record carries them: its Dockerfile and
+/// every file of its context.
+pub(crate) fn inputs_digest(root: &Path, build: &crate::plan::ImageBuild) -> Option<String> {
+    let mut material = std::fs::read(root.join(&build.dockerfile)).ok()?;
+    material.extend(context_material(&root.join(&build.context))?);
+    Some(crate::digest::Digest::of(&material).to_string())
+}
+
 pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -3,15 +3,14 @@
 //! and the report.
 
 pub mod cargo;
-pub mod cosign;
 pub mod files;
 pub mod report;
 pub mod runner;
 
 use anyhow::Result;
 
-use crate::config::image_ref::ImageRef;
-use crate::plan::{BaseImage, ImageBuild, Publish, Push};
+use crate::plan::{BaseImage, ImageBuild, Push};
+pub(crate) use crate::publish::record::{Attached, Pushed};
 
 /// What an image build produced, as the engine or the assembler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +24,11 @@ pub(crate) struct BuiltImage {
     pub(crate) reused: bool,
 }
 
-/// A build's facts and the backend's own result, which its push and publish take back.
+/// A build's facts and the backend's own result, which its push takes back.
 #[derive(Debug, Clone)]
 pub(crate) struct Built<I> {
     pub(crate) facts: BuiltImage,
     pub(crate) image: I,
-}
-
-/// One platform of a tag to publish: the pushed image by digest, and what built it.
-#[derive(Debug)]
-pub(crate) struct Source<'a, I> {
-    /// `repo@sha256:...`, the digest this run pushed.
-    pub(crate) reference: ImageRef,
-    pub(crate) image: &'a I,
 }
 
 /// One piece of a backend's work, for descriptions.
@@ -47,16 +38,15 @@ pub(crate) enum Work<'a> {
     BaseImage(&'a BaseImage),
     Image(&'a ImageBuild),
     Push(&'a Push),
-    /// A publish with its sources written out (digests, or placeholders in a dry run).
-    Publish(&'a Publish, &'a [String]),
 }
 
-/// A backend: how an image is built from a staged context, pushed and published, and the
+/// A backend: how an image is built from a staged context and pushed by digest, and the
 /// words `--dry-run` uses for it. The runner owns order, parallelism, retries, cargo and
-/// file steps; a backend owns only its own work. Build results come back to the push and
-/// the publish as values ([`Built::image`]), never through shared state.
+/// file steps; a backend owns only its own work. Build results come back to the push as
+/// values ([`Built::image`]), never through shared state. Tags are not a
+/// backend's business: `publish` moves them, over the registry API, for every backend.
 pub(crate) trait Backend: Sync {
-    /// What a build hands to its push and publish: nothing for an engine that keeps the
+    /// What a build hands to its push: nothing for an engine that keeps the
     /// image, the assembled image for the OCI backend.
     type Image: Send + Sync;
 
@@ -89,9 +79,6 @@ pub(crate) trait Backend: Sync {
         base: &str,
         platform: &'static crate::config::platform::Platform,
     ) -> Result<crate::rootfs::Rootfs>;
-    /// Pushes one platform's tags and returns the digest they name.
-    fn push(&self, push: &Push, image: &Self::Image) -> Result<String>;
-    /// Publishes one tag from `sources` (one per platform, in the publish's entry order)
-    /// and returns the digest of what was published.
-    fn publish(&self, publish: &Publish, sources: &[Source<'_, Self::Image>]) -> Result<String>;
+    /// Pushes one platform's image by digest, under no tag, and says what it pushed.
+    fn push(&self, push: &Push, image: &Self::Image) -> Result<Pushed>;
 }

@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
+use crate::config::platform::Platform;
 use crate::exec::{Backend, Work};
 use crate::plan::schedule::{schedule, Phase};
-use crate::plan::{ContextStep, Plan, Publish, StageStep};
+use crate::plan::{ContextStep, Plan, StageStep};
 
 /// What one platform produced.
 #[derive(Debug, Clone, Serialize)]
@@ -341,76 +342,30 @@ pub(crate) fn dry_run_lines<B: Backend>(plan: &Plan, backend: &B) -> Vec<String>
                     lines.extend(described.into_iter().map(|d| format!("[{scope}] {d}")));
                 }
             }
-            Phase::Publishes(publishes) => {
-                for publish in publishes {
-                    lines.extend(describe_publish(backend, publish));
+            Phase::Records(dir) => {
+                for (_, push) in plan.pushes() {
+                    let scope = plan.scope(&push.package, push.platform);
+                    lines.push(format!(
+                        "[{scope}] write its record into {}",
+                        shown(dir.strip_prefix(&plan.root).unwrap_or(dir))
+                    ));
                 }
             }
-            Phase::Sign(pushes, publishes) => {
-                lines.extend(describe_signing(plan, &pushes, publishes))
+            Phase::Publish(releases) => {
+                let pushed = |release: &crate::plan::Release, platform: &Platform| {
+                    format!("<digest pushed for {} {platform}>", release.package)
+                };
+                let build = |release: &crate::plan::Release, platform: &Platform| {
+                    plan.platforms
+                        .iter()
+                        .find(|p| p.package == release.package && p.platform == platform)
+                        .map(|p| p.image.clone())
+                };
+                lines.extend(crate::publish::describe(releases, &pushed, &build));
             }
         }
     }
     lines
-}
-
-/// The cosign calls, with placeholders where the digests will be.
-fn describe_signing(
-    plan: &Plan,
-    pushes: &[(crate::plan::PushId, &crate::plan::Push)],
-    publishes: &[Publish],
-) -> Vec<String> {
-    use crate::exec::cosign;
-    let mut lines = Vec::new();
-    for (id, push) in pushes {
-        let Some(signing) = &push.sign else { continue };
-        let scope = plan.scope(&push.package, push.platform);
-        let reference = format!(
-            "{}@<digest pushed as {}>",
-            push.images[0].name(),
-            push.images[0]
-        );
-        let unquoted =
-            |line: String| line.replace(&crate::process::shell_quote(&reference), &reference);
-        let build = &plan.platforms[id.0].image;
-        for (command, _) in cosign::image_commands(&reference, signing, push.insecure, build) {
-            lines.push(format!("[{scope}] {}", unquoted(command.to_string())));
-        }
-    }
-    for publish in publishes {
-        let Some(signing) = &publish.sign else {
-            continue;
-        };
-        let reference = format!(
-            "{}@<digest published as {}>",
-            publish.list.name(),
-            publish.list
-        );
-        let line = cosign::sign(&reference, signing, publish.insecure).to_string();
-        let line = line.replace(&crate::process::shell_quote(&reference), &reference);
-        lines.push(format!("[{}] {line}", publish.list));
-    }
-    lines
-}
-
-/// A publish with placeholders where the digests will be; placeholders are not words a
-/// shell would read, so they are shown unquoted.
-fn describe_publish<B: Backend>(backend: &B, publish: &Publish) -> Vec<String> {
-    let sources: Vec<String> = publish
-        .entries
-        .iter()
-        .map(|e| format!("{}@<digest pushed as {}>", e.pushed_as.name(), e.pushed_as))
-        .collect();
-    backend
-        .describe(Work::Publish(publish, &sources))
-        .into_iter()
-        .map(|line| {
-            let line = sources.iter().fold(line, |line, source| {
-                line.replace(&crate::process::shell_quote(source), source)
-            });
-            format!("[{}] {line}", publish.list)
-        })
-        .collect()
 }
 
 fn shown(path: &std::path::Path) -> String {

@@ -1,7 +1,9 @@
 //! The one order of a run, as data: the runner executes it and the dry run describes it,
 //! so the two cannot drift apart.
 
-use crate::plan::{BaseImage, CargoInvocation, ImageBuild, Plan, Publish, Push, PushId};
+use std::path::Path;
+
+use crate::plan::{BaseImage, CargoInvocation, ImageBuild, Plan, Push, PushId, Release};
 
 /// One phase of a run; each starts when the one before it ended everywhere.
 #[derive(Debug)]
@@ -17,25 +19,28 @@ pub(crate) enum Phase<'a> {
     Stage,
     /// Every platform's image, in platform order.
     Images(Vec<&'a ImageBuild>),
-    /// Every platform's push; none starts before every image is built.
+    /// Every platform's push by digest, under no tag; none starts before every image is
+    /// built.
     Pushes(Vec<(PushId, &'a Push)>),
-    /// Every tag, from the digests of the pushes it names; none before every push.
-    Publishes(&'a [Publish]),
-    /// Signatures (and SBOM attestations) of every push and every tag that asks for
-    /// them, once everything is published.
-    Sign(Vec<(PushId, &'a Push)>, &'a [Publish]),
+    /// Every push's record written into the directory (`--push-by-digest`).
+    Records(&'a Path),
+    /// Every package's release from this run's pushes: checked, joined into an index,
+    /// signed, and only then tagged; none before every push.
+    Publish(&'a [Release]),
 }
 
 /// The phases of `plan`, in the order they run.
 pub(crate) fn schedule(plan: &Plan) -> Vec<Phase<'_>> {
-    vec![
+    [
         Phase::BaseImages(&plan.base_images),
         Phase::Contexts,
         Phase::Compile(plan.cargo_builds()),
         Phase::Stage,
         Phase::Images(plan.platforms.iter().map(|p| &p.image).collect()),
         Phase::Pushes(plan.pushes().collect()),
-        Phase::Publishes(&plan.publishes),
-        Phase::Sign(plan.pushes().collect(), &plan.publishes),
     ]
+    .into_iter()
+    .chain(plan.records.as_deref().map(Phase::Records))
+    .chain((!plan.releases.is_empty()).then_some(Phase::Publish(&plan.releases)))
+    .collect()
 }

@@ -25,6 +25,15 @@ const ERROR_LIMIT: u64 = 64 << 10;
 /// How long a request for a document (manifest, index, config, upload start) may take.
 const DOCUMENT_DEADLINE: Duration = Duration::from_secs(60);
 
+/// An OCI image manifest.
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index.
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker's image manifest (schema 2).
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker's manifest list.
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
 pub(crate) const MEDIA_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// One repository of one registry.

@@ -9,7 +9,7 @@ use crate::digest::Digest;
 
 pub(crate) const SPDX: &str = "https://spdx.dev/Document";
 pub(crate) const CYCLONEDX: &str = "https://cyclonedx.org/bom";
-const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub(crate) const IN_TOTO: &str = "application/vnd.in-toto+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
@@ -18,6 +18,8 @@ const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 #[derive(Debug, Clone)]
 pub(crate) struct Attestations {
     pub(crate) blobs: Vec<(Digest, Vec<u8>)>,
+    /// Each statement's predicate type, digest and size, in layer order.
+    pub(crate) statements: Vec<(String, Digest, u64)>,
     pub(crate) manifest: Vec<u8>,
     pub(crate) digest: Digest,
 }
@@ -65,6 +67,16 @@ pub(crate) fn manifest(statements: &[(&str, Vec<u8>)]) -> Attestations {
         })).collect::<Vec<_>>(),
     }))
     .expect("manifests serialise");
+    let statements = layers
+        .iter()
+        .map(|(digest, predicate_type, bytes)| {
+            (
+                (*predicate_type).to_owned(),
+                digest.clone(),
+                bytes.len() as u64,
+            )
+        })
+        .collect();
     let mut blobs = vec![(config_digest, config)];
     blobs.extend(
         layers
@@ -73,23 +85,10 @@ pub(crate) fn manifest(statements: &[(&str, Vec<u8>)]) -> Attestations {
     );
     Attestations {
         digest: Digest::of(&manifest),
+        statements,
         blobs,
         manifest,
     }
-}
-
-/// The index entry of `attestations` for the image with manifest digest `image`.
-pub(crate) fn index_entry(attestations: &Attestations, image: &str) -> Value {
-    json!({
-        "mediaType": MANIFEST,
-        "digest": attestations.digest.as_str(),
-        "size": attestations.manifest.len(),
-        "annotations": {
-            "vnd.docker.reference.digest": image,
-            "vnd.docker.reference.type": "attestation-manifest",
-        },
-        "platform": { "architecture": "unknown", "os": "unknown" },
-    })
 }
 
 #[cfg(test)]
@@ -115,11 +114,7 @@ mod tests {
         assert_eq!(made.blobs.len(), 2);
         let statement: Value = serde_json::from_slice(&spdx).unwrap();
         assert_eq!(statement["subject"][0]["digest"]["sha256"], image.hex());
-        let entry = index_entry(&made, image.as_str());
-        assert_eq!(
-            entry["annotations"]["vnd.docker.reference.digest"],
-            image.as_str()
-        );
-        assert_eq!(entry["platform"]["os"], "unknown");
+        assert_eq!(made.statements[0].0, SPDX);
+        assert_eq!(made.statements[0].1, Digest::of(&spdx));
     }
 }

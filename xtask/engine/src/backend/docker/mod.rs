@@ -1,5 +1,8 @@
 //! The docker client and engine: found once, probed with a bound, and the executor that
-//! builds, pushes and publishes through it.
+//! builds through it and pushes what it built by digest (saved out of the engine, sent
+//! over the registry API).
+
+mod save;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,8 +16,8 @@ use crate::config::image_ref::ImageRef;
 use crate::config::platform::Platform;
 use crate::config::{EngineTarget, Network, Provenance};
 use crate::diagnostic::diagnostic;
-use crate::exec::{Backend, Built, BuiltImage, Source, Work};
-use crate::plan::{Builder, ImageBuild, Publish, PublishMethod, Push};
+use crate::exec::{Backend, Built, BuiltImage, Pushed, Work};
+use crate::plan::{Builder, ImageBuild, Push};
 pub(crate) use crate::process::{first_line, Probe};
 use crate::process::{Command, CommandFailed};
 
@@ -143,18 +146,6 @@ impl ImageFacts {
         let images: Vec<ImageFacts> = serde_json::from_str(json).ok()?;
         images.into_iter().next()
     }
-}
-
-/// Finds the `sha256:` digest that `docker push` or `docker manifest push` printed.
-pub(crate) fn parse_digest(output: &str) -> Option<String> {
-    output.lines().rev().find_map(|line| {
-        let start = line.find("sha256:")?;
-        let digest: String = line[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
-            .collect();
-        (digest.len() == "sha256:".len() + 64).then_some(digest)
-    })
 }
 
 /// Carries out a plan with the host's cargo and the docker client.
@@ -345,89 +336,18 @@ impl DockerBackend {
         }
     }
 
-    fn push_commands(&self, push: &Push) -> Vec<Command> {
-        push.images
-            .iter()
-            .map(|image| {
-                self.docker
-                    .on(&push.engine)
-                    .command(["push".into(), image.to_string()])
-            })
-            .collect()
-    }
-
-    fn publish_commands(&self, publish: &Publish, sources: &[String]) -> Vec<Command> {
-        let list = publish.list.to_string();
-        let insecure = publish.insecure.then(|| "--insecure".to_owned());
-        match publish.method {
-            PublishMethod::Manifest => {
-                let mut commands = vec![
-                    self.docker.command(["manifest", "rm", &list]),
-                    self.docker.command(
-                        ["manifest".to_owned(), "create".to_owned()]
-                            .into_iter()
-                            .chain(insecure.clone())
-                            .chain([list.clone()])
-                            .chain(sources.iter().cloned()),
-                    ),
-                ];
-                for (entry, source) in publish.entries.iter().zip(sources) {
-                    let platform = entry.platform;
-                    let mut args = vec![
-                        "manifest",
-                        "annotate",
-                        "--os",
-                        crate::config::platform::OS,
-                        "--arch",
-                        platform.arch,
-                    ];
-                    args.extend(
-                        platform
-                            .variant
-                            .map(|variant| ["--variant", variant])
-                            .into_iter()
-                            .flatten(),
-                    );
-                    args.extend([list.as_str(), source.as_str()]);
-                    commands.push(self.docker.command(args));
-                }
-                commands.push(
-                    self.docker.command(
-                        [
-                            "manifest".to_owned(),
-                            "push".to_owned(),
-                            "--purge".to_owned(),
-                        ]
-                        .into_iter()
-                        .chain(insecure)
-                        .chain([list]),
-                    ),
-                );
-                commands
-            }
-            // Plans for this backend never publish over the registry API themselves.
-            PublishMethod::RegistryApi => Vec::new(),
-            PublishMethod::Imagetools => vec![
-                self.docker.command(
-                    ["buildx", "imagetools", "create", "--tag", &list]
-                        .into_iter()
-                        .map(str::to_owned)
-                        .chain(sources.iter().cloned()),
-                ),
-                self.docker.command([
-                    "buildx",
-                    "imagetools",
-                    "inspect",
-                    &list,
-                    "--format",
-                    "{{json .Manifest}}",
-                ]),
-            ],
-        }
+    /// `docker image save` of the image `push` sends, into `archive`.
+    fn save_command(&self, push: &Push, archive: &Path) -> Command {
+        self.docker.on(&push.engine).command([
+            "image".to_owned(),
+            "save".to_owned(),
+            "--output".to_owned(),
+            archive.display().to_string(),
+            push.local.to_string(),
+        ])
     }
 }
 
-/// The indexes of `builds` grouped by the engine they build on, in first-seen order.
 fn by_engine(builds: &[&ImageBuild]) -> Vec<Vec<usize>> {
     let mut groups: Vec<(&EngineTarget, Vec<usize>)> = Vec::new();
     for (index, build) in builds.iter().enumerate() {
@@ -541,26 +461,9 @@ impl DockerBackend {
                 _ => return None,
             }
         }
-        let context = self.root.join(&build.context);
-        let mut files = Vec::new();
-        crate::exec::files::walk(&context, std::path::Path::new(""), &mut files).ok()?;
-        files.sort();
-        for file in files {
-            let path = context.join(&file);
-            let metadata = std::fs::symlink_metadata(&path).ok()?;
-            let content = match metadata.file_type().is_symlink() {
-                true => std::fs::read_link(&path)
-                    .ok()?
-                    .display()
-                    .to_string()
-                    .into_bytes(),
-                false => std::fs::read(&path).ok()?,
-            };
-            use std::os::unix::fs::PermissionsExt;
-            let mode = metadata.permissions().mode();
-            let hex = crate::digest::hex_sha256(&content);
-            material.extend(format!("\0{} {mode:o} {hex}", file.display()).as_bytes());
-        }
+        material.extend(crate::exec::files::context_material(
+            &self.root.join(&build.context),
+        )?);
         Some(crate::digest::Digest::of(&material).to_string())
     }
 
@@ -624,8 +527,19 @@ impl Backend for DockerBackend {
             Work::Image(build) => {
                 self.build_commands(&with_inputs_label(build, Some(INPUTS_PLACEHOLDER)))
             }
-            Work::Push(push) => self.push_commands(push),
-            Work::Publish(publish, sources) => self.publish_commands(publish, sources),
+            Work::Push(push) => {
+                let archive = self
+                    .layout
+                    .saved_image(&push.package, &push.platform.slug());
+                let archive = archive.strip_prefix(&self.root).unwrap_or(&archive);
+                return vec![
+                    self.save_command(push, archive).to_string(),
+                    format!(
+                        "upload its blobs, then PUT its manifest into {} by digest (registry API)",
+                        push.repository
+                    ),
+                ];
+            }
         };
         commands.iter().map(Command::to_string).collect()
     }
@@ -739,51 +653,30 @@ impl Backend for DockerBackend {
         registry.base_rootfs(base, platform)
     }
 
-    fn push(&self, push: &Push, _: &()) -> Result<String> {
-        let mut digest = None;
-        for command in self.push_commands(push) {
-            let output = self.run(&command)?;
-            digest = digest.or(parse_digest(&output));
+    /// Saves the image out of its engine, then sends it over the registry API by digest:
+    /// no tag is pushed, and the engine's own index (with attestations) goes as it is.
+    fn push(&self, push: &Push, _: &()) -> Result<Pushed> {
+        let archive = self
+            .layout
+            .saved_image(&push.package, &push.platform.slug());
+        if let Some(parent) = archive.parent() {
+            std::fs::create_dir_all(parent)?;
         }
-        digest.with_context(|| format!("`docker push` printed no digest for {}", push.platform))
+        let registry = crate::registry::Registry::of(&push.repository, push.insecure)?;
+        let pushed = self
+            .run(&self.save_command(push, &archive))
+            .and_then(|_| {
+                save::push(
+                    &archive,
+                    &registry,
+                    &self.layout.blob_store(),
+                    &self.layout.gzipped_layers(),
+                )
+            })
+            .with_context(|| format!("pushing {} to {}", push.local, push.repository));
+        let _ = std::fs::remove_file(&archive);
+        pushed
     }
-
-    fn publish(&self, publish: &Publish, sources: &[Source<'_, ()>]) -> Result<String> {
-        let sources: Vec<String> = sources.iter().map(|s| s.reference.to_string()).collect();
-        let mut digest = None;
-        for (index, command) in self.publish_commands(publish, &sources).iter().enumerate() {
-            let output = match command.run(&self.shell()?) {
-                // Removing a list that is not there is nothing to remove.
-                Err(err) if index == 0 && is_missing_manifest(&err) => String::new(),
-                result => result.map_err(with_help)?,
-            };
-            digest = match publish.method {
-                PublishMethod::Manifest | PublishMethod::RegistryApi => {
-                    parse_digest(&output).or(digest)
-                }
-                // `imagetools inspect --format '{{json .Manifest}}'` names the tag's digest.
-                PublishMethod::Imagetools => serde_json::from_str::<serde_json::Value>(&output)
-                    .ok()
-                    .and_then(|manifest| manifest["digest"].as_str().map(str::to_owned))
-                    .or(digest),
-            };
-        }
-        digest.with_context(|| {
-            format!(
-                "`docker manifest push` printed no digest for {}",
-                publish.list
-            )
-        })
-    }
-}
-
-fn is_missing_manifest(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<CommandFailed>().is_some_and(|failed| {
-        failed
-            .stderr
-            .to_ascii_lowercase()
-            .contains("no such manifest")
-    })
 }
 
 /// Adds the fix to a failed command: what its output says went wrong.
@@ -858,15 +751,6 @@ mod tests {
             ("amd64", None)
         );
         assert_eq!(ImageFacts::parse("garbage"), None);
-    }
-
-    #[test]
-    fn parses_push_digests() {
-        let digest = format!("sha256:{}", "a".repeat(64));
-        let push = format!("The push refers to repository [127.0.0.1:5000/hello]\n5f70bf18a086: Pushed\narm64v8-0.1.0: digest: {digest} size: 527\n");
-        assert_eq!(parse_digest(&push), Some(digest.clone()));
-        assert_eq!(parse_digest(&format!("{digest}\n")), Some(digest));
-        assert_eq!(parse_digest("sha256:short"), None);
     }
 
     #[test]

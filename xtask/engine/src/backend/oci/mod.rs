@@ -17,13 +17,14 @@ use serde_json::{json, Value};
 use crate::config::image_ref::ImageRef;
 use crate::config::platform::{Platform, OS};
 use crate::digest::Digest;
-use crate::exec::{Backend, Built, BuiltImage, Source, Work};
-use crate::plan::{ImageBuild, Publish, Push};
+use crate::exec::{Attached, Backend, Built, BuiltImage, Pushed, Work};
+use crate::plan::{ImageBuild, Push};
+use crate::publish::record::AttachedKind;
 use crate::registry::{Payload, Registry};
 use blobs::{BaseLayers, Blob};
 
-pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const MANIFEST: &str = crate::registry::OCI_MANIFEST;
+pub(crate) const INDEX: &str = crate::registry::OCI_INDEX;
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -48,7 +49,6 @@ pub(crate) struct Assembled {
     /// linked once fetched.
     layout_blobs: PathBuf,
     platform: &'static Platform,
-    labels: BTreeMap<String, String>,
 }
 
 /// A base image as the OCI backend builds on it: its config, and its layers' descriptors
@@ -201,7 +201,6 @@ impl OciBackend {
                 blobs,
                 layout_blobs,
                 platform,
-                labels,
             },
         ))
     }
@@ -358,17 +357,8 @@ impl Backend for OciBackend {
                     .display()
             )],
             Work::Push(push) => vec![format!(
-                "upload the blobs, then PUT the manifest as {} (registry API)",
-                push.images
-                    .iter()
-                    .map(ImageRef::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )],
-            Work::Publish(publish, sources) => vec![format!(
-                "PUT the OCI index {} of {} (registry API)",
-                publish.list,
-                sources.join(" ")
+                "upload the blobs, then PUT the manifest and its attestations into {} by digest (registry API)",
+                push.repository
             )],
         }
     }
@@ -422,27 +412,25 @@ impl Backend for OciBackend {
         })
     }
 
-    fn push(&self, push: &Push, image: &Assembled) -> Result<String> {
+    fn push(&self, push: &Push, image: &Assembled) -> Result<Pushed> {
         let manifest_digest = &image.manifest_digest;
-        let registry = Registry::of(&push.images[0], push.insecure)?;
+        let registry = Registry::of(&push.repository, push.insecure)?;
         let mut sent: BTreeMap<blobs::Sent, (usize, u64)> = BTreeMap::new();
         for blob in &image.blobs {
             let how = self
                 .store
                 .push(blob, &image.layout_blobs, &registry)
-                .with_context(|| format!("pushing {} of {}", blob.digest, push.images[0]))?;
+                .with_context(|| format!("pushing {} to {}", blob.digest, push.repository))?;
             let tally = sent.entry(how).or_default();
             *tally = (tally.0 + 1, tally.1 + blob.size);
         }
-        eprintln!("  {}: {}", push.images[0], blobs::Sent::summary(&sent));
-        for tag in &push.images {
-            let reference = tag.tag.clone().unwrap_or_else(|| manifest_digest.clone());
-            let pushed = registry.put_manifest(&reference, MANIFEST, &image.manifest)?;
-            if pushed.as_str() != manifest_digest {
-                anyhow::bail!("the manifest assembled as {manifest_digest} hashes to {pushed}");
-            }
+        eprintln!("  {}: {}", push.repository, blobs::Sent::summary(&sent));
+        let pushed = registry.put_manifest(manifest_digest, MANIFEST, &image.manifest)?;
+        if pushed.as_str() != manifest_digest {
+            anyhow::bail!("the manifest assembled as {manifest_digest} hashes to {pushed}");
         }
-        // The attestations go up by digest; the tag's index names them.
+        // The attestations go up by digest too; the published index names them.
+        let mut attached = Vec::new();
         if let Some(attestations) = &image.attestations {
             for (blob_digest, bytes) in &attestations.blobs {
                 registry.upload_blob(blob_digest, Payload::Bytes(bytes))?;
@@ -452,48 +440,33 @@ impl Backend for OciBackend {
                 MANIFEST,
                 &attestations.manifest,
             )?;
+            attached.push(Attached {
+                kind: AttachedKind::AttestationManifest,
+                digest: attestations.digest.to_string(),
+                media_type: MANIFEST.to_owned(),
+                size: attestations.manifest.len() as u64,
+            });
+            attached.extend(
+                attestations
+                    .statements
+                    .iter()
+                    .map(|(predicate, digest, size)| Attached {
+                        kind: match predicate == crate::supply::provenance::PREDICATE_TYPE {
+                            true => AttachedKind::Provenance,
+                            false => AttachedKind::Sbom,
+                        },
+                        digest: digest.to_string(),
+                        media_type: crate::supply::attest::IN_TOTO.to_owned(),
+                        size: *size,
+                    }),
+            );
         }
-        Ok(manifest_digest.clone())
-    }
-
-    fn publish(&self, publish: &Publish, sources: &[Source<'_, Assembled>]) -> Result<String> {
-        let mut annotations = BTreeMap::new();
-        let mut manifests = Vec::new();
-        for source in sources {
-            let image = source.image;
-            if source.reference.digest.as_deref() != Some(image.manifest_digest.as_str()) {
-                anyhow::bail!("{} was not assembled by this run", source.reference);
-            }
-            for (key, value) in &image.labels {
-                if key.starts_with("org.opencontainers.image.") {
-                    annotations.insert(key.clone(), value.clone());
-                }
-            }
-            manifests.push(json!({
-                "mediaType": MANIFEST,
-                "digest": image.manifest_digest,
-                "size": image.manifest.len(),
-                "platform": platform_json(image.platform),
-            }));
-        }
-        // As BuildKit orders them: every image first, then every image's attestations.
-        for source in sources {
-            if let Some(attestations) = &source.image.attestations {
-                manifests.push(crate::supply::attest::index_entry(
-                    attestations,
-                    &source.image.manifest_digest,
-                ));
-            }
-        }
-        let index = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": INDEX,
-            "manifests": manifests,
-            "annotations": annotations,
-        }))?;
-        let registry = Registry::of(&publish.list, publish.insecure)?;
-        let tag = publish.list.tag.clone().unwrap_or_else(|| "latest".into());
-        Ok(registry.put_manifest(&tag, INDEX, &index)?.to_string())
+        Ok(Pushed {
+            digest: manifest_digest.clone(),
+            media_type: MANIFEST.to_owned(),
+            size: image.manifest.len() as u64,
+            attached,
+        })
     }
 }
 
@@ -641,11 +614,7 @@ fn run_config(
 }
 
 fn platform_json(platform: &Platform) -> Value {
-    let mut value = json!({ "architecture": platform.arch, "os": OS });
-    if let Some(variant) = platform.variant {
-        value["variant"] = json!(variant);
-    }
-    value
+    platform.descriptor()
 }
 
 /// The digest and size of a descriptor in a base image's manifest, checked: a digest the

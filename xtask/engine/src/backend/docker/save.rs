@@ -1,0 +1,400 @@
+//! An engine's image into a registry by digest, under no tag: `docker image save` streams
+//! it to a file, which is read as it lies on disk (Docker's own archive from 20.10, or the
+//! OCI layout of 25 and later, with the index and attestation manifests of the containerd
+//! store) and sent over the registry API. Layers the engine keeps uncompressed are gzipped
+//! once, reproducibly, and remembered by their content's digest.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::digest::{Digest, Hashing};
+use crate::exec::{Attached, Pushed};
+use crate::publish::record::AttachedKind;
+use crate::registry::{Payload, Registry, OCI_INDEX, OCI_MANIFEST};
+use crate::tar::Kind;
+
+/// The largest manifest, index or config read from an archive.
+const DOCUMENT_LIMIT: u64 = 4 << 20;
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Layer media types that are plain tar, which are gzipped before they travel.
+const PLAIN_LAYERS: [&str; 2] = [
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+];
+
+/// A saved image archive: where each file's data lies in it.
+struct Archive {
+    path: PathBuf,
+    files: BTreeMap<String, (u64, u64)>,
+    links: BTreeMap<String, String>,
+}
+
+/// Where a blob to send is: a file of the archive, a file of the blob store, or (a
+/// config, bounded) bytes.
+enum Place {
+    InArchive(String),
+    Stored(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// What one push sends, children before the documents that name them.
+#[derive(Default)]
+struct Upload {
+    blobs: Vec<(Digest, u64, Option<Place>)>,
+    manifests: Vec<(Digest, String, Vec<u8>)>,
+    attached: Vec<Attached>,
+}
+
+impl Archive {
+    fn scan(path: &Path) -> Result<Archive> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut archive = Archive {
+            path: path.to_owned(),
+            files: BTreeMap::new(),
+            links: BTreeMap::new(),
+        };
+        crate::tar::scan(std::io::BufReader::new(file), |entry, _| {
+            match &entry.kind {
+                Kind::File => {
+                    archive
+                        .files
+                        .insert(entry.path.clone(), (entry.offset, entry.size));
+                }
+                Kind::Symlink(target) => {
+                    let dir = entry.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+                    let joined = format!("{dir}/{target}");
+                    archive.links.insert(entry.path.clone(), normalize(&joined));
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(archive)
+    }
+
+    /// A reader of the file `name` (a link followed once).
+    fn open(&self, name: &str) -> Result<std::io::Take<std::fs::File>> {
+        let name = self.links.get(name).map_or(name, String::as_str);
+        let &(offset, size) = self.files.get(name).with_context(|| {
+            format!(
+                "the saved image lacks `{}`",
+                crate::diagnostic::escape(name)
+            )
+        })?;
+        let mut file = std::fs::File::open(&self.path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        Ok(file.take(size))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.files
+            .contains_key(self.links.get(name).map_or(name, String::as_str))
+    }
+
+    fn document(&self, name: &str) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open(name)?
+            .take(DOCUMENT_LIMIT)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// A blob of the OCI layout, checked against its digest.
+    fn blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let bytes = self.document(&blob_name(digest))?;
+        if Digest::of(&bytes) != *digest {
+            bail!("the saved image's blob {digest} does not hash to its name");
+        }
+        Ok(bytes)
+    }
+}
+
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+/// `a/b/../c` as `a/c`.
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+/// Pushes the image saved at `archive` to `registry` by digest. `store` keeps gzipped
+/// layers (`<hex>`), and `gzipped` which plain layer each one is (`<diff_id hex>`).
+pub(crate) fn push(
+    archive: &Path,
+    registry: &Registry,
+    store: &Path,
+    gzipped: &Path,
+) -> Result<Pushed> {
+    let archive = Archive::scan(archive)?;
+    let mut upload = Upload::default();
+    let top = match archive.has("index.json") {
+        true => {
+            let index: Value = serde_json::from_slice(&archive.document("index.json")?)?;
+            let top = &index["manifests"][0];
+            let digest = descriptor_digest(top)?;
+            let media_type = top["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
+            match media_type {
+                OCI_INDEX | crate::registry::DOCKER_LIST => {
+                    from_index(&archive, &digest, &mut upload)?
+                }
+                _ => {
+                    let manifest: Value = serde_json::from_slice(&archive.blob(&digest)?)?;
+                    from_manifest(&archive, &manifest, &mut upload, (store, gzipped))?
+                }
+            }
+        }
+        false => from_docker_archive(&archive, &mut upload, (store, gzipped))?,
+    };
+    for (digest, size, place) in &upload.blobs {
+        if registry.has_blob(digest)? {
+            continue;
+        }
+        match place {
+            Some(Place::Stored(path)) => registry.send_blob(digest, Payload::File(path))?,
+            Some(Place::Bytes(bytes)) => registry.send_blob(digest, Payload::Bytes(bytes))?,
+            Some(Place::InArchive(name)) => {
+                let path = crate::layout::temporary_beside(&store.join(digest.hex()));
+                std::fs::create_dir_all(store)?;
+                let copied = (|| {
+                    let mut file = std::fs::File::create(&path)?;
+                    let copied = std::io::copy(&mut archive.open(name)?, &mut file)?;
+                    if copied != *size {
+                        bail!("the saved blob {digest} is {copied} bytes, not {size}");
+                    }
+                    registry.send_blob(digest, Payload::File(&path))
+                })();
+                let _ = std::fs::remove_file(&path);
+                copied?;
+            }
+            None => bail!("the saved image lacks the blob {digest}"),
+        }
+    }
+    for (digest, media_type, bytes) in &upload.manifests {
+        let put = registry.put_manifest(digest.as_str(), media_type, bytes)?;
+        if put != *digest {
+            bail!("the manifest {digest} hashes to {put}");
+        }
+    }
+    Ok(Pushed {
+        digest: top.0.to_string(),
+        media_type: top.1,
+        size: top.2,
+        attached: upload.attached,
+    })
+}
+
+/// An engine's index (the containerd store's): pushed as it is, byte for byte, with every
+/// child it has; its attestation manifests are what is attached.
+fn from_index(
+    archive: &Archive,
+    digest: &Digest,
+    upload: &mut Upload,
+) -> Result<(Digest, String, u64)> {
+    let bytes = archive.blob(digest)?;
+    let index: Value = serde_json::from_slice(&bytes)?;
+    for child in index["manifests"].as_array().into_iter().flatten() {
+        let child_digest = descriptor_digest(child)?;
+        if !archive.has(&blob_name(&child_digest)) {
+            bail!("the saved index names {child_digest}, which the engine did not save");
+        }
+        let child_bytes = archive.blob(&child_digest)?;
+        let manifest: Value = serde_json::from_slice(&child_bytes)?;
+        for blob in blobs_of(&manifest)? {
+            let place = archive
+                .has(&blob_name(&blob.0))
+                .then(|| Place::InArchive(blob_name(&blob.0)));
+            upload.blobs.push((blob.0, blob.1, place));
+        }
+        let media_type = child["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
+        if child["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+            upload.attached.push(Attached {
+                kind: AttachedKind::AttestationManifest,
+                digest: child_digest.to_string(),
+                media_type: media_type.to_owned(),
+                size: child_bytes.len() as u64,
+            });
+        }
+        upload
+            .manifests
+            .push((child_digest, media_type.to_owned(), child_bytes));
+    }
+    let media_type = index["mediaType"].as_str().unwrap_or(OCI_INDEX).to_owned();
+    let size = bytes.len() as u64;
+    upload
+        .manifests
+        .push((digest.clone(), media_type.clone(), bytes));
+    Ok((digest.clone(), media_type, size))
+}
+
+/// An OCI layout's image manifest: as it is when its layers are compressed, else anew
+/// with each plain layer gzipped.
+fn from_manifest(
+    archive: &Archive,
+    manifest: &Value,
+    upload: &mut Upload,
+    stores: (&Path, &Path),
+) -> Result<(Digest, String, u64)> {
+    let config = archive.blob(&descriptor_digest(&manifest["config"])?)?;
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let digest = descriptor_digest(layer)?;
+        let media_type = layer["mediaType"].as_str().unwrap_or_default();
+        let size = layer["size"].as_u64().unwrap_or_default();
+        layers.push(match PLAIN_LAYERS.contains(&media_type) {
+            true => gzip_layer(archive, &blob_name(&digest), stores)?,
+            false => (
+                layer.clone(),
+                (
+                    digest.clone(),
+                    size,
+                    Some(Place::InArchive(blob_name(&digest))),
+                ),
+            ),
+        });
+    }
+    image_manifest(config, layers, upload)
+}
+
+/// Docker's own archive (20.10, Podman): its config, and its plain layers gzipped.
+fn from_docker_archive(
+    archive: &Archive,
+    upload: &mut Upload,
+    stores: (&Path, &Path),
+) -> Result<(Digest, String, u64)> {
+    let listing: Value = serde_json::from_slice(&archive.document("manifest.json")?)
+        .context("the saved image has neither index.json nor manifest.json")?;
+    let image = &listing[0];
+    let config = archive.document(image["Config"].as_str().unwrap_or_default())?;
+    let mut layers = Vec::new();
+    for layer in image["Layers"].as_array().into_iter().flatten() {
+        layers.push(gzip_layer(
+            archive,
+            layer.as_str().unwrap_or_default(),
+            stores,
+        )?);
+    }
+    image_manifest(config, layers, upload)
+}
+
+/// The OCI manifest of `config` and `layers` (descriptor, and the blob to send).
+fn image_manifest(
+    config: Vec<u8>,
+    layers: Vec<(Value, (Digest, u64, Option<Place>))>,
+    upload: &mut Upload,
+) -> Result<(Digest, String, u64)> {
+    let config_digest = Digest::of(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": config_digest.as_str(), "size": config.len() },
+        "layers": layers.iter().map(|(descriptor, _)| descriptor).collect::<Vec<_>>(),
+    }))?;
+    let config_size = config.len() as u64;
+    upload
+        .blobs
+        .push((config_digest, config_size, Some(Place::Bytes(config))));
+    upload
+        .blobs
+        .extend(layers.into_iter().map(|(_, blob)| blob));
+    let digest = Digest::of(&manifest);
+    let size = manifest.len() as u64;
+    upload
+        .manifests
+        .push((digest.clone(), OCI_MANIFEST.to_owned(), manifest));
+    Ok((digest, OCI_MANIFEST.to_owned(), size))
+}
+
+/// A plain layer of the archive, gzipped into the store once: its descriptor and blob.
+fn gzip_layer(
+    archive: &Archive,
+    name: &str,
+    (store, gzipped): (&Path, &Path),
+) -> Result<(Value, (Digest, u64, Option<Place>))> {
+    let mut plain = Hashing::new(std::io::sink());
+    std::io::copy(&mut archive.open(name)?, &mut plain)?;
+    let (diff_id, _) = plain.finish();
+    let remembered = gzipped.join(diff_id.hex());
+    let known = std::fs::read_to_string(&remembered)
+        .ok()
+        .and_then(|text| Digest::parse(text.trim()))
+        .filter(|digest| store.join(digest.hex()).is_file());
+    let (digest, size) = match known {
+        Some(digest) => {
+            let size = std::fs::metadata(store.join(digest.hex()))?.len();
+            (digest, size)
+        }
+        None => {
+            let (digest, size) = gzip_into(archive.open(name)?, store)?;
+            std::fs::create_dir_all(gzipped)?;
+            std::fs::write(&remembered, digest.as_str())?;
+            (digest, size)
+        }
+    };
+    let descriptor = json!({ "mediaType": GZIP_LAYER, "digest": digest.as_str(), "size": size });
+    let path = store.join(digest.hex());
+    Ok((descriptor, (digest, size, Some(Place::Stored(path)))))
+}
+
+/// Gzips `plain` into `store/<hex>` as it reads, reproducibly; its digest and size.
+fn gzip_into(mut plain: impl Read, store: &Path) -> Result<(Digest, u64)> {
+    std::fs::create_dir_all(store)?;
+    let temporary = crate::layout::temporary_beside(&store.join("layer"));
+    let written = (|| {
+        let file = std::fs::File::create(&temporary)?;
+        let mut encoder = flate2::GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(Hashing::new(file), flate2::Compression::new(6));
+        std::io::copy(&mut plain, &mut encoder)?;
+        encoder.flush()?;
+        let (digest, size) = encoder.finish()?.finish();
+        std::fs::rename(&temporary, store.join(digest.hex()))?;
+        Ok::<_, anyhow::Error>((digest, size))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// The config and layers a manifest names.
+fn blobs_of(manifest: &Value) -> Result<Vec<(Digest, u64)>> {
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    std::iter::once(&manifest["config"])
+        .chain(&layers)
+        .map(|d| {
+            Ok((
+                descriptor_digest(d)?,
+                d["size"].as_u64().unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// A descriptor's digest, checked before it names a file.
+fn descriptor_digest(descriptor: &Value) -> Result<Digest> {
+    let text = descriptor["digest"].as_str().unwrap_or_default();
+    Digest::parse(text).with_context(|| {
+        format!(
+            "the saved image names `{}`, which is not sha256:<64 hex>",
+            crate::diagnostic::escape(text)
+        )
+    })
+}
