@@ -145,9 +145,11 @@ fn dry_run_needs_no_docker_and_runs_nothing() {
     let plan = stdout(&output);
     for expected in [
         "[linux/arm64] docker build --platform linux/arm64 --tag registry.example.com/acme/hello:arm64v8-1.2.3",
-        "[linux/amd64] docker push registry.example.com/acme/hello:amd64-1.2.3",
-        "[registry.example.com/acme/hello:1.2.3] docker manifest annotate --os linux --arch arm64 --variant v8",
-        "[registry.example.com/acme/hello:1.2.3] docker manifest push --purge registry.example.com/acme/hello:1.2.3",
+        "[linux/amd64] docker image save --output target/multiarch/saved/hello-linux-amd64.tar registry.example.com/acme/hello:amd64-1.2.3",
+        "[linux/amd64] upload its blobs, then PUT its manifest into registry.example.com/acme/hello by digest (registry API)",
+        "[hello] PUT the OCI index of linux/amd64, linux/arm64 and their attestations into registry.example.com/acme/hello by digest (registry API)",
+        "[registry.example.com/acme/hello:arm64v8-1.2.3] PUT registry.example.com/acme/hello@<digest pushed for hello linux/arm64> under the tag (registry API)",
+        "[registry.example.com/acme/hello:1.2.3] PUT the index under the tag (registry API)",
     ] {
         assert!(plan.contains(expected), "{expected}\n{plan}");
     }

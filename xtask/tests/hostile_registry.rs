@@ -836,6 +836,9 @@ fn push_beside_a_base(
     let config_digest = Digest::of(&config).to_string();
     let manifest = manifest_of(&config, vec![layer_descriptor(&layer_digest, layer.len())]);
     let layer_path = format!("/v2/base/blobs/{layer_digest}");
+    let mounted_path = format!("/v2/hello/blobs/{layer_digest}");
+    // Once mounted, the layer is in `hello` too, as a registry that mounts says.
+    let mounted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let registry = FakeRegistry::start(
         "127.0.0.1",
         base_at_tag_1(
@@ -848,10 +851,21 @@ fn push_beside_a_base(
                 if seen.path == layer_path && seen.method == "GET" {
                     return Some(Answer::new("200 OK", served));
                 }
+                use std::sync::atomic::Ordering;
+                if seen.path == mounted_path
+                    && seen.method == "HEAD"
+                    && mounted.load(Ordering::SeqCst)
+                {
+                    return Some(Answer::new("200 OK", ""));
+                }
                 let mounting = seen.method == "POST" && seen.path.contains("mount=");
-                mount
+                let answer = mount
                     .filter(|_| mounting)
-                    .map(|status| Answer::new(status, ""))
+                    .map(|status| Answer::new(status, ""));
+                if answer.is_some() && mount == Some("201 Created") {
+                    mounted.store(true, Ordering::SeqCst);
+                }
+                answer
             },
         ),
     );

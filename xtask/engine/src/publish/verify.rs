@@ -88,7 +88,7 @@ pub(crate) fn verify(share: &Checked, registry: &Registry) -> Result<Verified> {
     let mut found = Found::default();
     let entry = match media_type {
         OCI_INDEX | DOCKER_LIST => from_index(registry, share, &document, &mut found),
-        OCI_MANIFEST | DOCKER_MANIFEST => {
+        OCI_MANIFEST | DOCKER_MANIFEST => (|| {
             let descriptor = serde_json::json!({
                 "mediaType": media_type,
                 "digest": share.digest.as_str(),
@@ -102,7 +102,7 @@ pub(crate) fn verify(share: &Checked, registry: &Registry) -> Result<Verified> {
                 attestations,
                 labels,
             })
-        }
+        })(),
         other => Err(diagnostic(
             format!("`{}` is neither an image nor an index", escape(other)),
             "",
@@ -318,6 +318,9 @@ pub(crate) fn copy(
         sent?;
     }
     for document in &verified.manifests {
+        if to.get_manifest(document.digest.as_str()).is_ok() {
+            continue;
+        }
         to.put_manifest(
             document.digest.as_str(),
             &document.media_type,

@@ -67,7 +67,7 @@ fn token(
                 "{} names a token server that cannot be used: {err}",
                 target.base
             ),
-            "use backend = \"docker\" for this registry",
+            "check the registry's configuration: its token server must be reachable over HTTPS (or loopback HTTP)",
         )
     })?;
     let mut url = format!(

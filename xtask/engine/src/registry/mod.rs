@@ -437,7 +437,10 @@ impl Registry {
                         "{} answered 401 without a challenge it is possible to answer",
                         self.base
                     ),
-                    "use backend = \"docker\" for this registry",
+                    format!(
+                        "log in to {} first: `docker login {}` (credentials are read from Docker's config and credential helpers)",
+                        self.host, self.host
+                    ),
                 )
             })?;
         let login = auth::log_in(&challenge, &self.login_target())?;
@@ -486,7 +489,10 @@ impl Registry {
                     "{} refused to {what} for `{}` (HTTP {}{code}): the credentials were not accepted",
                     self.base, self.repository, response.status
                 ),
-                format!("log in with `docker login {}`; the OCI backend reads Docker's config and credential helpers", self.host),
+                format!(
+                    "log in to {} first: `docker login {}` (credentials are read from Docker's config and credential helpers)",
+                    self.host, self.host
+                ),
             ),
             other => diagnostic(
                 format!("{} could not {what} for `{}`: HTTP {other}{code}", self.base, self.repository),
