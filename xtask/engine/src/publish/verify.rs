@@ -88,21 +88,7 @@ pub(crate) fn verify(share: &Checked, registry: &Registry) -> Result<Verified> {
     let mut found = Found::default();
     let entry = match media_type {
         OCI_INDEX | DOCKER_LIST => from_index(registry, share, &document, &mut found),
-        OCI_MANIFEST | DOCKER_MANIFEST => (|| {
-            let descriptor = serde_json::json!({
-                "mediaType": media_type,
-                "digest": share.digest.as_str(),
-                "size": record.size,
-                "platform": share.platform.descriptor(),
-            });
-            let labels = image(registry, share.platform, &document, &mut found)?;
-            let attestations = attached(registry, share, &mut found)?;
-            Ok(Entry {
-                image: descriptor,
-                attestations,
-                labels,
-            })
-        })(),
+        OCI_MANIFEST | DOCKER_MANIFEST => from_manifest(registry, share, &document, &mut found),
         other => Err(diagnostic(
             format!("`{}` is neither an image nor an index", escape(other)),
             "",
@@ -133,6 +119,29 @@ pub(crate) fn verify(share: &Checked, registry: &Registry) -> Result<Verified> {
 struct Found {
     manifests: Vec<Document>,
     blobs: Vec<(Digest, u64)>,
+}
+
+/// An image manifest: listed with the record's platform, beside the attestation manifests
+/// the record attaches.
+fn from_manifest(
+    registry: &Registry,
+    share: &Checked,
+    manifest: &Value,
+    found: &mut Found,
+) -> Result<Entry> {
+    let descriptor = serde_json::json!({
+        "mediaType": share.record.media_type,
+        "digest": share.digest.as_str(),
+        "size": share.record.size,
+        "platform": share.platform.descriptor(),
+    });
+    let labels = image(registry, share.platform, manifest, found)?;
+    let attestations = attached(registry, share, found)?;
+    Ok(Entry {
+        image: descriptor,
+        attestations,
+        labels,
+    })
 }
 
 /// An index (an engine's push with attestations): its one image for the record's platform,

@@ -42,10 +42,21 @@ enum Place {
     Bytes(Vec<u8>),
 }
 
+/// One blob to send: its descriptor's digest and size, and where it is (`None`: not in
+/// the archive, which is an error unless the registry has it).
+struct Outgoing {
+    digest: Digest,
+    size: u64,
+    place: Option<Place>,
+}
+
+/// A layer of the manifest to send: its descriptor, and its blob.
+type Layer = (Value, Outgoing);
+
 /// What one push sends, children before the documents that name them.
 #[derive(Default)]
 struct Upload {
-    blobs: Vec<(Digest, u64, Option<Place>)>,
+    blobs: Vec<Outgoing>,
     manifests: Vec<(Digest, String, Vec<u8>)>,
     attached: Vec<Attached>,
 }
@@ -162,7 +173,12 @@ pub(crate) fn push(
         }
         false => from_docker_archive(&archive, &mut upload, (store, gzipped))?,
     };
-    for (digest, size, place) in &upload.blobs {
+    for Outgoing {
+        digest,
+        size,
+        place,
+    } in &upload.blobs
+    {
         if registry.has_blob(digest)? {
             continue;
         }
@@ -216,11 +232,14 @@ fn from_index(
         }
         let child_bytes = archive.blob(&child_digest)?;
         let manifest: Value = serde_json::from_slice(&child_bytes)?;
-        for blob in blobs_of(&manifest)? {
-            let place = archive
-                .has(&blob_name(&blob.0))
-                .then(|| Place::InArchive(blob_name(&blob.0)));
-            upload.blobs.push((blob.0, blob.1, place));
+        for (digest, size) in blobs_of(&manifest)? {
+            let name = blob_name(&digest);
+            let place = archive.has(&name).then_some(Place::InArchive(name));
+            upload.blobs.push(Outgoing {
+                digest,
+                size,
+                place,
+            });
         }
         let media_type = child["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
         if child["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
@@ -261,11 +280,11 @@ fn from_manifest(
             true => gzip_layer(archive, &blob_name(&digest), stores)?,
             false => (
                 layer.clone(),
-                (
-                    digest.clone(),
+                Outgoing {
+                    place: Some(Place::InArchive(blob_name(&digest))),
+                    digest,
                     size,
-                    Some(Place::InArchive(blob_name(&digest))),
-                ),
+                },
             ),
         });
     }
@@ -296,7 +315,7 @@ fn from_docker_archive(
 /// The OCI manifest of `config` and `layers` (descriptor, and the blob to send).
 fn image_manifest(
     config: Vec<u8>,
-    layers: Vec<(Value, (Digest, u64, Option<Place>))>,
+    layers: Vec<Layer>,
     upload: &mut Upload,
 ) -> Result<(Digest, String, u64)> {
     let config_digest = Digest::of(&config);
@@ -307,9 +326,11 @@ fn image_manifest(
         "layers": layers.iter().map(|(descriptor, _)| descriptor).collect::<Vec<_>>(),
     }))?;
     let config_size = config.len() as u64;
-    upload
-        .blobs
-        .push((config_digest, config_size, Some(Place::Bytes(config))));
+    upload.blobs.push(Outgoing {
+        digest: config_digest,
+        size: config_size,
+        place: Some(Place::Bytes(config)),
+    });
     upload
         .blobs
         .extend(layers.into_iter().map(|(_, blob)| blob));
@@ -322,11 +343,7 @@ fn image_manifest(
 }
 
 /// A plain layer of the archive, gzipped into the store once: its descriptor and blob.
-fn gzip_layer(
-    archive: &Archive,
-    name: &str,
-    (store, gzipped): (&Path, &Path),
-) -> Result<(Value, (Digest, u64, Option<Place>))> {
+fn gzip_layer(archive: &Archive, name: &str, (store, gzipped): (&Path, &Path)) -> Result<Layer> {
     let mut plain = Hashing::new(std::io::sink());
     std::io::copy(&mut archive.open(name)?, &mut plain)?;
     let (diff_id, _) = plain.finish();
@@ -349,7 +366,12 @@ fn gzip_layer(
     };
     let descriptor = json!({ "mediaType": GZIP_LAYER, "digest": digest.as_str(), "size": size });
     let path = store.join(digest.hex());
-    Ok((descriptor, (digest, size, Some(Place::Stored(path)))))
+    let blob = Outgoing {
+        digest,
+        size,
+        place: Some(Place::Stored(path)),
+    };
+    Ok((descriptor, blob))
 }
 
 /// Gzips `plain` into `store/<hex>` as it reads, reproducibly; its digest and size.
