@@ -273,16 +273,10 @@ pub(crate) fn engine_details(engine: &Engine) -> Vec<Finding> {
             ),
         },
     });
-    findings.push(match engine.builder {
-        Builder::Legacy => Finding::ok(
-            "publish",
-            "`docker manifest create/annotate/push` from pushed digests",
-        ),
-        Builder::Buildx => Finding::ok(
-            "publish",
-            "`docker buildx imagetools create` from pushed digests (keeps attestations)",
-        ),
-    });
+    findings.push(Finding::ok(
+        "publish",
+        "`docker image save`, then the registry API: each image by digest, one index (attestations kept), signatures, tags last",
+    ));
     findings
 }
 

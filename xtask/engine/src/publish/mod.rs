@@ -573,3 +573,126 @@ fn unquoted(command: &crate::process::Command, reference: &str) -> String {
         .to_string()
         .replace(&crate::process::shell_quote(reference), reference)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(platforms: &[&str]) -> Release {
+        Release {
+            package: "hello".into(),
+            repository: ImageRef::repository("localhost:5000/hello").unwrap(),
+            insecure: true,
+            platforms: platforms
+                .iter()
+                .map(|p| Platform::parse(p).unwrap())
+                .collect(),
+            tags: vec!["1.0".into()],
+            sign: None,
+        }
+    }
+
+    fn share(platform: &str, file: &str, commit: char) -> Share {
+        let record = Record {
+            platform: platform.into(),
+            commit: Some(commit.to_string().repeat(40)),
+            ..record::tests::sample()
+        };
+        Share {
+            checked: record.check(Origin::File(file.into())).unwrap(),
+            build: None,
+        }
+    }
+
+    fn refusal(result: Result<Vec<Vec<Share>>>) -> String {
+        crate::diagnostic::format_error(&result.err().expect("refused"))
+    }
+
+    #[test]
+    fn every_platform_once_in_the_configs_order() {
+        let releases = [release(&["amd64", "arm64"])];
+        let assigned = assign(
+            &releases,
+            vec![share("arm64", "b.json", 'a'), share("amd64", "a.json", 'a')],
+        )
+        .unwrap();
+        let order: Vec<String> = assigned[0]
+            .iter()
+            .map(|s| s.checked.platform.name())
+            .collect();
+        assert_eq!(order, ["linux/amd64", "linux/arm64"]);
+        let missing = refusal(assign(&releases, vec![share("amd64", "a.json", 'a')]));
+        assert!(
+            missing.starts_with("error: no record of package `hello` for linux/arm64"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains(
+                "help: run `cargo xtask image --push-by-digest -p hello --platform linux/arm64`"
+            ),
+            "{missing}"
+        );
+        let twice = refusal(assign(
+            &releases,
+            vec![
+                share("amd64", "a.json", 'a'),
+                share("amd64", "again.json", 'a'),
+            ],
+        ));
+        assert!(twice.contains("two records of package `hello` for linux/amd64: the record a.json and the record again.json"), "{twice}");
+        let foreign = refusal(assign(&releases, vec![share("arm/v7", "c.json", 'a')]));
+        assert!(
+            foreign.contains(
+                "the record c.json is for linux/arm/v7, which package `hello` does not publish"
+            ),
+            "{foreign}"
+        );
+        let mut other = share("amd64", "o.json", 'a');
+        other.checked.record.package = "worker".into();
+        let package = refusal(assign(&releases, vec![other]));
+        assert!(
+            package.contains("is of package `worker`, and this publish releases `hello`"),
+            "{package}"
+        );
+    }
+
+    #[test]
+    fn records_of_two_commits_are_refused_and_references_carry_none() {
+        let same = [share("amd64", "a.json", 'a'), share("arm64", "b.json", 'a')];
+        assert!(one_commit(same.iter()).is_ok());
+        let two = [share("amd64", "a.json", 'a'), share("arm64", "b.json", 'b')];
+        let message = crate::diagnostic::format_error(&one_commit(two.iter()).unwrap_err());
+        assert!(message.contains("different commits"), "{message}");
+        assert!(
+            message.contains("a.json") && message.contains("b.json"),
+            "{message}"
+        );
+        let mut reference = share("arm64", "r", 'b');
+        reference.checked.origin = Origin::Reference("localhost:5000/hello@sha256:..".into());
+        assert!(one_commit([&same[0], &reference].into_iter()).is_ok());
+    }
+
+    #[test]
+    fn the_dry_run_names_every_step_and_tag_in_order() {
+        let mut releases = [release(&["amd64", "arm64"])];
+        releases[0].sign = Some(crate::config::Signing {
+            key: Some("cosign.key".into()),
+            tlog: false,
+        });
+        let lines = describe(&releases, &|_, p| format!("<{p}>"), &|_, _| None);
+        let expected = [
+            "[hello] read localhost:5000/hello@<linux/amd64> for linux/amd64 from the registry",
+            "[hello] PUT the OCI index of linux/amd64, linux/arm64",
+            "[hello linux/arm64] cosign sign --yes --key cosign.key --tlog-upload=false --allow-http-registry --allow-insecure-registry localhost:5000/hello@<linux/arm64>",
+            "[hello] cosign sign --yes --key cosign.key --tlog-upload=false --allow-http-registry --allow-insecure-registry localhost:5000/hello@<the index's digest>",
+            "[localhost:5000/hello:arm64v8-1.0] PUT localhost:5000/hello@<linux/arm64> under the tag",
+            "[localhost:5000/hello:1.0] PUT the index under the tag",
+        ];
+        let mut at = 0;
+        for step in expected {
+            let found = lines[at..].iter().position(|l| l.starts_with(step));
+            at += found.unwrap_or_else(|| panic!("{step} after line {at}: {lines:#?}")) + 1;
+        }
+        assert_eq!(at, lines.len(), "the index's tag moves last: {lines:#?}");
+    }
+}
