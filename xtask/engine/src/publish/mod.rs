@@ -605,7 +605,7 @@ mod tests {
     }
 
     fn refusal(result: Result<Vec<Vec<Share>>>) -> String {
-        crate::diagnostic::format_error(&result.err().expect("refused"))
+        crate::diagnostic::format_error(&result.expect_err("refused"))
     }
 
     #[test]
