@@ -333,6 +333,24 @@ fn three_runners_push_by_digest_and_a_fourth_clone_publishes_one_signed_tag() {
     let again: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(again["releases"][0]["digest"], published.as_str());
 
+    // A platform built elsewhere comes as `repo@sha256:` (its platform read from the
+    // registry): the same images give the same index.
+    let c_record: serde_json::Value = serde_json::from_slice(&std::fs::read(&rc).unwrap()).unwrap();
+    let reference = format!("{image}@{}", c_record["digest"].as_str().unwrap());
+    let output = publish(&d, &[], &[all[0], all[1], reference.as_str()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let by_reference: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(by_reference["releases"][0]["digest"], published.as_str());
+    // A reference that is no image of a platform this release has is refused by name.
+    let a_record: serde_json::Value = serde_json::from_slice(&std::fs::read(&ra).unwrap()).unwrap();
+    let wrong = format!("{image}@{}", a_record["digest"].as_str().unwrap());
+    refused(
+        &publish(&d, &[], &[all[0], all[1], wrong.as_str()]),
+        "two records of package `hello` for linux/amd64",
+        &registry,
+        &published,
+    );
+
     // Refusals, each before any tag moves.
     let missing = [all[0], all[1]];
     refused(

@@ -155,14 +155,51 @@ fn output(published: &[Published], args: &PublishArgs) -> Result<()> {
                 .collect(),
         })
         .collect();
-    let json = serde_json::to_string_pretty(&serde_json::json!({ "releases": releases }))?;
-    if let Some(path) = &args.metadata_file {
-        crate::exec::files::write_if_changed(path, format!("{json}\n").as_bytes())?;
+    let metadata = serde_json::json!({ "releases": releases });
+    let digests: Vec<String> = published
+        .iter()
+        .flat_map(|release| {
+            let platforms = release
+                .platforms
+                .iter()
+                .map(|p| format!("{}@{}", release.repository, p.digest));
+            let tags = release
+                .tags
+                .iter()
+                .map(|tag| format!("{tag}@{}", release.index));
+            platforms.chain(tags).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut summary =
+        String::from("### Published\n\n| package | platform | tag | digest |\n|---|---|---|---|\n");
+    for release in published {
+        for platform in &release.platforms {
+            summary.push_str(&format!(
+                "| {} | {} | `{}` | `{}` |\n",
+                release.package,
+                platform.platform,
+                platform.tags.join("`, `"),
+                platform.digest
+            ));
+        }
+        for tag in &release.tags {
+            summary.push_str(&format!(
+                "| {} | (index) | `{tag}` | `{}` |\n",
+                release.package, release.index
+            ));
+        }
     }
+    let outputs = crate::exec::report::Outputs {
+        metadata: &metadata,
+        digests: &digests,
+        summary: &summary,
+    };
+    outputs.write(args.metadata_file.as_deref())?;
     if args.json {
-        println!("{json}");
+        println!("{}", serde_json::to_string_pretty(&metadata)?);
         return Ok(());
     }
+    eprint!("{summary}");
     for release in published {
         for tag in &release.tags {
             println!("{tag}@{}", release.index);

@@ -170,30 +170,7 @@ pub(crate) fn write_outputs(
     report: &Report,
     metadata_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
     let metadata = report.metadata();
-    let pretty = serde_json::to_string_pretty(&metadata).expect("metadata serialises");
-    if let Some(path) = metadata_file {
-        crate::exec::files::write_if_changed(path, format!("{pretty}\n").as_bytes())
-            .with_context(|| format!("cannot write the metadata file {}", path.display()))?;
-    }
-    if !on_github_actions() {
-        return Ok(());
-    }
-    let append = |variable: &str, text: &str| -> anyhow::Result<()> {
-        let Some(path) = std::env::var_os(variable) else {
-            return Ok(());
-        };
-        use std::io::Write;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .with_context(|| format!("cannot append to ${variable} ({})", path.to_string_lossy()))
-    };
-    append("GITHUB_STEP_SUMMARY", &markdown_summary(report))?;
-    let compact = serde_json::to_string(&metadata).expect("metadata serialises");
     let digests: Vec<String> = report
         .platforms
         .iter()
@@ -205,15 +182,61 @@ pub(crate) fn write_outputs(
                 .map(|m| format!("{}@{}", m.list, m.digest)),
         )
         .collect();
-    // A multi-line output needs a delimiter that no line can hold.
-    let delimiter = format!("multiarch-{}", std::process::id());
-    append(
-        "GITHUB_OUTPUT",
-        &format!(
-            "metadata={compact}\ndigests<<{delimiter}\n{}\n{delimiter}\n",
-            digests.join("\n")
-        ),
-    )
+    let outputs = Outputs {
+        metadata: &metadata,
+        digests: &digests,
+        summary: &markdown_summary(report),
+    };
+    outputs.write(metadata_file)
+}
+
+/// What a command hands to the steps after it: its metadata (the `--metadata-file` JSON),
+/// its `ref@digest` lines, and its summary as Markdown.
+pub(crate) struct Outputs<'a, M: Serialize> {
+    pub(crate) metadata: &'a M,
+    pub(crate) digests: &'a [String],
+    pub(crate) summary: &'a str,
+}
+
+impl<M: Serialize> Outputs<'_, M> {
+    /// Writes `metadata_file`, and on GitHub Actions appends the summary to
+    /// `$GITHUB_STEP_SUMMARY` and the outputs `metadata` and `digests` to `$GITHUB_OUTPUT`.
+    pub(crate) fn write(&self, metadata_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let pretty = serde_json::to_string_pretty(self.metadata).expect("metadata serialises");
+        if let Some(path) = metadata_file {
+            crate::exec::files::write_if_changed(path, format!("{pretty}\n").as_bytes())
+                .with_context(|| format!("cannot write the metadata file {}", path.display()))?;
+        }
+        if !on_github_actions() {
+            return Ok(());
+        }
+        let append = |variable: &str, text: &str| -> anyhow::Result<()> {
+            let Some(path) = std::env::var_os(variable) else {
+                return Ok(());
+            };
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(text.as_bytes()))
+                .with_context(|| {
+                    format!("cannot append to ${variable} ({})", path.to_string_lossy())
+                })
+        };
+        append("GITHUB_STEP_SUMMARY", self.summary)?;
+        let compact = serde_json::to_string(self.metadata).expect("metadata serialises");
+        // A multi-line output needs a delimiter that no line can hold.
+        let delimiter = format!("multiarch-{}", std::process::id());
+        append(
+            "GITHUB_OUTPUT",
+            &format!(
+                "metadata={compact}\ndigests<<{delimiter}\n{}\n{delimiter}\n",
+                self.digests.join("\n")
+            ),
+        )
+    }
 }
 
 /// The summary as a Markdown table, for `$GITHUB_STEP_SUMMARY`.
