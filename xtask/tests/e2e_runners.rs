@@ -332,7 +332,11 @@ fn three_runners_push_by_digest_and_a_fourth_clone_publishes_one_signed_tag() {
     assert!(output.status.success(), "{}", stderr(&output));
     let again: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(again["releases"][0]["digest"], published.as_str());
-
+    assert!(
+        stderr(&output).contains(&format!("index {published} is there already")),
+        "a rerun puts no index: {}",
+        stderr(&output)
+    );
     // A platform built elsewhere comes as `repo@sha256:` (its platform read from the
     // registry): the same images give the same index.
     let c_record: serde_json::Value = serde_json::from_slice(&std::fs::read(&rc).unwrap()).unwrap();
@@ -454,4 +458,73 @@ fn three_runners_push_by_digest_and_a_fourth_clone_publishes_one_signed_tag() {
     ] {
         assert_eq!(tagged(&registry, tag), None, "{tag}");
     }
+
+    // Two publishes at once, one of all three platforms and one of two: whichever ends
+    // last, the tag names a whole index of one of them, never a partial one. (From a
+    // checkout that does not sign, so that only the tags race.)
+    let racer = Runner::new(&origin, "race", no_engine, None);
+    let manifest = racer.dir.join("Cargo.toml");
+    let unsigned = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("sign = { key = \"cosign.key\", tlog = false }\n", "");
+    std::fs::write(&manifest, unsigned).unwrap();
+    let racing: Vec<std::process::Child> = [
+        vec!["publish", "--tag", "race", all[0], all[1], all[2]],
+        vec![
+            "publish",
+            "--tag",
+            "race",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            all[0],
+            all[1],
+        ],
+    ]
+    .into_iter()
+    .map(|args| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .current_dir(&racer.dir)
+            .envs(racer.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    })
+    .collect();
+    let mut indexes = Vec::new();
+    for child in racing {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        indexes.push(
+            stdout(&output)
+                .trim()
+                .rsplit('@')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let raced = tagged(&registry, "race").unwrap();
+    assert!(indexes.contains(&raced), "{raced} is one of {indexes:?}");
+    let raced_index = registry
+        .get(
+            &format!("/v2/hello/manifests/{raced}"),
+            &[("Accept", LIST_TYPES)],
+        )
+        .unwrap()
+        .json();
+    let images = raced_index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["platform"]["os"] == "linux")
+        .count();
+    assert_eq!(
+        images,
+        if raced == published { 3 } else { 2 },
+        "{raced_index:#}"
+    );
 }

@@ -36,8 +36,8 @@ pub(crate) fn log_in(challenge: &Challenge, target: &Target<'_>) -> Result<Autho
                     target.base, target.host
                 ),
                 format!(
-                    "log in with `docker login {}` (the OCI backend reads the same config)",
-                    target.host
+                    "log in to {} first: `docker login {}` (credentials are read from Docker's config and credential helpers)",
+                    target.host, target.host
                 ),
             )
         })?,
@@ -113,7 +113,10 @@ fn token(
                 target.repository,
                 response.status
             ),
-            format!("log in with `docker login {}`", target.host),
+            format!(
+                "log in to {} first: `docker login {}` (credentials are read from Docker's config and credential helpers)",
+                target.host, target.host
+            ),
         ));
     }
     let json: serde_json::Value =
