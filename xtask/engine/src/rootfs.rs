@@ -180,71 +180,20 @@ impl Rootfs {
 /// write it), its layers applied in the order its `manifest.json` gives.
 /// Returns it with the image's config (its `os`, `architecture` and `variant`).
 pub fn from_image_archive(archive: &Path, scratch: &Path) -> Result<(Rootfs, serde_json::Value)> {
-    let file = std::fs::File::open(archive)
-        .with_context(|| format!("cannot read {}", archive.display()))?;
-    let mut manifest = Vec::new();
-    let mut entries: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let read = |name: &str,
-                entries: &BTreeMap<String, (u64, u64)>|
-     -> Result<std::io::Take<std::fs::File>> {
-        let &(offset, size) = entries.get(name).with_context(|| {
-            format!(
-                "the archive names `{}`, which it lacks",
-                crate::diagnostic::escape(name)
-            )
-        })?;
-        let mut file = std::fs::File::open(archive)?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
-        Ok(file.take(size))
-    };
-    let mut links: BTreeMap<String, String> = BTreeMap::new();
-    crate::tar::scan(std::io::BufReader::new(file), |entry, data| {
-        match &entry.kind {
-            Kind::File if entry.path == "manifest.json" => {
-                data.take(4 << 20).read_to_end(&mut manifest)?;
-            }
-            Kind::File => {
-                entries.insert(entry.path.clone(), (entry.offset, entry.size));
-            }
-            Kind::Symlink(target) => {
-                let dir = entry.path.rsplit_once('/').map_or("", |(dir, _)| dir);
-                links.insert(entry.path.clone(), normalize(&join(dir, target)));
-            }
-            _ => {}
-        }
-        Ok(())
-    })?;
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest)
+    let archive = crate::tar::Indexed::scan(archive)?;
+    let manifest: serde_json::Value = archive
+        .read("manifest.json", 4 << 20)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .context("the archive's manifest.json is missing or not JSON")?;
-    let resolve = |name: &str| links.get(name).cloned().unwrap_or_else(|| name.to_owned());
-    let mut config = Vec::new();
-    let config_name = resolve(manifest[0]["Config"].as_str().unwrap_or_default());
-    read(&config_name, &entries)?
-        .take(4 << 20)
-        .read_to_end(&mut config)?;
+    let config = archive.read(manifest[0]["Config"].as_str().unwrap_or_default(), 4 << 20)?;
     let config: serde_json::Value =
         serde_json::from_slice(&config).context("the image's config is not JSON")?;
     let mut rootfs = Rootfs::default();
     for layer in manifest[0]["Layers"].as_array().into_iter().flatten() {
-        let name = resolve(layer.as_str().unwrap_or_default());
-        rootfs.apply_layer(read(&name, &entries)?, scratch)?;
+        rootfs.apply_layer(archive.open(layer.as_str().unwrap_or_default())?, scratch)?;
     }
     Ok((rootfs, config))
-}
-
-/// `a/b/../c` as `a/c`.
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    parts.join("/")
 }
 
 /// `libc.so.6`, or glibc before 2.34's real file `libc-2.31.so`.

@@ -1,5 +1,7 @@
 //! The one tar codec: deterministic ustar writing (layers, `docker load` archives), files
-//! streamed from disk as they are written, and a strict reader that takes one regular file out of a downloaded archive and refuses
+//! streamed from disk as they are written, a scanner of archives as they stream, an index
+//! of an archive on disk (an engine's saved image) whose files are read in place, and a
+//! strict reader that takes one regular file out of a downloaded archive and refuses
 //! everything else (links, `..`, absolute paths, other entries).
 
 use std::io::{Read, Write};
@@ -286,6 +288,96 @@ fn split_name(path: &str) -> Option<(&str, &str)> {
         .map(|i| (&path[..i], &path[i + 1..]))
 }
 
+/// An archive on disk, scanned once: where each regular file's data lies in it, and where
+/// each symbolic link points (against its directory), so that files are read in place.
+pub(crate) struct Indexed {
+    path: PathBuf,
+    files: std::collections::BTreeMap<String, (u64, u64)>,
+    links: std::collections::BTreeMap<String, String>,
+}
+
+impl Indexed {
+    pub(crate) fn scan(path: &std::path::Path) -> Result<Indexed> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut indexed = Indexed {
+            path: path.to_owned(),
+            files: Default::default(),
+            links: Default::default(),
+        };
+        scan(std::io::BufReader::new(file), |entry, _| {
+            match &entry.kind {
+                Kind::File => {
+                    indexed
+                        .files
+                        .insert(entry.path.clone(), (entry.offset, entry.size));
+                }
+                Kind::Symlink(target) => {
+                    let dir = entry.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+                    let link = normalize(&format!("{dir}/{target}"));
+                    indexed.links.insert(entry.path.clone(), link);
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(indexed)
+    }
+
+    /// The file `name` (a link to one followed), or `None` when the archive lacks it.
+    fn located(&self, name: &str) -> Option<(u64, u64)> {
+        let name = self.links.get(name).map_or(name, String::as_str);
+        self.files.get(name).copied()
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.located(name).is_some()
+    }
+
+    /// A reader of the file `name`'s data.
+    pub(crate) fn open(&self, name: &str) -> Result<std::io::Take<std::fs::File>> {
+        let (offset, size) = self.located(name).with_context(|| {
+            format!(
+                "the archive {} lacks `{}`",
+                self.path.display(),
+                crate::diagnostic::escape(name)
+            )
+        })?;
+        let mut file = std::fs::File::open(&self.path)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+        Ok(file.take(size))
+    }
+
+    /// The file `name`, read whole when it is at most `limit` bytes.
+    pub(crate) fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open(name)?.take(limit + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            bail!(
+                "`{}` in {} is larger than {limit} bytes",
+                crate::diagnostic::escape(name),
+                self.path.display()
+            );
+        }
+        Ok(bytes)
+    }
+}
+
+/// `a/b/../c` as `a/c`, without a leading or trailing `/`.
+pub(crate) fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
 /// Returns the one regular file `name` (optionally `./name`) of a tar archive. Any other
 /// entry, a link, a `..` path or a truncated archive is an error.
 pub(crate) fn extract_only(archive: &[u8], name: &str) -> Result<Vec<u8>> {
@@ -430,5 +522,45 @@ mod tests {
         assert_eq!(from_disk.len() % 512, 0);
         assert_eq!(extract_only(&from_disk, "blob").unwrap(), data);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_indexed_archive_reads_files_in_place_through_links_and_within_bounds() {
+        let path =
+            std::env::temp_dir().join(format!("multiarch-indexed-{}.tar", std::process::id()));
+        let mut file = std::fs::File::create(&path).unwrap();
+        archive_to(
+            &mut file,
+            vec![
+                (
+                    "blobs/sha256/aa".to_owned(),
+                    Content::Bytes(b"layer".to_vec()),
+                ),
+                (
+                    "one/layer.tar".to_owned(),
+                    Content::Link("../blobs/sha256/aa".into()),
+                ),
+                ("manifest.json".to_owned(), Content::Bytes(b"[{}]".to_vec())),
+            ],
+            0,
+        )
+        .unwrap();
+        drop(file);
+        let indexed = Indexed::scan(&path).unwrap();
+        let mut layer = String::new();
+        indexed
+            .open("one/layer.tar")
+            .unwrap()
+            .read_to_string(&mut layer)
+            .unwrap();
+        assert_eq!(layer, "layer");
+        assert_eq!(indexed.read("manifest.json", 4).unwrap(), b"[{}]");
+        assert!(
+            indexed.read("manifest.json", 3).is_err(),
+            "larger than its bound"
+        );
+        assert!(!indexed.has("index.json"));
+        assert_eq!(normalize("one/../blobs/./sha256/aa/"), "blobs/sha256/aa");
+        std::fs::remove_file(&path).unwrap();
     }
 }

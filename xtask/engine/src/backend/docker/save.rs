@@ -4,8 +4,7 @@
 //! store) and sent over the registry API. Layers the engine keeps uncompressed are gzipped
 //! once, reproducibly, and remembered by their content's digest.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +14,6 @@ use crate::digest::{Digest, Hashing};
 use crate::exec::{Attached, Pushed};
 use crate::publish::record::AttachedKind;
 use crate::registry::{Payload, Registry, OCI_INDEX, OCI_MANIFEST};
-use crate::tar::Kind;
 
 /// The largest manifest, index or config read from an archive.
 const DOCUMENT_LIMIT: u64 = 4 << 20;
@@ -26,13 +24,6 @@ const PLAIN_LAYERS: [&str; 2] = [
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.docker.image.rootfs.diff.tar",
 ];
-
-/// A saved image archive: where each file's data lies in it.
-struct Archive {
-    path: PathBuf,
-    files: BTreeMap<String, (u64, u64)>,
-    links: BTreeMap<String, String>,
-}
 
 /// Where a blob to send is: a file of the archive, a file of the blob store, or (a
 /// config, bounded) bytes.
@@ -61,88 +52,25 @@ struct Upload {
     attached: Vec<Attached>,
 }
 
-impl Archive {
-    fn scan(path: &Path) -> Result<Archive> {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut archive = Archive {
-            path: path.to_owned(),
-            files: BTreeMap::new(),
-            links: BTreeMap::new(),
-        };
-        crate::tar::scan(std::io::BufReader::new(file), |entry, _| {
-            match &entry.kind {
-                Kind::File => {
-                    archive
-                        .files
-                        .insert(entry.path.clone(), (entry.offset, entry.size));
-                }
-                Kind::Symlink(target) => {
-                    let dir = entry.path.rsplit_once('/').map_or("", |(dir, _)| dir);
-                    let joined = format!("{dir}/{target}");
-                    archive.links.insert(entry.path.clone(), normalize(&joined));
-                }
-                _ => {}
-            }
-            Ok(())
-        })?;
-        Ok(archive)
-    }
+/// The saved image's files, read in place.
+type Archive = crate::tar::Indexed;
 
-    /// A reader of the file `name` (a link followed once).
-    fn open(&self, name: &str) -> Result<std::io::Take<std::fs::File>> {
-        let name = self.links.get(name).map_or(name, String::as_str);
-        let &(offset, size) = self.files.get(name).with_context(|| {
-            format!(
-                "the saved image lacks `{}`",
-                crate::diagnostic::escape(name)
-            )
-        })?;
-        let mut file = std::fs::File::open(&self.path)?;
-        file.seek(std::io::SeekFrom::Start(offset))?;
-        Ok(file.take(size))
-    }
+/// A document of the archive (a manifest, an index, a config), bounded.
+fn document(archive: &Archive, name: &str) -> Result<Vec<u8>> {
+    archive.read(name, DOCUMENT_LIMIT)
+}
 
-    fn has(&self, name: &str) -> bool {
-        self.files
-            .contains_key(self.links.get(name).map_or(name, String::as_str))
+/// A blob of the OCI layout, checked against its digest.
+fn layout_blob(archive: &Archive, digest: &Digest) -> Result<Vec<u8>> {
+    let bytes = document(archive, &blob_name(digest))?;
+    if Digest::of(&bytes) != *digest {
+        bail!("the saved image's blob {digest} does not hash to its name");
     }
-
-    fn document(&self, name: &str) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        self.open(name)?
-            .take(DOCUMENT_LIMIT)
-            .read_to_end(&mut bytes)?;
-        Ok(bytes)
-    }
-
-    /// A blob of the OCI layout, checked against its digest.
-    fn blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let bytes = self.document(&blob_name(digest))?;
-        if Digest::of(&bytes) != *digest {
-            bail!("the saved image's blob {digest} does not hash to its name");
-        }
-        Ok(bytes)
-    }
+    Ok(bytes)
 }
 
 fn blob_name(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
-}
-
-/// `a/b/../c` as `a/c`.
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    parts.join("/")
 }
 
 /// Pushes the image saved at `archive` to `registry` by digest. `store` keeps gzipped
@@ -157,7 +85,7 @@ pub(crate) fn push(
     let mut upload = Upload::default();
     let top = match archive.has("index.json") {
         true => {
-            let index: Value = serde_json::from_slice(&archive.document("index.json")?)?;
+            let index: Value = serde_json::from_slice(&document(&archive, "index.json")?)?;
             let top = &index["manifests"][0];
             let digest = descriptor_digest(top)?;
             let media_type = top["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
@@ -166,7 +94,7 @@ pub(crate) fn push(
                     from_index(&archive, &digest, &mut upload)?
                 }
                 _ => {
-                    let manifest: Value = serde_json::from_slice(&archive.blob(&digest)?)?;
+                    let manifest: Value = serde_json::from_slice(&layout_blob(&archive, &digest)?)?;
                     from_manifest(&archive, &manifest, &mut upload, (store, gzipped))?
                 }
             }
@@ -223,14 +151,14 @@ fn from_index(
     digest: &Digest,
     upload: &mut Upload,
 ) -> Result<(Digest, String, u64)> {
-    let bytes = archive.blob(digest)?;
+    let bytes = layout_blob(archive, digest)?;
     let index: Value = serde_json::from_slice(&bytes)?;
     for child in index["manifests"].as_array().into_iter().flatten() {
         let child_digest = descriptor_digest(child)?;
         if !archive.has(&blob_name(&child_digest)) {
             bail!("the saved index names {child_digest}, which the engine did not save");
         }
-        let child_bytes = archive.blob(&child_digest)?;
+        let child_bytes = layout_blob(archive, &child_digest)?;
         let manifest: Value = serde_json::from_slice(&child_bytes)?;
         for (digest, size) in blobs_of(&manifest)? {
             let name = blob_name(&digest);
@@ -270,7 +198,7 @@ fn from_manifest(
     upload: &mut Upload,
     stores: (&Path, &Path),
 ) -> Result<(Digest, String, u64)> {
-    let config = archive.blob(&descriptor_digest(&manifest["config"])?)?;
+    let config = layout_blob(archive, &descriptor_digest(&manifest["config"])?)?;
     let mut layers = Vec::new();
     for layer in manifest["layers"].as_array().into_iter().flatten() {
         let digest = descriptor_digest(layer)?;
@@ -297,10 +225,10 @@ fn from_docker_archive(
     upload: &mut Upload,
     stores: (&Path, &Path),
 ) -> Result<(Digest, String, u64)> {
-    let listing: Value = serde_json::from_slice(&archive.document("manifest.json")?)
+    let listing: Value = serde_json::from_slice(&document(archive, "manifest.json")?)
         .context("the saved image has neither index.json nor manifest.json")?;
     let image = &listing[0];
-    let config = archive.document(image["Config"].as_str().unwrap_or_default())?;
+    let config = document(archive, image["Config"].as_str().unwrap_or_default())?;
     let mut layers = Vec::new();
     for layer in image["Layers"].as_array().into_iter().flatten() {
         layers.push(gzip_layer(
