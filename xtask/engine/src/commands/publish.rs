@@ -117,6 +117,30 @@ fn dry_run(releases: &[Release], shares: &[Share], json: bool) -> Result<()> {
     Ok(())
 }
 
+/// What was published as a Markdown table, for the step summary and stderr.
+fn markdown(published: &[Published]) -> String {
+    let mut summary =
+        String::from("### Published\n\n| package | platform | tag | digest |\n|---|---|---|---|\n");
+    for release in published {
+        for platform in &release.platforms {
+            summary.push_str(&format!(
+                "| {} | {} | `{}` | `{}` |\n",
+                release.package,
+                platform.platform,
+                platform.tags.join("`, `"),
+                platform.digest
+            ));
+        }
+        for tag in &release.tags {
+            summary.push_str(&format!(
+                "| {} | (index) | `{tag}` | `{}` |\n",
+                release.package, release.index
+            ));
+        }
+    }
+    summary
+}
+
 /// The published references on stdout (or JSON), and the metadata file.
 fn output(published: &[Published], args: &PublishArgs) -> Result<()> {
     #[derive(Serialize)]
@@ -170,25 +194,7 @@ fn output(published: &[Published], args: &PublishArgs) -> Result<()> {
             platforms.chain(tags).collect::<Vec<_>>()
         })
         .collect();
-    let mut summary =
-        String::from("### Published\n\n| package | platform | tag | digest |\n|---|---|---|---|\n");
-    for release in published {
-        for platform in &release.platforms {
-            summary.push_str(&format!(
-                "| {} | {} | `{}` | `{}` |\n",
-                release.package,
-                platform.platform,
-                platform.tags.join("`, `"),
-                platform.digest
-            ));
-        }
-        for tag in &release.tags {
-            summary.push_str(&format!(
-                "| {} | (index) | `{tag}` | `{}` |\n",
-                release.package, release.index
-            ));
-        }
-    }
+    let summary = markdown(published);
     let outputs = crate::exec::report::Outputs {
         metadata: &metadata,
         digests: &digests,
