@@ -92,8 +92,8 @@ pub(crate) fn execute_with<B: Backend>(
                 )?;
             }
             Phase::Records(dir) => {
-                for record in records(plan, &progress) {
-                    let platform = crate::config::platform::Platform::parse(&record.platform)?;
+                for (id, record) in records(plan, &progress) {
+                    let platform = plan.platforms[id.0].platform;
                     let path = crate::publish::record::write(dir, &record, platform)?;
                     eprintln!(
                         "[{}] record {}",
@@ -349,13 +349,13 @@ fn push_all<B: Backend>(
     Ok(all)
 }
 
-/// The record of every push of the run, in platform order.
-fn records<I>(plan: &Plan, progress: &Progress<I>) -> Vec<Record> {
+/// The record of every push of the run, in platform order, with the push it records.
+fn records<I>(plan: &Plan, progress: &Progress<I>) -> Vec<(PushId, Record)> {
     plan.pushes()
         .filter_map(|(id, push)| {
             let pushed = progress.pushed.get(&id)?;
             let platform_plan = &plan.platforms[id.0];
-            Some(Record {
+            let record = Record {
                 schema: crate::publish::record::SCHEMA.to_owned(),
                 package: push.package.clone(),
                 platform: push.platform.name(),
@@ -369,7 +369,8 @@ fn records<I>(plan: &Plan, progress: &Progress<I>) -> Vec<Record> {
                 tool: Record::tool(),
                 sbom: progress.sboms.get(id.0).cloned().flatten(),
                 attached: pushed.attached.clone(),
-            })
+            };
+            Some((id, record))
         })
         .collect()
 }
@@ -377,7 +378,7 @@ fn records<I>(plan: &Plan, progress: &Progress<I>) -> Vec<Record> {
 /// Publishes every release from this run's pushes, through the one publishing path.
 fn publish<I>(plan: &Plan, releases: &[Release], progress: &Progress<I>) -> Result<Vec<Published>> {
     let mut shares = Vec::new();
-    for (record, (id, _)) in records(plan, progress).into_iter().zip(plan.pushes()) {
+    for (id, record) in records(plan, progress) {
         shares.push(Share {
             checked: record.check(Origin::ThisRun)?,
             build: Some(plan.platforms[id.0].image.clone()),

@@ -327,7 +327,7 @@ impl OciBackend {
                 "mediaType": MANIFEST,
                 "digest": digest_,
                 "size": image.manifest.len(),
-                "platform": platform_json(image.platform),
+                "platform": image.platform.descriptor(),
                 "annotations": { "org.opencontainers.image.ref.name": name },
             }));
         }
@@ -611,10 +611,6 @@ fn run_config(
         config["ExposedPorts"] = json!(ports);
     }
     config
-}
-
-fn platform_json(platform: &Platform) -> Value {
-    platform.descriptor()
 }
 
 /// The digest and size of a descriptor in a base image's manifest, checked: a digest the
