@@ -189,7 +189,7 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
     let engine = repo_root().canonicalize().unwrap().join("xtask/engine");
     assert!(
         xtask_manifest.contains(&format!(
-            "\nmultiarch = {{ path = \"{}\", default-features = false }}\n",
+            "\nmultiarch = {{ path = \"{}\" }}\n",
             engine.display()
         )),
         "{xtask_manifest}"
@@ -214,27 +214,8 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
     );
 
     builds_and_runs(&dir, "hello-app");
-    // init left TLS out: the engine-free backend refuses a registry over HTTPS before
-    // anything compiles, naming the feature, and publishes to a plain-HTTP one.
-    let https = cargo_xtask(
-        &dir,
-        &[
-            "image",
-            "--backend",
-            "oci",
-            "--push",
-            "--image",
-            "ghcr.io/acme/hello-app",
-        ],
-    );
-    assert_eq!(https.status.code(), Some(1));
-    assert!(
-        stderr(&https).contains(
-            "is served over HTTPS (https://ghcr.io), and this engine was compiled without TLS"
-        ) && stderr(&https).contains("help: turn on the engine's `https` feature"),
-        "{}",
-        stderr(&https)
-    );
+    // With no `image` yet, init kept TLS (every push speaks the registry API); it
+    // publishes to a plain-HTTP registry all the same.
     let registry = Registry::start("init-without-tls");
     let image = format!("{}/hello-app", registry.host());
     let pushed = cargo_xtask(
@@ -536,7 +517,7 @@ fn init_beside_a_workspaces_own_xtask_leaves_it_untouched_and_cargo_multiarch_bu
     for line in [
         "your xtask is untouched; `cargo multiarch` runs the engine through xtask-multiarch/".to_owned(),
         format!(
-            "    multiarch = {{ path = \"{}\", default-features = false }}",
+            "    multiarch = {{ path = \"{}\" }}",
             engine.display()
         ),
         "    Some(\"image\" | \"doctor\" | \"render\" | \"setup\" | \"qemu\") => multiarch::main(),".to_owned(),
@@ -783,9 +764,17 @@ fn an_engine_from_git_pins_the_same_url_and_commit_in_the_next_workspace() {
     cargo_new(&first);
     let output = init(&first, &["--engine-git", &url, "--rev", &commit]);
     assert!(output.status.success());
-    // That engine, started by `cargo multiarch` there, pins itself in the next workspace.
+    // That engine, started by `cargo multiarch` there, pins itself in the next workspace,
+    // whose `image` is on a loopback registry: no TLS is compiled in.
     let next = scratch_dir("init-git-next").join("next");
     cargo_new(&next);
+    let manifest = next.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[package.metadata.multiarch]\nimage = \"127.0.0.1:5000/next\"\n[package.metadata.multiarch.vars]\nbase = \"scratch\"\n"),
+    )
+    .unwrap();
     let output = cargo_in(&first, "multiarch", &["init", next.to_str().unwrap()], None);
     assert!(output.status.success());
     let manifest = std::fs::read_to_string(next.join("xtask/Cargo.toml")).unwrap();
@@ -797,6 +786,22 @@ fn an_engine_from_git_pins_the_same_url_and_commit_in_the_next_workspace() {
     );
     let dry_run = cargo_xtask(&next, &["image", "--dry-run"]);
     assert!(dry_run.status.success());
+    // Without TLS, a registry over HTTPS is refused before anything compiles, naming the
+    // feature.
+    let https = cargo_xtask(&next, &["image", "--push", "--image", "ghcr.io/acme/next"]);
+    assert_eq!(https.status.code(), Some(1));
+    assert!(
+        stderr(&https).contains(
+            "is served over HTTPS (https://ghcr.io), and this engine was compiled without TLS"
+        ) && stderr(&https).contains("help: turn on the engine's `https` feature"),
+        "{}",
+        stderr(&https)
+    );
+    assert!(
+        !stderr(&https).contains("cargo build"),
+        "refused before anything compiles: {}",
+        stderr(&https)
+    );
 }
 
 #[test]

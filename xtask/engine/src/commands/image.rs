@@ -152,6 +152,10 @@ fn docker_checks(
     toolchain: &Toolchain,
 ) -> Result<Docker> {
     host_checks(configs, plans, toolchain)?;
+    // Every push goes over the registry API: an HTTPS registry needs the engine's TLS.
+    for (_, push) in plans.iter().flat_map(Plan::pushes) {
+        crate::registry::Registry::of(&push.repository, push.insecure)?;
+    }
     let docker = engine.require_daemon()?;
     for (config, plan) in configs.iter().zip(plans) {
         preflight::first_failure(preflight::attestations(config, &engine, &docker))?;

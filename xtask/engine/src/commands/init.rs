@@ -213,7 +213,7 @@ fn init_workspace(dir: &Path, package: Option<&str>, engine: &EngineSource) -> R
             None
         }
         thin => {
-            let https = uses_oci_backend(&workspace);
+            let https = needs_tls(&workspace);
             let dependency = dependency_line(thin, &root, &package_dir, https)?;
             writes.create(
                 &package_dir.join("Cargo.toml"),
@@ -574,17 +574,26 @@ fn dependency_line(
     })
 }
 
-/// Whether any multiarch table of the workspace sets `backend = "oci"`, which talks to
-/// registries itself and so needs the engine's TLS.
-fn uses_oci_backend(workspace: &Workspace) -> bool {
+/// Whether the engine needs its TLS in this workspace. Every push and publish speaks the
+/// registry API itself, so it does unless every `image` configured names a plain-HTTP
+/// registry (loopback, or `insecure_registry`) and no table sets `backend = "oci"` (whose
+/// bases come from registries too). A workspace with no `image` yet gets TLS: it will
+/// most likely name a registry such as ghcr.io.
+fn needs_tls(workspace: &Workspace) -> bool {
     let manifests = std::iter::once(workspace.root_manifest())
         .chain(workspace.packages.iter().map(|p| p.manifest_path.clone()));
-    manifests.into_iter().any(|path| {
-        std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| crate::config::parse_manifest(&path, &text).ok())
-            .is_some_and(|tables| tables.backend() == Some(crate::config::Backend::Oci))
-    })
+    let tables: Vec<crate::config::ManifestTables> = manifests
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            crate::config::parse_manifest(&path, &text).ok()
+        })
+        .collect();
+    let oci = tables
+        .iter()
+        .any(|t| t.backend() == Some(crate::config::Backend::Oci));
+    let images: Vec<bool> = tables.iter().filter_map(|t| t.plain_http_image()).collect();
+    oci || images.is_empty() || images.contains(&false)
 }
 
 /// The engine package of a checkout of this repository (its root) or the package itself.
@@ -625,8 +634,8 @@ fn thin_manifest(name: &str, dependency: &str) -> String {
          description = \"{DESCRIPTION_PREFIX}a thin binary over the multiarch engine\"\n\n\
          [dependencies]\n\
          # Updating the engine is changing this line, then `cargo update -p multiarch`.\n\
-         # `default-features = false` leaves TLS out (a quicker first compile); `backend = \"oci\"`\n\
-         # with a registry over HTTPS needs it: then remove that key.\n\
+         # `default-features = false` leaves TLS out (a quicker first compile) where every\n\
+         # registry is plain HTTP; pushing to one over HTTPS needs it: then remove that key.\n\
          {dependency}\n"
     )
 }

@@ -297,6 +297,18 @@ impl ManifestTables {
         let of = |table: &Option<RawConfig>| table.as_ref().and_then(|t| t.backend);
         of(&self.package).or(of(&self.workspace))
     }
+
+    /// Whether the registry of the `image` these tables name is spoken to over plain HTTP
+    /// (loopback, or `insecure_registry`); `None` when they name no image.
+    pub(crate) fn plain_http_image(&self) -> Option<bool> {
+        let of = |table: &Option<RawConfig>| table.as_ref().and_then(|t| t.image.clone());
+        let image = of(&self.package).or(of(&self.workspace))?;
+        let insecure = |table: &Option<RawConfig>| table.as_ref().and_then(|t| t.insecure_registry);
+        let insecure = insecure(&self.package)
+            .or(insecure(&self.workspace))
+            .unwrap_or(false);
+        Some(insecure || ImageRef::parse(&image).is_ok_and(|image| image.is_loopback()))
+    }
 }
 
 pub(crate) const DEFAULT_DOCKERFILE: &str = "docker/Dockerfile.j2";
