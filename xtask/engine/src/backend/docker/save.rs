@@ -199,13 +199,20 @@ fn from_manifest(
     stores: (&Path, &Path),
 ) -> Result<(Digest, String, u64)> {
     let config = layout_blob(archive, &descriptor_digest(&manifest["config"])?)?;
+    let diff_ids = diff_ids(&config);
     let mut layers = Vec::new();
-    for layer in manifest["layers"].as_array().into_iter().flatten() {
+    for (index, layer) in manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let digest = descriptor_digest(layer)?;
         let media_type = layer["mediaType"].as_str().unwrap_or_default();
         let size = layer["size"].as_u64().unwrap_or_default();
+        let claimed = diff_ids.get(index);
         layers.push(match PLAIN_LAYERS.contains(&media_type) {
-            true => gzip_layer(archive, &blob_name(&digest), stores)?,
+            true => gzip_layer(archive, &blob_name(&digest), claimed, stores)?,
             false => (
                 layer.clone(),
                 Outgoing {
@@ -229,13 +236,11 @@ fn from_docker_archive(
         .context("the saved image has neither index.json nor manifest.json")?;
     let image = &listing[0];
     let config = document(archive, image["Config"].as_str().unwrap_or_default())?;
+    let diff_ids = diff_ids(&config);
     let mut layers = Vec::new();
-    for layer in image["Layers"].as_array().into_iter().flatten() {
-        layers.push(gzip_layer(
-            archive,
-            layer.as_str().unwrap_or_default(),
-            stores,
-        )?);
+    for (index, layer) in image["Layers"].as_array().into_iter().flatten().enumerate() {
+        let name = layer.as_str().unwrap_or_default();
+        layers.push(gzip_layer(archive, name, diff_ids.get(index), stores)?);
     }
     image_manifest(config, layers, upload)
 }
@@ -270,25 +275,43 @@ fn image_manifest(
     Ok((digest, OCI_MANIFEST.to_owned(), size))
 }
 
+/// The digests of an image's plain layers, as its config lists them (`rootfs.diff_ids`).
+fn diff_ids(config: &[u8]) -> Vec<Digest> {
+    let config: Value = serde_json::from_slice(config).unwrap_or_default();
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| Digest::parse(d.as_str()?))
+        .collect()
+}
+
 /// A plain layer of the archive, gzipped into the store once: its descriptor and blob.
-fn gzip_layer(archive: &Archive, name: &str, (store, gzipped): (&Path, &Path)) -> Result<Layer> {
-    let mut plain = Hashing::new(std::io::sink());
-    std::io::copy(&mut archive.open(name)?, &mut plain)?;
-    let (diff_id, _) = plain.finish();
-    let remembered = gzipped.join(diff_id.hex());
-    let known = std::fs::read_to_string(&remembered)
-        .ok()
-        .and_then(|text| Digest::parse(text.trim()))
-        .filter(|digest| store.join(digest.hex()).is_file());
-    let (digest, size) = match known {
-        Some(digest) => {
-            let size = std::fs::metadata(store.join(digest.hex()))?.len();
-            (digest, size)
-        }
+/// A layer gzipped before, by the digest its config `claimed`, is not read again; else it
+/// is read once, hashed and gzipped as it streams, and must be what its config claims.
+fn gzip_layer(
+    archive: &Archive,
+    name: &str,
+    claimed: Option<&Digest>,
+    (store, gzipped): (&Path, &Path),
+) -> Result<Layer> {
+    let known = |diff_id: &Digest| {
+        let text = std::fs::read_to_string(gzipped.join(diff_id.hex())).ok()?;
+        let digest = Digest::parse(text.trim())?;
+        let size = std::fs::metadata(store.join(digest.hex())).ok()?.len();
+        Some((digest, size))
+    };
+    let (digest, size) = match claimed.and_then(known) {
+        Some(found) => found,
         None => {
-            let (digest, size) = gzip_into(archive.open(name)?, store)?;
+            let (diff_id, digest, size) = gzip_into(archive.open(name)?, store)?;
+            if claimed.is_some_and(|claimed| *claimed != diff_id) {
+                bail!(
+                    "the saved layer `{name}` is {diff_id}, and the image's config says otherwise"
+                );
+            }
             std::fs::create_dir_all(gzipped)?;
-            std::fs::write(&remembered, digest.as_str())?;
+            std::fs::write(gzipped.join(diff_id.hex()), digest.as_str())?;
             (digest, size)
         }
     };
@@ -302,21 +325,24 @@ fn gzip_layer(archive: &Archive, name: &str, (store, gzipped): (&Path, &Path)) -
     Ok((descriptor, blob))
 }
 
-/// Gzips `plain` into `store/<hex>` as it reads, reproducibly; its digest and size.
-fn gzip_into(mut plain: impl Read, store: &Path) -> Result<(Digest, u64)> {
+/// Gzips `plain` into `store/<hex>` as it reads, reproducibly, hashing both sides: the
+/// plain digest (the diff id), and the blob's digest and size.
+fn gzip_into(mut plain: impl Read, store: &Path) -> Result<(Digest, Digest, u64)> {
     std::fs::create_dir_all(store)?;
     let temporary = crate::layout::temporary_beside(&store.join("layer"));
     let written = (|| {
         let file = std::fs::File::create(&temporary)?;
-        let mut encoder = flate2::GzBuilder::new()
+        let encoder = flate2::GzBuilder::new()
             .mtime(0)
             .operating_system(255)
             .write(Hashing::new(file), flate2::Compression::new(6));
-        std::io::copy(&mut plain, &mut encoder)?;
-        encoder.flush()?;
-        let (digest, size) = encoder.finish()?.finish();
+        let mut plain_side = Hashing::new(encoder);
+        std::io::copy(&mut plain, &mut plain_side)?;
+        plain_side.flush()?;
+        let (diff_id, _) = plain_side.finish();
+        let (digest, size) = plain_side.inner.finish()?.finish();
         std::fs::rename(&temporary, store.join(digest.hex()))?;
-        Ok::<_, anyhow::Error>((digest, size))
+        Ok::<_, anyhow::Error>((diff_id, digest, size))
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
@@ -347,4 +373,84 @@ fn descriptor_digest(descriptor: &Value) -> Result<Digest> {
             crate::diagnostic::escape(text)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tar::Content;
+
+    /// A Docker 20.10 `docker image save` archive of one plain layer, whose config claims
+    /// the diff id `claimed` (the layer's own when `None`).
+    fn docker_archive(dir: &Path, layer: &[u8], claimed: Option<String>) -> PathBuf {
+        let diff_id = claimed.unwrap_or_else(|| Digest::of(layer).to_string());
+        let config = json!({
+            "architecture": "arm64",
+            "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        });
+        let path = dir.join(format!(
+            "saved-{}.tar",
+            Digest::of(diff_id.as_bytes()).hex()
+        ));
+        let mut file = std::fs::File::create(&path).unwrap();
+        crate::tar::archive_to(
+            &mut file,
+            vec![
+                (
+                    "manifest.json".into(),
+                    Content::Bytes(br#"[{"Config":"c.json","Layers":["l/layer.tar"]}]"#.to_vec()),
+                ),
+                (
+                    "c.json".into(),
+                    Content::Bytes(config.to_string().into_bytes()),
+                ),
+                ("l/layer.tar".into(), Content::Bytes(layer.to_vec())),
+            ],
+            0,
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn a_plain_layer_is_gzipped_once_reproducibly_and_must_be_what_its_config_claims() {
+        let dir = std::env::temp_dir().join(format!("multiarch-save-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store, gzipped) = (dir.join("store"), dir.join("gzipped"));
+        let layer = b"a plain layer's tar bytes".repeat(100);
+        let saved = Archive::scan(&docker_archive(&dir, &layer, None)).unwrap();
+        let mut first = Upload::default();
+        let top = from_docker_archive(&saved, &mut first, (&store, &gzipped)).unwrap();
+        let manifest: Value = serde_json::from_slice(&first.manifests[0].2).unwrap();
+        assert_eq!(manifest["layers"][0]["mediaType"], GZIP_LAYER);
+        let blob = Digest::parse(manifest["layers"][0]["digest"].as_str().unwrap()).unwrap();
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(store.join(blob.hex())).unwrap())
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, layer);
+        // Again: the same manifest, from what was remembered.
+        let mut again = Upload::default();
+        assert_eq!(
+            from_docker_archive(&saved, &mut again, (&store, &gzipped))
+                .unwrap()
+                .0,
+            top.0
+        );
+        // A config that claims other bytes than the layer holds is refused.
+        let lying = docker_archive(&dir, &layer, Some(format!("sha256:{}", "e".repeat(64))));
+        let err = from_docker_archive(
+            &Archive::scan(&lying).unwrap(),
+            &mut Upload::default(),
+            (&store, &gzipped),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("the image's config says otherwise"),
+            "{err:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
