@@ -208,7 +208,10 @@ fn init_into_a_cargo_new_project_writes_a_thin_xtask_that_builds_images_and_is_i
         ) && config.ends_with(
             "[profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\nincremental = false\n\n\
              # Image layers are hashed as they stream: at full speed.\n\
-             [profile.multiarch-xtask.package.sha2]\nopt-level = 1\n"
+             [profile.multiarch-xtask.package.sha2]\nopt-level = 1\n\n\
+             # Saved layers are gzipped as they stream: at speed too.\n\
+             [profile.multiarch-xtask.package.miniz_oxide]\nopt-level = 2\n\n\
+             [profile.multiarch-xtask.package.crc32fast]\nopt-level = 2\n"
         ),
         "{config}"
     );

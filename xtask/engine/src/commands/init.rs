@@ -912,6 +912,20 @@ fn add_aliases(text: &str, names: &[&str], package: &str) -> Result<Option<Strin
         let mut package = toml_edit::Table::new();
         package.set_implicit(true);
         package.insert("sha2", toml_edit::Item::Table(sha2));
+        // Plain layers an engine saves are gzipped as they stream: unoptimized, a 200 MB
+        // layer takes 20 s; at opt-level 2, 5 s.
+        for (name, comment) in [
+            (
+                "miniz_oxide",
+                "\n# Saved layers are gzipped as they stream: at speed too.\n",
+            ),
+            ("crc32fast", "\n"),
+        ] {
+            let mut table = toml_edit::Table::new();
+            table.decor_mut().set_prefix(comment);
+            table.insert("opt-level", toml_edit::value(2));
+            package.insert(name, toml_edit::Item::Table(table));
+        }
         profile.insert("package", toml_edit::Item::Table(package));
         profiles.insert(PROFILE, toml_edit::Item::Table(profile));
     }
@@ -1251,7 +1265,10 @@ mod tests {
                        # profile does, without debug info or incremental caches (a quicker first compile).\n\
                        [profile.multiarch-xtask]\ninherits = \"dev\"\ndebug = false\nincremental = false\n\n\
                        # Image layers are hashed as they stream: at full speed.\n\
-                       [profile.multiarch-xtask.package.sha2]\nopt-level = 1\n";
+                       [profile.multiarch-xtask.package.sha2]\nopt-level = 1\n\n\
+                       # Saved layers are gzipped as they stream: at speed too.\n\
+                       [profile.multiarch-xtask.package.miniz_oxide]\nopt-level = 2\n\n\
+                       [profile.multiarch-xtask.package.crc32fast]\nopt-level = 2\n";
         assert_eq!(
             alias("").unwrap(),
             format!("[alias]\nxtask = {}\n{profile}", run("xtask"))
