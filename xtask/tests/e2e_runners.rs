@@ -326,6 +326,13 @@ fn three_runners_push_by_digest_and_a_fourth_clone_publishes_one_signed_tag() {
             "{platform}"
         );
     }
+    // Runner B's SBOM, read back from its attestation manifest, is attested with the key
+    // by the machine that publishes, as the machine that built it would have.
+    let arm64 = format!("{image}@{}", images[1]["digest"].as_str().unwrap());
+    assert!(
+        cosign_verifies(&arm64, &public, Some("cyclonedx")),
+        "{arm64}"
+    );
 
     // The same records again: the same index, and the tag where it was.
     let output = publish(&d, &[], &all);

@@ -54,6 +54,15 @@ pub(crate) struct PublishedPlatform {
     pub(crate) signature: Option<String>,
 }
 
+/// The largest in-toto statement read back from a registry to be attested.
+const STATEMENT_LIMIT: u64 = 64 << 20;
+
+/// What a statement read back from the registry is attested as.
+enum Predicate {
+    Sbom,
+    Provenance,
+}
+
 /// Where publishing works: cosign's working directory (key paths are relative to the
 /// workspace) and where blobs copied between registries pass through.
 pub(crate) struct Places<'a> {
@@ -81,7 +90,7 @@ pub(crate) fn publish(
     }
     let mut signatures = Vec::new();
     for joined in &joined {
-        signatures.push(joined.sign(places.root)?);
+        signatures.push(joined.sign(places)?);
     }
     joined
         .iter()
@@ -273,12 +282,12 @@ impl<'a> Joined<'a> {
     /// Signs every platform's image (with this run's SBOM and provenance where it built
     /// them) and the index, by digest. Returns the signatures' digests: the images' in
     /// platform order, then the index's.
-    fn sign(&self, root: &Path) -> Result<(Vec<Option<String>>, Option<String>)> {
+    fn sign(&self, places: &Places<'_>) -> Result<(Vec<Option<String>>, Option<String>)> {
         let Some(signing) = &self.release.sign else {
             return Ok((vec![None; self.verified.len()], None));
         };
         let sh = xshell::Shell::new()?;
-        sh.change_dir(root);
+        sh.change_dir(places.root);
         let insecure = self.release.insecure;
         let run = |command: crate::process::Command, what: &str| {
             eprintln!("[{}] {what}", self.release.package);
@@ -296,16 +305,38 @@ impl<'a> Joined<'a> {
         for (share, verified) in self.shares.iter().zip(&self.verified) {
             let digest = image_digest(verified);
             let reference = cosign::pinned(&self.release.repository, &digest);
+            let mut predicates = Vec::new();
             let commands = match &share.build {
                 Some(build) => cosign::image_commands(&reference, signing, insecure, build),
-                None => vec![(
-                    cosign::sign(&reference, signing, insecure),
-                    format!("signing {reference}"),
-                )],
+                None => {
+                    let mut commands = vec![(
+                        cosign::sign(&reference, signing, insecure),
+                        format!("signing {reference}"),
+                    )];
+                    predicates = self.predicates(verified, &digest, places.scratch)?;
+                    for (kind, path) in &predicates {
+                        let (command, what) = match kind {
+                            Predicate::Sbom => (
+                                cosign::attest_sbom(&reference, signing, insecure, path),
+                                "attesting the SBOM of",
+                            ),
+                            Predicate::Provenance => (
+                                cosign::attest_provenance(&reference, signing, insecure, path),
+                                "attesting the provenance of",
+                            ),
+                        };
+                        commands.push((command, format!("{what} {reference}")));
+                    }
+                    commands
+                }
             };
-            for (command, what) in commands {
-                run(command, &what)?;
+            let ran = commands
+                .into_iter()
+                .try_for_each(|(command, what)| run(command, &what));
+            for (_, path) in &predicates {
+                let _ = std::fs::remove_file(path);
             }
+            ran?;
             images.push(signature_digest(&self.target, &digest));
         }
         let reference = cosign::pinned(&self.release.repository, self.digest.as_str());
@@ -314,6 +345,48 @@ impl<'a> Joined<'a> {
             &format!("signing {reference}"),
         )?;
         Ok((images, signature_digest(&self.target, self.digest.as_str())))
+    }
+
+    /// The SBOM and provenance a platform's attestation manifest holds (the tool's own
+    /// predicate types), each predicate written to a file for `cosign attest`, as the
+    /// machine that built them would have attested them. A statement about another image
+    /// is refused.
+    fn predicates(
+        &self,
+        verified: &Verified,
+        image: &str,
+        scratch: &Path,
+    ) -> Result<Vec<(Predicate, std::path::PathBuf)>> {
+        let mut written = Vec::new();
+        for statement in &verified.statements {
+            let kind = match statement.predicate_type.as_str() {
+                crate::supply::attest::CYCLONEDX => Predicate::Sbom,
+                crate::supply::provenance::PREDICATE_TYPE => Predicate::Provenance,
+                _ => continue,
+            };
+            if statement.size > STATEMENT_LIMIT {
+                anyhow::bail!(
+                    "the statement {} is {} bytes, above {STATEMENT_LIMIT}",
+                    statement.digest,
+                    statement.size
+                );
+            }
+            let bytes = self.target.get_blob(&statement.digest, statement.size)?;
+            let parsed: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("the statement {} is not JSON", statement.digest))?;
+            let subject = parsed["subject"][0]["digest"]["sha256"].as_str();
+            if subject != image.strip_prefix("sha256:") {
+                anyhow::bail!(
+                    "the statement {} is about another image than {image}",
+                    statement.digest
+                );
+            }
+            std::fs::create_dir_all(scratch)?;
+            let path = scratch.join(format!("predicate-{}.json", statement.digest.hex()));
+            std::fs::write(&path, serde_json::to_vec(&parsed["predicate"])?)?;
+            written.push((kind, path));
+        }
+        Ok(written)
     }
 
     /// Moves every platform's own tags, then the multi-arch tags, to what was checked.

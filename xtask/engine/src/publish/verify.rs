@@ -39,6 +39,17 @@ pub(crate) struct Verified {
     pub(crate) manifests: Vec<Document>,
     /// Every blob those manifests name.
     pub(crate) blobs: Vec<(Digest, u64)>,
+    /// The in-toto statements of its attestation manifests.
+    pub(crate) statements: Vec<Statement>,
+}
+
+/// One in-toto statement of an attestation manifest: its predicate type (the layer's
+/// `in-toto.io/predicate-type` annotation), digest and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Statement {
+    pub(crate) predicate_type: String,
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
 }
 
 /// Reads what `share` names from `registry` (its repository) and checks it.
@@ -111,14 +122,16 @@ pub(crate) fn verify(share: &Checked, registry: &Registry) -> Result<Verified> {
         top,
         manifests: found.manifests,
         blobs: found.blobs,
+        statements: found.statements,
     })
 }
 
-/// The manifests and blobs a record brings, gathered as they are checked.
+/// The manifests, blobs and statements a record brings, gathered as they are checked.
 #[derive(Default)]
 struct Found {
     manifests: Vec<Document>,
     blobs: Vec<(Digest, u64)>,
+    statements: Vec<Statement>,
 }
 
 /// An image manifest: listed with the record's platform, beside the attestation manifests
@@ -185,8 +198,7 @@ fn from_index(
             && annotations["vnd.docker.reference.digest"] == image_digest.as_str()
         {
             let digest = manifest_at(registry, child, found)?;
-            let manifest = found.manifests.last().expect("just read").bytes.clone();
-            blobs_of(registry, &serde_json::from_slice(&manifest)?, found)
+            attestation_manifest(registry, found)
                 .map_err(|err| err.context(format!("in the attestation {digest}")))?;
             attestations.push(child.clone());
         }
@@ -213,11 +225,31 @@ fn attached(registry: &Registry, share: &Checked, found: &mut Found) -> Result<V
             share.digest.as_str(),
         );
         manifest_at(registry, &descriptor, found)?;
-        let manifest = found.manifests.last().expect("just read").bytes.clone();
-        blobs_of(registry, &serde_json::from_slice(&manifest)?, found)?;
+        attestation_manifest(registry, found)?;
         descriptors.push(descriptor);
     }
     Ok(descriptors)
+}
+
+/// Checks the attestation manifest read last: every blob it names is there; its layers
+/// are statements.
+fn attestation_manifest(registry: &Registry, found: &mut Found) -> Result<()> {
+    let bytes = found.manifests.last().expect("just read").bytes.clone();
+    let manifest: Value = serde_json::from_slice(&bytes)?;
+    blobs_of(registry, &manifest, found)?;
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let (digest, size) = digest_and_size(layer)?;
+        let predicate_type = layer["annotations"]["in-toto.io/predicate-type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        found.statements.push(Statement {
+            predicate_type,
+            digest,
+            size,
+        });
+    }
+    Ok(())
 }
 
 /// Reads the manifest a descriptor names, checks its size and digest, and keeps it.
