@@ -78,8 +78,6 @@ pub(crate) struct Plan {
     pub(crate) releases: Vec<Release>,
     /// Where each push's record goes (`--push-by-digest`), when this run publishes nothing.
     pub(crate) records: Option<PathBuf>,
-    /// What the plan chose for the user, said before anything runs.
-    pub(crate) notes: Vec<String>,
 }
 
 /// A base image a platform's Dockerfile starts from.
@@ -390,7 +388,6 @@ impl Plan {
             platforms: Vec::new(),
             releases: Vec::new(),
             records: None,
-            notes: Vec::new(),
         };
         for &platform in &config.platforms {
             let platform_config = config.platform(platform);
@@ -443,9 +440,7 @@ impl Plan {
             merged.base_images.extend(plan.base_images);
             merged.platforms.extend(plan.platforms);
             merged.releases.extend(plan.releases);
-            merged.notes.extend(plan.notes);
         }
-        merged.notes.dedup();
         merged.refuse_shared_refs()?;
         Ok(merged)
     }
