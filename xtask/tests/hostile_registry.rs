@@ -297,6 +297,18 @@ fn config_with_login(name: &str, host: &str) -> PathBuf {
     docker_config_for(name, host, "user:secret-password")
 }
 
+/// `image --push --tag t` of a fresh one-platform workspace `name` on `base` to `hello` at
+/// `host`, with a Docker config of its own.
+fn push_hello(name: &str, base: &str, host: &str) -> std::process::Output {
+    let dir = workspace(name, "\"linux/amd64\"", base);
+    let image = format!("{host}/hello");
+    run(
+        &dir,
+        &["image", "--push", "--image", &image, "--tag", "t"],
+        &scratch_dir(&format!("{name}-config")),
+    )
+}
+
 fn run(dir: &Path, args: &[&str], docker_config: &Path) -> std::process::Output {
     xtask_with_env(
         dir,
@@ -433,13 +445,7 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
             Some(Answer::new("401 Unauthorized", "").header("WWW-Authenticate", challenge))
         }),
     );
-    let dir = workspace("hostile-expiry", "\"linux/amd64\"", "scratch");
-    let image = format!("{}/hello", registry.host);
-    let output = run(
-        &dir,
-        &["image", "--push", "--image", &image, "--tag", "t"],
-        &scratch_dir("hostile-expiry-config"),
-    );
+    let output = push_hello("hostile-expiry", "scratch", &registry.host);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(registry.tags(), ["amd64-t", "t"]);
     let logins = registry
@@ -595,16 +601,10 @@ fn content_served_for_another_digest_is_refused_before_any_upload() {
             },
         ),
     );
-    let dir = workspace(
+    let output = push_hello(
         "hostile-digest",
-        "\"linux/amd64\"",
         &format!("{}/base:1", registry.host),
-    );
-    let image = format!("{}/hello", registry.host);
-    let output = run(
-        &dir,
-        &["image", "--push", "--image", &image, "--tag", "t"],
-        &scratch_dir("hostile-digest-config"),
+        &registry.host,
     );
     let message = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{message}");
@@ -869,17 +869,7 @@ fn push_beside_a_base(
             },
         ),
     );
-    let dir = workspace(
-        name,
-        "\"linux/amd64\"",
-        &format!("{}/base:1", registry.host),
-    );
-    let image = format!("{}/hello", registry.host);
-    let output = run(
-        &dir,
-        &["image", "--push", "--image", &image, "--tag", "t"],
-        &scratch_dir(&format!("{name}-config")),
-    );
+    let output = push_hello(name, &format!("{}/base:1", registry.host), &registry.host);
     (registry, layer_digest, output)
 }
 

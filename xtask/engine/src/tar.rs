@@ -334,15 +334,25 @@ impl Indexed {
         self.located(name).is_some()
     }
 
-    /// A reader of the file `name`'s data.
-    pub(crate) fn open(&self, name: &str) -> Result<std::io::Take<std::fs::File>> {
-        let (offset, size) = self.located(name).with_context(|| {
+    /// The archive's own path.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Where the file `name`'s data lies in the archive: its offset and size.
+    pub(crate) fn span(&self, name: &str) -> Result<(u64, u64)> {
+        self.located(name).with_context(|| {
             format!(
                 "the archive {} lacks `{}`",
                 self.path.display(),
                 crate::diagnostic::escape(name)
             )
-        })?;
+        })
+    }
+
+    /// A reader of the file `name`'s data.
+    pub(crate) fn open(&self, name: &str) -> Result<std::io::Take<std::fs::File>> {
+        let (offset, size) = self.span(name)?;
         let mut file = std::fs::File::open(&self.path)?;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
         Ok(file.take(size))

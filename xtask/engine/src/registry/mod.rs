@@ -147,27 +147,14 @@ impl Registry {
         let mut location = self.upload_location(&started)?;
         let label = format!("uploading {digest} to {}", self.base);
         let size = payload.size();
+        let chunk = chunk_size(&started);
         let last = match payload {
             Payload::Bytes(bytes) => Body::Bytes(bytes),
             Payload::File(path) => {
-                let chunk = chunk_size(&started);
-                let mut offset = 0;
-                while size - offset > chunk {
-                    let body = Body::File {
-                        path,
-                        offset,
-                        len: chunk,
-                        label: &label,
-                    };
-                    location = self.patch(&location, offset, chunk, body)?;
-                    offset += chunk;
-                }
-                Body::File {
-                    path,
-                    offset,
-                    len: size - offset,
-                    label: &label,
-                }
+                self.leading_chunks(&mut location, (path, 0, size), chunk, &label)?
+            }
+            Payload::Part { path, start, len } => {
+                self.leading_chunks(&mut location, (path, start, len), chunk, &label)?
             }
         };
         let separator = if location.contains('?') { '&' } else { '?' };
@@ -184,6 +171,34 @@ impl Registry {
             return Err(self.refused(&response, "upload a blob"));
         }
         Ok(())
+    }
+
+    /// Sends all but the last `chunk` of the `len` bytes from `start` of the file `path` in
+    /// PATCHes, moving `location` along; returns the last piece, for the closing PUT.
+    fn leading_chunks<'b>(
+        &self,
+        location: &mut String,
+        (path, start, len): (&'b Path, u64, u64),
+        chunk: u64,
+        label: &'b str,
+    ) -> Result<Body<'b>> {
+        let mut offset = 0;
+        while len - offset > chunk {
+            let body = Body::File {
+                path,
+                offset: start + offset,
+                len: chunk,
+                label,
+            };
+            *location = self.patch(location, offset, chunk, body)?;
+            offset += chunk;
+        }
+        Ok(Body::File {
+            path,
+            offset: start + offset,
+            len: len - offset,
+            label,
+        })
     }
 
     /// Sends `len` bytes from `offset` of an upload as one chunk; the next `Location`.
@@ -538,11 +553,17 @@ fn chunk_size(started: &Response) -> u64 {
     CHUNK.max(minimum.min(1 << 30))
 }
 
-/// What an upload sends: a small document held in memory, or a file read as it is sent.
+/// What an upload sends: a small document held in memory, or a file (or `len` bytes of
+/// one from `start`, such as a blob inside a saved image archive) read as it is sent.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Payload<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
+    Part {
+        path: &'a Path,
+        start: u64,
+        len: u64,
+    },
 }
 
 impl Payload<'_> {
@@ -550,6 +571,7 @@ impl Payload<'_> {
         match self {
             Payload::Bytes(bytes) => bytes.len() as u64,
             Payload::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            Payload::Part { len, .. } => *len,
         }
     }
 }

@@ -113,19 +113,18 @@ pub(crate) fn push(
         match place {
             Some(Place::Stored(path)) => registry.send_blob(digest, Payload::File(path))?,
             Some(Place::Bytes(bytes)) => registry.send_blob(digest, Payload::Bytes(bytes))?,
+            // Sent from where it lies in the archive; the registry checks its digest.
             Some(Place::InArchive(name)) => {
-                let path = crate::layout::temporary_beside(&store.join(digest.hex()));
-                std::fs::create_dir_all(store)?;
-                let copied = (|| {
-                    let mut file = std::fs::File::create(&path)?;
-                    let copied = std::io::copy(&mut archive.open(name)?, &mut file)?;
-                    if copied != *size {
-                        bail!("the saved blob {digest} is {copied} bytes, not {size}");
-                    }
-                    registry.send_blob(digest, Payload::File(&path))
-                })();
-                let _ = std::fs::remove_file(&path);
-                copied?;
+                let (start, len) = archive.span(name)?;
+                if len != *size {
+                    bail!("the saved blob {digest} is {len} bytes, not {size}");
+                }
+                let part = Payload::Part {
+                    path: archive.path(),
+                    start,
+                    len,
+                };
+                registry.send_blob(digest, part)?;
             }
             None => bail!("the saved image lacks the blob {digest}"),
         }
